@@ -1,0 +1,130 @@
+//! The command line: one file per subcommand. Exit codes: 0 ok, 1 error reply (or a failed turn),
+//! 2 usage, 3 server unreachable.
+
+mod call;
+mod ping;
+mod send;
+mod serve;
+mod sessions;
+mod sub;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::ClientError;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zcoord",
+    version,
+    about = "ZeroMQ primary-instance coordinator for AI-agent applications"
+)]
+pub struct Cli {
+    /// Data directory: holds the discovery file and, by default, the ipc sockets.
+    #[arg(long, global = true, env = "ZCOORD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client subcommands find and wait for the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// ROUTER endpoint to connect to (default: from the discovery file).
+    #[arg(long, env = "ZCOORD_RPC")]
+    pub rpc: Option<String>,
+    /// PUB endpoint to connect to (default: from the discovery file).
+    #[arg(long = "pub", env = "ZCOORD_PUB")]
+    pub pub_: Option<String>,
+    /// How long to wait for a reply, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
+impl ClientArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the primary: bind the ROUTER and PUB sockets and serve until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Check that the server answers (instance.ping).
+    Ping(ping::PingArgs),
+    /// Call one method and print its JSON result.
+    Call(call::CallArgs),
+    /// Print events as JSON lines, one per event.
+    Sub(sub::SubArgs),
+    /// Send a message and print the reply's tokens as they stream; exits at llm.end.
+    Send(send::SendArgs),
+    /// List sessions (`*` marks the active one).
+    Sessions(sessions::SessionsArgs),
+}
+
+/// Parses the command line, runs the subcommand, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    let default_log = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::discovery::default_data_dir);
+    match cli.command {
+        Command::Serve(args) => serve::run(args, data_dir),
+        Command::Ping(args) => ping::run(args, &data_dir),
+        Command::Call(args) => call::run(args, &data_dir),
+        Command::Sub(args) => sub::run(args, &data_dir),
+        Command::Send(args) => send::run(args, &data_dir),
+        Command::Sessions(args) => sessions::run(args, &data_dir),
+    }
+}
+
+/// Prints a client error and maps it to an exit code.
+pub fn report(e: &ClientError) -> i32 {
+    match e {
+        ClientError::Rpc(err) => {
+            let body = serde_json::to_string(err).unwrap_or_else(|_| err.message.clone());
+            eprintln!("error: {body}");
+            EXIT_ERROR
+        }
+        ClientError::Timeout(_) => {
+            eprintln!("error: {e}");
+            EXIT_UNREACHABLE
+        }
+        other => {
+            eprintln!("error: {other}");
+            EXIT_ERROR
+        }
+    }
+}

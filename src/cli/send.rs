@@ -1,0 +1,148 @@
+//! `zcoord send [--session ID] <text>`: sends a message, prints the reply's tokens as they stream
+//! (tool calls on stderr), exits at `llm.end`: 0 when the turn completed, 1 otherwise.
+//!
+//! PUB/SUB can lose the first events of a fresh subscription (the slow joiner). Tokens are printed
+//! as they come; if any were missed, the complete reply from the assistant `message.append` is
+//! printed after them, marked as such, so the output is never silently incomplete.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{report, target, ClientArgs, EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE};
+use crate::client::{ClientError, RpcClient, Subscriber};
+use crate::protocol::events::topic;
+use crate::protocol::methods::SendResult;
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The message text.
+    pub text: String,
+    /// Session to send to (default: a new session).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Idempotency key: sending again with the same key starts nothing new.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Give up if no event for the turn arrives for this long, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn run(args: SendArgs, data_dir: &Path) -> i32 {
+    let t = match target::resolve(&args.client, data_dir) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let ctx = zmq::Context::new();
+    match stream(&ctx, &t, &args) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32, ClientError> {
+    let prefixes = [
+        topic::LLM_TOKEN,
+        topic::LLM_END,
+        topic::TOOL_START,
+        topic::TOOL_END,
+        topic::MESSAGE_APPEND,
+    ];
+    let sub = Subscriber::connect(ctx, &t.pub_, &prefixes)?;
+    let mut rpc = RpcClient::connect(ctx, &t.rpc, args.client.timeout())?;
+    // A round trip gives the subscription time to reach the server; a miss is repaired below.
+    rpc.call("instance.ping", json!({}))?;
+    let mut params = json!({"content": args.text});
+    if let Some(s) = &args.session {
+        params["session_id"] = json!(s);
+    }
+    if let Some(r) = &args.request_id {
+        params["request_id"] = json!(r);
+    }
+    let sent: SendResult = serde_json::from_value(rpc.call("message.send", params)?)
+        .map_err(|e| ClientError::BadReply(e.to_string()))?;
+    eprintln!("session {} turn {}", sent.session_id, sent.turn_id);
+    let turn = sent.turn_id.to_string();
+
+    let idle = Duration::from_secs(args.idle_timeout);
+    let mut last_event = Instant::now();
+    let mut next_index = 0u64;
+    let mut gaps = false;
+    let mut end: Option<Value> = None;
+    let out = std::io::stdout();
+    loop {
+        let Some(ev) = sub.recv(Duration::from_millis(200))? else {
+            if last_event.elapsed() > idle {
+                eprintln!("\nerror: no event for {idle:?}");
+                return Ok(EXIT_UNREACHABLE);
+            }
+            // After llm.end the assistant message follows at once; if it never comes (nothing
+            // streamed), stop waiting.
+            if end.is_some() && last_event.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+            continue;
+        };
+        let p = &ev.envelope.payload;
+        if p["turn_id"].as_str() != Some(turn.as_str()) {
+            continue;
+        }
+        last_event = Instant::now();
+        match ev.envelope.topic.as_str() {
+            topic::LLM_TOKEN => {
+                let index = p["index"].as_u64().unwrap_or(0);
+                gaps |= index != next_index;
+                next_index = index + 1;
+                let mut o = out.lock();
+                let _ = o.write_all(p["token"].as_str().unwrap_or("").as_bytes());
+                let _ = o.flush();
+            }
+            topic::TOOL_START => eprintln!("\n[tool {} {}]", p["tool_name"], p["params"]),
+            topic::TOOL_END => eprintln!(
+                "[tool {} {}: {}]",
+                p["tool_name"],
+                if p["is_error"] == json!(true) {
+                    "failed"
+                } else {
+                    "ok"
+                },
+                p["result"]
+            ),
+            topic::LLM_END => {
+                end = Some(p.clone());
+                if !gaps {
+                    break;
+                }
+            }
+            topic::MESSAGE_APPEND if p["role"] == "assistant" => {
+                if gaps {
+                    println!("\n--- some tokens were missed; the complete reply:");
+                    print!("{}", p["content"].as_str().unwrap_or(""));
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    println!();
+    let end = end.unwrap_or_default();
+    match end["reason"].as_str() {
+        Some("completed") => Ok(EXIT_OK),
+        reason => {
+            eprintln!(
+                "turn ended: {}{}",
+                reason.unwrap_or("?"),
+                end["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+            Ok(EXIT_ERROR)
+        }
+    }
+}

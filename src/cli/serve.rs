@@ -1,0 +1,185 @@
+//! `zcoord serve`: resolves the configuration, refuses to start over a live instance, binds,
+//! writes the discovery file, serves until SIGINT/SIGTERM, and removes the file on the way out.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{EXIT_ERROR, EXIT_OK};
+use crate::app;
+use crate::client::RpcClient;
+use crate::config::{Config, ModelConfig};
+use crate::discovery::{self, Discovery};
+use crate::protocol::methods::Endpoints;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::transport::TransportConfig;
+
+/// Longest `ipc://` path libzmq accepts (the `sun_path` limit, less the terminator).
+const MAX_IPC_PATH: usize = 107;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// ROUTER endpoint to bind (default: ipc://<data-dir>/run/rpc.sock). `tcp://127.0.0.1:0` picks a port.
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// PUB endpoint to bind (default: ipc://<data-dir>/run/pub.sock).
+    #[arg(long = "pub")]
+    pub pub_: Option<String>,
+    /// Seconds between `instance.heartbeat` events (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat_interval: f64,
+    /// Model provider. Only `echo` (embedded, offline) for now.
+    #[arg(long, default_value = "echo")]
+    pub model: String,
+    /// Delay before each token of the echo model, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub token_delay_ms: u64,
+    /// Largest request frame answered normally; larger ones get `message_too_large`.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+    /// Per-subscriber PUB queue in messages; a subscriber further behind misses events.
+    #[arg(long, default_value_t = 10_000)]
+    pub pub_hwm: i32,
+}
+
+pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
+    match serve(args, &data_dir) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
+    let model = match args.model.as_str() {
+        "echo" => ModelConfig::Echo {
+            token_delay: Duration::from_millis(args.token_delay_ms),
+        },
+        other => anyhow::bail!("unknown model {other:?}: the only model available is `echo`"),
+    };
+    if !(args.heartbeat_interval > 0.0 && args.heartbeat_interval.is_finite()) {
+        anyhow::bail!("--heartbeat-interval must be a positive number of seconds");
+    }
+    let run_dir = data_dir.join("run");
+    let needs_run_dir = args.rpc.is_none() || args.pub_.is_none();
+    if needs_run_dir {
+        discovery::ensure_private_dir(&run_dir)?;
+    }
+    let default_ep = |name: &str| -> anyhow::Result<String> {
+        let path = run_dir.join(name);
+        let text = path.display().to_string();
+        if text.len() > MAX_IPC_PATH {
+            anyhow::bail!(
+                "ipc socket path {text} is longer than {MAX_IPC_PATH} bytes; use a shorter --data-dir or pass --rpc/--pub"
+            );
+        }
+        Ok(format!("ipc://{text}"))
+    };
+    Ok(Config {
+        transport: TransportConfig {
+            rpc_endpoint: args
+                .rpc
+                .clone()
+                .map_or_else(|| default_ep("rpc.sock"), Ok)?,
+            pub_endpoint: args
+                .pub_
+                .clone()
+                .map_or_else(|| default_ep("pub.sock"), Ok)?,
+            max_message_bytes: args.max_message_bytes,
+            pub_sndhwm: args.pub_hwm,
+            ..TransportConfig::default()
+        },
+        heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
+        model,
+        ..Config::default()
+    })
+}
+
+/// Refuses to start when the discovery file names a server that still answers: binding an
+/// `ipc://` path would silently take it over. A file whose server does not answer is stale.
+fn refuse_if_live(path: &Path) -> anyhow::Result<()> {
+    let Ok(d) = discovery::read(path) else {
+        return Ok(());
+    };
+    let ctx = zmq::Context::new();
+    let answered = RpcClient::connect(&ctx, &d.endpoints.rpc, Duration::from_millis(500))
+        .and_then(|mut c| c.call("instance.ping", json!({})))
+        .ok()
+        .and_then(|r| r["instance_id"].as_str().map(str::to_owned));
+    if answered == Some(d.instance_id.to_string()) {
+        anyhow::bail!(
+            "a zcoord server is already running for this data directory: instance {} (pid {}) at {}",
+            d.instance_id,
+            d.pid,
+            d.endpoints.rpc
+        );
+    }
+    tracing::warn!(path = %path.display(), pid = d.pid, "stale discovery file from a server that no longer answers; replacing it");
+    Ok(())
+}
+
+fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
+    discovery::ensure_private_dir(data_dir)?;
+    let disc_path = discovery::path_in(data_dir);
+    refuse_if_live(&disc_path)?;
+    let config = config(&args, data_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = app::start(config)?;
+        let ready = server.ready().clone();
+        discovery::write(
+            &disc_path,
+            &Discovery {
+                instance_id: ready.instance_id,
+                pid: std::process::id(),
+                endpoints: Endpoints {
+                    rpc: ready.rpc_endpoint.clone(),
+                    pub_: ready.pub_endpoint.clone(),
+                },
+                started_at: ready.started_at,
+                protocol_version: PROTOCOL_VERSION,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+        )?;
+        println!(
+            "zcoord {} serving (model {})",
+            ready.instance_id, ready.model
+        );
+        println!("  rpc: {}", ready.rpc_endpoint);
+        println!("  pub: {}", ready.pub_endpoint);
+        println!("  discovery: {}", disc_path.display());
+        server.run(shutdown_signal()).await;
+        discovery::remove_if_ours(&disc_path, ready.instance_id);
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM.
+async fn shutdown_signal() -> String {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT".to_owned(),
+                _ = term.recv() => "SIGTERM".to_owned(),
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT".to_owned()
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT".to_owned()
+    }
+}

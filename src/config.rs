@@ -1,0 +1,33 @@
+//! Everything `serve` can be told, resolved to concrete values (no clap types here).
+
+use std::time::Duration;
+
+use crate::transport::TransportConfig;
+
+#[derive(Debug, Clone)]
+pub enum ModelConfig {
+    /// The embedded deterministic model.
+    Echo { token_delay: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub transport: TransportConfig,
+    pub heartbeat_interval: Duration,
+    pub model: ModelConfig,
+    /// How many `message.send` `request_id`s are remembered for idempotent retries.
+    pub idempotency_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            transport: TransportConfig::default(),
+            heartbeat_interval: Duration::from_secs(5),
+            model: ModelConfig::Echo {
+                token_delay: Duration::from_millis(5),
+            },
+            idempotency_capacity: 10_000,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! What the core asks the world to do, and what the model tells the core: the core's only
+//! boundary besides its method calls.
+
+use crate::protocol::events::Published;
+use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::types::Role;
+
+/// One past message given to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Everything a model needs to run one turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnStart {
+    pub turn_id: TurnId,
+    pub session_id: SessionId,
+    /// The session's messages in order, ending with the user message that started the turn.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// An effect for the actor to carry out, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Publish this event (already numbered).
+    Publish(Published),
+    /// Start the model on this turn.
+    StartTurn(TurnStart),
+    /// Stop the model running this turn; its later output is ignored by the core anyway.
+    CancelTurn(TurnId),
+}
+
+/// What a running model reports about its turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelEvent {
+    /// Token counts so far; the last report wins.
+    Usage {
+        tokens_in: u64,
+        tokens_out: u64,
+    },
+    Token(String),
+    ToolStart {
+        call_id: String,
+        tool_name: String,
+        params: String,
+    },
+    ToolEnd {
+        call_id: String,
+        is_error: bool,
+        result: String,
+    },
+    /// The model finished normally.
+    Finished,
+    /// The model failed; the text streamed so far is kept.
+    Failed(String),
+}

@@ -1,0 +1,27 @@
+//! The core's refusals, and the one place they become JSON-RPC errors.
+
+use crate::protocol::errors::RpcError;
+use crate::protocol::ids::TurnId;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CoreError {
+    #[error("session not found: {0}")]
+    SessionNotFound(String),
+    #[error("session {session_id} is busy with turn {turn_id}")]
+    SessionBusy { session_id: String, turn_id: TurnId },
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<CoreError> for RpcError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::SessionNotFound(id) => RpcError::session_not_found(&id),
+            CoreError::SessionBusy {
+                session_id,
+                turn_id,
+            } => RpcError::session_busy(&session_id, &turn_id.to_string()),
+            CoreError::ShuttingDown => RpcError::shutting_down(),
+        }
+    }
+}

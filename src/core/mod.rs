@@ -1,0 +1,16 @@
+//! The core state machine: inputs in, effects out. No I/O, no clock reads, no tokio or zmq types;
+//! deterministic under test with [`ids::Sequential`] and hand-picked times.
+
+pub mod effects;
+pub mod error;
+pub mod ids;
+pub mod session;
+pub mod state;
+pub mod turn;
+
+#[cfg(test)]
+mod tests;
+
+pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart};
+pub use error::CoreError;
+pub use state::{CallContext, Core, CoreConfig, InstanceMeta};

@@ -1,0 +1,114 @@
+//! A session as the core holds it: its messages and whether a turn is running.
+
+use time::OffsetDateTime;
+
+use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::types::{MessagePayload, MessageStatus, Role, SessionPayload, SessionStatus};
+
+/// Longest derived title, in characters.
+pub const TITLE_MAX_CHARS: usize = 60;
+/// Title of a session created without one.
+pub const DEFAULT_TITLE: &str = "New session";
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: MessageId,
+    pub turn_id: Option<TurnId>,
+    pub role: Role,
+    pub content: String,
+    pub created_at: OffsetDateTime,
+    pub status: MessageStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub title: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub messages: Vec<Message>,
+    /// The turn running now, if any: a session runs one turn at a time.
+    pub running: Option<TurnId>,
+}
+
+impl Session {
+    pub fn new(id: SessionId, title: String, now: OffsetDateTime) -> Self {
+        Session {
+            id,
+            title,
+            created_at: now,
+            updated_at: now,
+            messages: Vec::new(),
+            running: None,
+        }
+    }
+
+    pub fn payload(&self) -> SessionPayload {
+        SessionPayload {
+            id: self.id,
+            title: self.title.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            message_count: self.messages.len() as u64,
+            status: if self.running.is_some() {
+                SessionStatus::Running
+            } else {
+                SessionStatus::Idle
+            },
+        }
+    }
+
+    pub fn message_payload(&self, m: &Message) -> MessagePayload {
+        MessagePayload {
+            id: m.id,
+            session_id: self.id,
+            turn_id: m.turn_id,
+            role: m.role,
+            content: m.content.clone(),
+            created_at: m.created_at,
+            status: m.status,
+        }
+    }
+}
+
+/// A title from message content: its first non-blank line, trimmed, at most
+/// [`TITLE_MAX_CHARS`] characters (cut on a character boundary, marked with `…`).
+pub fn title_from(content: &str) -> String {
+    let line = content
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(DEFAULT_TITLE);
+    clip_title(line)
+}
+
+/// A caller-supplied title, trimmed and clipped the same way; blank means the default.
+pub fn clip_title(title: &str) -> String {
+    let title = title.trim();
+    if title.is_empty() {
+        return DEFAULT_TITLE.to_owned();
+    }
+    if title.chars().count() <= TITLE_MAX_CHARS {
+        return title.to_owned();
+    }
+    let mut out: String = title.chars().take(TITLE_MAX_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles() {
+        assert_eq!(title_from("hello"), "hello");
+        assert_eq!(title_from("\n  \n  first line  \nsecond"), "first line");
+        assert_eq!(title_from("   "), DEFAULT_TITLE);
+        let long = "é".repeat(100);
+        let t = title_from(&long);
+        assert_eq!(t.chars().count(), TITLE_MAX_CHARS);
+        assert!(t.ends_with('…'));
+        assert_eq!(clip_title(""), DEFAULT_TITLE);
+    }
+}

@@ -1,0 +1,563 @@
+//! Core unit tests: inputs in, expected effects out. No sockets, no clock, no runtime.
+
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::*;
+use crate::protocol::events::{EndReason, Event};
+use crate::protocol::ids::{InstanceId, SessionId, TurnId};
+use crate::protocol::methods::{Call, DropCounters, Endpoints, MessageSend, Reply, SendResult};
+use crate::protocol::types::{MessageStatus, Role, SessionStatus};
+
+const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+fn at(secs: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(secs)
+}
+
+fn core() -> Core {
+    let meta = InstanceMeta {
+        instance_id: InstanceId(Uuid::from_u128(0xfeed)),
+        started_at: T0,
+        version: "test".into(),
+        pid: 1,
+        endpoints: Endpoints {
+            rpc: "ipc://r".into(),
+            pub_: "ipc://p".into(),
+        },
+        model: "echo".into(),
+    };
+    Core::new(
+        meta,
+        CoreConfig {
+            idempotency_capacity: 2,
+        },
+        Box::new(ids::Sequential::default()),
+    )
+}
+
+fn ctx(secs: i64) -> CallContext {
+    CallContext {
+        now: at(secs),
+        drops: DropCounters::default(),
+    }
+}
+
+/// Topics of the published effects, and whether a start/cancel was asked for, as short strings.
+fn trace(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Publish(p) => p.event.topic().to_owned(),
+            Effect::StartTurn(_) => "START".into(),
+            Effect::CancelTurn(_) => "CANCEL".into(),
+        })
+        .collect()
+}
+
+fn events(effects: &[Effect]) -> Vec<&Event> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(&p.event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send(c: &mut Core, session: Option<SessionId>, content: &str, secs: i64) -> SendResult {
+    let call = Call::MessageSend(MessageSend {
+        session_id: session.map(|s| s.to_string()),
+        content: content.into(),
+        request_id: None,
+    });
+    match c.call(call, &ctx(secs)).unwrap() {
+        Reply::Send(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn session_of(c: &mut Core, id: SessionId) -> crate::protocol::types::SessionPayload {
+    match c
+        .call(
+            Call::SessionGet {
+                session_id: id.to_string(),
+            },
+            &ctx(0),
+        )
+        .unwrap()
+    {
+        Reply::Session(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn send_without_session_creates_activates_and_starts_a_turn() {
+    let mut c = core();
+    let r = send(&mut c, None, "hello there\nsecond line", 1);
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        [
+            "session.update",
+            "session.list",
+            "session.activated",
+            "message.append",
+            "llm.start",
+            "session.update",
+            "START"
+        ]
+    );
+    let Effect::StartTurn(start) = &fx[6] else {
+        panic!()
+    };
+    assert_eq!(start.turn_id, r.turn_id);
+    assert_eq!(start.history.len(), 1);
+    assert_eq!(start.history[0].role, Role::User);
+    let s = session_of(&mut c, r.session_id);
+    assert_eq!(s.title, "hello there");
+    assert_eq!(s.status, SessionStatus::Running);
+    assert_eq!(s.message_count, 1);
+}
+
+#[test]
+fn seq_starts_at_one_and_grows_by_one_in_decision_order() {
+    let mut c = core();
+    c.heartbeat(at(0));
+    send(&mut c, None, "hi", 1);
+    let seqs: Vec<u64> = c
+        .take_effects()
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(p.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!(c.seq(), 7);
+}
+
+#[test]
+fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.take_effects();
+    let t = r.turn_id;
+    c.model_event(
+        t,
+        ModelEvent::Usage {
+            tokens_in: 1,
+            tokens_out: 0,
+        },
+        at(2),
+    );
+    c.model_event(
+        t,
+        ModelEvent::ToolStart {
+            call_id: "c1".into(),
+            tool_name: "clock".into(),
+            params: "{}".into(),
+        },
+        at(2),
+    );
+    c.model_event(
+        t,
+        ModelEvent::ToolEnd {
+            call_id: "c1".into(),
+            is_error: false,
+            result: "noon".into(),
+        },
+        at(2),
+    );
+    c.model_event(t, ModelEvent::Token("Hel".into()), at(2));
+    c.model_event(t, ModelEvent::Token("lo".into()), at(3));
+    c.model_event(
+        t,
+        ModelEvent::Usage {
+            tokens_in: 1,
+            tokens_out: 2,
+        },
+        at(3),
+    );
+    c.model_event(t, ModelEvent::Finished, at(4));
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        [
+            "tool.start",
+            "tool.end",
+            "llm.token",
+            "llm.token",
+            "llm.end",
+            "message.append",
+            "session.update"
+        ]
+    );
+    let ev = events(&fx);
+    let Event::LlmToken(tok) = ev[3] else {
+        panic!()
+    };
+    assert_eq!((tok.index, tok.token.as_str()), (1, "lo"));
+    let Event::LlmEnd(end) = ev[4] else { panic!() };
+    assert_eq!(
+        (end.tokens_in, end.tokens_out, end.reason),
+        (1, 2, EndReason::Completed)
+    );
+    let Event::MessageAppend(m) = ev[5] else {
+        panic!()
+    };
+    assert_eq!((m.role, m.content.as_str()), (Role::Assistant, "Hello"));
+    assert_eq!(m.status, MessageStatus::Complete);
+    let s = session_of(&mut c, r.session_id);
+    assert_eq!((s.status, s.message_count), (SessionStatus::Idle, 2));
+}
+
+#[test]
+fn second_send_while_running_is_busy_and_changes_nothing() {
+    let mut c = core();
+    let r = send(&mut c, None, "one", 1);
+    c.take_effects();
+    let err = c
+        .call(
+            Call::MessageSend(MessageSend {
+                session_id: Some(r.session_id.to_string()),
+                content: "two".into(),
+                request_id: None,
+            }),
+            &ctx(2),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CoreError::SessionBusy {
+            session_id: r.session_id.to_string(),
+            turn_id: r.turn_id
+        }
+    );
+    assert!(c.take_effects().is_empty());
+}
+
+#[test]
+fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.model_event(r.turn_id, ModelEvent::Token("par".into()), at(2));
+    c.model_event(
+        r.turn_id,
+        ModelEvent::ToolStart {
+            call_id: "c".into(),
+            tool_name: "clock".into(),
+            params: "{}".into(),
+        },
+        at(2),
+    );
+    c.take_effects();
+    let interrupt = || Call::SessionInterrupt {
+        session_id: r.session_id.to_string(),
+    };
+    let Reply::Interrupt(ir) = c.call(interrupt(), &ctx(3)).unwrap() else {
+        panic!()
+    };
+    assert!(ir.interrupted);
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        [
+            "CANCEL",
+            "tool.end",
+            "llm.end",
+            "message.append",
+            "session.update"
+        ]
+    );
+    let ev = events(&fx);
+    let Event::ToolEnd(te) = ev[0] else { panic!() };
+    assert!(te.is_error);
+    let Event::LlmEnd(end) = ev[1] else { panic!() };
+    assert_eq!((end.reason, end.tokens_out), (EndReason::Interrupted, 1));
+    let Event::MessageAppend(m) = ev[2] else {
+        panic!()
+    };
+    assert_eq!(
+        (m.content.as_str(), m.status),
+        ("par", MessageStatus::Interrupted)
+    );
+
+    // Late output from the cancelled model and a second interrupt change nothing.
+    c.model_event(r.turn_id, ModelEvent::Token("tial".into()), at(4));
+    c.model_event(r.turn_id, ModelEvent::Finished, at(4));
+    let Reply::Interrupt(ir) = c.call(interrupt(), &ctx(5)).unwrap() else {
+        panic!()
+    };
+    assert!(!ir.interrupted);
+    assert!(c.take_effects().is_empty());
+    // And the session takes a new message.
+    send(&mut c, Some(r.session_id), "again", 6);
+}
+
+#[test]
+fn model_failure_ends_with_error_and_no_message_when_nothing_streamed() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.take_effects();
+    c.model_event(r.turn_id, ModelEvent::Failed("boom".into()), at(2));
+    let fx = c.take_effects();
+    assert_eq!(trace(&fx), ["llm.end", "session.update"]);
+    let Event::LlmEnd(end) = events(&fx)[0] else {
+        panic!()
+    };
+    assert_eq!(end.reason, EndReason::Error);
+    assert_eq!(end.error.as_deref(), Some("boom"));
+}
+
+#[test]
+fn request_id_is_idempotent_and_bounded() {
+    let mut c = core();
+    let call = |rid: &str| {
+        Call::MessageSend(MessageSend {
+            session_id: None,
+            content: "x".into(),
+            request_id: Some(rid.into()),
+        })
+    };
+    let first = c.call(call("a"), &ctx(1)).unwrap();
+    c.take_effects();
+    assert_eq!(c.call(call("a"), &ctx(2)).unwrap(), first);
+    assert!(c.take_effects().is_empty(), "a retry starts nothing");
+    // Capacity is 2 in this core: "a" is forgotten after two newer keys.
+    c.call(call("b"), &ctx(3)).unwrap();
+    c.call(call("c"), &ctx(4)).unwrap();
+    c.take_effects();
+    assert_ne!(c.call(call("a"), &ctx(5)).unwrap(), first);
+}
+
+#[test]
+fn unknown_and_malformed_session_ids_are_not_found() {
+    let mut c = core();
+    for raw in ["nope", "00000000-0000-0000-0000-00000000beef", ""] {
+        for call in [
+            Call::SessionGet {
+                session_id: raw.into(),
+            },
+            Call::SessionDelete {
+                session_id: raw.into(),
+            },
+            Call::SessionActivate {
+                session_id: raw.into(),
+            },
+            Call::SessionInterrupt {
+                session_id: raw.into(),
+            },
+            Call::MessageList {
+                session_id: raw.into(),
+            },
+        ] {
+            assert_eq!(
+                c.call(call, &ctx(0)).unwrap_err(),
+                CoreError::SessionNotFound(raw.into())
+            );
+        }
+    }
+    assert!(c.take_effects().is_empty());
+}
+
+#[test]
+fn activation_publishes_only_on_change() {
+    let mut c = core();
+    let Reply::Session(a) = c
+        .call(Call::SessionCreate { title: None }, &ctx(1))
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Reply::Session(b) = c
+        .call(
+            Call::SessionCreate {
+                title: Some(" B ".into()),
+            },
+            &ctx(2),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.title, session::DEFAULT_TITLE);
+    assert_eq!(b.title, "B");
+    assert_eq!(
+        trace(&c.take_effects()),
+        [
+            "session.update",
+            "session.list",
+            "session.activated",
+            "session.update",
+            "session.list"
+        ]
+    );
+    let activate = |id: SessionId| Call::SessionActivate {
+        session_id: id.to_string(),
+    };
+    c.call(activate(a.id), &ctx(3)).unwrap();
+    assert!(c.take_effects().is_empty());
+    c.call(activate(b.id), &ctx(3)).unwrap();
+    assert_eq!(trace(&c.take_effects()), ["session.activated"]);
+    let Reply::StateSync(sync) = c
+        .call(Call::StateSync { project_id: None }, &ctx(4))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(sync.active_session_id, Some(b.id));
+    assert_eq!(sync.seq, c.seq());
+    assert_eq!(sync.sessions.len(), 2);
+}
+
+#[test]
+fn deleting_a_running_session_ends_its_turn_before_session_deleted() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.take_effects();
+    c.call(
+        Call::SessionDelete {
+            session_id: r.session_id.to_string(),
+        },
+        &ctx(2),
+    )
+    .unwrap();
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        [
+            "CANCEL",
+            "llm.end",
+            "session.update",
+            "session.deleted",
+            "session.list"
+        ]
+    );
+    c.model_event(r.turn_id, ModelEvent::Token("late".into()), at(3));
+    assert!(
+        c.take_effects().is_empty(),
+        "no event after session.deleted"
+    );
+    let Reply::StateSync(sync) = c
+        .call(Call::StateSync { project_id: None }, &ctx(4))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(sync.sessions.is_empty());
+    assert_eq!(sync.active_session_id, None);
+}
+
+#[test]
+fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
+    let mut c = core();
+    let a = send(&mut c, None, "a", 1);
+    let b = send(&mut c, None, "b", 1);
+    c.take_effects();
+    c.shutdown("signal", at(9));
+    let fx = c.take_effects();
+    let ends: Vec<TurnId> = events(&fx)
+        .iter()
+        .filter_map(|e| match e {
+            Event::LlmEnd(p) => {
+                assert_eq!(p.reason, EndReason::Shutdown);
+                Some(p.turn_id)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [a.turn_id, b.turn_id]);
+    assert_eq!(trace(&fx).last().unwrap(), "instance.shutdown");
+    let err = c
+        .call(
+            Call::MessageSend(MessageSend {
+                session_id: None,
+                content: "late".into(),
+                request_id: None,
+            }),
+            &ctx(10),
+        )
+        .unwrap_err();
+    assert_eq!(err, CoreError::ShuttingDown);
+}
+
+#[test]
+fn heartbeat_and_ping_report_uptime_go_style() {
+    let mut c = core();
+    c.heartbeat(at(3723));
+    let fx = c.take_effects();
+    let Event::InstanceHeartbeat(hb) = events(&fx)[0] else {
+        panic!()
+    };
+    assert_eq!(hb.uptime, "1h2m3s");
+    assert_eq!(hb.session_count, 0);
+    let Reply::Ping(p) = c.call(Call::InstancePing, &ctx(61)).unwrap() else {
+        panic!()
+    };
+    assert_eq!((p.status.as_str(), p.uptime.as_str()), ("ok", "1m1s"));
+}
+
+#[test]
+fn message_list_keeps_order_and_turn_links() {
+    let mut c = core();
+    let r = send(&mut c, None, "q1", 1);
+    c.model_event(r.turn_id, ModelEvent::Token("a1".into()), at(2));
+    c.model_event(r.turn_id, ModelEvent::Finished, at(2));
+    let r2 = send(&mut c, Some(r.session_id), "q2", 3);
+    let Effect::StartTurn(start) = c.take_effects().pop().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        start
+            .history
+            .iter()
+            .map(|h| h.content.as_str())
+            .collect::<Vec<_>>(),
+        ["q1", "a1", "q2"]
+    );
+    let Reply::MessageList(list) = c
+        .call(
+            Call::MessageList {
+                session_id: r.session_id.to_string(),
+            },
+            &ctx(4),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got: Vec<(&str, Role)> = list
+        .messages
+        .iter()
+        .map(|m| (m.content.as_str(), m.role))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("q1", Role::User),
+            ("a1", Role::Assistant),
+            ("q2", Role::User)
+        ]
+    );
+    assert_eq!(list.messages[2].turn_id, Some(r2.turn_id));
+}
+
+#[test]
+fn unmatched_tool_end_is_dropped() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.take_effects();
+    c.model_event(
+        r.turn_id,
+        ModelEvent::ToolEnd {
+            call_id: "never-started".into(),
+            is_error: false,
+            result: "x".into(),
+        },
+        at(2),
+    );
+    assert!(c.take_effects().is_empty());
+}

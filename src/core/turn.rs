@@ -1,0 +1,47 @@
+//! A running turn: what has streamed so far and which tool calls are open.
+
+use time::OffsetDateTime;
+
+use crate::protocol::ids::{SessionId, TurnId};
+
+#[derive(Debug, Clone)]
+pub struct OpenToolCall {
+    pub call_id: String,
+    pub tool_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub id: TurnId,
+    pub session_id: SessionId,
+    pub started_at: OffsetDateTime,
+    /// Index of the next `llm.token`.
+    pub next_index: u64,
+    /// The assistant text streamed so far.
+    pub text: String,
+    pub tokens_in: u64,
+    /// Last count the model reported; `None` until it reports one.
+    pub reported_tokens_out: Option<u64>,
+    /// Tool calls started and not yet ended, in start order.
+    pub open_tools: Vec<OpenToolCall>,
+}
+
+impl Turn {
+    pub fn new(id: TurnId, session_id: SessionId, now: OffsetDateTime) -> Self {
+        Turn {
+            id,
+            session_id,
+            started_at: now,
+            next_index: 0,
+            text: String::new(),
+            tokens_in: 0,
+            reported_tokens_out: None,
+            open_tools: Vec::new(),
+        }
+    }
+
+    /// Tokens out: the model's count when it gave one, else the tokens streamed.
+    pub fn tokens_out(&self) -> u64 {
+        self.reported_tokens_out.unwrap_or(self.next_index)
+    }
+}

@@ -1,0 +1,155 @@
+//! The discovery file: how clients find a running server. Written only after the sockets are bound,
+//! atomically (temp file + rename) with mode 0600, removed on clean exit. Also the default
+//! per-user directories.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::protocol::ids::InstanceId;
+use crate::protocol::methods::Endpoints;
+
+pub const FILE_NAME: &str = "instance.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discovery {
+    pub instance_id: InstanceId,
+    pub pid: u32,
+    pub endpoints: Endpoints,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub protocol_version: u32,
+    pub version: String,
+}
+
+/// `$ZCOORD_DATA_DIR` is handled by clap; this is the fallback: `$XDG_DATA_HOME/zcoord`, else
+/// `~/.local/share/zcoord`, else `./.zcoord`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("zcoord");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/zcoord");
+    }
+    PathBuf::from(".zcoord")
+}
+
+pub fn path_in(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+/// Creates `dir` (and parents) if needed and makes it private to the user (0700).
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    set_mode(dir, 0o700)
+}
+
+pub fn write(path: &Path, d: &Discovery) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
+    {
+        let mut f = create_private(&tmp)?;
+        f.write_all(&body)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+pub fn read(path: &Path) -> Result<Discovery, DiscoveryError> {
+    let raw = fs::read(path).map_err(|source| DiscoveryError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&raw).map_err(|source| DiscoveryError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Removes the file if it still names `instance_id` (a newer server may have replaced it).
+pub fn remove_if_ours(path: &Path, instance_id: InstanceId) {
+    if let Ok(d) = read(path) {
+        if d.instance_id == instance_id {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("no discovery file at {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("discovery file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<fs::File> {
+    fs::File::create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let d = Discovery {
+            instance_id: InstanceId(uuid::Uuid::from_u128(7)),
+            pid: 42,
+            endpoints: Endpoints {
+                rpc: "ipc:///x/rpc".into(),
+                pub_: "ipc:///x/pub".into(),
+            },
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            protocol_version: 1,
+            version: "0".into(),
+        };
+        write(&path, &d).unwrap();
+        assert_eq!(read(&path).unwrap(), d);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        remove_if_ours(&path, InstanceId(uuid::Uuid::from_u128(8)));
+        assert!(path.exists(), "another instance's file is left alone");
+        remove_if_ours(&path, d.instance_id);
+        assert!(!path.exists());
+    }
+}

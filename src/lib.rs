@@ -1,0 +1,22 @@
+//! zcoord: the primary instance of an agent application, over ZeroMQ.
+//!
+//! - [`protocol`]: wire types (JSON-RPC envelope, errors, methods, events). No I/O.
+//! - [`core`]: the state machine that owns sessions, messages and turns and decides every event.
+//! - [`model`]: model providers behind one trait (the embedded `echo`).
+//! - [`tools`]: the built-in tools a model may call.
+//! - [`transport`]: the libzmq ROUTER/PUB thread and its bridge to tokio. No business logic.
+//! - [`app`]: wiring: the core actor, model tasks, heartbeat, shutdown order.
+//! - [`discovery`]: the discovery file clients find the server by.
+//! - [`client`]: a small blocking client used by the CLI and tests.
+//! - [`cli`]: one file per subcommand.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod discovery;
+pub mod model;
+pub mod protocol;
+pub mod tools;
+pub mod transport;

@@ -1,0 +1,176 @@
+//! JSON-RPC error objects and every error code zcoord uses, standard and application, in one
+//! table. A code is never reused for another meaning; `data.kind` is the stable machine-readable name.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The numeric codes. Application codes live in -32000..-32099 (proto-docs/PROTOCOL.md lists them).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+    pub const SESSION_BUSY: i64 = -32002;
+    pub const MESSAGE_TOO_LARGE: i64 = -32003;
+    pub const SERVER_BUSY: i64 = -32004;
+    pub const SHUTTING_DOWN: i64 = -32005;
+    pub const INVALID_FRAMES: i64 = -32006;
+}
+
+/// The `error` member of a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds (or replaces) `data.kind`.
+    pub fn with_kind(self, kind: &str) -> Self {
+        self.with_data("kind", json!(kind))
+    }
+
+    /// Adds one member to `data`, making it an object if needed.
+    pub fn with_data(mut self, key: &str, value: Value) -> Self {
+        let mut data = match self.data.take() {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        data.insert(key.to_owned(), value);
+        self.data = Some(Value::Object(data));
+        self
+    }
+
+    pub fn parse_error(detail: &str) -> Self {
+        RpcError::new(code::PARSE_ERROR, "parse error").with_data("detail", json!(detail))
+    }
+
+    pub fn invalid_request(detail: &str) -> Self {
+        RpcError::new(code::INVALID_REQUEST, format!("invalid request: {detail}"))
+    }
+
+    pub fn method_not_found(method: &str) -> Self {
+        RpcError::new(
+            code::METHOD_NOT_FOUND,
+            format!("method not found: {method}"),
+        )
+    }
+
+    /// -32602 with `data.field` naming the offending parameter.
+    pub fn invalid_params(field: &str, detail: &str) -> Self {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            format!("invalid params: {field}: {detail}"),
+        )
+        .with_data("field", json!(field))
+    }
+
+    pub fn internal(detail: &str) -> Self {
+        RpcError::new(code::INTERNAL_ERROR, format!("internal error: {detail}"))
+    }
+
+    pub fn session_not_found(session_id: &str) -> Self {
+        RpcError::new(
+            code::SESSION_NOT_FOUND,
+            format!("session not found: {session_id}"),
+        )
+        .with_kind("session_not_found")
+        .with_data("session_id", json!(session_id))
+    }
+
+    pub fn session_busy(session_id: &str, turn_id: &str) -> Self {
+        RpcError::new(
+            code::SESSION_BUSY,
+            "session is busy: a turn is running; interrupt it or wait for llm.end",
+        )
+        .with_kind("session_busy")
+        .with_data("session_id", json!(session_id))
+        .with_data("turn_id", json!(turn_id))
+    }
+
+    pub fn message_too_large(size: usize, limit: usize) -> Self {
+        RpcError::new(
+            code::MESSAGE_TOO_LARGE,
+            format!("message of {size} bytes is over the limit of {limit} bytes"),
+        )
+        .with_kind("message_too_large")
+        .with_data("limit", json!(limit))
+    }
+
+    pub fn server_busy() -> Self {
+        RpcError::new(
+            code::SERVER_BUSY,
+            "server busy: request queue full, retry shortly",
+        )
+        .with_kind("server_busy")
+    }
+
+    pub fn shutting_down() -> Self {
+        RpcError::new(code::SHUTTING_DOWN, "server is shutting down").with_kind("shutting_down")
+    }
+
+    pub fn invalid_frames(frames: usize) -> Self {
+        RpcError::new(
+            code::INVALID_FRAMES,
+            format!(
+                "expected one JSON frame (optionally after an empty delimiter), got {frames} frames"
+            ),
+        )
+        .with_kind("invalid_frames")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_errors_golden_json() {
+        assert_eq!(
+            serde_json::to_value(RpcError::session_busy("s1", "t1")).unwrap(),
+            json!({"code":-32002,
+                   "message":"session is busy: a turn is running; interrupt it or wait for llm.end",
+                   "data":{"kind":"session_busy","session_id":"s1","turn_id":"t1"}})
+        );
+        assert_eq!(
+            serde_json::to_value(RpcError::invalid_params("session_id", "expected a string"))
+                .unwrap(),
+            json!({"code":-32602,"message":"invalid params: session_id: expected a string",
+                   "data":{"field":"session_id"}})
+        );
+    }
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut all = vec![
+            code::PARSE_ERROR,
+            code::INVALID_REQUEST,
+            code::METHOD_NOT_FOUND,
+            code::INVALID_PARAMS,
+            code::INTERNAL_ERROR,
+            code::SESSION_NOT_FOUND,
+            code::SESSION_BUSY,
+            code::MESSAGE_TOO_LARGE,
+            code::SERVER_BUSY,
+            code::SHUTTING_DOWN,
+            code::INVALID_FRAMES,
+        ];
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+}

@@ -1,0 +1,257 @@
+//! PUB events: topics, payloads and the envelope. One enum whose variant decides both the topic and
+//! the payload, so the two cannot disagree.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::types::{MessageStatus, Role, SessionPayload};
+
+pub mod topic {
+    pub const SESSION_LIST: &str = "session.list";
+    pub const SESSION_UPDATE: &str = "session.update";
+    pub const SESSION_ACTIVATED: &str = "session.activated";
+    pub const SESSION_DELETED: &str = "session.deleted";
+    pub const MESSAGE_APPEND: &str = "message.append";
+    pub const LLM_START: &str = "llm.start";
+    pub const LLM_TOKEN: &str = "llm.token";
+    pub const LLM_END: &str = "llm.end";
+    pub const TOOL_START: &str = "tool.start";
+    pub const TOOL_END: &str = "tool.end";
+    pub const INSTANCE_HEARTBEAT: &str = "instance.heartbeat";
+    pub const INSTANCE_SHUTDOWN: &str = "instance.shutdown";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionListPayload {
+    pub sessions: Vec<SessionPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageAppendPayload {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub role: Role,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<TurnId>,
+    pub status: MessageStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmStartPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmTokenPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub index: u64,
+    pub token: String,
+}
+
+/// Why a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    Completed,
+    Interrupted,
+    Error,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmEndPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub reason: EndReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolStartPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub tool_name: String,
+    pub call_id: String,
+    /// The call's JSON arguments, as a string (as the spec has it).
+    pub params: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolEndPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub tool_name: String,
+    pub call_id: String,
+    pub is_error: bool,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatPayload {
+    pub instance_id: InstanceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_session_id: Option<SessionId>,
+    pub session_count: u64,
+    pub uptime: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShutdownPayload {
+    pub instance_id: InstanceId,
+    pub reason: String,
+}
+
+/// Every event the primary publishes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    SessionList(SessionListPayload),
+    SessionUpdate(SessionPayload),
+    SessionActivated(SessionPayload),
+    SessionDeleted(SessionPayload),
+    MessageAppend(MessageAppendPayload),
+    LlmStart(LlmStartPayload),
+    LlmToken(LlmTokenPayload),
+    LlmEnd(LlmEndPayload),
+    ToolStart(ToolStartPayload),
+    ToolEnd(ToolEndPayload),
+    InstanceHeartbeat(HeartbeatPayload),
+    InstanceShutdown(ShutdownPayload),
+}
+
+impl Event {
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Event::SessionList(_) => topic::SESSION_LIST,
+            Event::SessionUpdate(_) => topic::SESSION_UPDATE,
+            Event::SessionActivated(_) => topic::SESSION_ACTIVATED,
+            Event::SessionDeleted(_) => topic::SESSION_DELETED,
+            Event::MessageAppend(_) => topic::MESSAGE_APPEND,
+            Event::LlmStart(_) => topic::LLM_START,
+            Event::LlmToken(_) => topic::LLM_TOKEN,
+            Event::LlmEnd(_) => topic::LLM_END,
+            Event::ToolStart(_) => topic::TOOL_START,
+            Event::ToolEnd(_) => topic::TOOL_END,
+            Event::InstanceHeartbeat(_) => topic::INSTANCE_HEARTBEAT,
+            Event::InstanceShutdown(_) => topic::INSTANCE_SHUTDOWN,
+        }
+    }
+
+    /// The session an event is about, if it is about one.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self {
+            Event::SessionUpdate(s) | Event::SessionActivated(s) | Event::SessionDeleted(s) => {
+                Some(s.id)
+            }
+            Event::MessageAppend(p) => Some(p.session_id),
+            Event::LlmStart(p) => Some(p.session_id),
+            Event::LlmToken(p) => Some(p.session_id),
+            Event::LlmEnd(p) => Some(p.session_id),
+            Event::ToolStart(p) => Some(p.session_id),
+            Event::ToolEnd(p) => Some(p.session_id),
+            Event::SessionList(_) | Event::InstanceHeartbeat(_) | Event::InstanceShutdown(_) => {
+                None
+            }
+        }
+    }
+
+    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event.
+    pub fn key(&self) -> String {
+        match self.session_id() {
+            Some(id) => format!("{}/{}", self.topic(), id),
+            None => self.topic().to_owned(),
+        }
+    }
+
+    /// Decodes a payload given its topic: the inverse of serialising an event.
+    pub fn decode(topic: &str, payload: Value) -> Result<Event, DecodeError> {
+        use serde_json::from_value as v;
+        let ev = match topic {
+            topic::SESSION_LIST => Event::SessionList(v(payload)?),
+            topic::SESSION_UPDATE => Event::SessionUpdate(v(payload)?),
+            topic::SESSION_ACTIVATED => Event::SessionActivated(v(payload)?),
+            topic::SESSION_DELETED => Event::SessionDeleted(v(payload)?),
+            topic::MESSAGE_APPEND => Event::MessageAppend(v(payload)?),
+            topic::LLM_START => Event::LlmStart(v(payload)?),
+            topic::LLM_TOKEN => Event::LlmToken(v(payload)?),
+            topic::LLM_END => Event::LlmEnd(v(payload)?),
+            topic::TOOL_START => Event::ToolStart(v(payload)?),
+            topic::TOOL_END => Event::ToolEnd(v(payload)?),
+            topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
+            topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
+            other => return Err(DecodeError::UnknownTopic(other.to_owned())),
+        };
+        Ok(ev)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("bad payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+/// An event as the core decided it: numbered and stamped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub seq: u64,
+    pub timestamp: OffsetDateTime,
+    pub event: Event,
+}
+
+/// Frame 2 of a PUB message, as it goes out.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    pub seq: u64,
+    pub instance_id: InstanceId,
+    pub topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub payload: &'a Event,
+}
+
+/// Frame 2 of a PUB message, as a client reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReceivedEnvelope {
+    pub seq: u64,
+    pub instance_id: InstanceId,
+    pub topic: String,
+    #[serde(default)]
+    pub session_id: Option<SessionId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub payload: Value,
+}
+
+impl Published {
+    /// The two frames: key and JSON envelope.
+    pub fn encode(&self, instance_id: InstanceId) -> (String, Vec<u8>) {
+        let env = Envelope {
+            seq: self.seq,
+            instance_id,
+            topic: self.event.topic(),
+            session_id: self.event.session_id(),
+            timestamp: self.timestamp,
+            payload: &self.event,
+        };
+        // Serialising these types cannot fail: every map key is a string.
+        let body = serde_json::to_vec(&env).unwrap_or_default();
+        (self.event.key(), body)
+    }
+}

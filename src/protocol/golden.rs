@@ -1,0 +1,1 @@
+//! Golden JSON for every wire shape, both ways.

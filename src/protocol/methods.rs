@@ -1,0 +1,338 @@
+//! RPC methods: their names, typed params (decoded from the raw `params` value with the offending
+//! field named on error) and result shapes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::errors::RpcError;
+use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::types::{MessagePayload, SessionPayload};
+
+pub const STATE_SYNC: &str = "state.sync";
+pub const SESSION_LIST: &str = "session.list";
+pub const SESSION_GET: &str = "session.get";
+pub const SESSION_CREATE: &str = "session.create";
+pub const SESSION_DELETE: &str = "session.delete";
+pub const SESSION_ACTIVATE: &str = "session.activate";
+pub const SESSION_INTERRUPT: &str = "session.interrupt";
+pub const MESSAGE_SEND: &str = "message.send";
+pub const MESSAGE_LIST: &str = "message.list";
+pub const INSTANCE_PING: &str = "instance.ping";
+pub const INSTANCE_INFO: &str = "instance.info";
+
+/// Every method, for `instance.info` and the docs.
+pub const ALL: &[&str] = &[
+    STATE_SYNC,
+    SESSION_LIST,
+    SESSION_GET,
+    SESSION_CREATE,
+    SESSION_DELETE,
+    SESSION_ACTIVATE,
+    SESSION_INTERRUPT,
+    MESSAGE_SEND,
+    MESSAGE_LIST,
+    INSTANCE_PING,
+    INSTANCE_INFO,
+];
+
+/// A decoded call: the method is known and its params are well typed. Session ids stay strings
+/// here: a string that names no session is `session_not_found`, not a type error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    StateSync { project_id: Option<String> },
+    SessionList,
+    SessionGet { session_id: String },
+    SessionCreate { title: Option<String> },
+    SessionDelete { session_id: String },
+    SessionActivate { session_id: String },
+    SessionInterrupt { session_id: String },
+    MessageSend(MessageSend),
+    MessageList { session_id: String },
+    InstancePing,
+    InstanceInfo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageSend {
+    pub session_id: Option<String>,
+    pub content: String,
+    pub request_id: Option<String>,
+}
+
+impl Call {
+    /// Decodes `method` + `params`. Unknown method: -32601. Bad params: -32602 naming the field.
+    /// Unknown members in `params` are ignored, so newer clients can talk to older servers.
+    pub fn parse(method: &str, params: Option<Value>) -> Result<Call, RpcError> {
+        let known = ALL.contains(&method);
+        if !known {
+            return Err(RpcError::method_not_found(method));
+        }
+        let p = Params::new(params)?;
+        Ok(match method {
+            STATE_SYNC => Call::StateSync {
+                project_id: p.opt_str("project_id")?,
+            },
+            SESSION_LIST => Call::SessionList,
+            SESSION_GET => Call::SessionGet {
+                session_id: p.req_str("session_id")?,
+            },
+            SESSION_CREATE => Call::SessionCreate {
+                title: p.opt_str("title")?,
+            },
+            SESSION_DELETE => Call::SessionDelete {
+                session_id: p.req_str("session_id")?,
+            },
+            SESSION_ACTIVATE => Call::SessionActivate {
+                session_id: p.req_str("session_id")?,
+            },
+            SESSION_INTERRUPT => Call::SessionInterrupt {
+                session_id: p.req_str("session_id")?,
+            },
+            MESSAGE_SEND => {
+                let content = p.req_str("content")?;
+                if content.trim().is_empty() {
+                    return Err(RpcError::invalid_params("content", "must not be empty"));
+                }
+                Call::MessageSend(MessageSend {
+                    session_id: p.opt_str("session_id")?,
+                    content,
+                    request_id: p.opt_str("request_id")?,
+                })
+            }
+            MESSAGE_LIST => Call::MessageList {
+                session_id: p.req_str("session_id")?,
+            },
+            INSTANCE_PING => Call::InstancePing,
+            INSTANCE_INFO => Call::InstanceInfo,
+            _ => return Err(RpcError::method_not_found(method)),
+        })
+    }
+
+    /// The method name, for logs.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Call::StateSync { .. } => STATE_SYNC,
+            Call::SessionList => SESSION_LIST,
+            Call::SessionGet { .. } => SESSION_GET,
+            Call::SessionCreate { .. } => SESSION_CREATE,
+            Call::SessionDelete { .. } => SESSION_DELETE,
+            Call::SessionActivate { .. } => SESSION_ACTIVATE,
+            Call::SessionInterrupt { .. } => SESSION_INTERRUPT,
+            Call::MessageSend(_) => MESSAGE_SEND,
+            Call::MessageList { .. } => MESSAGE_LIST,
+            Call::InstancePing => INSTANCE_PING,
+            Call::InstanceInfo => INSTANCE_INFO,
+        }
+    }
+}
+
+/// The params object of one call, read field by field so an error can name its field.
+struct Params(Map<String, Value>);
+
+impl Params {
+    fn new(params: Option<Value>) -> Result<Self, RpcError> {
+        match params {
+            None => Ok(Params(Map::new())),
+            Some(Value::Object(m)) => Ok(Params(m)),
+            Some(_) => Err(RpcError::invalid_params(
+                "params",
+                "must be an object with named members",
+            )),
+        }
+    }
+
+    fn opt_str(&self, field: &str) -> Result<Option<String>, RpcError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(RpcError::invalid_params(
+                field,
+                &format!("expected a string, got {}", kind_of(other)),
+            )),
+        }
+    }
+
+    fn req_str(&self, field: &str) -> Result<String, RpcError> {
+        self.opt_str(field)?
+            .ok_or_else(|| RpcError::invalid_params(field, "required"))
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PingResult {
+    pub status: String,
+    pub instance_id: InstanceId,
+    pub uptime: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub rpc: String,
+    #[serde(rename = "pub")]
+    pub pub_: String,
+}
+
+/// Counters of what the server dropped or refused on its own queues since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCounters {
+    /// Replies not delivered: the peer was gone or its queue was full.
+    pub replies_dropped: u64,
+    /// Events or replies the core could not hand to the transport thread (its queue was full).
+    pub outbound_dropped: u64,
+    /// Requests refused with `server_busy` because the core's input queue was full.
+    pub requests_refused_busy: u64,
+    /// Messages dropped unanswered (odd framing that cannot be routed back).
+    pub requests_dropped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfoResult {
+    pub instance_id: InstanceId,
+    pub version: String,
+    pub protocol_version: u32,
+    pub pid: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    pub uptime: String,
+    pub endpoints: Endpoints,
+    pub session_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_session_id: Option<SessionId>,
+    pub model: String,
+    pub seq: u64,
+    pub running_turns: u64,
+    pub drops: DropCounters,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSyncResult {
+    pub sessions: Vec<SessionPayload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_session_id: Option<SessionId>,
+    pub instance_id: InstanceId,
+    /// The `seq` of the last event published before this snapshot was taken.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionListResult {
+    pub sessions: Vec<SessionPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OkResult {
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendResult {
+    pub ok: bool,
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageListResult {
+    pub messages: Vec<MessagePayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterruptResult {
+    pub ok: bool,
+    pub interrupted: bool,
+}
+
+/// The result of any call; serialises to exactly the result object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Ping(PingResult),
+    Info(Box<InfoResult>),
+    StateSync(StateSyncResult),
+    SessionList(SessionListResult),
+    Session(SessionPayload),
+    Ok(OkResult),
+    Send(SendResult),
+    MessageList(MessageListResult),
+    Interrupt(InterruptResult),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_method_is_32601_even_with_bad_params() {
+        let e = Call::parse("no.such", Some(json!("x"))).unwrap_err();
+        assert_eq!(e.code, -32601);
+    }
+
+    #[test]
+    fn wrong_param_types_name_the_field() {
+        let cases = [
+            (SESSION_GET, json!({"session_id": 5}), "session_id"),
+            (SESSION_GET, json!({}), "session_id"),
+            (MESSAGE_SEND, json!({"content": ["a"]}), "content"),
+            (MESSAGE_SEND, json!({"content": "  "}), "content"),
+            (
+                MESSAGE_SEND,
+                json!({"content": "hi", "request_id": 1}),
+                "request_id",
+            ),
+            (SESSION_CREATE, json!({"title": true}), "title"),
+            (INSTANCE_PING, json!([1, 2]), "params"),
+        ];
+        for (method, params, field) in cases {
+            let e = Call::parse(method, Some(params.clone())).unwrap_err();
+            assert_eq!(e.code, -32602, "{method} {params}");
+            assert_eq!(e.data.unwrap()["field"], field, "{method} {params}");
+        }
+    }
+
+    #[test]
+    fn absent_params_and_unknown_members_are_accepted() {
+        assert_eq!(
+            Call::parse(INSTANCE_PING, None).unwrap(),
+            Call::InstancePing
+        );
+        assert_eq!(
+            Call::parse(SESSION_LIST, Some(json!({"future": 1}))).unwrap(),
+            Call::SessionList
+        );
+        assert_eq!(
+            Call::parse(
+                MESSAGE_SEND,
+                Some(json!({"content": "hi", "session_id": null}))
+            )
+            .unwrap(),
+            Call::MessageSend(MessageSend {
+                session_id: None,
+                content: "hi".into(),
+                request_id: None
+            })
+        );
+    }
+
+    #[test]
+    fn every_listed_method_parses_and_names_itself() {
+        let params = json!({"session_id": "s", "content": "c"});
+        for m in ALL {
+            let call = Call::parse(m, Some(params.clone())).unwrap();
+            assert_eq!(call.method(), *m);
+        }
+    }
+}

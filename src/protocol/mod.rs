@@ -1,0 +1,16 @@
+//! Wire types only: the JSON-RPC envelope, error codes, method params and results, event payloads
+//! and topics. No tokio, no zmq, no state. Mirrors proto-docs/PROTOCOL.md one to one.
+
+pub mod duration;
+pub mod errors;
+pub mod events;
+pub mod ids;
+pub mod jsonrpc;
+pub mod methods;
+pub mod types;
+
+#[cfg(test)]
+mod golden;
+
+/// Bumped on any incompatible change to methods, payloads or framing.
+pub const PROTOCOL_VERSION: u32 = 1;

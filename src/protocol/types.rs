@@ -1,0 +1,59 @@
+//! Shared wire shapes: sessions, messages, roles and statuses as clients see them.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::ids::{MessageId, SessionId, TurnId};
+
+/// Whether a session has a turn running. Extends the spec's `SessionPayload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Idle,
+    Running,
+}
+
+/// The spec's `SessionPayload` (`id`, `title`, `updated_at`, `message_count`) plus `created_at`
+/// and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionPayload {
+    pub id: SessionId,
+    pub title: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub message_count: u64,
+    pub status: SessionStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// How a message came to be: `complete`, or `interrupted` for an assistant reply cut short
+/// (interrupt, model error, shutdown). Extends the spec's `MessagePayload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Complete,
+    Interrupted,
+}
+
+/// The spec's `MessagePayload` (`id`, `role`, `content`, `created_at`) plus `session_id`,
+/// `turn_id` and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePayload {
+    pub id: MessageId,
+    pub session_id: SessionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<TurnId>,
+    pub role: Role,
+    pub content: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub status: MessageStatus,
+}

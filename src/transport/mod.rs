@@ -1,0 +1,203 @@
+//! ZeroMQ transport: the ROUTER (JSON-RPC in, replies out) and the PUB (events out), both owned by
+//! one dedicated thread because libzmq sockets are not thread-safe. Frames become protocol types
+//! here and nothing more: no business logic. Bridged to tokio by bounded queues in both
+//! directions, so neither side ever blocks the other.
+
+pub mod framing;
+pub mod outbound;
+mod server;
+pub mod stats;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+
+pub use framing::Route;
+pub use outbound::{Outbound, OutboundSender};
+pub use server::Calls;
+pub use stats::Stats;
+
+use outbound::Signals;
+use server::Server;
+
+/// Socket options and queue sizes.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub rpc_endpoint: String,
+    pub pub_endpoint: String,
+    /// Largest request frame answered normally; larger ones get `message_too_large`.
+    pub max_message_bytes: usize,
+    /// Per-subscriber PUB queue, in messages; beyond it that subscriber misses messages.
+    pub pub_sndhwm: i32,
+    /// Per-peer ROUTER queues, in messages.
+    pub router_hwm: i32,
+    /// ZMTP heartbeat interval and timeout, in milliseconds (dead peers are dropped).
+    pub zmtp_heartbeat_ivl_ms: i32,
+    pub zmtp_heartbeat_timeout_ms: i32,
+    /// How long queued events may still go out after close (the PUB drain bound), in ms.
+    pub pub_linger_ms: i32,
+    /// Requests waiting for the core; beyond it requests get `server_busy`.
+    pub inbound_queue: usize,
+    /// Replies and events waiting for the transport thread; beyond it they are dropped and counted.
+    pub outbound_queue: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            rpc_endpoint: "tcp://127.0.0.1:0".into(),
+            pub_endpoint: "tcp://127.0.0.1:0".into(),
+            max_message_bytes: 1 << 20,
+            pub_sndhwm: 10_000,
+            router_hwm: 1_000,
+            zmtp_heartbeat_ivl_ms: 5_000,
+            zmtp_heartbeat_timeout_ms: 15_000,
+            pub_linger_ms: 1_000,
+            inbound_queue: 1_024,
+            outbound_queue: 65_536,
+        }
+    }
+}
+
+/// Requests decoded by the transport, for the core.
+#[derive(Debug)]
+pub struct Inbound {
+    pub route: Route,
+    pub calls: Calls,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind {endpoint}: {source}")]
+    Bind {
+        endpoint: String,
+        source: zmq::Error,
+    },
+    #[error("zmq socket setup failed: {0}")]
+    Setup(#[from] zmq::Error),
+    #[error("cannot start the transport thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// The running transport.
+pub struct Transport {
+    /// The endpoints as bound (a `tcp://…:0` request becomes the real port).
+    pub rpc_endpoint: String,
+    pub pub_endpoint: String,
+    pub outbound: Arc<OutboundSender>,
+    pub stats: Arc<Stats>,
+    thread: Option<JoinHandle<()>>,
+    context: Option<zmq::Context>,
+}
+
+impl Transport {
+    /// Binds both sockets (errors come back here, before anything runs) and starts the thread.
+    /// Returns the transport and the receiver of decoded requests.
+    pub fn start(
+        config: &TransportConfig,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        let context = zmq::Context::new();
+        // The hard limit libzmq enforces by disconnecting the peer; between `max_message_bytes` and
+        // this, the peer gets a `message_too_large` reply instead.
+        let hard_limit = (config.max_message_bytes as i64)
+            .saturating_mul(2)
+            .max(64 * 1024);
+
+        let router = context.socket(zmq::ROUTER)?;
+        router.set_router_mandatory(true)?;
+        router.set_maxmsgsize(hard_limit)?;
+        router.set_sndhwm(config.router_hwm)?;
+        router.set_rcvhwm(config.router_hwm)?;
+        router.set_linger(0)?;
+        set_heartbeats(&router, config)?;
+        bind(&router, &config.rpc_endpoint)?;
+
+        let publisher = context.socket(zmq::PUB)?;
+        publisher.set_sndhwm(config.pub_sndhwm)?;
+        publisher.set_linger(config.pub_linger_ms)?;
+        // Subscribers only send subscriptions; anything big from them is hostile.
+        publisher.set_maxmsgsize(64 * 1024)?;
+        set_heartbeats(&publisher, config)?;
+        bind(&publisher, &config.pub_endpoint)?;
+
+        let wake_addr = format!("inproc://zcoord-wake-{}", uuid::Uuid::now_v7());
+        let wake = context.socket(zmq::PAIR)?;
+        wake.bind(&wake_addr)?;
+        let waker = context.socket(zmq::PAIR)?;
+        waker.set_linger(0)?;
+        waker.connect(&wake_addr)?;
+
+        let rpc_endpoint = last_endpoint(&router)?;
+        let pub_endpoint = last_endpoint(&publisher)?;
+
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
+        let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
+        let signals = Arc::new(Signals::default());
+        let stats = Arc::new(Stats::default());
+        let server = Server {
+            router,
+            publisher,
+            wake,
+            outbound: out_rx,
+            inbound: in_tx,
+            signals: signals.clone(),
+            stats: stats.clone(),
+            max_message_bytes: config.max_message_bytes,
+        };
+        let thread = std::thread::Builder::new()
+            .name("zcoord-transport".into())
+            .spawn(move || server.run())?;
+        let outbound = Arc::new(OutboundSender::new(out_tx, waker, signals, stats.clone()));
+        Ok((
+            Transport {
+                rpc_endpoint,
+                pub_endpoint,
+                outbound,
+                stats,
+                thread: Some(thread),
+                context: Some(context),
+            },
+            in_rx,
+        ))
+    }
+
+    /// Stop taking requests: new ones are answered `shutting_down` by the transport thread.
+    pub fn drain(&self) {
+        self.outbound.drain();
+    }
+
+    /// Sends what is queued, closes the sockets and waits for queued events to leave (bounded by
+    /// the PUB linger). Blocking: call it from a blocking context.
+    pub fn close(mut self) {
+        self.outbound.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.outbound.close_waker();
+        // Terminating the context waits for the PUB's linger: this is the bounded drain.
+        if let Some(ctx) = self.context.take() {
+            drop(ctx);
+        }
+    }
+}
+
+fn set_heartbeats(sock: &zmq::Socket, config: &TransportConfig) -> Result<(), zmq::Error> {
+    sock.set_heartbeat_ivl(config.zmtp_heartbeat_ivl_ms)?;
+    sock.set_heartbeat_timeout(config.zmtp_heartbeat_timeout_ms)?;
+    sock.set_heartbeat_ttl(config.zmtp_heartbeat_timeout_ms)?;
+    Ok(())
+}
+
+fn bind(sock: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    sock.bind(endpoint).map_err(|source| TransportError::Bind {
+        endpoint: endpoint.to_owned(),
+        source,
+    })
+}
+
+fn last_endpoint(sock: &zmq::Socket) -> Result<String, TransportError> {
+    Ok(sock
+        .get_last_endpoint()?
+        .unwrap_or_else(|raw| String::from_utf8_lossy(&raw).into_owned()))
+}

@@ -1,0 +1,222 @@
+//! The transport thread: owns the ROUTER, the PUB and the wake-up socket, and is the only thread
+//! that touches them. Turns frames into decoded requests for the core and sends what the core
+//! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
+//! oversized messages, `server_busy` and `shutting_down`.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
+
+use super::framing::{classify, Framed, Route};
+use super::outbound::{Outbound, Signals};
+use super::stats::Stats;
+use super::Inbound;
+use crate::protocol::errors::RpcError;
+use crate::protocol::jsonrpc::{decode, encode_batch, Id, Incoming, Request, Response};
+
+/// Frames kept of one message; the rest are read and discarded (the count is still known).
+const MAX_FRAMES_KEPT: usize = 4;
+/// Messages read from the ROUTER before looking at the outbound queue again.
+const READ_BURST: usize = 256;
+
+pub(super) struct Server {
+    pub router: zmq::Socket,
+    pub publisher: zmq::Socket,
+    pub wake: zmq::Socket,
+    pub outbound: Receiver<Outbound>,
+    pub inbound: Sender<Inbound>,
+    pub signals: Arc<Signals>,
+    pub stats: Arc<Stats>,
+    pub max_message_bytes: usize,
+}
+
+impl Server {
+    pub fn run(self) {
+        loop {
+            let (router_ready, wake_ready) = {
+                let mut items = [
+                    self.router.as_poll_item(zmq::POLLIN),
+                    self.wake.as_poll_item(zmq::POLLIN),
+                ];
+                match zmq::poll(&mut items, -1) {
+                    Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+                    Err(zmq::Error::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "transport poll failed; closing");
+                        break;
+                    }
+                }
+            };
+            if wake_ready {
+                while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
+                // Clear before draining: a send racing with the drain then wakes us once more.
+                self.signals.wake_pending.store(false, Ordering::SeqCst);
+            }
+            let disconnected = self.flush_outbound();
+            if disconnected || self.signals.closing.load(Ordering::SeqCst) {
+                break;
+            }
+            if router_ready {
+                self.read_requests();
+            }
+        }
+        // Anything queued between the last flush and the close flag still goes out.
+        self.flush_outbound();
+        tracing::debug!("transport thread closing sockets");
+    }
+
+    /// Sends everything queued. Returns true when the tokio side has gone away.
+    fn flush_outbound(&self) -> bool {
+        loop {
+            match self.outbound.try_recv() {
+                Ok(Outbound::Reply { route, body }) => self.reply(&route, &body),
+                Ok(Outbound::Event { key, body }) => self.publish(key.as_bytes(), &body),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    fn publish(&self, key: &[u8], body: &[u8]) {
+        // PUB never blocks: a subscriber at its high-water mark simply misses the message.
+        let sent = self
+            .publisher
+            .send(key, zmq::SNDMORE | zmq::DONTWAIT)
+            .and_then(|_| self.publisher.send(body, zmq::DONTWAIT));
+        if let Err(e) = sent {
+            Stats::bump(&self.stats.outbound_dropped);
+            tracing::warn!(error = %e, "publish failed");
+        }
+    }
+
+    /// Sends a reply without waiting: a gone peer (EHOSTUNREACH, thanks to ROUTER_MANDATORY) or a
+    /// full one (EAGAIN) costs a counted drop, never a stall for everyone else.
+    fn reply(&self, route: &Route, body: &[u8]) {
+        let flags = zmq::SNDMORE | zmq::DONTWAIT;
+        let mut result = self.router.send(&route.identity[..], flags);
+        if result.is_ok() && route.delimiter {
+            result = self.router.send(&[][..], flags);
+        }
+        if result.is_ok() {
+            result = self.router.send(body, zmq::DONTWAIT);
+        }
+        if let Err(e) = result {
+            Stats::bump(&self.stats.replies_dropped);
+            tracing::debug!(error = %e, "reply dropped");
+        }
+    }
+
+    fn reply_error(&self, route: &Route, error: RpcError) {
+        self.reply(route, &Response::err(Id::Null, error).to_bytes());
+    }
+
+    fn read_requests(&self) {
+        for _ in 0..READ_BURST {
+            let Some((frames, total)) = self.recv_message() else {
+                return;
+            };
+            self.handle_message(&frames, total);
+        }
+    }
+
+    /// Reads one whole multipart message without blocking; keeps at most `MAX_FRAMES_KEPT` frames.
+    fn recv_message(&self) -> Option<(Vec<Vec<u8>>, usize)> {
+        let mut frames = Vec::new();
+        let mut total = 0;
+        loop {
+            let flags = if total == 0 { zmq::DONTWAIT } else { 0 };
+            let frame = match self.router.recv_bytes(flags) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) if total == 0 => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "router receive failed");
+                    return if total == 0 {
+                        None
+                    } else {
+                        Some((frames, total))
+                    };
+                }
+            };
+            total += 1;
+            if frames.len() < MAX_FRAMES_KEPT {
+                frames.push(frame);
+            }
+            if !self.router.get_rcvmore().unwrap_or(false) {
+                return Some((frames, total));
+            }
+        }
+    }
+
+    fn handle_message(&self, frames: &[Vec<u8>], total: usize) {
+        let (route, body) = match classify(frames, total) {
+            Framed::Request { route, body } => (route, body),
+            Framed::BadShape { route, frames } => {
+                tracing::debug!(frames, "request with wrong frame count");
+                return self.reply_error(&route, RpcError::invalid_frames(frames));
+            }
+            Framed::Unroutable => {
+                Stats::bump(&self.stats.requests_dropped);
+                return;
+            }
+        };
+        if body.len() > self.max_message_bytes {
+            tracing::debug!(size = body.len(), "request over the size limit");
+            return self.reply_error(
+                &route,
+                RpcError::message_too_large(body.len(), self.max_message_bytes),
+            );
+        }
+        let calls = match decode(body) {
+            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
+                return self.reply(&route, &resp.to_bytes());
+            }
+            Incoming::Single(Ok(req)) => Calls::Single(req),
+            Incoming::Batch(items) => Calls::Batch(items),
+        };
+        if self.signals.draining.load(Ordering::SeqCst) {
+            return self.refuse(&route, calls, RpcError::shutting_down());
+        }
+        match self.inbound.try_send(Inbound { route, calls }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(inb)) => {
+                Stats::bump(&self.stats.requests_refused_busy);
+                self.refuse(&inb.route, inb.calls, RpcError::server_busy());
+            }
+            Err(TrySendError::Closed(inb)) => {
+                self.refuse(&inb.route, inb.calls, RpcError::shutting_down())
+            }
+        }
+    }
+
+    /// Answers every call in `calls` with `error` (notifications get nothing, per JSON-RPC).
+    fn refuse(&self, route: &Route, calls: Calls, error: RpcError) {
+        let answer = |r: Result<Request, Response>| match r {
+            Ok(req) => req.id.map(|id| Response::err(id, error.clone())),
+            Err(resp) => Some(resp),
+        };
+        match calls {
+            Calls::Single(req) => {
+                if let Some(resp) = answer(Ok(req)) {
+                    self.reply(route, &resp.to_bytes());
+                }
+            }
+            Calls::Batch(items) => {
+                let responses: Vec<Response> = items.into_iter().filter_map(answer).collect();
+                if let Some(body) = encode_batch(&responses) {
+                    self.reply(route, &body);
+                }
+            }
+        }
+    }
+}
+
+/// The decoded calls of one request frame, on their way to the core.
+#[derive(Debug)]
+pub enum Calls {
+    Single(Request),
+    /// Each element decoded on its own; invalid ones already carry their error answer.
+    Batch(Vec<Result<Request, Response>>),
+}

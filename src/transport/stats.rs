@@ -1,0 +1,29 @@
+//! Counters of what the transport dropped or refused, shared with the core actor for
+//! `instance.info`. Atomics, because the transport thread and the actor both touch them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::protocol::methods::DropCounters;
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub replies_dropped: AtomicU64,
+    pub outbound_dropped: AtomicU64,
+    pub requests_refused_busy: AtomicU64,
+    pub requests_dropped: AtomicU64,
+}
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> DropCounters {
+        DropCounters {
+            replies_dropped: self.replies_dropped.load(Ordering::Relaxed),
+            outbound_dropped: self.outbound_dropped.load(Ordering::Relaxed),
+            requests_refused_busy: self.requests_refused_busy.load(Ordering::Relaxed),
+            requests_dropped: self.requests_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
