@@ -243,6 +243,15 @@ fn second_send_while_running_is_busy_and_changes_nothing() {
 fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
     let mut c = core();
     let r = send(&mut c, None, "hi", 1);
+    // An early usage report must not make tokens_out lag behind what streamed.
+    c.model_event(
+        r.turn_id,
+        ModelEvent::Usage {
+            tokens_in: 1,
+            tokens_out: 0,
+        },
+        at(2),
+    );
     c.model_event(r.turn_id, ModelEvent::Token("par".into()), at(2));
     c.model_event(
         r.turn_id,

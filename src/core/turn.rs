@@ -40,8 +40,9 @@ impl Turn {
         }
     }
 
-    /// Tokens out: the model's count when it gave one, else the tokens streamed.
+    /// Tokens out: the model's last count, but never fewer than the tokens streamed (a report
+    /// made early in the turn is stale by the time an interrupt ends it).
     pub fn tokens_out(&self) -> u64 {
-        self.reported_tokens_out.unwrap_or(self.next_index)
+        self.reported_tokens_out.unwrap_or(0).max(self.next_index)
     }
 }

@@ -1,1 +1,312 @@
-//! Golden JSON for every wire shape, both ways.
+//! Golden JSON for every wire shape, both ways: what we emit is exactly this JSON, and this JSON
+//! decodes back to the same value. A change here is a protocol change.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::events::*;
+use super::ids::*;
+use super::methods::*;
+use super::types::*;
+
+const T: OffsetDateTime = datetime!(2026-03-04 05:06:07.5 UTC);
+const T_JSON: &str = "2026-03-04T05:06:07.5Z";
+
+fn sid() -> SessionId {
+    SessionId(Uuid::from_u128(1))
+}
+fn tid() -> TurnId {
+    TurnId(Uuid::from_u128(2))
+}
+fn mid() -> MessageId {
+    MessageId(Uuid::from_u128(3))
+}
+fn iid() -> InstanceId {
+    InstanceId(Uuid::from_u128(4))
+}
+const S: &str = "00000000-0000-0000-0000-000000000001";
+const TU: &str = "00000000-0000-0000-0000-000000000002";
+const M: &str = "00000000-0000-0000-0000-000000000003";
+const I: &str = "00000000-0000-0000-0000-000000000004";
+
+fn both_ways<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T, golden: Value) {
+    assert_eq!(serde_json::to_value(v).unwrap(), golden, "serialise");
+    let back: T = serde_json::from_value(golden).unwrap();
+    assert_eq!(&back, v, "deserialise");
+}
+
+fn session() -> SessionPayload {
+    SessionPayload {
+        id: sid(),
+        title: "t".into(),
+        created_at: T,
+        updated_at: T,
+        message_count: 2,
+        status: SessionStatus::Running,
+    }
+}
+
+fn session_json() -> Value {
+    json!({"id": S, "title": "t", "created_at": T_JSON, "updated_at": T_JSON,
+           "message_count": 2, "status": "running"})
+}
+
+#[test]
+fn shared_shapes() {
+    both_ways(&session(), session_json());
+    both_ways(
+        &MessagePayload {
+            id: mid(),
+            session_id: sid(),
+            turn_id: Some(tid()),
+            role: Role::Assistant,
+            content: "hi".into(),
+            created_at: T,
+            status: MessageStatus::Interrupted,
+        },
+        json!({"id": M, "session_id": S, "turn_id": TU, "role": "assistant", "content": "hi",
+               "created_at": T_JSON, "status": "interrupted"}),
+    );
+}
+
+#[test]
+fn method_results() {
+    both_ways(
+        &PingResult {
+            status: "ok".into(),
+            instance_id: iid(),
+            uptime: "1m2s".into(),
+        },
+        json!({"status": "ok", "instance_id": I, "uptime": "1m2s"}),
+    );
+    both_ways(
+        &InfoResult {
+            instance_id: iid(),
+            version: "0.1.0".into(),
+            protocol_version: 1,
+            pid: 9,
+            started_at: T,
+            uptime: "0s".into(),
+            endpoints: Endpoints {
+                rpc: "ipc:///r".into(),
+                pub_: "ipc:///p".into(),
+            },
+            session_count: 1,
+            active_session_id: Some(sid()),
+            model: "echo".into(),
+            seq: 7,
+            running_turns: 0,
+            drops: DropCounters::default(),
+        },
+        json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
+               "started_at": T_JSON, "uptime": "0s",
+               "endpoints": {"rpc": "ipc:///r", "pub": "ipc:///p"},
+               "session_count": 1, "active_session_id": S, "model": "echo", "seq": 7,
+               "running_turns": 0,
+               "drops": {"replies_dropped": 0, "outbound_dropped": 0,
+                         "requests_refused_busy": 0, "requests_dropped": 0}}),
+    );
+    both_ways(
+        &StateSyncResult {
+            sessions: vec![session()],
+            active_session_id: None,
+            instance_id: iid(),
+            seq: 42,
+        },
+        json!({"sessions": [session_json()], "instance_id": I, "seq": 42}),
+    );
+    both_ways(
+        &SessionListResult {
+            sessions: vec![session()],
+        },
+        json!({"sessions": [session_json()]}),
+    );
+    both_ways(&OkResult { ok: true }, json!({"ok": true}));
+    both_ways(
+        &SendResult {
+            ok: true,
+            session_id: sid(),
+            message_id: mid(),
+            turn_id: tid(),
+        },
+        json!({"ok": true, "session_id": S, "message_id": M, "turn_id": TU}),
+    );
+    both_ways(
+        &MessageListResult { messages: vec![] },
+        json!({"messages": []}),
+    );
+    both_ways(
+        &InterruptResult {
+            ok: true,
+            interrupted: false,
+        },
+        json!({"ok": true, "interrupted": false}),
+    );
+}
+
+/// Each event: its golden payload, its key, and decoding it back by topic.
+#[test]
+fn events_payloads_and_keys() {
+    let cases: Vec<(Event, Value, String)> = vec![
+        (
+            Event::SessionList(SessionListPayload {
+                sessions: vec![session()],
+            }),
+            json!({"sessions": [session_json()]}),
+            "session.list".into(),
+        ),
+        (
+            Event::SessionUpdate(session()),
+            session_json(),
+            format!("session.update/{S}"),
+        ),
+        (
+            Event::SessionActivated(session()),
+            session_json(),
+            format!("session.activated/{S}"),
+        ),
+        (
+            Event::SessionDeleted(session()),
+            session_json(),
+            format!("session.deleted/{S}"),
+        ),
+        (
+            Event::MessageAppend(MessageAppendPayload {
+                session_id: sid(),
+                message_id: mid(),
+                role: Role::User,
+                content: "q".into(),
+                turn_id: Some(tid()),
+                status: MessageStatus::Complete,
+                created_at: T,
+            }),
+            json!({"session_id": S, "message_id": M, "role": "user", "content": "q",
+                   "turn_id": TU, "status": "complete", "created_at": T_JSON}),
+            format!("message.append/{S}"),
+        ),
+        (
+            Event::LlmStart(LlmStartPayload {
+                session_id: sid(),
+                turn_id: tid(),
+            }),
+            json!({"session_id": S, "turn_id": TU}),
+            format!("llm.start/{S}"),
+        ),
+        (
+            Event::LlmToken(LlmTokenPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                index: 3,
+                token: " hi".into(),
+            }),
+            json!({"session_id": S, "turn_id": TU, "index": 3, "token": " hi"}),
+            format!("llm.token/{S}"),
+        ),
+        (
+            Event::LlmEnd(LlmEndPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                tokens_in: 5,
+                tokens_out: 6,
+                reason: EndReason::Error,
+                error: Some("boom".into()),
+            }),
+            json!({"session_id": S, "turn_id": TU, "tokens_in": 5, "tokens_out": 6,
+                   "reason": "error", "error": "boom"}),
+            format!("llm.end/{S}"),
+        ),
+        (
+            Event::ToolStart(ToolStartPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                tool_name: "clock".into(),
+                call_id: "call_1".into(),
+                params: "{}".into(),
+            }),
+            json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
+                   "params": "{}"}),
+            format!("tool.start/{S}"),
+        ),
+        (
+            Event::ToolEnd(ToolEndPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                tool_name: "clock".into(),
+                call_id: "call_1".into(),
+                is_error: false,
+                result: "now".into(),
+            }),
+            json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
+                   "is_error": false, "result": "now"}),
+            format!("tool.end/{S}"),
+        ),
+        (
+            Event::InstanceHeartbeat(HeartbeatPayload {
+                instance_id: iid(),
+                active_session_id: None,
+                session_count: 0,
+                uptime: "5s".into(),
+                started_at: T,
+            }),
+            json!({"instance_id": I, "session_count": 0, "uptime": "5s", "started_at": T_JSON}),
+            "instance.heartbeat".into(),
+        ),
+        (
+            Event::InstanceShutdown(ShutdownPayload {
+                instance_id: iid(),
+                reason: "SIGTERM".into(),
+            }),
+            json!({"instance_id": I, "reason": "SIGTERM"}),
+            "instance.shutdown".into(),
+        ),
+    ];
+    assert_eq!(cases.len(), 12, "every topic");
+    for (event, golden, key) in cases {
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            golden,
+            "{}",
+            event.topic()
+        );
+        assert_eq!(event.key(), key);
+        assert_eq!(Event::decode(event.topic(), golden).unwrap(), event);
+    }
+    assert!(Event::decode("no.such", json!({})).is_err());
+}
+
+#[test]
+fn envelope_golden() {
+    let p = Published {
+        seq: 9,
+        timestamp: T,
+        event: Event::LlmStart(LlmStartPayload {
+            session_id: sid(),
+            turn_id: tid(),
+        }),
+    };
+    let (key, body) = p.encode(iid());
+    assert_eq!(key, format!("llm.start/{S}"));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"seq": 9, "instance_id": I, "topic": "llm.start", "session_id": S,
+               "timestamp": T_JSON, "payload": {"session_id": S, "turn_id": TU}})
+    );
+    let hb = Published {
+        seq: 1,
+        timestamp: T,
+        event: Event::InstanceShutdown(ShutdownPayload {
+            instance_id: iid(),
+            reason: "x".into(),
+        }),
+    };
+    let v: Value = serde_json::from_slice(&hb.encode(iid()).1).unwrap();
+    assert!(
+        v.get("session_id").is_none(),
+        "no session_id member for instance events"
+    );
+}

@@ -1,0 +1,326 @@
+//! The `zcoord` binary as users run it: `serve` with the discovery file, the client subcommands and
+//! their exit codes, SIGTERM shutdown, refusing a second server, and bounded memory with a
+//! subscriber that never reads.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{eventually, live_subscriber, WAIT};
+use serde_json::{json, Value};
+use zcoord::client::RpcClient;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
+
+/// A `zcoord serve` process, killed if the test ends early.
+struct Served {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    rpc: String,
+    pub_: String,
+}
+
+impl Served {
+    fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("serve")
+            .args(["--heartbeat-interval", "0.05"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn zcoord serve");
+        let disc = data_dir.join("instance.json");
+        // Wait for the file this process wrote (a stale one from a dead server may be there first).
+        let d: Value = eventually("discovery file", || {
+            std::fs::read(&disc)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .filter(|d| d["pid"] == child.id())
+        });
+        Served {
+            child: Some(child),
+            data_dir: data_dir.to_owned(),
+            rpc: d["endpoints"]["rpc"].as_str().unwrap().to_owned(),
+            pub_: d["endpoints"]["pub"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Runs a client subcommand against this server's data directory.
+    fn cli(&self, args: &[&str]) -> Output {
+        zcoord(&self.data_dir, args)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    fn wait(mut self) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        eventually("server exit", || child.try_wait().unwrap()).code()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn zcoord(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("ZCOORD_RPC")
+        .env_remove("ZCOORD_PUB")
+        .output()
+        .expect("run zcoord")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn serve_writes_a_private_discovery_file_and_the_client_commands_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    assert!(
+        s.rpc.starts_with("ipc://") && s.pub_.starts_with("ipc://"),
+        "ipc by default"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("instance.json")), 0o600);
+        assert_eq!(mode(&dir.path().join("run")), 0o700);
+    }
+
+    let ping = s.cli(&["ping"]);
+    assert_eq!(ping.status.code(), Some(0), "{}", stderr(&ping));
+    assert!(stdout(&ping).starts_with("ok instance="));
+
+    let sent = s.cli(&["send", "hello from the cli"]);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    assert_eq!(stdout(&sent).trim_end(), "echo: hello from the cli");
+
+    let failed = s.cli(&["send", "x\n/fail boom"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(&failed).contains("turn ended: error: boom"));
+
+    let sessions = s.cli(&["sessions"]);
+    assert_eq!(sessions.status.code(), Some(0));
+    let out = stdout(&sessions);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("hello from the cli"));
+    assert_eq!(out.lines().filter(|l| l.starts_with('*')).count(), 1);
+
+    let list = s.cli(&["call", "session.list"]);
+    assert_eq!(list.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 2);
+
+    let not_found = s.cli(&["call", "session.get", r#"{"session_id":"nope"}"#]);
+    assert_eq!(not_found.status.code(), Some(1));
+    assert!(stderr(&not_found).contains("session_not_found"));
+
+    let bad_json = s.cli(&["call", "session.get", "{"]);
+    assert_eq!(bad_json.status.code(), Some(2));
+    let bad_usage = s.cli(&["frobnicate"]);
+    assert_eq!(bad_usage.status.code(), Some(2));
+}
+
+#[test]
+fn sub_prints_one_json_line_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let sub = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["sub", "instance.heartbeat", "--count", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(sub.status.code(), Some(0));
+    let lines: Vec<Value> = stdout(&sub)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert_eq!(l["topic"], "instance.heartbeat");
+        assert!(l["seq"].is_u64());
+    }
+    drop(s);
+}
+
+#[test]
+fn unreachable_server_exits_3_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_file = zcoord(dir.path(), &["ping"]);
+    assert_eq!(no_file.status.code(), Some(3));
+    assert!(stderr(&no_file).contains("no discovery file"));
+    // Nothing listens on this port: the call times out.
+    let dead = zcoord(
+        dir.path(),
+        &[
+            "ping",
+            "--rpc",
+            "tcp://127.0.0.1:9",
+            "--pub",
+            "tcp://127.0.0.1:9",
+            "--timeout-ms",
+            "300",
+        ],
+    );
+    assert_eq!(dead.status.code(), Some(3));
+}
+
+#[test]
+fn sigterm_ends_turns_announces_shutdown_exits_0_and_removes_the_discovery_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &["--token-delay-ms", "50"]);
+    let ctx = zmq::Context::new();
+    let events = live_subscriber(&ctx, &s.pub_, &["llm.end", "instance.shutdown"]);
+    let mut rpc = RpcClient::connect(&ctx, &s.rpc, WAIT).unwrap();
+    let r = rpc
+        .call("message.send", json!({"content": "long ".repeat(100)}))
+        .unwrap();
+    s.signal("-TERM");
+    let got = events.until(|e| e.envelope.topic == "instance.shutdown");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].envelope.payload["reason"], "shutdown");
+    assert_eq!(got[0].envelope.payload["turn_id"], r["turn_id"]);
+    assert_eq!(got[1].envelope.payload["reason"], "SIGTERM");
+    let disc = s.data_dir.join("instance.json");
+    assert_eq!(s.wait(), Some(0));
+    assert!(!disc.exists(), "discovery file removed on clean exit");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused_and_a_stale_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Served::start(dir.path(), &[]);
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("instance.json")).unwrap()).unwrap();
+    let second = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = stderr(&second);
+    assert!(err.contains("already running"), "{err}");
+    assert!(err.contains(info["instance_id"].as_str().unwrap()), "{err}");
+    // The first one still serves.
+    assert_eq!(first.cli(&["ping"]).status.code(), Some(0));
+
+    // kill -9 leaves the file behind; the next server sees it is stale and starts.
+    first.signal("-KILL");
+    let _ = first.wait();
+    assert!(dir.path().join("instance.json").exists());
+    let third = Served::start(dir.path(), &[]);
+    assert_eq!(third.cli(&["ping"]).status.code(), Some(0));
+}
+
+/// VmRSS of a process in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_subscriber_that_never_reads_costs_bounded_memory_and_stalls_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(
+        dir.path(),
+        &[
+            "--token-delay-ms",
+            "0",
+            "--pub-hwm",
+            "1000",
+            "--rpc",
+            "tcp://127.0.0.1:0",
+            "--pub",
+            "tcp://127.0.0.1:0",
+        ],
+    );
+    let ctx = zmq::Context::new();
+    // The stalled subscriber: subscribes to everything, never reads, tiny queues.
+    let stalled = ctx.socket(zmq::SUB).unwrap();
+    stalled.set_rcvhwm(10).unwrap();
+    stalled.set_rcvbuf(4096).unwrap();
+    stalled.set_subscribe(b"").unwrap();
+    stalled.connect(&s.pub_).unwrap();
+    let live = live_subscriber(&ctx, &s.pub_, &[""]);
+    let mut rpc = RpcClient::connect(&ctx, &s.rpc, WAIT).unwrap();
+
+    let words = "word ".repeat(4000);
+    let mut run_turn = || {
+        let r = rpc.call("message.send", json!({"content": words})).unwrap();
+        let got = live.until(|e| {
+            e.envelope.topic == "message.append"
+                && e.envelope.payload["role"] == "assistant"
+                && e.envelope.payload["turn_id"] == r["turn_id"]
+        });
+        for w in got.windows(2) {
+            assert_eq!(
+                w[1].envelope.seq,
+                w[0].envelope.seq + 1,
+                "live subscriber lost an event"
+            );
+        }
+        got.iter().map(|e| e.raw.len() as u64).sum::<u64>()
+    };
+    run_turn();
+    let baseline = rss_kib(s.pid());
+    let mut published = 0;
+    let mut peak = baseline;
+    for _ in 0..40 {
+        published += run_turn();
+        peak = peak.max(rss_kib(s.pid()));
+    }
+    let growth_mib = (peak.saturating_sub(baseline)) / 1024;
+    let published_mib = published / (1024 * 1024);
+    eprintln!("published {published_mib} MiB to a stalled subscriber; server RSS grew {growth_mib} MiB (baseline {} MiB)", baseline / 1024);
+    assert!(
+        published_mib >= 50,
+        "the test must publish far more than the bound"
+    );
+    assert!(
+        growth_mib < 40,
+        "server memory grew {growth_mib} MiB for a stalled subscriber"
+    );
+    assert_eq!(
+        rpc.call("instance.ping", json!({})).unwrap()["status"],
+        "ok"
+    );
+    drop(stalled);
+}

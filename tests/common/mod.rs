@@ -1,0 +1,210 @@
+//! Integration-test helpers: a real daemon on real tcp endpoints (`spawn_daemon`), clients
+//! (`client`, `subscriber`) and waits that always end in a timeout, never a fixed sleep.
+#![allow(dead_code)]
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use zcoord::app;
+use zcoord::client::{ReceivedEvent, RpcClient, Subscriber};
+use zcoord::config::{Config, ModelConfig};
+
+/// Upper bound for any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A daemon running in this process on its own runtime and thread.
+pub struct Daemon {
+    pub rpc: String,
+    pub pub_: String,
+    pub instance_id: String,
+    pub ctx: zmq::Context,
+    shutdown: Option<oneshot::Sender<String>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Test defaults: tcp on loopback with kernel-chosen ports, a 50 ms heartbeat, 1 ms per token.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.transport.rpc_endpoint = "tcp://127.0.0.1:0".into();
+    c.transport.pub_endpoint = "tcp://127.0.0.1:0".into();
+    c.heartbeat_interval = Duration::from_millis(50);
+    c.model = ModelConfig::Echo {
+        token_delay: Duration::from_millis(1),
+    };
+    c
+}
+
+pub fn spawn_daemon() -> Daemon {
+    spawn_daemon_with(|_| {})
+}
+
+pub fn spawn_daemon_with(tweak: impl FnOnce(&mut Config)) -> Daemon {
+    let mut config = test_config();
+    tweak(&mut config);
+    let server = app::start(config).expect("daemon binds");
+    let ready = server.ready().clone();
+    let (tx, rx) = oneshot::channel::<String>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(server.run(async move { rx.await.unwrap_or_else(|_| "test ended".into()) }));
+    });
+    Daemon {
+        rpc: ready.rpc_endpoint,
+        pub_: ready.pub_endpoint,
+        instance_id: ready.instance_id.to_string(),
+        ctx: zmq::Context::new(),
+        shutdown: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Daemon {
+    pub fn client(&self) -> RpcClient {
+        RpcClient::connect(&self.ctx, &self.rpc, WAIT).expect("connect dealer")
+    }
+
+    /// A raw socket of any type connected to the ROUTER.
+    pub fn raw(&self, kind: zmq::SocketType) -> zmq::Socket {
+        let s = self.ctx.socket(kind).unwrap();
+        s.set_linger(0).unwrap();
+        s.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
+        s.set_sndtimeo(WAIT.as_millis() as i32).unwrap();
+        s.connect(&self.rpc).unwrap();
+        s
+    }
+
+    /// A subscriber whose subscriptions are known to be live when this returns.
+    pub fn subscriber(&self, prefixes: &[&str]) -> Events {
+        live_subscriber(&self.ctx, &self.pub_, prefixes)
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        self.client()
+            .call(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e}"))
+    }
+
+    /// Asks the daemon to shut down and waits for it to finish.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send("test shutdown".into());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("daemon thread");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Subscribes to `prefixes` and waits for a heartbeat on the same socket: subscriptions travel in
+/// order, so once the heartbeat one is live the others are too (no sleeping on the slow joiner).
+pub fn live_subscriber(ctx: &zmq::Context, endpoint: &str, prefixes: &[&str]) -> Events {
+    let sub = Subscriber::connect(ctx, endpoint, prefixes).expect("connect sub");
+    let keep_heartbeats = prefixes.iter().any(|p| "instance.heartbeat".starts_with(p));
+    sub.subscribe("instance.heartbeat").unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no heartbeat: subscription never went live"
+        );
+        if let Some(ev) = sub.recv(left).unwrap() {
+            if ev.envelope.topic == "instance.heartbeat" {
+                break;
+            }
+        }
+    }
+    Events {
+        sub,
+        skip_heartbeats: !keep_heartbeats,
+    }
+}
+
+/// A live subscription with waiting helpers.
+pub struct Events {
+    pub sub: Subscriber,
+    skip_heartbeats: bool,
+}
+
+impl Events {
+    /// The next event (heartbeats skipped unless subscribed to), or panic after `WAIT`.
+    pub fn next(&self) -> ReceivedEvent {
+        self.try_next(WAIT).expect("no event within the wait limit")
+    }
+
+    pub fn try_next(&self, timeout: Duration) -> Option<ReceivedEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let ev = self.sub.recv(left).expect("recv")?;
+            if self.skip_heartbeats && ev.envelope.topic == "instance.heartbeat" {
+                continue;
+            }
+            return Some(ev);
+        }
+    }
+
+    /// Collects events up to and including the first one for which `stop` is true.
+    pub fn until(&self, stop: impl Fn(&ReceivedEvent) -> bool) -> Vec<ReceivedEvent> {
+        let mut out = Vec::new();
+        loop {
+            let ev = self.next();
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Collects events up to and including `topic` for `turn_id`.
+    pub fn until_turn(&self, topic: &str, turn_id: &str) -> Vec<ReceivedEvent> {
+        self.until(|e| e.envelope.topic == topic && e.envelope.payload["turn_id"] == turn_id)
+    }
+}
+
+/// `message.send` and its result.
+pub fn send(d: &Daemon, session_id: Option<&str>, content: &str) -> Value {
+    let mut params = json!({"content": content});
+    if let Some(s) = session_id {
+        params["session_id"] = json!(s);
+    }
+    d.call("message.send", params)
+}
+
+/// The topics of `events`, in order.
+pub fn topics(events: &[ReceivedEvent]) -> Vec<String> {
+    events.iter().map(|e| e.envelope.topic.clone()).collect()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `WAIT`.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
