@@ -60,8 +60,8 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         },
         other => anyhow::bail!("unknown model {other:?}: the only model available is `echo`"),
     };
-    if !(args.heartbeat_interval > 0.0 && args.heartbeat_interval.is_finite()) {
-        anyhow::bail!("--heartbeat-interval must be a positive number of seconds");
+    if !(0.01..=86_400.0).contains(&args.heartbeat_interval) {
+        anyhow::bail!("--heartbeat-interval must be between 0.01 and 86400 seconds");
     }
     let run_dir = data_dir.join("run");
     let needs_run_dir = args.rpc.is_none() || args.pub_.is_none();
