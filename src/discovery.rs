@@ -41,7 +41,18 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE_NAME)
 }
 
-/// Creates `dir` (and parents) if needed and makes it private to the user (0700).
+/// Creates `dir` (and parents) if it is missing, private to the user (0700). An existing
+/// directory is left as it is: `--data-dir .` must not change the mode of the current directory.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// Creates `dir` if needed and makes it 0700: for directories zcoord owns outright (the ipc
+/// socket directory), where other users must not be able to connect.
 pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     set_mode(dir, 0o700)

@@ -122,7 +122,7 @@ fn refuse_if_live(path: &Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
-    discovery::ensure_private_dir(data_dir)?;
+    discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
     refuse_if_live(&disc_path)?;
     let config = config(&args, data_dir)?;

@@ -140,11 +140,13 @@ impl Core {
                 Ok(Reply::Session(self.sessions[&id].payload()))
             }
             Call::SessionDelete { session_id } => {
+                self.refuse_if_shutting_down()?;
                 let id = self.session(&session_id)?.id;
                 self.delete_session(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
             }
             Call::SessionActivate { session_id } => {
+                self.refuse_if_shutting_down()?;
                 let id = self.session(&session_id)?.id;
                 self.activate(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
@@ -262,7 +264,8 @@ impl Core {
     }
 
     /// Ends every running turn with `reason: "shutdown"`, then publishes `instance.shutdown`.
-    /// After this, calls that would start work are refused.
+    /// After this every call that would change state is refused, so `instance.shutdown` is the
+    /// last event; reads still answer.
     pub fn shutdown(&mut self, reason: &str, now: OffsetDateTime) {
         self.shutting_down = true;
         let mut running: Vec<TurnId> = self.turns.keys().copied().collect();

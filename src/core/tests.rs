@@ -491,6 +491,32 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
         )
         .unwrap_err();
     assert_eq!(err, CoreError::ShuttingDown);
+    let sid = a.session_id.to_string();
+    for call in [
+        Call::SessionCreate { title: None },
+        Call::SessionDelete {
+            session_id: sid.clone(),
+        },
+        Call::SessionActivate {
+            session_id: sid.clone(),
+        },
+    ] {
+        assert_eq!(c.call(call, &ctx(10)).unwrap_err(), CoreError::ShuttingDown);
+    }
+    // Reads still answer, interrupt finds nothing running, and nothing is published.
+    c.call(Call::StateSync { project_id: None }, &ctx(10))
+        .unwrap();
+    let Reply::Interrupt(ir) = c
+        .call(Call::SessionInterrupt { session_id: sid }, &ctx(10))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!ir.interrupted);
+    assert!(
+        c.take_effects().is_empty(),
+        "instance.shutdown is the last event"
+    );
 }
 
 #[test]

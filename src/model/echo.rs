@@ -37,9 +37,13 @@ impl Plan {
                 let rest = rest.trim();
                 let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
                 tool_calls.push((name.to_owned(), args.trim().to_owned()));
-            } else if let Some(rest) = trimmed.strip_prefix("/fail") {
-                fail = Some(rest.trim().to_owned()).filter(|s| !s.is_empty());
-                fail.get_or_insert_with(|| "echo: failure requested".to_owned());
+            } else if trimmed.trim_end() == "/fail" || trimmed.starts_with("/fail ") {
+                let reason = trimmed["/fail".len()..].trim();
+                fail = Some(if reason.is_empty() {
+                    "echo: failure requested".to_owned()
+                } else {
+                    reason.to_owned()
+                });
             } else {
                 text.push(line);
             }
@@ -103,7 +107,7 @@ impl Model for Echo {
             })
             .await?;
 
-            let mut reply = format!("echo: {}", plan.text);
+            let mut reply = format!("echo: {}", plan.text).trim_end().to_owned();
             for (i, (name, args)) in plan.tool_calls.iter().enumerate() {
                 let call_id = format!("call_{}", i + 1);
                 sink.emit(ModelEvent::ToolStart {
@@ -178,5 +182,8 @@ mod tests {
             Plan::parse("/fail").fail.as_deref(),
             Some("echo: failure requested")
         );
+        let not_a_trigger = Plan::parse("/failover plan");
+        assert_eq!(not_a_trigger.fail, None);
+        assert_eq!(not_a_trigger.text, "/failover plan");
     }
 }

@@ -225,7 +225,16 @@ mod tests {
 
     #[test]
     fn ids_of_every_kind_round_trip_unchanged() {
-        for raw in [r#""abc""#, "7", "-3", "1.5", "null", "18446744073709551615"] {
+        for raw in [
+            r#""abc""#,
+            "7",
+            "-3",
+            "1.5",
+            "null",
+            "18446744073709551615",
+            "123456789012345678901234567890",
+            "0.1000000000000000000001",
+        ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"m"}}"#);
             let Incoming::Single(Ok(req)) = decode(body.as_bytes()) else {
                 panic!("{raw} did not decode")

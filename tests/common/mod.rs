@@ -208,3 +208,10 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The next message on a raw socket, or `None` if nothing arrives within `timeout`.
+pub fn recv_within(sock: &zmq::Socket, timeout: Duration) -> Option<Vec<Vec<u8>>> {
+    let mut items = [sock.as_poll_item(zmq::POLLIN)];
+    let ready = zmq::poll(&mut items, timeout.as_millis() as i64).expect("poll");
+    (ready > 0).then(|| sock.recv_multipart(0).expect("recv"))
+}

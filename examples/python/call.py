@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Call one zcoord JSON-RPC method over a DEALER socket and print the result.
+
+    python3 call.py [--data-dir DIR | --rpc ENDPOINT] [--timeout-ms MS] METHOD [JSON_PARAMS]
+
+Exit codes (as the zcoord CLI): 0 result printed, 1 error reply (printed on stderr),
+2 usage, 3 no reply within the timeout or no server found. Never hangs.
+Requires pyzmq (pip install pyzmq). See proto-docs/PROTOCOL.md for the wire format.
+"""
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import zmq
+
+
+def data_dir(arg: str | None) -> Path:
+    """Where `zcoord serve` writes instance.json: the same lookup order as the zcoord CLI."""
+    if arg:
+        return Path(arg)
+    if os.environ.get("ZCOORD_DATA_DIR"):
+        return Path(os.environ["ZCOORD_DATA_DIR"])
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "zcoord"
+    return Path.home() / ".local/share/zcoord"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Call one zcoord JSON-RPC method.")
+    ap.add_argument("method", help="e.g. instance.ping, session.list, message.send")
+    ap.add_argument("params", nargs="?", default="{}", help="params as a JSON object")
+    ap.add_argument("--data-dir", help="zcoord data directory (holds instance.json)")
+    ap.add_argument("--rpc", help="ROUTER endpoint, e.g. tcp://127.0.0.1:5555 (skips discovery)")
+    ap.add_argument("--timeout-ms", type=int, default=3000, help="how long to wait for the reply")
+    args = ap.parse_args()
+
+    try:
+        params = json.loads(args.params)
+    except ValueError as e:
+        print(f"error: params are not valid JSON: {e}", file=sys.stderr)
+        return 2
+
+    endpoint = args.rpc
+    if not endpoint:
+        path = data_dir(args.data_dir) / "instance.json"
+        try:
+            endpoint = json.loads(path.read_text())["endpoints"]["rpc"]
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: cannot read {path}: {e} (is `zcoord serve` running?)", file=sys.stderr)
+            return 3
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)  # never block on exit with an unsent request
+    sock.connect(endpoint)
+
+    # One JSON frame, no empty delimiter: a DEALER may send either, the reply mirrors it.
+    # The id is echoed back unchanged; a fresh socket per call means the reply is ours.
+    request = {"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": args.method, "params": params}
+    sock.send(json.dumps(request).encode())
+
+    # connect() succeeds even with no server listening, so a timeout is how "unreachable"
+    # shows up. Poll instead of a blocking recv so this never hangs.
+    if not sock.poll(args.timeout_ms, zmq.POLLIN):
+        print(
+            f"error: no reply within {args.timeout_ms} ms (is the server running?)", file=sys.stderr
+        )
+        return 3
+    reply = json.loads(sock.recv_multipart()[-1])  # the last (only) frame is the JSON body
+
+    if "error" in reply:
+        print(f"error: {json.dumps(reply['error'])}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["result"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
