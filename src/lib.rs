@@ -18,5 +18,6 @@ pub mod core;
 pub mod discovery;
 pub mod model;
 pub mod protocol;
+pub mod store;
 pub mod tools;
 pub mod transport;

@@ -4,6 +4,7 @@
 pub mod effects;
 pub mod error;
 pub mod ids;
+pub mod persist;
 pub mod session;
 pub mod state;
 pub mod turn;

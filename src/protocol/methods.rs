@@ -236,7 +236,7 @@ pub struct OkResult {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendResult {
     pub ok: bool,
     pub session_id: SessionId,

@@ -1,0 +1,175 @@
+//! The core's persistence vocabulary: the changes it asks a store to make durable, and the
+//! snapshot a store hands back at start-up. Plain data; the store decides how to keep it.
+
+use time::OffsetDateTime;
+
+use crate::protocol::events::EndReason;
+use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::methods::SendResult;
+use crate::protocol::types::Role;
+
+/// How a stored message stands. `Streaming` exists only in the store: an assistant reply
+/// checkpointed while its turn runs. Recovery turns it into `Interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredStatus {
+    Complete,
+    Interrupted,
+    Streaming,
+}
+
+impl StoredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredStatus::Complete => "complete",
+            StoredStatus::Interrupted => "interrupted",
+            StoredStatus::Streaming => "streaming",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "complete" => StoredStatus::Complete,
+            "interrupted" => StoredStatus::Interrupted,
+            "streaming" => StoredStatus::Streaming,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub title: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub session_id: SessionId,
+    /// 0, 1, 2… within the session: the order `message.list` returns.
+    pub position: u64,
+    pub turn_id: Option<TurnId>,
+    pub role: Role,
+    pub content: String,
+    pub created_at: OffsetDateTime,
+    pub status: StoredStatus,
+}
+
+/// How a turn ended, as stored. `reason` is the `llm.end` reason, or `crashed` for a turn found
+/// still running at start-up (its status is then `aborted`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnEnd {
+    pub id: TurnId,
+    pub status: TurnStatus,
+    pub reason: String,
+    pub error: Option<String>,
+    pub ended_at: OffsetDateTime,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStatus {
+    Running,
+    Completed,
+    Interrupted,
+    Error,
+    Aborted,
+}
+
+impl TurnStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnStatus::Running => "running",
+            TurnStatus::Completed => "completed",
+            TurnStatus::Interrupted => "interrupted",
+            TurnStatus::Error => "error",
+            TurnStatus::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => TurnStatus::Running,
+            "completed" => TurnStatus::Completed,
+            "interrupted" => TurnStatus::Interrupted,
+            "error" => TurnStatus::Error,
+            "aborted" => TurnStatus::Aborted,
+            _ => return None,
+        })
+    }
+
+    /// The stored status of a turn that ended for `reason`.
+    pub fn from_reason(reason: EndReason) -> Self {
+        match reason {
+            EndReason::Completed => TurnStatus::Completed,
+            EndReason::Interrupted => TurnStatus::Interrupted,
+            EndReason::Error => TurnStatus::Error,
+            EndReason::Shutdown => TurnStatus::Aborted,
+        }
+    }
+}
+
+/// One change to make durable. Applied in order; a batch of them is one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert or update a session's row.
+    SessionUpsert(SessionRecord),
+    /// Mark a session deleted (its rows stay; it no longer loads).
+    SessionDelete {
+        id: SessionId,
+        deleted_at: OffsetDateTime,
+    },
+    /// The active session (`None`: no active session).
+    ActiveSession(Option<SessionId>),
+    /// Insert or update a message (a checkpoint rewrites the same row with more content).
+    MessageUpsert(MessageRecord),
+    TurnStart {
+        id: TurnId,
+        session_id: SessionId,
+        started_at: OffsetDateTime,
+    },
+    TurnEnd(TurnEnd),
+    ToolCallStart {
+        turn_id: TurnId,
+        call_id: String,
+        tool_name: String,
+        params: String,
+        started_at: OffsetDateTime,
+    },
+    ToolCallEnd {
+        turn_id: TurnId,
+        call_id: String,
+        is_error: bool,
+        result: String,
+        ended_at: OffsetDateTime,
+    },
+    /// A `message.send` `request_id` and the answer it got.
+    RequestKey {
+        request_id: String,
+        result: SendResult,
+        created_at: OffsetDateTime,
+    },
+}
+
+/// A turn the store still has as running: left behind by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTurn {
+    pub id: TurnId,
+    pub session_id: SessionId,
+    pub started_at: OffsetDateTime,
+}
+
+/// Everything the core needs to resume, as a store loads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Live (not deleted) sessions, each with its messages in position order.
+    pub sessions: Vec<(SessionRecord, Vec<MessageRecord>)>,
+    pub active_session: Option<SessionId>,
+    /// Turns still marked running.
+    pub open_turns: Vec<OpenTurn>,
+    /// The newest `request_id`s, oldest first.
+    pub request_keys: Vec<(String, SendResult)>,
+}

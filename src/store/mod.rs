@@ -1,0 +1,50 @@
+//! Persistence behind one small trait: load a snapshot at start-up, commit batches of changes.
+//! The writer thread (`writer`) runs a store off the core's hot path.
+
+pub mod memory;
+pub mod sqlite;
+pub mod writer;
+
+use std::path::PathBuf;
+
+use crate::core::persist::{Change, Snapshot};
+
+/// A place the core's state survives in.
+pub trait Store: Send + 'static {
+    /// Everything needed to resume: live sessions with their messages, the active session, turns
+    /// left running, and the newest `request_key_capacity` idempotency keys.
+    fn load(&mut self, request_key_capacity: usize) -> Result<Snapshot, StoreError>;
+    /// Applies `changes` in order as one transaction; durable when this returns `Ok`.
+    fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError>;
+    /// What to call this store in logs and `instance.info`, e.g. `sqlite:/path/zcoord.db`.
+    fn describe(&self) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path} has schema version {found}, newer than this zcoord understands ({supported}); it was not touched — run a newer zcoord")]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path} is not a zcoord database (corrupt or another kind of file); it was not touched")]
+    NotADatabase { path: PathBuf },
+    #[error("database {path} is locked by another process; it was not touched")]
+    Locked { path: PathBuf },
+    #[error("database {path} (or its directory) is read-only; zcoord needs to write there")]
+    ReadOnly { path: PathBuf },
+    #[error("{context}: {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error while {context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+}

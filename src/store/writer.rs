@@ -1,0 +1,1 @@
+//! Writer thread (being written).
