@@ -1,17 +1,19 @@
-//! Wiring: binds the transport, builds the core, and runs the one actor task that owns the core.
-//! The actor turns requests, model output and heartbeat ticks into core inputs and carries out the
-//! core's effects in order. Owns cancellation and the shutdown sequence.
+//! Wiring: opens the store, binds the transport, builds the core, and runs the one actor task that
+//! owns the core. The actor turns requests, model output and ticks into core inputs and carries out
+//! the core's effects in order: changes go to the store's writer thread, and every reply and event
+//! waits until the changes decided before it are committed, so nothing a crash could take back is
+//! ever shown. Owns cancellation and the shutdown sequence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, ModelConfig, StoreConfig};
 use crate::core::{ids::UuidV7, CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::model::echo::Echo;
 use crate::model::runner::{spawn_turn, TurnHandle};
@@ -21,10 +23,15 @@ use crate::protocol::events::Event;
 use crate::protocol::ids::{InstanceId, TurnId};
 use crate::protocol::jsonrpc::{encode_batch, Request, Response};
 use crate::protocol::methods::{Call, Endpoints};
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
 use crate::transport::{Calls, Inbound, Outbound, Route, Transport, TransportError};
 
 /// Model output waiting for the core; a full queue slows the models, not the core.
 const MODEL_QUEUE: usize = 4_096;
+/// How often running turns are considered for a checkpoint.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
 
 /// What a started server tells its caller.
 #[derive(Debug, Clone)]
@@ -34,55 +41,91 @@ pub struct Ready {
     pub rpc_endpoint: String,
     pub pub_endpoint: String,
     pub model: String,
+    pub store: String,
+    /// Turns a crash had left running, closed as aborted at start-up.
+    pub recovered_turns: u64,
 }
 
-/// A server whose sockets are bound; `run` serves until shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot start the store writer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A server whose store is open and whose sockets are bound; `run` serves until shutdown.
 pub struct Server {
     ready: Ready,
     transport: Transport,
     inbound: mpsc::Receiver<Inbound>,
     core: Core,
     model: Arc<dyn Model>,
+    writer: Writer,
     heartbeat_interval: Duration,
 }
 
-/// Binds the sockets and builds the core. Fails early (bad endpoint, address in use).
-pub fn start(config: Config) -> Result<Server, TransportError> {
+/// Opens and loads the store (refusing a bad database before anything is bound), binds the
+/// sockets and builds the core, recovering turns a crash left running.
+pub fn start(config: Config) -> Result<Server, StartError> {
+    let mut store: Box<dyn Store> = match config.store {
+        StoreConfig::Memory(m) => Box::new(m),
+        StoreConfig::Sqlite(path) => Box::new(SqliteStore::open(&path)?),
+    };
+    let snapshot = store.load(config.idempotency_capacity)?;
+    let store_name = store.describe();
     let (transport, inbound) = Transport::start(&config.transport)?;
     let model: Arc<dyn Model> = match config.model {
         ModelConfig::Echo { token_delay } => Arc::new(Echo { token_delay }),
     };
-    let ready = Ready {
-        instance_id: InstanceId(uuid::Uuid::now_v7()),
-        started_at: OffsetDateTime::now_utc(),
-        rpc_endpoint: transport.rpc_endpoint.clone(),
-        pub_endpoint: transport.pub_endpoint.clone(),
-        model: model.name(),
-    };
+    let instance_id = InstanceId(uuid::Uuid::now_v7());
+    let started_at = OffsetDateTime::now_utc();
     let meta = InstanceMeta {
-        instance_id: ready.instance_id,
-        started_at: ready.started_at,
+        instance_id,
+        started_at,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
         endpoints: Endpoints {
-            rpc: ready.rpc_endpoint.clone(),
-            pub_: ready.pub_endpoint.clone(),
+            rpc: transport.rpc_endpoint.clone(),
+            pub_: transport.pub_endpoint.clone(),
         },
-        model: ready.model.clone(),
+        model: model.name(),
+        store: store_name.clone(),
     };
-    let core = Core::new(
+    let mut core = Core::new(
         meta,
         CoreConfig {
             idempotency_capacity: config.idempotency_capacity,
+            ..CoreConfig::default()
         },
         Box::new(UuidV7),
     );
+    let recovered_turns = core.restore(snapshot, started_at);
+    if recovered_turns > 0 {
+        tracing::warn!(
+            recovered_turns,
+            "closed turns a crash left running as aborted"
+        );
+    }
+    let writer = Writer::spawn(store)?;
+    let ready = Ready {
+        instance_id,
+        started_at,
+        rpc_endpoint: transport.rpc_endpoint.clone(),
+        pub_endpoint: transport.pub_endpoint.clone(),
+        model: model.name(),
+        store: store_name,
+        recovered_turns,
+    };
     Ok(Server {
         ready,
         transport,
         inbound,
         core,
         model,
+        writer,
         heartbeat_interval: config.heartbeat_interval,
     })
 }
@@ -94,7 +137,8 @@ impl Server {
 
     /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order:
     /// stop taking requests, end running turns, publish `instance.shutdown`, answer what was
-    /// already queued, drain the PUB (bounded by its linger), close the sockets.
+    /// already queued, flush the store, release what waited on it, drain the PUB (bounded by
+    /// its linger), close the sockets.
     pub async fn run(self, shutdown: impl Future<Output = String>) {
         let Server {
             ready,
@@ -102,9 +146,11 @@ impl Server {
             mut inbound,
             core,
             model,
+            writer,
             heartbeat_interval,
         } = self;
         let (model_tx, mut model_rx) = mpsc::channel(MODEL_QUEUE);
+        let mut committed = writer.committed();
         let mut actor = Actor {
             core,
             model,
@@ -112,9 +158,17 @@ impl Server {
             transport: &transport,
             turns: HashMap::new(),
             instance_id: ready.instance_id,
+            committed: writer.committed(),
+            writer,
+            required: 0,
+            held: VecDeque::new(),
         };
+        // Recovery changes decided in `start`.
+        actor.apply_effects();
         let mut heartbeat = tokio::time::interval(heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_TICK);
+        checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
 
         let reason = loop {
@@ -122,7 +176,9 @@ impl Server {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv() => actor.on_inbound(inb),
                 Some((turn, ev)) = model_rx.recv() => actor.core.model_event(turn, ev, now()),
+                Ok(()) = committed.changed() => actor.release(),
                 _ = heartbeat.tick() => actor.core.heartbeat(now()),
+                _ = checkpoint.tick() => actor.core.checkpoint(now()),
             }
             actor.apply_effects();
         };
@@ -136,7 +192,24 @@ impl Server {
             actor.on_inbound(inb);
             actor.apply_effects();
         }
-        drop(actor);
+        let Actor { writer, held, .. } = actor;
+        let last = tokio::task::spawn_blocking(move || writer.close())
+            .await
+            .unwrap_or(0);
+        let mut unsaved = 0;
+        for (needs, msg) in held {
+            if needs <= last {
+                transport.outbound.send(msg);
+            } else {
+                unsaved += 1;
+            }
+        }
+        if unsaved > 0 {
+            tracing::error!(
+                unsaved,
+                "replies and events withheld: their changes were not saved"
+            );
+        }
         let _ = tokio::task::spawn_blocking(move || transport.close()).await;
         tracing::info!("stopped");
     }
@@ -155,6 +228,13 @@ struct Actor<'t> {
     /// Running model tasks; dropping a handle stops its task.
     turns: HashMap<TurnId, TurnHandle>,
     instance_id: InstanceId,
+    writer: Writer,
+    /// The number of the last change the store has committed.
+    committed: watch::Receiver<u64>,
+    /// The number of the last gating change submitted: what anything sent now depends on.
+    required: u64,
+    /// Replies and events waiting for the store, in order, with the change each needs.
+    held: VecDeque<(u64, Outbound)>,
 }
 
 impl Actor<'_> {
@@ -207,18 +287,42 @@ impl Actor<'_> {
         })
     }
 
-    /// Queues a reply after the events its call decided, so a reply never overtakes its events
-    /// (a client that got `message.send`'s answer has already been sent `message.append`).
+    /// Queues a reply after the events and changes its call decided, so a reply never overtakes
+    /// its events and never shows state that is not yet committed.
     fn reply(&mut self, route: Route, body: Vec<u8>) {
         self.apply_effects();
-        self.transport
-            .outbound
-            .send(Outbound::Reply { route, body });
+        self.send(Outbound::Reply { route, body });
+    }
+
+    /// Sends now if everything it depends on is committed and nothing is waiting ahead of it;
+    /// otherwise holds it, in order.
+    fn send(&mut self, msg: Outbound) {
+        if self.held.is_empty() && *self.committed.borrow() >= self.required {
+            self.transport.outbound.send(msg);
+        } else {
+            self.held.push_back((self.required, msg));
+        }
+    }
+
+    /// Sends the held messages whose changes are now committed.
+    fn release(&mut self) {
+        let done = *self.committed.borrow_and_update();
+        while self.held.front().is_some_and(|(needs, _)| *needs <= done) {
+            if let Some((_, msg)) = self.held.pop_front() {
+                self.transport.outbound.send(msg);
+            }
+        }
     }
 
     fn apply_effects(&mut self) {
         for effect in self.core.take_effects() {
             match effect {
+                Effect::Persist { change, gating } => {
+                    let n = self.writer.submit(change);
+                    if gating {
+                        self.required = n;
+                    }
+                }
                 Effect::Publish(p) => {
                     if let Event::LlmEnd(end) = &p.event {
                         // The turn is over; dropping its handle is a no-op if the task finished.
@@ -226,7 +330,7 @@ impl Actor<'_> {
                     }
                     tracing::trace!(seq = p.seq, topic = p.event.topic(), "publish");
                     let (key, body) = p.encode(self.instance_id);
-                    self.transport.outbound.send(Outbound::Event { key, body });
+                    self.send(Outbound::Event { key, body });
                 }
                 Effect::StartTurn(start) => {
                     tracing::debug!(turn_id = %start.turn_id, session_id = %start.session_id, "turn start");

@@ -1,8 +1,20 @@
 //! Everything `serve` can be told, resolved to concrete values (no clap types here).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::store::memory::MemoryStore;
 use crate::transport::TransportConfig;
+
+/// Where state is kept.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// In this process only (tests, `--store memory`). Cloning a `MemoryStore` shares it, so a
+    /// test can "restart" a server on the same data.
+    Memory(MemoryStore),
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+}
 
 #[derive(Debug, Clone)]
 pub enum ModelConfig {
@@ -17,6 +29,7 @@ pub struct Config {
     pub model: ModelConfig,
     /// How many `message.send` `request_id`s are remembered for idempotent retries.
     pub idempotency_capacity: usize,
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -28,6 +41,7 @@ impl Default for Config {
                 token_delay: Duration::from_millis(5),
             },
             idempotency_capacity: 10_000,
+            store: StoreConfig::Memory(MemoryStore::new()),
         }
     }
 }

@@ -4,19 +4,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app;
-use crate::client::RpcClient;
-use crate::config::{Config, ModelConfig};
+use crate::config::{Config, ModelConfig, StoreConfig};
 use crate::discovery::{self, Discovery};
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
+use crate::store::memory::MemoryStore;
 use crate::transport::TransportConfig;
 
 /// Longest `ipc://` path libzmq accepts (the `sun_path` limit, less the terminator).
 const MAX_IPC_PATH: usize = 107;
+/// Held locked by the serving process for its whole life.
+const LOCK_FILE: &str = "zcoord.lock";
+/// The SQLite database, in the data directory.
+const DB_FILE: &str = "zcoord.db";
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -41,6 +43,9 @@ pub struct ServeArgs {
     /// Per-subscriber PUB queue in messages; a subscriber further behind misses events.
     #[arg(long, default_value_t = 10_000)]
     pub pub_hwm: i32,
+    /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
 }
 
 pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
@@ -59,6 +64,11 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             token_delay: Duration::from_millis(args.token_delay_ms),
         },
         other => anyhow::bail!("unknown model {other:?}: the only model available is `echo`"),
+    };
+    let store = match args.store.as_str() {
+        "sqlite" => StoreConfig::Sqlite(data_dir.join(DB_FILE)),
+        "memory" => StoreConfig::Memory(MemoryStore::new()),
+        other => anyhow::bail!("unknown store {other:?}: use `sqlite` or `memory`"),
     };
     if !(0.01..=86_400.0).contains(&args.heartbeat_interval) {
         anyhow::bail!("--heartbeat-interval must be between 0.01 and 86400 seconds");
@@ -94,37 +104,52 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         },
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
         model,
+        store,
         ..Config::default()
     })
 }
 
-/// Refuses to start when the discovery file names a server that still answers: binding an
-/// `ipc://` path would silently take it over. A file whose server does not answer is stale.
-fn refuse_if_live(path: &Path) -> anyhow::Result<()> {
-    let Ok(d) = discovery::read(path) else {
-        return Ok(());
-    };
-    let ctx = zmq::Context::new();
-    let answered = RpcClient::connect(&ctx, &d.endpoints.rpc, Duration::from_millis(500))
-        .and_then(|mut c| c.call("instance.ping", json!({})))
-        .ok()
-        .and_then(|r| r["instance_id"].as_str().map(str::to_owned));
-    if answered == Some(d.instance_id.to_string()) {
-        anyhow::bail!(
-            "a zcoord server is already running for this data directory: instance {} (pid {}) at {}",
-            d.instance_id,
-            d.pid,
-            d.endpoints.rpc
-        );
+/// Takes the data directory's lock for the life of the process. Exactly one process holds it:
+/// the OS releases it when the holder exits, however it exits (kill -9 included), and the file is
+/// never unlinked, so there is no unlink-after-unlock race. An error taking the lock never means
+/// "go ahead": it fails closed.
+fn lock_data_dir(data_dir: &Path, disc_path: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let who = match discovery::read(disc_path) {
+                Ok(d) => format!(
+                    "instance {} (pid {}) at {}",
+                    d.instance_id, d.pid, d.endpoints.rpc
+                ),
+                Err(_) => "another zcoord process (starting or stopping)".to_owned(),
+            };
+            anyhow::bail!(
+                "a zcoord server is already running for this data directory ({}): {who}",
+                data_dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {}: {e}", path.display())
+        }
     }
-    tracing::warn!(path = %path.display(), pid = d.pid, "stale discovery file from a server that no longer answers; replacing it");
-    Ok(())
+    if let Ok(d) = discovery::read(disc_path) {
+        tracing::warn!(path = %disc_path.display(), pid = d.pid, "stale discovery file from a server that is gone; replacing it");
+    }
+    Ok(file)
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
-    refuse_if_live(&disc_path)?;
+    let _lock = lock_data_dir(data_dir, &disc_path)?;
     let config = config(&args, data_dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -149,9 +174,15 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
             },
         )?;
         println!(
-            "zcoord {} serving (model {})",
-            ready.instance_id, ready.model
+            "zcoord {} serving (model {}, store {})",
+            ready.instance_id, ready.model, ready.store
         );
+        if ready.recovered_turns > 0 {
+            println!(
+                "  recovered {} turn(s) a crash left running (closed as aborted)",
+                ready.recovered_turns
+            );
+        }
         println!("  rpc: {}", ready.rpc_endpoint);
         println!("  pub: {}", ready.pub_endpoint);
         println!("  discovery: {}", disc_path.display());

@@ -1,6 +1,7 @@
 //! What the core asks the world to do, and what the model tells the core: the core's only
 //! boundary besides its method calls.
 
+use super::persist::Change;
 use crate::protocol::events::Published;
 use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::types::Role;
@@ -30,6 +31,9 @@ pub enum Effect {
     StartTurn(TurnStart),
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),
+    /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be
+    /// shown before it is committed; checkpoints and tool-call records do not gate.
+    Persist { change: Change, gating: bool },
 }
 
 /// What a running model reports about its turn.

@@ -11,6 +11,8 @@ pub enum CoreError {
     SessionBusy { session_id: String, turn_id: TurnId },
     #[error("server is shutting down")]
     ShuttingDown,
+    #[error("{field}: message {id} is not in this session")]
+    MessageNotFound { field: &'static str, id: String },
 }
 
 impl From<CoreError> for RpcError {
@@ -22,6 +24,7 @@ impl From<CoreError> for RpcError {
                 turn_id,
             } => RpcError::session_busy(&session_id, &turn_id.to_string()),
             CoreError::ShuttingDown => RpcError::shutting_down(),
+            CoreError::MessageNotFound { field, id } => RpcError::message_not_found(field, &id),
         }
     }
 }

@@ -4,7 +4,9 @@
 pub mod effects;
 pub mod error;
 pub mod ids;
+pub mod paging;
 pub mod persist;
+mod restore;
 pub mod session;
 pub mod state;
 pub mod turn;

@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 use super::effects::{Effect, HistoryEntry, ModelEvent, TurnStart};
 use super::error::CoreError;
 use super::ids::IdGen;
+use super::paging;
+use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus, TurnEnd, TurnStatus};
 use super::session::{clip_title, title_from, Message, Session};
 use super::turn::{OpenToolCall, Turn};
 use crate::protocol::duration::go_duration;
@@ -35,18 +37,23 @@ pub struct InstanceMeta {
     pub pid: u32,
     pub endpoints: Endpoints,
     pub model: String,
+    /// Where state is kept, e.g. `sqlite:/path/zcoord.db` or `memory`.
+    pub store: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// How many `message.send` `request_id`s are remembered (oldest forgotten first).
     pub idempotency_capacity: usize,
+    /// A streaming reply is checkpointed to the store at most this often.
+    pub checkpoint_interval: time::Duration,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             idempotency_capacity: 10_000,
+            checkpoint_interval: time::Duration::seconds(1),
         }
     }
 }
@@ -72,6 +79,8 @@ pub struct Core {
     sent: HashMap<String, SendResult>,
     sent_order: VecDeque<String>,
     shutting_down: bool,
+    /// Turns found running at start-up (left by a crash) and closed as aborted.
+    pub(super) recovered_turns: u64,
     effects: Vec<Effect>,
 }
 
@@ -88,6 +97,7 @@ impl Core {
             sent: HashMap::new(),
             sent_order: VecDeque::new(),
             shutting_down: false,
+            recovered_turns: 0,
             effects: Vec::new(),
         }
     }
@@ -163,10 +173,15 @@ impl Core {
                 }))
             }
             Call::MessageSend(send) => self.send(send, now).map(Reply::Send),
-            Call::MessageList { session_id } => {
+            Call::MessageList { session_id, page } => {
                 let s = self.session(&session_id)?;
+                let (range, has_more) = paging::page(&s.messages, &page)?;
                 Ok(Reply::MessageList(MessageListResult {
-                    messages: s.messages.iter().map(|m| s.message_payload(m)).collect(),
+                    messages: s.messages[range]
+                        .iter()
+                        .map(|m| s.message_payload(m))
+                        .collect(),
+                    has_more,
                 }))
             }
         }
@@ -194,6 +209,9 @@ impl Core {
                 let index = turn.next_index;
                 turn.next_index += 1;
                 turn.text.push_str(&token);
+                if now - turn.checkpointed_at >= self.config.checkpoint_interval {
+                    self.checkpoint_turn(turn_id, now);
+                }
                 self.publish(
                     Event::LlmToken(LlmTokenPayload {
                         session_id,
@@ -212,6 +230,13 @@ impl Core {
                 turn.open_tools.push(OpenToolCall {
                     call_id: call_id.clone(),
                     tool_name: tool_name.clone(),
+                });
+                self.persist_quietly(Change::ToolCallStart {
+                    turn_id,
+                    call_id: call_id.clone(),
+                    tool_name: tool_name.clone(),
+                    params: params.clone(),
+                    started_at: now,
                 });
                 self.publish(
                     Event::ToolStart(ToolStartPayload {
@@ -234,6 +259,13 @@ impl Core {
                     return;
                 };
                 let call = turn.open_tools.remove(pos);
+                self.persist_quietly(Change::ToolCallEnd {
+                    turn_id,
+                    call_id: call_id.clone(),
+                    is_error,
+                    result: result.clone(),
+                    ended_at: now,
+                });
                 self.publish(
                     Event::ToolEnd(ToolEndPayload {
                         session_id,
@@ -304,7 +336,9 @@ impl Core {
 
         let message_id = MessageId(self.ids.next_id());
         let turn_id = TurnId(self.ids.next_id());
+        let reply_id = MessageId(self.ids.next_id());
         let session = self.sessions.get_mut(&session_id).expect("resolved above");
+        let position = session.messages.len() as u64;
         session.messages.push(Message {
             id: message_id,
             turn_id: Some(turn_id),
@@ -324,8 +358,27 @@ impl Core {
             })
             .collect();
         let session_payload = session.payload();
-        self.turns
-            .insert(turn_id, Turn::new(turn_id, session_id, now));
+        let session_record = record_of(session);
+        self.turns.insert(
+            turn_id,
+            Turn::new(turn_id, session_id, reply_id, position + 1, now),
+        );
+        self.persist(Change::MessageUpsert(MessageRecord {
+            id: message_id,
+            session_id,
+            position,
+            turn_id: Some(turn_id),
+            role: Role::User,
+            content: send.content.clone(),
+            created_at: now,
+            status: StoredStatus::Complete,
+        }));
+        self.persist(Change::TurnStart {
+            id: turn_id,
+            session_id,
+            started_at: now,
+        });
+        self.persist(Change::SessionUpsert(session_record));
 
         self.publish(
             Event::MessageAppend(MessageAppendPayload {
@@ -360,12 +413,17 @@ impl Core {
             turn_id,
         };
         if let Some(request_id) = send.request_id {
+            self.persist(Change::RequestKey {
+                request_id: request_id.clone(),
+                result: result.clone(),
+                created_at: now,
+            });
             self.remember(request_id, result.clone());
         }
         Ok(result)
     }
 
-    fn remember(&mut self, request_id: String, result: SendResult) {
+    pub(super) fn remember(&mut self, request_id: String, result: SendResult) {
         if self.config.idempotency_capacity == 0 {
             return;
         }
@@ -392,6 +450,13 @@ impl Core {
         };
         let session_id = turn.session_id;
         for call in &turn.open_tools {
+            self.persist_quietly(Change::ToolCallEnd {
+                turn_id,
+                call_id: call.call_id.clone(),
+                is_error: true,
+                result: format!("tool call cut short: turn ended ({})", reason_str(reason)),
+                ended_at: now,
+            });
             self.publish(
                 Event::ToolEnd(ToolEndPayload {
                     session_id,
@@ -404,6 +469,15 @@ impl Core {
                 now,
             );
         }
+        self.persist(Change::TurnEnd(TurnEnd {
+            id: turn_id,
+            status: TurnStatus::from_reason(reason),
+            reason: reason_str(reason).to_owned(),
+            error: error.clone(),
+            ended_at: now,
+            tokens_in: turn.tokens_in,
+            tokens_out: turn.tokens_out(),
+        }));
         self.publish(
             Event::LlmEnd(LlmEndPayload {
                 session_id,
@@ -428,7 +502,7 @@ impl Core {
             } else {
                 MessageStatus::Interrupted
             };
-            let message_id = MessageId(self.ids.next_id());
+            let message_id = turn.reply_id;
             session.messages.push(Message {
                 id: message_id,
                 turn_id: Some(turn_id),
@@ -448,6 +522,23 @@ impl Core {
             })
         };
         let payload = session.payload();
+        let session_record = record_of(session);
+        if let Some(append) = &appended {
+            self.persist(Change::MessageUpsert(MessageRecord {
+                id: append.message_id,
+                session_id,
+                position: turn.reply_position,
+                turn_id: Some(turn_id),
+                role: Role::Assistant,
+                content: append.content.clone(),
+                created_at: now,
+                status: match append.status {
+                    MessageStatus::Complete => StoredStatus::Complete,
+                    MessageStatus::Interrupted => StoredStatus::Interrupted,
+                },
+            }));
+        }
+        self.persist(Change::SessionUpsert(session_record));
         if let Some(append) = appended {
             self.publish(Event::MessageAppend(append), now);
         }
@@ -458,6 +549,7 @@ impl Core {
         let id = SessionId(self.ids.next_id());
         let session = Session::new(id, title, now);
         let payload = session.payload();
+        self.persist(Change::SessionUpsert(record_of(&session)));
         self.sessions.insert(id, session);
         self.publish(Event::SessionUpdate(payload), now);
         self.publish_session_list(now);
@@ -476,8 +568,13 @@ impl Core {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
+        self.persist(Change::SessionDelete {
+            id,
+            deleted_at: now,
+        });
         if self.active == Some(id) {
             self.active = None;
+            self.persist(Change::ActiveSession(None));
         }
         self.publish(Event::SessionDeleted(session.payload()), now);
         self.publish_session_list(now);
@@ -490,13 +587,85 @@ impl Core {
             return;
         }
         self.active = Some(id);
+        self.persist(Change::ActiveSession(Some(id)));
         let payload = self.sessions[&id].payload();
         self.publish(Event::SessionActivated(payload), now);
+    }
+
+    /// Adds a session as loaded from a store (no events: nobody is subscribed yet).
+    pub(super) fn insert_session(&mut self, session: Session) {
+        self.sessions.insert(session.id, session);
+    }
+
+    pub(super) fn set_active_restored(&mut self, active: Option<SessionId>) {
+        self.active = active.filter(|id| self.sessions.contains_key(id));
+    }
+
+    /// The assistant text kept for `turn_id`, if any.
+    pub(super) fn messages_of_turn(&self, session: SessionId, turn_id: TurnId) -> Option<&str> {
+        self.sessions
+            .get(&session)?
+            .messages
+            .iter()
+            .find(|m| m.turn_id == Some(turn_id) && m.role == Role::Assistant)
+            .map(|m| m.content.as_str())
     }
 
     fn publish_session_list(&mut self, now: OffsetDateTime) {
         let sessions = self.session_list();
         self.publish(Event::SessionList(SessionListPayload { sessions }), now);
+    }
+
+    /// Queues a change that what follows depends on (a reply or event after it waits for it).
+    pub(super) fn persist(&mut self, change: Change) {
+        self.effects.push(Effect::Persist {
+            change,
+            gating: true,
+        });
+    }
+
+    /// Queues a change nothing shown to clients depends on: checkpoints, tool-call records.
+    pub(super) fn persist_quietly(&mut self, change: Change) {
+        self.effects.push(Effect::Persist {
+            change,
+            gating: false,
+        });
+    }
+
+    /// Checkpoints every streaming reply with text not yet saved and whose last checkpoint is at
+    /// least `checkpoint_interval` old, so a crash loses at most that much of a stream.
+    pub fn checkpoint(&mut self, now: OffsetDateTime) {
+        let due: Vec<TurnId> = self
+            .turns
+            .values()
+            .filter(|t| {
+                t.text.len() > t.checkpointed_len
+                    && now - t.checkpointed_at >= self.config.checkpoint_interval
+            })
+            .map(|t| t.id)
+            .collect();
+        for turn_id in due {
+            self.checkpoint_turn(turn_id, now);
+        }
+    }
+
+    fn checkpoint_turn(&mut self, turn_id: TurnId, now: OffsetDateTime) {
+        let Some(turn) = self.turns.get_mut(&turn_id) else {
+            return;
+        };
+        turn.checkpointed_len = turn.text.len();
+        turn.checkpointed_at = now;
+        let record = MessageRecord {
+            id: turn.reply_id,
+            session_id: turn.session_id,
+            position: turn.reply_position,
+            turn_id: Some(turn_id),
+            role: Role::Assistant,
+            content: turn.text.clone(),
+            created_at: turn.started_at,
+            status: StoredStatus::Streaming,
+        };
+        self.persist_quietly(Change::MessageUpsert(record));
     }
 
     fn publish(&mut self, event: Event, now: OffsetDateTime) {
@@ -549,6 +718,8 @@ impl Core {
             seq: self.seq,
             running_turns: self.turns.len() as u64,
             drops: ctx.drops.clone(),
+            store: self.meta.store.clone(),
+            recovered_turns: self.recovered_turns,
         }
     }
 }
@@ -559,5 +730,15 @@ fn reason_str(reason: EndReason) -> &'static str {
         EndReason::Interrupted => "interrupted",
         EndReason::Error => "error",
         EndReason::Shutdown => "shutdown",
+    }
+}
+
+/// A session's stored row.
+pub(super) fn record_of(s: &Session) -> SessionRecord {
+    SessionRecord {
+        id: s.id,
+        title: s.title.clone(),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
     }
 }

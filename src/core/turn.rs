@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::ids::{MessageId, SessionId, TurnId};
 
 #[derive(Debug, Clone)]
 pub struct OpenToolCall {
@@ -24,11 +24,28 @@ pub struct Turn {
     pub reported_tokens_out: Option<u64>,
     /// Tool calls started and not yet ended, in start order.
     pub open_tools: Vec<OpenToolCall>,
+    /// The assistant reply's id and position, fixed at turn start so checkpoints and the final
+    /// message are the same stored row.
+    pub reply_id: MessageId,
+    pub reply_position: u64,
+    /// Length of `text` at the last checkpoint, and when that was.
+    pub checkpointed_len: usize,
+    pub checkpointed_at: OffsetDateTime,
 }
 
 impl Turn {
-    pub fn new(id: TurnId, session_id: SessionId, now: OffsetDateTime) -> Self {
+    pub fn new(
+        id: TurnId,
+        session_id: SessionId,
+        reply_id: MessageId,
+        reply_position: u64,
+        now: OffsetDateTime,
+    ) -> Self {
         Turn {
+            reply_id,
+            reply_position,
+            checkpointed_len: 0,
+            checkpointed_at: now,
             id,
             session_id,
             started_at: now,

@@ -18,6 +18,7 @@ pub mod code {
     pub const SERVER_BUSY: i64 = -32004;
     pub const SHUTTING_DOWN: i64 = -32005;
     pub const INVALID_FRAMES: i64 = -32006;
+    pub const MESSAGE_NOT_FOUND: i64 = -32007;
 }
 
 /// The `error` member of a response.
@@ -122,6 +123,16 @@ impl RpcError {
         RpcError::new(code::SHUTTING_DOWN, "server is shutting down").with_kind("shutting_down")
     }
 
+    pub fn message_not_found(field: &str, message_id: &str) -> Self {
+        RpcError::new(
+            code::MESSAGE_NOT_FOUND,
+            format!("message not found in this session: {message_id}"),
+        )
+        .with_kind("message_not_found")
+        .with_data("field", json!(field))
+        .with_data("message_id", json!(message_id))
+    }
+
     pub fn invalid_frames(frames: usize) -> Self {
         RpcError::new(
             code::INVALID_FRAMES,
@@ -167,6 +178,7 @@ mod tests {
             code::SERVER_BUSY,
             code::SHUTTING_DOWN,
             code::INVALID_FRAMES,
+            code::MESSAGE_NOT_FOUND,
         ];
         let n = all.len();
         all.sort();

@@ -101,6 +101,8 @@ fn method_results() {
             seq: 7,
             running_turns: 0,
             drops: DropCounters::default(),
+            store: "memory".into(),
+            recovered_turns: 1,
         },
         json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
                "started_at": T_JSON, "uptime": "0s",
@@ -108,7 +110,8 @@ fn method_results() {
                "session_count": 1, "active_session_id": S, "model": "echo", "seq": 7,
                "running_turns": 0,
                "drops": {"replies_dropped": 0, "outbound_dropped": 0,
-                         "requests_refused_busy": 0, "requests_dropped": 0}}),
+                         "requests_refused_busy": 0, "requests_dropped": 0},
+               "store": "memory", "recovered_turns": 1}),
     );
     both_ways(
         &StateSyncResult {
@@ -136,8 +139,11 @@ fn method_results() {
         json!({"ok": true, "session_id": S, "message_id": M, "turn_id": TU}),
     );
     both_ways(
-        &MessageListResult { messages: vec![] },
-        json!({"messages": []}),
+        &MessageListResult {
+            messages: vec![],
+            has_more: true,
+        },
+        json!({"messages": [], "has_more": true}),
     );
     both_ways(
         &InterruptResult {

@@ -40,17 +40,41 @@ pub const ALL: &[&str] = &[
 /// here: a string that names no session is `session_not_found`, not a type error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
-    StateSync { project_id: Option<String> },
+    StateSync {
+        project_id: Option<String>,
+    },
     SessionList,
-    SessionGet { session_id: String },
-    SessionCreate { title: Option<String> },
-    SessionDelete { session_id: String },
-    SessionActivate { session_id: String },
-    SessionInterrupt { session_id: String },
+    SessionGet {
+        session_id: String,
+    },
+    SessionCreate {
+        title: Option<String>,
+    },
+    SessionDelete {
+        session_id: String,
+    },
+    SessionActivate {
+        session_id: String,
+    },
+    SessionInterrupt {
+        session_id: String,
+    },
     MessageSend(MessageSend),
-    MessageList { session_id: String },
+    MessageList {
+        session_id: String,
+        page: PageRequest,
+    },
     InstancePing,
     InstanceInfo,
+}
+
+/// `message.list` paging: at most `limit` messages strictly `before` or `after` a message id.
+/// With neither, the newest `limit`; with no `limit`, everything on that side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: Option<usize>,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,9 +124,23 @@ impl Call {
                     request_id: p.opt_str("request_id")?,
                 })
             }
-            MESSAGE_LIST => Call::MessageList {
-                session_id: p.req_str("session_id")?,
-            },
+            MESSAGE_LIST => {
+                let page = PageRequest {
+                    limit: p.opt_limit("limit")?,
+                    before: p.opt_str("before")?,
+                    after: p.opt_str("after")?,
+                };
+                if page.before.is_some() && page.after.is_some() {
+                    return Err(RpcError::invalid_params(
+                        "after",
+                        "give before or after, not both",
+                    ));
+                }
+                Call::MessageList {
+                    session_id: p.req_str("session_id")?,
+                    page,
+                }
+            }
             INSTANCE_PING => Call::InstancePing,
             INSTANCE_INFO => Call::InstanceInfo,
             _ => return Err(RpcError::method_not_found(method)),
@@ -149,6 +187,24 @@ impl Params {
             Some(other) => Err(RpcError::invalid_params(
                 field,
                 &format!("expected a string, got {}", kind_of(other)),
+            )),
+        }
+    }
+
+    /// A positive integer, if present.
+    fn opt_limit(&self, field: &str) -> Result<Option<usize>, RpcError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v >= 1 => Ok(Some(usize::try_from(v).unwrap_or(usize::MAX))),
+                _ => Err(RpcError::invalid_params(
+                    field,
+                    "expected a positive integer",
+                )),
+            },
+            Some(other) => Err(RpcError::invalid_params(
+                field,
+                &format!("expected a positive integer, got {}", kind_of(other)),
             )),
         }
     }
@@ -214,6 +270,10 @@ pub struct InfoResult {
     pub seq: u64,
     pub running_turns: u64,
     pub drops: DropCounters,
+    /// Where state is kept: `sqlite:<path>` or `memory`.
+    pub store: String,
+    /// Turns a crash left running, closed as aborted at start-up.
+    pub recovered_turns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +307,9 @@ pub struct SendResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageListResult {
     pub messages: Vec<MessagePayload>,
+    /// More messages lie beyond this page in the direction paged (older for `before` or the
+    /// default newest page, newer for `after`).
+    pub has_more: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

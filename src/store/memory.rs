@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::{Store, StoreError};
-use crate::core::persist::{
-    Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, TurnStatus,
-};
+use crate::core::persist::{Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, TurnStatus};
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 
@@ -27,11 +25,22 @@ struct Data {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     data: Arc<Mutex<Data>>,
+    /// Each commit takes this long: lets tests show that nothing waits on a slow store except
+    /// what must.
+    commit_delay: std::time::Duration,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose every commit takes `delay` (for tests).
+    pub fn with_commit_delay(delay: std::time::Duration) -> Self {
+        MemoryStore {
+            commit_delay: delay,
+            ..Self::default()
+        }
     }
 }
 
@@ -58,19 +67,26 @@ impl Store for MemoryStore {
         let open_turns = data
             .turns
             .values()
-            .filter(|(t, status)| *status == TurnStatus::Running && !data.deleted.contains(&t.session_id))
+            .filter(|(t, status)| {
+                *status == TurnStatus::Running && !data.deleted.contains(&t.session_id)
+            })
             .map(|(t, _)| t.clone())
             .collect();
         let skip = data.keys.len().saturating_sub(request_key_capacity);
         Ok(Snapshot {
             sessions,
-            active_session: data.active.filter(|a| !data.deleted.contains(a)),
+            active_session: data
+                .active
+                .filter(|a| data.sessions.contains_key(a) && !data.deleted.contains(a)),
             open_turns,
             request_keys: data.keys.iter().skip(skip).cloned().collect(),
         })
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if !self.commit_delay.is_zero() {
+            std::thread::sleep(self.commit_delay);
+        }
         let mut data = self
             .data
             .lock()
@@ -105,9 +121,14 @@ impl Store for MemoryStore {
                     }
                 }
                 Change::ToolCallStart { .. } | Change::ToolCallEnd { .. } => {}
+                // The first answer to a key is the one kept, as in SQLite.
                 Change::RequestKey {
                     request_id, result, ..
-                } => data.keys.push_back((request_id.clone(), result.clone())),
+                } => {
+                    if !data.keys.iter().any(|(k, _)| k == request_id) {
+                        data.keys.push_back((request_id.clone(), result.clone()));
+                    }
+                }
             }
         }
         Ok(())

@@ -28,7 +28,9 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
-    #[error("{path} is not a zcoord database (corrupt or another kind of file); it was not touched")]
+    #[error(
+        "{path} is not a zcoord database (corrupt or another kind of file); it was not touched"
+    )]
     NotADatabase { path: PathBuf },
     #[error("database {path} is locked by another process; it was not touched")]
     Locked { path: PathBuf },
