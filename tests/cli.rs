@@ -324,3 +324,43 @@ fn a_subscriber_that_never_reads_costs_bounded_memory_and_stalls_nobody() {
     );
     drop(stalled);
 }
+
+#[test]
+fn serve_refuses_a_corrupt_or_newer_database_and_leaves_it_untouched() {
+    let newer = {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("zcoord.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+            .unwrap();
+        drop(conn);
+        (dir, "newer than this zcoord understands")
+    };
+    let corrupt = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("zcoord.db"), vec![0x5a; 8192]).unwrap();
+        (dir, "not a zcoord database")
+    };
+    for (dir, expected) in [newer, corrupt] {
+        let db = dir.path().join("zcoord.db");
+        let before = std::fs::read(&db).unwrap();
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "the database was modified"
+        );
+        assert!(
+            !dir.path().join("instance.json").exists(),
+            "nothing was served"
+        );
+    }
+}
