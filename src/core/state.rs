@@ -478,18 +478,18 @@ impl Core {
             tokens_in: turn.tokens_in,
             tokens_out: turn.tokens_out(),
         }));
-        self.publish(
-            Event::LlmEnd(LlmEndPayload {
-                session_id,
-                turn_id,
-                tokens_in: turn.tokens_in,
-                tokens_out: turn.tokens_out(),
-                reason,
-                error,
-            }),
-            now,
-        );
+        // Published only after the reply and session are queued for the store, so `llm.end` (which
+        // waits for them) never announces a turn whose complete reply a crash could take back.
+        let end = Event::LlmEnd(LlmEndPayload {
+            session_id,
+            turn_id,
+            tokens_in: turn.tokens_in,
+            tokens_out: turn.tokens_out(),
+            reason,
+            error,
+        });
         let Some(session) = self.sessions.get_mut(&session_id) else {
+            self.publish(end, now);
             return;
         };
         session.running = None;
@@ -539,6 +539,7 @@ impl Core {
             }));
         }
         self.persist(Change::SessionUpsert(session_record));
+        self.publish(end, now);
         if let Some(append) = appended {
             self.publish(Event::MessageAppend(append), now);
         }

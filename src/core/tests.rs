@@ -842,3 +842,29 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
     // And the session takes a new message.
     send(&mut c, Some(sid), "again", 53);
 }
+
+#[test]
+fn llm_end_is_published_after_the_complete_reply_is_queued_for_the_store() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 0);
+    c.take_effects();
+    c.model_event(r.turn_id, ModelEvent::Token("done".into()), at(0));
+    c.take_effects();
+    c.model_event(r.turn_id, ModelEvent::Finished, at(0));
+    let fx = c.take_effects();
+    let end_at = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Publish(p) if p.event.topic() == "llm.end"))
+        .unwrap();
+    let reply_saved_at = fx
+        .iter()
+        .position(|e| {
+            matches!(e, Effect::Persist { change: Change::MessageUpsert(m), gating: true }
+                if m.status == StoredStatus::Complete)
+        })
+        .unwrap();
+    assert!(reply_saved_at < end_at, "{fx:?}");
+    assert!(fx[end_at..]
+        .iter()
+        .all(|e| !matches!(e, Effect::Persist { .. })));
+}

@@ -74,6 +74,8 @@ CREATE TABLE request_keys (
 );
 CREATE INDEX sessions_by_deleted_at ON sessions(deleted_at);
 CREATE INDEX turns_running ON turns(session_id) WHERE status = 'running';
+-- Foreign-key checks on sessions look turns up by session; without this they scan the table.
+CREATE INDEX turns_by_session ON turns(session_id);
 CREATE INDEX messages_by_turn ON messages(turn_id) WHERE turn_id IS NOT NULL;
 CREATE INDEX request_keys_by_created_at ON request_keys(created_at);
 ";
@@ -315,6 +317,7 @@ mod tests {
             "tool_calls",
             "sessions_by_deleted_at",
             "turns_running",
+            "turns_by_session",
             "request_keys_by_created_at",
         ] {
             assert!(
