@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -34,15 +34,42 @@ impl ToolOutcome {
     }
 }
 
-/// Names of the built-in tools, for docs and for offering them to a model.
-pub const BUILTIN: &[(&str, &str)] = &[
-    ("clock", "the current UTC time, RFC 3339; no arguments"),
-    ("word_count", "the number of words in {\"text\": string}"),
-    (
-        "sleep",
-        "waits {\"ms\": integer} milliseconds (at most 10000), then says so",
-    ),
-];
+/// A tool as offered to a model: its name, what it does, and a JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub parameters: Value,
+}
+
+/// The built-in tools, for docs and for offering them to a model as functions.
+pub fn definitions() -> Vec<ToolDef> {
+    vec![
+        ToolDef {
+            name: "clock",
+            description: "The current UTC date and time, RFC 3339.",
+            parameters: json!({"type": "object", "properties": {}}),
+        },
+        ToolDef {
+            name: "word_count",
+            description: "Counts the words in a text.",
+            parameters: json!({
+                "type": "object",
+                "properties": {"text": {"type": "string", "description": "the text to count"}},
+                "required": ["text"]
+            }),
+        },
+        ToolDef {
+            name: "sleep",
+            description: "Waits the given number of milliseconds (at most 10000), then says so.",
+            parameters: json!({
+                "type": "object",
+                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": MAX_SLEEP_MS}},
+                "required": ["ms"]
+            }),
+        },
+    ]
+}
 
 /// Runs the named tool with `args` (the call's JSON arguments, as text).
 pub async fn run(name: &str, args: &str) -> ToolOutcome {
@@ -79,6 +106,14 @@ pub async fn run(name: &str, args: &str) -> ToolOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_defined_tool_runs() {
+        for def in definitions() {
+            let outcome = run(def.name, r#"{"text": "a", "ms": 0}"#).await;
+            assert!(!outcome.is_error, "{}: {}", def.name, outcome.result);
+        }
+    }
 
     #[tokio::test]
     async fn tools_answer_and_refuse_cleanly() {
