@@ -343,7 +343,7 @@ fn populate(path: &Path, sessions: usize, messages: usize) -> Populated {
             }
             let content = match role {
                 Role::User => sentence(&mut rng, ""),
-                Role::Assistant => sentence(&mut rng, "echo:"),
+                Role::Assistant | Role::Tool => sentence(&mut rng, "echo:"),
             };
             batch.push(Change::MessageUpsert(MessageRecord {
                 id: MessageId(uuid::Uuid::now_v7()),
@@ -354,6 +354,7 @@ fn populate(path: &Path, sessions: usize, messages: usize) -> Populated {
                 content,
                 created_at: at(k),
                 status: StoredStatus::Complete,
+                tool: None,
             }));
             count += 1;
             if role == Role::Assistant || k + 1 == messages {

@@ -16,8 +16,9 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{Config, ModelConfig, StoreConfig};
 use crate::core::{ids::UuidV7, CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::model::echo::Echo;
+use crate::model::openai::OpenAi;
 use crate::model::runner::{spawn_turn, TurnHandle};
-use crate::model::Model;
+use crate::model::{Model, ModelError};
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::{InstanceId, TurnId};
@@ -54,6 +55,8 @@ pub enum StartError {
     Transport(#[from] TransportError),
     #[error("cannot start the store writer thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot set up the model: {0}")]
+    Model(ModelError),
 }
 
 /// A server whose store is open and whose sockets are bound; `run` serves until shutdown.
@@ -79,6 +82,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
     let (transport, inbound) = Transport::start(&config.transport)?;
     let model: Arc<dyn Model> = match config.model {
         ModelConfig::Echo { token_delay } => Arc::new(Echo { token_delay }),
+        ModelConfig::OpenAi(c) => Arc::new(OpenAi::new(c).map_err(StartError::Model)?),
     };
     let instance_id = InstanceId(uuid::Uuid::now_v7());
     let started_at = OffsetDateTime::now_utc();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::model::openai::OpenAiConfig;
 use crate::store::memory::MemoryStore;
 use crate::transport::TransportConfig;
 
@@ -20,6 +21,8 @@ pub enum StoreConfig {
 pub enum ModelConfig {
     /// The embedded deterministic model.
     Echo { token_delay: Duration },
+    /// An OpenAI-compatible chat-completions server (llama.cpp, vLLM, Ollama, OpenAI, …).
+    OpenAi(OpenAiConfig),
 }
 
 #[derive(Debug, Clone)]

@@ -52,7 +52,7 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
     let got = events.until(|e| {
         e.envelope.topic == "session.update"
             && e.envelope.payload["status"] == "idle"
-            && e.envelope.payload["message_count"] == 2
+            && e.envelope.payload["message_count"] == 4
     });
     for ev in &got {
         check_envelope(ev, &d.instance_id);
@@ -73,8 +73,10 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
         "session.update",
         "tool.start",
         "tool.end",
+        "message.append",
         "tool.start",
         "tool.end",
+        "message.append",
     ];
     expected.extend(std::iter::repeat_n("llm.token", tokens.len()));
     expected.extend(["llm.end", "message.append", "session.update"]);
@@ -112,7 +114,23 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
         (ok_end["is_error"].as_bool(), ok_end["result"].as_str()),
         (Some(false), Some("3"))
     );
-    assert_eq!(got[9].envelope.payload["is_error"], true);
+    assert_eq!(got[10].envelope.payload["is_error"], true);
+    // Each tool result is a `tool` message.
+    let tool_msg = &got[8].envelope.payload;
+    assert_eq!(
+        (tool_msg["role"].as_str(), tool_msg["content"].as_str()),
+        (Some("tool"), Some("3"))
+    );
+    assert_eq!(tool_msg["tool"]["call_id"], ok_start["call_id"]);
+    assert_eq!(tool_msg["tool"]["tool_name"], "word_count");
+    let list = d.call("message.list", json!({"session_id": r["session_id"]}));
+    let roles: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "tool", "tool", "assistant"]);
 
     let user = &got[3].envelope.payload;
     assert_eq!(

@@ -68,6 +68,7 @@ fn message(
         content: content.into(),
         created_at: at(100 + n as i64),
         status,
+        tool: None,
     })
 }
 
@@ -279,6 +280,7 @@ fn migrates_a_version_1_database() {
             content: content.into(),
             created_at: fixture_time(secs),
             status: StoredStatus::Complete,
+            tool: None,
         };
     let expected = Snapshot {
         sessions: vec![(
@@ -661,6 +663,7 @@ fn load_time_10k_sessions_x_50_messages() {
                     content: content.clone(),
                     created_at: at(n as i64),
                     status: StoredStatus::Complete,
+                    tool: None,
                 }));
             }
         }

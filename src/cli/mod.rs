@@ -2,6 +2,7 @@
 //! 2 usage, 3 server unreachable.
 
 mod call;
+mod model_config;
 mod ping;
 mod send;
 mod serve;

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::model_config::{self, ModelArgs};
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app;
-use crate::config::{Config, ModelConfig, StoreConfig};
+use crate::config::{Config, StoreConfig};
 use crate::discovery::{self, Discovery};
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
@@ -31,12 +32,11 @@ pub struct ServeArgs {
     /// Seconds between `instance.heartbeat` events (fractions allowed).
     #[arg(long, default_value_t = 5.0)]
     pub heartbeat_interval: f64,
-    /// Model provider. Only `echo` (embedded, offline) for now.
-    #[arg(long, default_value = "echo")]
-    pub model: String,
-    /// Delay before each token of the echo model, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    pub token_delay_ms: u64,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Config file (TOML) for the model settings (default: <data-dir>/config.toml if present).
+    #[arg(long, env = "ZCOORD_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Largest request frame answered normally; larger ones get `message_too_large`.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_message_bytes: usize,
@@ -59,12 +59,9 @@ pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
 }
 
 fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
-    let model = match args.model.as_str() {
-        "echo" => ModelConfig::Echo {
-            token_delay: Duration::from_millis(args.token_delay_ms),
-        },
-        other => anyhow::bail!("unknown model {other:?}: the only model available is `echo`"),
-    };
+    let model = model_config::resolve(&args.model, args.config.as_deref(), data_dir, |var| {
+        std::env::var(var).ok()
+    })?;
     let store = match args.store.as_str() {
         "sqlite" => StoreConfig::Sqlite(data_dir.join(DB_FILE)),
         "memory" => StoreConfig::Memory(MemoryStore::new()),

@@ -9,6 +9,7 @@ pub mod persist;
 mod restore;
 pub mod session;
 pub mod state;
+mod streaming;
 pub mod turn;
 
 #[cfg(test)]

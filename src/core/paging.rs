@@ -47,6 +47,7 @@ mod tests {
                 content: i.to_string(),
                 created_at: time::OffsetDateTime::UNIX_EPOCH,
                 status: MessageStatus::Complete,
+                tool: None,
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use crate::protocol::events::EndReason;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
-use crate::protocol::types::Role;
+use crate::protocol::types::{Role, ToolCallInfo};
 
 /// How a stored message stands. `Streaming` exists only in the store: an assistant reply
 /// checkpointed while its turn runs. Recovery turns it into `Interrupted`.
@@ -55,6 +55,8 @@ pub struct MessageRecord {
     pub content: String,
     pub created_at: OffsetDateTime,
     pub status: StoredStatus,
+    /// Set on `tool` messages.
+    pub tool: Option<ToolCallInfo>,
 }
 
 /// How a turn ended, as stored. `reason` is the `llm.end` reason, or `crashed` for a turn found

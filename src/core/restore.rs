@@ -37,6 +37,7 @@ impl Core {
                     content: m.content,
                     created_at: m.created_at,
                     status,
+                    tool: m.tool,
                 });
             }
             self.insert_session(session);

@@ -3,7 +3,9 @@
 use time::OffsetDateTime;
 
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
-use crate::protocol::types::{MessagePayload, MessageStatus, Role, SessionPayload, SessionStatus};
+use crate::protocol::types::{
+    MessagePayload, MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo,
+};
 
 /// Longest derived title, in characters.
 pub const TITLE_MAX_CHARS: usize = 60;
@@ -18,6 +20,8 @@ pub struct Message {
     pub content: String,
     pub created_at: OffsetDateTime,
     pub status: MessageStatus,
+    /// Set on `tool` messages: the call this message is the result of.
+    pub tool: Option<ToolCallInfo>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,7 @@ impl Session {
             content: m.content.clone(),
             created_at: m.created_at,
             status: m.status,
+            tool: m.tool.clone(),
         }
     }
 }

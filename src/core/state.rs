@@ -7,18 +7,17 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use time::OffsetDateTime;
 
-use super::effects::{Effect, HistoryEntry, ModelEvent, TurnStart};
+use super::effects::{Effect, HistoryEntry, TurnStart};
 use super::error::CoreError;
 use super::ids::IdGen;
 use super::paging;
-use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus, TurnEnd, TurnStatus};
+use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::session::{clip_title, title_from, Message, Session};
-use super::turn::{OpenToolCall, Turn};
+use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, HeartbeatPayload, LlmEndPayload, LlmStartPayload, LlmTokenPayload,
-    MessageAppendPayload, Published, SessionListPayload, ShutdownPayload, ToolEndPayload,
-    ToolStartPayload,
+    EndReason, Event, HeartbeatPayload, LlmStartPayload, MessageAppendPayload, Published,
+    SessionListPayload, ShutdownPayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
@@ -66,22 +65,22 @@ pub struct CallContext {
 }
 
 pub struct Core {
-    meta: InstanceMeta,
-    config: CoreConfig,
-    ids: Box<dyn IdGen>,
+    pub(super) meta: InstanceMeta,
+    pub(super) config: CoreConfig,
+    pub(super) ids: Box<dyn IdGen>,
     /// `seq` of the last event decided; the first event is 1.
-    seq: u64,
+    pub(super) seq: u64,
     /// Keyed by id; v7 ids make this creation order.
-    sessions: BTreeMap<SessionId, Session>,
-    active: Option<SessionId>,
-    turns: HashMap<TurnId, Turn>,
+    pub(super) sessions: BTreeMap<SessionId, Session>,
+    pub(super) active: Option<SessionId>,
+    pub(super) turns: HashMap<TurnId, Turn>,
     /// `request_id` -> the answer it got, for idempotent `message.send`.
-    sent: HashMap<String, SendResult>,
-    sent_order: VecDeque<String>,
-    shutting_down: bool,
+    pub(super) sent: HashMap<String, SendResult>,
+    pub(super) sent_order: VecDeque<String>,
+    pub(super) shutting_down: bool,
     /// Turns found running at start-up (left by a crash) and closed as aborted.
     pub(super) recovered_turns: u64,
-    effects: Vec<Effect>,
+    pub(super) effects: Vec<Effect>,
 }
 
 impl Core {
@@ -187,102 +186,6 @@ impl Core {
         }
     }
 
-    /// Applies one report from the model running `turn_id`. Reports for a turn that is no longer
-    /// running (interrupted, shut down) are ignored: that is what makes `llm.end` exactly-once.
-    pub fn model_event(&mut self, turn_id: TurnId, event: ModelEvent, now: OffsetDateTime) {
-        let Some(turn) = self.turns.get_mut(&turn_id) else {
-            return;
-        };
-        let session_id = turn.session_id;
-        match event {
-            ModelEvent::Usage {
-                tokens_in,
-                tokens_out,
-            } => {
-                turn.tokens_in = tokens_in;
-                turn.reported_tokens_out = Some(tokens_out);
-            }
-            ModelEvent::Token(token) => {
-                if token.is_empty() {
-                    return;
-                }
-                let index = turn.next_index;
-                turn.next_index += 1;
-                turn.text.push_str(&token);
-                if now - turn.checkpointed_at >= self.config.checkpoint_interval {
-                    self.checkpoint_turn(turn_id, now);
-                }
-                self.publish(
-                    Event::LlmToken(LlmTokenPayload {
-                        session_id,
-                        turn_id,
-                        index,
-                        token,
-                    }),
-                    now,
-                );
-            }
-            ModelEvent::ToolStart {
-                call_id,
-                tool_name,
-                params,
-            } => {
-                turn.open_tools.push(OpenToolCall {
-                    call_id: call_id.clone(),
-                    tool_name: tool_name.clone(),
-                });
-                self.persist_quietly(Change::ToolCallStart {
-                    turn_id,
-                    call_id: call_id.clone(),
-                    tool_name: tool_name.clone(),
-                    params: params.clone(),
-                    started_at: now,
-                });
-                self.publish(
-                    Event::ToolStart(ToolStartPayload {
-                        session_id,
-                        turn_id,
-                        tool_name,
-                        call_id,
-                        params,
-                    }),
-                    now,
-                );
-            }
-            ModelEvent::ToolEnd {
-                call_id,
-                is_error,
-                result,
-            } => {
-                // An end for a call that never started is dropped: every tool.end pairs a tool.start.
-                let Some(pos) = turn.open_tools.iter().position(|c| c.call_id == call_id) else {
-                    return;
-                };
-                let call = turn.open_tools.remove(pos);
-                self.persist_quietly(Change::ToolCallEnd {
-                    turn_id,
-                    call_id: call_id.clone(),
-                    is_error,
-                    result: result.clone(),
-                    ended_at: now,
-                });
-                self.publish(
-                    Event::ToolEnd(ToolEndPayload {
-                        session_id,
-                        turn_id,
-                        tool_name: call.tool_name,
-                        call_id,
-                        is_error,
-                        result,
-                    }),
-                    now,
-                );
-            }
-            ModelEvent::Finished => self.end_turn(turn_id, EndReason::Completed, None, now),
-            ModelEvent::Failed(error) => self.end_turn(turn_id, EndReason::Error, Some(error), now),
-        }
-    }
-
     /// Publishes `instance.heartbeat`.
     pub fn heartbeat(&mut self, now: OffsetDateTime) {
         let payload = HeartbeatPayload {
@@ -336,7 +239,6 @@ impl Core {
 
         let message_id = MessageId(self.ids.next_id());
         let turn_id = TurnId(self.ids.next_id());
-        let reply_id = MessageId(self.ids.next_id());
         let session = self.sessions.get_mut(&session_id).expect("resolved above");
         let position = session.messages.len() as u64;
         session.messages.push(Message {
@@ -346,6 +248,7 @@ impl Core {
             content: send.content.clone(),
             created_at: now,
             status: MessageStatus::Complete,
+            tool: None,
         });
         session.updated_at = now;
         session.running = Some(turn_id);
@@ -359,10 +262,8 @@ impl Core {
             .collect();
         let session_payload = session.payload();
         let session_record = record_of(session);
-        self.turns.insert(
-            turn_id,
-            Turn::new(turn_id, session_id, reply_id, position + 1, now),
-        );
+        self.turns
+            .insert(turn_id, Turn::new(turn_id, session_id, now));
         self.persist(Change::MessageUpsert(MessageRecord {
             id: message_id,
             session_id,
@@ -372,6 +273,7 @@ impl Core {
             content: send.content.clone(),
             created_at: now,
             status: StoredStatus::Complete,
+            tool: None,
         }));
         self.persist(Change::TurnStart {
             id: turn_id,
@@ -389,6 +291,7 @@ impl Core {
                 turn_id: Some(turn_id),
                 status: MessageStatus::Complete,
                 created_at: now,
+                tool: None,
             }),
             now,
         );
@@ -434,116 +337,6 @@ impl Core {
         }
         self.sent_order.push_back(request_id.clone());
         self.sent.insert(request_id, result);
-    }
-
-    /// Closes a running turn: open tool calls end as errors, then `llm.end`, the assistant
-    /// message (when any text streamed) and `session.update`, in that order.
-    fn end_turn(
-        &mut self,
-        turn_id: TurnId,
-        reason: EndReason,
-        error: Option<String>,
-        now: OffsetDateTime,
-    ) {
-        let Some(turn) = self.turns.remove(&turn_id) else {
-            return;
-        };
-        let session_id = turn.session_id;
-        for call in &turn.open_tools {
-            self.persist_quietly(Change::ToolCallEnd {
-                turn_id,
-                call_id: call.call_id.clone(),
-                is_error: true,
-                result: format!("tool call cut short: turn ended ({})", reason_str(reason)),
-                ended_at: now,
-            });
-            self.publish(
-                Event::ToolEnd(ToolEndPayload {
-                    session_id,
-                    turn_id,
-                    tool_name: call.tool_name.clone(),
-                    call_id: call.call_id.clone(),
-                    is_error: true,
-                    result: format!("tool call cut short: turn ended ({})", reason_str(reason)),
-                }),
-                now,
-            );
-        }
-        self.persist(Change::TurnEnd(TurnEnd {
-            id: turn_id,
-            status: TurnStatus::from_reason(reason),
-            reason: reason_str(reason).to_owned(),
-            error: error.clone(),
-            ended_at: now,
-            tokens_in: turn.tokens_in,
-            tokens_out: turn.tokens_out(),
-        }));
-        // Published only after the reply and session are queued for the store, so `llm.end` (which
-        // waits for them) never announces a turn whose complete reply a crash could take back.
-        let end = Event::LlmEnd(LlmEndPayload {
-            session_id,
-            turn_id,
-            tokens_in: turn.tokens_in,
-            tokens_out: turn.tokens_out(),
-            reason,
-            error,
-        });
-        let Some(session) = self.sessions.get_mut(&session_id) else {
-            self.publish(end, now);
-            return;
-        };
-        session.running = None;
-        session.updated_at = now;
-        let appended = if turn.text.is_empty() {
-            None
-        } else {
-            let status = if reason == EndReason::Completed {
-                MessageStatus::Complete
-            } else {
-                MessageStatus::Interrupted
-            };
-            let message_id = turn.reply_id;
-            session.messages.push(Message {
-                id: message_id,
-                turn_id: Some(turn_id),
-                role: Role::Assistant,
-                content: turn.text.clone(),
-                created_at: now,
-                status,
-            });
-            Some(MessageAppendPayload {
-                session_id,
-                message_id,
-                role: Role::Assistant,
-                content: turn.text,
-                turn_id: Some(turn_id),
-                status,
-                created_at: now,
-            })
-        };
-        let payload = session.payload();
-        let session_record = record_of(session);
-        if let Some(append) = &appended {
-            self.persist(Change::MessageUpsert(MessageRecord {
-                id: append.message_id,
-                session_id,
-                position: turn.reply_position,
-                turn_id: Some(turn_id),
-                role: Role::Assistant,
-                content: append.content.clone(),
-                created_at: now,
-                status: match append.status {
-                    MessageStatus::Complete => StoredStatus::Complete,
-                    MessageStatus::Interrupted => StoredStatus::Interrupted,
-                },
-            }));
-        }
-        self.persist(Change::SessionUpsert(session_record));
-        self.publish(end, now);
-        if let Some(append) = appended {
-            self.publish(Event::MessageAppend(append), now);
-        }
-        self.publish(Event::SessionUpdate(payload), now);
     }
 
     fn create_session(&mut self, title: String, now: OffsetDateTime) -> SessionId {
@@ -633,43 +426,7 @@ impl Core {
         });
     }
 
-    /// Checkpoints every streaming reply with text not yet saved and whose last checkpoint is at
-    /// least `checkpoint_interval` old, so a crash loses at most that much of a stream.
-    pub fn checkpoint(&mut self, now: OffsetDateTime) {
-        let due: Vec<TurnId> = self
-            .turns
-            .values()
-            .filter(|t| {
-                t.text.len() > t.checkpointed_len
-                    && now - t.checkpointed_at >= self.config.checkpoint_interval
-            })
-            .map(|t| t.id)
-            .collect();
-        for turn_id in due {
-            self.checkpoint_turn(turn_id, now);
-        }
-    }
-
-    fn checkpoint_turn(&mut self, turn_id: TurnId, now: OffsetDateTime) {
-        let Some(turn) = self.turns.get_mut(&turn_id) else {
-            return;
-        };
-        turn.checkpointed_len = turn.text.len();
-        turn.checkpointed_at = now;
-        let record = MessageRecord {
-            id: turn.reply_id,
-            session_id: turn.session_id,
-            position: turn.reply_position,
-            turn_id: Some(turn_id),
-            role: Role::Assistant,
-            content: turn.text.clone(),
-            created_at: turn.started_at,
-            status: StoredStatus::Streaming,
-        };
-        self.persist_quietly(Change::MessageUpsert(record));
-    }
-
-    fn publish(&mut self, event: Event, now: OffsetDateTime) {
+    pub(super) fn publish(&mut self, event: Event, now: OffsetDateTime) {
         self.seq += 1;
         self.effects.push(Effect::Publish(Published {
             seq: self.seq,
@@ -722,15 +479,6 @@ impl Core {
             store: self.meta.store.clone(),
             recovered_turns: self.recovered_turns,
         }
-    }
-}
-
-fn reason_str(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::Completed => "completed",
-        EndReason::Interrupted => "interrupted",
-        EndReason::Error => "error",
-        EndReason::Shutdown => "shutdown",
     }
 }
 

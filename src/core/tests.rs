@@ -204,6 +204,7 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
         [
             "tool.start",
             "tool.end",
+            "message.append",
             "llm.token",
             "llm.token",
             "llm.end",
@@ -211,7 +212,22 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
             "session.update"
         ]
     );
-    let ev = events(&fx);
+    let mut ev = events(&fx);
+    // The tool result is a `tool` message of its own.
+    let Event::MessageAppend(tool_msg) = ev.remove(2) else {
+        panic!()
+    };
+    assert_eq!(tool_msg.role, Role::Tool);
+    assert_eq!(tool_msg.content, "noon");
+    let info = tool_msg.tool.as_ref().unwrap();
+    assert_eq!(
+        (
+            info.call_id.as_str(),
+            info.tool_name.as_str(),
+            info.is_error
+        ),
+        ("c1", "clock", false)
+    );
     let Event::LlmToken(tok) = ev[3] else {
         panic!()
     };
@@ -227,7 +243,11 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
     assert_eq!((m.role, m.content.as_str()), (Role::Assistant, "Hello"));
     assert_eq!(m.status, MessageStatus::Complete);
     let s = session_of(&mut c, r.session_id);
-    assert_eq!((s.status, s.message_count), (SessionStatus::Idle, 2));
+    assert_eq!(
+        (s.status, s.message_count),
+        (SessionStatus::Idle, 3),
+        "user, tool, assistant"
+    );
 }
 
 #[test]
@@ -278,7 +298,19 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
         },
         at(2),
     );
-    c.take_effects();
+    // The text before the tool call closed as a complete assistant message of its own.
+    let fx = c.take_effects();
+    let seg = events(&fx)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::MessageAppend(m) if m.role == Role::Assistant => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (seg.role, seg.content.as_str(), seg.status),
+        (Role::Assistant, "par", MessageStatus::Complete)
+    );
     let interrupt = || Call::SessionInterrupt {
         session_id: r.session_id.to_string(),
     };
@@ -292,23 +324,23 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
         [
             "CANCEL",
             "tool.end",
-            "llm.end",
             "message.append",
+            "llm.end",
             "session.update"
         ]
     );
     let ev = events(&fx);
     let Event::ToolEnd(te) = ev[0] else { panic!() };
     assert!(te.is_error);
-    let Event::LlmEnd(end) = ev[1] else { panic!() };
-    assert_eq!((end.reason, end.tokens_out), (EndReason::Interrupted, 1));
-    let Event::MessageAppend(m) = ev[2] else {
+    let Event::MessageAppend(m) = ev[1] else {
         panic!()
     };
     assert_eq!(
-        (m.content.as_str(), m.status),
-        ("par", MessageStatus::Interrupted)
+        (m.role, m.tool.as_ref().unwrap().is_error),
+        (Role::Tool, true)
     );
+    let Event::LlmEnd(end) = ev[2] else { panic!() };
+    assert_eq!((end.reason, end.tokens_out), (EndReason::Interrupted, 1));
 
     // Late output from the cancelled model and a second interrupt change nothing.
     c.model_event(r.turn_id, ModelEvent::Token("tial".into()), at(4));
@@ -693,14 +725,14 @@ fn streaming_replies_are_checkpointed_quietly_and_committed_at_the_end() {
     c.model_event(t, ModelEvent::Finished, at(3));
     let ch = changes(&c.take_effects());
     assert!(ch.iter().all(|(_, g)| *g));
-    let Change::TurnEnd(end) = &ch[0].0 else {
+    let Change::TurnEnd(end) = &ch[1].0 else {
         panic!("{ch:?}")
     };
     assert_eq!(
         (end.status, end.reason.as_str()),
         (TurnStatus::Completed, "completed")
     );
-    let Change::MessageUpsert(last) = &ch[1].0 else {
+    let Change::MessageUpsert(last) = &ch[0].0 else {
         panic!("{ch:?}")
     };
     assert_eq!(
@@ -762,6 +794,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         content: text.into(),
         created_at: at(0),
         status,
+        tool: None,
     };
     let kept = SendResult {
         ok: true,
@@ -867,4 +900,86 @@ fn llm_end_is_published_after_the_complete_reply_is_queued_for_the_store() {
     assert!(fx[end_at..]
         .iter()
         .all(|e| !matches!(e, Effect::Persist { .. })));
+}
+
+#[test]
+fn interrupting_mid_text_keeps_the_segment_as_interrupted() {
+    let mut c = core();
+    let r = send(&mut c, None, "hi", 1);
+    c.model_event(r.turn_id, ModelEvent::Token("par".into()), at(2));
+    c.take_effects();
+    c.call(
+        Call::SessionInterrupt {
+            session_id: r.session_id.to_string(),
+        },
+        &ctx(3),
+    )
+    .unwrap();
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        ["CANCEL", "llm.end", "message.append", "session.update"]
+    );
+    let Event::MessageAppend(m) = events(&fx)[1] else {
+        panic!()
+    };
+    assert_eq!(
+        (m.role, m.content.as_str(), m.status),
+        (Role::Assistant, "par", MessageStatus::Interrupted)
+    );
+}
+
+#[test]
+fn text_tool_text_becomes_three_messages_in_order() {
+    let mut c = core();
+    let r = send(&mut c, None, "q", 0);
+    let t = r.turn_id;
+    c.model_event(t, ModelEvent::Token("let me check".into()), at(0));
+    c.model_event(
+        t,
+        ModelEvent::ToolStart {
+            call_id: "a".into(),
+            tool_name: "clock".into(),
+            params: "{}".into(),
+        },
+        at(0),
+    );
+    c.model_event(
+        t,
+        ModelEvent::ToolEnd {
+            call_id: "a".into(),
+            is_error: false,
+            result: "noon".into(),
+        },
+        at(0),
+    );
+    c.model_event(t, ModelEvent::Token("it is noon".into()), at(0));
+    c.model_event(t, ModelEvent::Finished, at(0));
+    c.take_effects();
+    let Reply::MessageList(list) = c
+        .call(
+            Call::MessageList {
+                session_id: r.session_id.to_string(),
+                page: Default::default(),
+            },
+            &ctx(1),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let got: Vec<(Role, &str)> = list
+        .messages
+        .iter()
+        .map(|m| (m.role, m.content.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Role::User, "q"),
+            (Role::Assistant, "let me check"),
+            (Role::Tool, "noon"),
+            (Role::Assistant, "it is noon")
+        ]
+    );
 }

@@ -1,4 +1,5 @@
-//! A running turn: what has streamed so far and which tool calls are open.
+//! A running turn: its token count, its open tool calls, and the assistant text segment it is
+//! streaming now.
 
 use time::OffsetDateTime;
 
@@ -8,6 +9,22 @@ use crate::protocol::ids::{MessageId, SessionId, TurnId};
 pub struct OpenToolCall {
     pub call_id: String,
     pub tool_name: String,
+    pub params: String,
+}
+
+/// The assistant text streaming now. A tool event closes it as a message of its own, so a turn
+/// reads user -> assistant text -> tool results -> assistant text, as the model saw it. Its id
+/// and position are fixed when it opens (nothing else is appended to the session while it is
+/// open), so its checkpoints and its final message are one stored row.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub id: MessageId,
+    pub position: u64,
+    pub text: String,
+    pub started_at: OffsetDateTime,
+    /// Length of `text` at the last checkpoint, and when that was.
+    pub checkpointed_len: usize,
+    pub checkpointed_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -17,43 +34,25 @@ pub struct Turn {
     pub started_at: OffsetDateTime,
     /// Index of the next `llm.token`.
     pub next_index: u64,
-    /// The assistant text streamed so far.
-    pub text: String,
     pub tokens_in: u64,
     /// Last count the model reported; `None` until it reports one.
     pub reported_tokens_out: Option<u64>,
     /// Tool calls started and not yet ended, in start order.
     pub open_tools: Vec<OpenToolCall>,
-    /// The assistant reply's id and position, fixed at turn start so checkpoints and the final
-    /// message are the same stored row.
-    pub reply_id: MessageId,
-    pub reply_position: u64,
-    /// Length of `text` at the last checkpoint, and when that was.
-    pub checkpointed_len: usize,
-    pub checkpointed_at: OffsetDateTime,
+    pub segment: Option<Segment>,
 }
 
 impl Turn {
-    pub fn new(
-        id: TurnId,
-        session_id: SessionId,
-        reply_id: MessageId,
-        reply_position: u64,
-        now: OffsetDateTime,
-    ) -> Self {
+    pub fn new(id: TurnId, session_id: SessionId, now: OffsetDateTime) -> Self {
         Turn {
-            reply_id,
-            reply_position,
-            checkpointed_len: 0,
-            checkpointed_at: now,
             id,
             session_id,
             started_at: now,
             next_index: 0,
-            text: String::new(),
             tokens_in: 0,
             reported_tokens_out: None,
             open_tools: Vec::new(),
+            segment: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! that can be cancelled. The core never sees a provider: it sees `ModelEvent`s for a turn.
 
 pub mod echo;
+pub mod openai;
 pub mod runner;
 
 use std::future::Future;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
-use super::types::{MessageStatus, Role, SessionPayload};
+use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 
 pub mod topic {
     pub const SESSION_LIST: &str = "session.list";
@@ -39,6 +39,9 @@ pub struct MessageAppendPayload {
     pub status: MessageStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Set on `tool` messages only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolCallInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

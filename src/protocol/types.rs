@@ -32,6 +32,18 @@ pub struct SessionPayload {
 pub enum Role {
     User,
     Assistant,
+    /// The result of a tool call made during a turn; the message's `tool` says which call.
+    Tool,
+}
+
+/// Which tool call a `tool` message answers. Extends the spec's `MessagePayload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallInfo {
+    pub call_id: String,
+    pub tool_name: String,
+    /// The call's JSON arguments, as text.
+    pub params: String,
+    pub is_error: bool,
 }
 
 /// How a message came to be: `complete`, or `interrupted` for an assistant reply cut short
@@ -56,4 +68,7 @@ pub struct MessagePayload {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub status: MessageStatus,
+    /// Set on `tool` messages only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolCallInfo>,
 }

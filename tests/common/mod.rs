@@ -164,11 +164,20 @@ impl Events {
         }
     }
 
-    /// Collects events up to and including the first one for which `stop` is true.
+    /// Collects events up to and including the first one for which `stop` is true; panics if
+    /// that takes longer than `WAIT` in all (a stream of other events must not keep it waiting).
     pub fn until(&self, stop: impl Fn(&ReceivedEvent) -> bool) -> Vec<ReceivedEvent> {
+        let deadline = Instant::now() + WAIT;
         let mut out = Vec::new();
         loop {
-            let ev = self.next();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = self.try_next(left).unwrap_or_else(|| {
+                let seen: Vec<&str> = out
+                    .iter()
+                    .map(|e: &ReceivedEvent| e.envelope.topic.as_str())
+                    .collect();
+                panic!("the awaited event never came; saw {seen:?}")
+            });
             let done = stop(&ev);
             out.push(ev);
             if done {

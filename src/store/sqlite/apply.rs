@@ -102,14 +102,21 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
         }
         Change::MessageUpsert(m) => {
             let position = to_i64(m.position, "message position")?;
+            let tool = match &m.tool {
+                Some(t) => Some(serde_json::to_string(t).map_err(|e| {
+                    StoreError::Invalid(format!("tool call of message {}: {e}", m.id))
+                })?),
+                None => None,
+            };
             tx.prepare_cached(
                 "INSERT INTO messages
-                     (id, session_id, position, turn_id, role, content, created_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     (id, session_id, position, turn_id, role, content, created_at, status, tool)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET session_id = excluded.session_id,
                      position = excluded.position, turn_id = excluded.turn_id,
                      role = excluded.role, content = excluded.content,
-                     created_at = excluded.created_at, status = excluded.status",
+                     created_at = excluded.created_at, status = excluded.status,
+                     tool = excluded.tool",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -121,6 +128,7 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
                     m.content,
                     nanos(m.created_at),
                     m.status.as_str(),
+                    tool,
                 ])
             })
             .map_err(err("saving a message"))?;

@@ -95,6 +95,7 @@ pub(super) fn role_str(role: Role) -> &'static str {
     match role {
         Role::User => "user",
         Role::Assistant => "assistant",
+        Role::Tool => "tool",
     }
 }
 
@@ -102,6 +103,7 @@ pub(super) fn parse_role(s: &str) -> Option<Role> {
     match s {
         "user" => Some(Role::User),
         "assistant" => Some(Role::Assistant),
+        "tool" => Some(Role::Tool),
         _ => None,
     }
 }

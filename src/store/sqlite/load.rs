@@ -85,7 +85,7 @@ fn load_messages(
     let mut st = tx
         .prepare_cached(
             "SELECT m.id, m.session_id, m.position, m.turn_id, m.role, m.content, m.created_at,
-                    m.status
+                    m.status, m.tool
              FROM sessions s JOIN messages m ON m.session_id = s.id
              WHERE s.deleted_at IS NULL",
         )
@@ -116,7 +116,13 @@ fn message_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
             StoreError::Invalid(format!("messages.position {position} is negative"))
         })?,
         turn_id: opt_id(row, 3, "messages.turn_id", TurnId::parse)?,
-        role: parsed(row, 4, "messages.role", "user or assistant", parse_role)?,
+        role: parsed(
+            row,
+            4,
+            "messages.role",
+            "user, assistant or tool",
+            parse_role,
+        )?,
         content: text(row, 5, "messages.content")?.to_owned(),
         created_at: time_at(row, 6, "messages.created_at")?,
         status: parsed(
@@ -126,6 +132,17 @@ fn message_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
             "complete, interrupted or streaming",
             StoredStatus::parse,
         )?,
+        tool: match row
+            .get_ref(8)
+            .ok()
+            .and_then(|v| v.as_str_or_null().ok())
+            .flatten()
+        {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                StoreError::Invalid(format!("messages.tool {json:?} is not a tool call: {e}"))
+            })?),
+        },
     })
 }
 
@@ -261,6 +278,7 @@ mod tests {
                         content: "hi".into(),
                         created_at: at(0),
                         status: StoredStatus::Complete,
+                        tool: None,
                     }),
                     Change::TurnStart {
                         id: tid(1),

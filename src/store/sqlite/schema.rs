@@ -53,6 +53,8 @@ CREATE TABLE state (
 /// holds a user's message.
 const V2: &str = "
 ALTER TABLE messages ADD COLUMN status TEXT NOT NULL DEFAULT 'complete';
+-- On `tool` messages: {call_id, tool_name, params, is_error} as JSON.
+ALTER TABLE messages ADD COLUMN tool TEXT;
 ALTER TABLE turns ADD COLUMN error TEXT;
 CREATE TABLE tool_calls (
     turn_id    TEXT NOT NULL,

@@ -96,6 +96,7 @@ fn a_failed_commit_leaves_nothing_behind() {
         content: "no such session".into(),
         created_at: at(0),
         status: StoredStatus::Complete,
+        tool: None,
     });
     let err = store
         .commit(&[session(1), key(1, 1), orphan])
@@ -118,6 +119,7 @@ fn order_within_a_batch_does_not_matter_to_foreign_keys() {
         content: "before its session".into(),
         created_at: at(0),
         status: StoredStatus::Complete,
+        tool: None,
     });
     store.commit(&[message, session(1)]).expect("commit");
     assert_eq!(store.load(10).expect("load").sessions[0].1.len(), 1);

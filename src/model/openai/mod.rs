@@ -1,0 +1,256 @@
+//! The OpenAI-compatible chat-completions provider (llama.cpp's server, vLLM, Ollama, LM Studio,
+//! OpenRouter, OpenAI): one turn is a loop of streamed requests, running the built-in tools the
+//! model calls between them.
+//!
+//! - **Request**: `POST {base_url}/chat/completions` with `stream: true` and
+//!   `stream_options.include_usage`, the built-in tools as functions (`tool_choice: "auto"`), and
+//!   the messages: system prompt, the session's history trimmed from the oldest end to
+//!   `context_budget_tokens` (see `prompt.rs`; tool messages of earlier turns are left out),
+//!   then this turn's tool rounds.
+//! - **Output**: each content piece becomes a `Token`; each tool call a `ToolStart`, a run of
+//!   [`crate::tools::run`] and a `ToolEnd`, its result going back to the model as a `tool`
+//!   message (an error result prefixed `error: `). A call to an unknown tool or with invalid JSON
+//!   arguments is such an error result, not a failed turn; invalid arguments are echoed back to
+//!   the model as `{}` (servers that re-parse them would refuse the next request), the result
+//!   saying what was wrong. At most `max_tool_rounds` requests per turn.
+//! - **Usage**: after each round, a `Usage` with the sums over the turn's rounds. A round whose
+//!   server reported no usage counts an estimate instead: one token per four characters (rounded
+//!   up, per message) of the request's messages in, and of the round's text and tool calls out.
+//! - **Errors** end the turn with a clear text (`client.rs`, `stream.rs`): refused connection,
+//!   timeouts, HTTP errors with an excerpt of the body, malformed or truncated streams. Refused
+//!   connections, 429 and 5xx are retried up to `max_retries` times, waiting `Retry-After`
+//!   seconds or `retry_base_delay` doubled per attempt (at most 30 s), but only while no text
+//!   has been streamed in the turn, so a reply is never repeated.
+//! - **Interrupt**: the turn's future owns the response; dropping it closes the connection.
+
+mod calls;
+mod client;
+mod config;
+mod prompt;
+mod stream;
+mod wire;
+
+pub use config::OpenAiConfig;
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use self::calls::{AssembledCall, CallIds};
+use self::client::Client;
+use self::stream::RoundOutput;
+use self::wire::{ChatRequest, FunctionCall, Message, ToolCall, ToolSpec, Usage};
+use super::{BoxFuture, Model, ModelError, TurnSink};
+use crate::core::{ModelEvent, TurnStart};
+use crate::tools::{self, ToolOutcome};
+
+pub struct OpenAi {
+    inner: Arc<Provider>,
+}
+
+/// What every turn shares: settings, the HTTP client and its pool, the tools offered.
+struct Provider {
+    config: OpenAiConfig,
+    client: Client,
+    tools: Vec<ToolSpec>,
+}
+
+impl OpenAi {
+    /// Checks the base URL and builds the HTTP client; connects to nothing yet.
+    pub fn new(config: OpenAiConfig) -> Result<OpenAi, ModelError> {
+        let client = Client::new(&config)?;
+        let tools = tools::definitions()
+            .into_iter()
+            .map(ToolSpec::from)
+            .collect();
+        Ok(OpenAi {
+            inner: Arc::new(Provider {
+                config,
+                client,
+                tools,
+            }),
+        })
+    }
+}
+
+impl Model for OpenAi {
+    fn name(&self) -> String {
+        format!("openai:{}", self.inner.config.model)
+    }
+
+    fn run(&self, turn: TurnStart, sink: TurnSink) -> BoxFuture<Result<(), ModelError>> {
+        let inner = Arc::clone(&self.inner);
+        let span = tracing::debug_span!("openai_turn", turn_id = %turn.turn_id);
+        Box::pin(async move { inner.run_turn(turn, sink).await }.instrument(span))
+    }
+}
+
+impl Provider {
+    async fn run_turn(&self, turn: TurnStart, sink: TurnSink) -> Result<(), ModelError> {
+        let config = &self.config;
+        let mut messages = prompt::conversation(
+            config.system_prompt.as_deref(),
+            &turn.history,
+            config.context_budget_tokens,
+        );
+        let max_rounds = config.max_tool_rounds.max(1);
+        let mut totals = Usage::default();
+        let mut ids = CallIds::default();
+        let mut streamed_text = false;
+        let mut round = 0;
+        loop {
+            round += 1;
+            tracing::debug!(round, messages = messages.len(), "openai round");
+            let request = ChatRequest::streaming(&config.model, &messages, &self.tools);
+            let response = self.client.open_stream(&request, !streamed_text).await?;
+            let output = stream::read_round(response, &sink, config.chunk_timeout).await?;
+            streamed_text |= !output.text.is_empty();
+            tracing::debug!(
+                finish_reason = output.finish_reason.as_deref().unwrap_or("none"),
+                calls = output.calls.len(),
+                usage_reported = output.usage.is_some(),
+                "openai round done"
+            );
+
+            let usage = output
+                .usage
+                .unwrap_or_else(|| estimate_usage(&messages, &output));
+            totals.prompt_tokens += usage.prompt_tokens;
+            totals.completion_tokens += usage.completion_tokens;
+            sink.emit(ModelEvent::Usage {
+                tokens_in: totals.prompt_tokens,
+                tokens_out: totals.completion_tokens,
+            })
+            .await?;
+
+            if output.calls.is_empty() {
+                return Ok(());
+            }
+            if round >= max_rounds {
+                let names: Vec<&str> = output.calls.iter().map(|c| c.name.as_str()).collect();
+                return Err(ModelError::Failed(format!(
+                    "the model asked for more tool calls ({}) after {max_rounds} round(s), \
+                     the most allowed (max_tool_rounds); stopped",
+                    names.join(", ")
+                )));
+            }
+            run_calls(output, &mut ids, &mut messages, &sink).await?;
+        }
+    }
+}
+
+/// Runs a round's tool calls in order, reporting each, and appends the assistant's calls and
+/// their results to `messages` for the next round.
+async fn run_calls(
+    output: RoundOutput,
+    ids: &mut CallIds,
+    messages: &mut Vec<Message>,
+    sink: &TurnSink,
+) -> Result<(), ModelError> {
+    let calls: Vec<(String, AssembledCall)> = output
+        .calls
+        .into_iter()
+        .map(|call| (ids.assign(&call.id), call))
+        .collect();
+    let echoed = calls
+        .iter()
+        .map(|(id, call)| ToolCall {
+            id: id.clone(),
+            kind: "function",
+            function: FunctionCall {
+                name: call.name.clone(),
+                arguments: echoed_arguments(&call.arguments),
+            },
+        })
+        .collect();
+    messages.push(Message::assistant_calls(&output.text, echoed));
+
+    for (call_id, call) in calls {
+        sink.emit(ModelEvent::ToolStart {
+            call_id: call_id.clone(),
+            tool_name: call.name.clone(),
+            params: call.arguments.clone(),
+        })
+        .await?;
+        let outcome = if call.name.is_empty() {
+            ToolOutcome {
+                is_error: true,
+                result: "the tool call named no function".into(),
+            }
+        } else {
+            tools::run(&call.name, &call.arguments).await
+        };
+        let for_model = if outcome.is_error {
+            format!("error: {}", outcome.result)
+        } else {
+            outcome.result.clone()
+        };
+        sink.emit(ModelEvent::ToolEnd {
+            call_id: call_id.clone(),
+            is_error: outcome.is_error,
+            result: outcome.result,
+        })
+        .await?;
+        messages.push(Message::tool_result(&call_id, for_model));
+    }
+    Ok(())
+}
+
+/// The arguments as given back to the model: as written when they are JSON, else `{}`.
+fn echoed_arguments(arguments: &str) -> String {
+    if serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok() {
+        arguments.to_owned()
+    } else {
+        "{}".to_owned()
+    }
+}
+
+/// Usage of a round whose server reported none (see the module doc).
+fn estimate_usage(request: &[Message], output: &RoundOutput) -> Usage {
+    let out_chars = output.text.chars().count()
+        + output
+            .calls
+            .iter()
+            .map(|c| c.name.chars().count() + c.arguments.chars().count())
+            .sum::<usize>();
+    Usage {
+        prompt_tokens: prompt::estimate_messages(request),
+        completion_tokens: prompt::estimate_tokens(out_chars),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_echo_back_only_when_they_are_json() {
+        assert_eq!(echoed_arguments(r#"{"a": 1}"#), r#"{"a": 1}"#);
+        assert_eq!(echoed_arguments(""), "{}");
+        assert_eq!(echoed_arguments("{not json"), "{}");
+    }
+
+    #[test]
+    fn estimated_usage_counts_request_and_output() {
+        let request = [
+            Message::text(wire::MessageRole::System, "abcd"),
+            Message::text(wire::MessageRole::User, "abcdefgh"),
+        ];
+        let output = RoundOutput {
+            text: "abcde".into(),
+            calls: vec![AssembledCall {
+                id: String::new(),
+                name: "clock".into(),
+                arguments: "{}".into(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            estimate_usage(&request, &output),
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 3
+            }
+        );
+    }
+}
