@@ -2,10 +2,11 @@
 //!
 //! - [`protocol`]: wire types (JSON-RPC envelope, errors, methods, events). No I/O.
 //! - [`core`]: the state machine that owns sessions, messages and turns and decides every event.
-//! - [`model`]: model providers behind one trait (the embedded `echo`).
+//! - [`model`]: model providers behind one trait (the embedded `echo`, OpenAI-compatible servers).
 //! - [`tools`]: the built-in tools a model may call.
 //! - [`transport`]: the libzmq ROUTER/PUB thread and its bridge to tokio. No business logic.
 //! - [`app`]: wiring: the core actor, model tasks, heartbeat, shutdown order.
+//! - [`store`]: persistence behind one trait (SQLite, memory) and the writer thread.
 //! - [`discovery`]: the discovery file clients find the server by.
 //! - [`client`]: a small blocking client used by the CLI and tests.
 //! - [`cli`]: one file per subcommand.
