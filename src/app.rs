@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{Config, ModelConfig, StoreConfig};
+use crate::config::{Config, ModelConfig, Promotion, StoreConfig};
 use crate::core::{ids::UuidV7, CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::model::echo::Echo;
 use crate::model::openai::OpenAi;
@@ -68,6 +68,7 @@ pub struct Server {
     model: Arc<dyn Model>,
     writer: Writer,
     heartbeat_interval: Duration,
+    promotion: Option<Promotion>,
 }
 
 /// Opens and loads the store (refusing a bad database before anything is bound), binds the
@@ -131,6 +132,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         model,
         writer,
         heartbeat_interval: config.heartbeat_interval,
+        promotion: config.promotion,
     })
 }
 
@@ -152,6 +154,7 @@ impl Server {
             model,
             writer,
             heartbeat_interval,
+            promotion,
         } = self;
         let (model_tx, mut model_rx) = mpsc::channel(MODEL_QUEUE);
         let mut committed = writer.committed();
@@ -167,9 +170,19 @@ impl Server {
             required: 0,
             held: VecDeque::new(),
         };
-        // Recovery changes decided in `start`.
+        // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
+        // standby taking over, its announcement.
+        let started = now();
+        actor.core.heartbeat(started);
+        if let Some(p) = promotion {
+            tracing::info!(previous = ?p.previous_instance_id, "promoted to primary");
+            actor.core.promoted(p.previous_instance_id, started);
+        }
         actor.apply_effects();
-        let mut heartbeat = tokio::time::interval(heartbeat_interval);
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + heartbeat_interval,
+            heartbeat_interval,
+        );
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut checkpoint = tokio::time::interval(CHECKPOINT_TICK);
         checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);

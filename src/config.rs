@@ -33,6 +33,15 @@ pub struct Config {
     /// How many `message.send` `request_id`s are remembered for idempotent retries.
     pub idempotency_capacity: usize,
     pub store: StoreConfig,
+    /// Set when this server is a standby taking over: announced with `instance.promoted`.
+    pub promotion: Option<Promotion>,
+}
+
+/// A standby's takeover.
+#[derive(Debug, Clone, Default)]
+pub struct Promotion {
+    /// The primary it replaces, when known.
+    pub previous_instance_id: Option<crate::protocol::ids::InstanceId>,
 }
 
 impl Default for Config {
@@ -45,6 +54,7 @@ impl Default for Config {
             },
             idempotency_capacity: 10_000,
             store: StoreConfig::Memory(MemoryStore::new()),
+            promotion: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`app`]: wiring: the core actor, model tasks, heartbeat, shutdown order.
 //! - [`store`]: persistence behind one trait (SQLite, memory) and the writer thread.
 //! - [`discovery`]: the discovery file clients find the server by.
+//! - [`election`]: the data-directory lock that decides who is primary; standbys wait on it.
 //! - [`client`]: a small blocking client used by the CLI and tests.
 //! - [`cli`]: one file per subcommand.
 
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod discovery;
+pub mod election;
 pub mod model;
 pub mod protocol;
 pub mod store;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::model_config::{self, ModelArgs};
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app;
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, Promotion, StoreConfig};
 use crate::discovery::{self, Discovery};
+use crate::election;
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
@@ -16,8 +17,6 @@ use crate::transport::TransportConfig;
 
 /// Longest `ipc://` path libzmq accepts (the `sun_path` limit, less the terminator).
 const MAX_IPC_PATH: usize = 107;
-/// Held locked by the serving process for its whole life.
-const LOCK_FILE: &str = "zcoord.lock";
 /// The SQLite database, in the data directory.
 const DB_FILE: &str = "zcoord.db";
 
@@ -46,6 +45,10 @@ pub struct ServeArgs {
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
+    /// If a primary already runs for this data directory, wait as its standby and take over
+    /// when it is gone (instead of exiting with an error).
+    #[arg(long, env = "ZCOORD_STANDBY")]
+    pub standby: bool,
 }
 
 pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
@@ -106,58 +109,57 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// Takes the data directory's lock for the life of the process. Exactly one process holds it:
-/// the OS releases it when the holder exits, however it exits (kill -9 included), and the file is
-/// never unlinked, so there is no unlink-after-unlock race. An error taking the lock never means
-/// "go ahead": it fails closed.
-fn lock_data_dir(data_dir: &Path, disc_path: &Path) -> anyhow::Result<std::fs::File> {
-    let path = data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let who = match discovery::read(disc_path) {
-                Ok(d) => format!(
-                    "instance {} (pid {}) at {}",
-                    d.instance_id, d.pid, d.endpoints.rpc
-                ),
-                Err(_) => "another zcoord process (starting or stopping)".to_owned(),
-            };
-            anyhow::bail!(
-                "a zcoord server is already running for this data directory ({}): {who}",
-                data_dir.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            anyhow::bail!("cannot lock {}: {e}", path.display())
-        }
-    }
-    if let Ok(d) = discovery::read(disc_path) {
-        tracing::warn!(path = %disc_path.display(), pid = d.pid, "stale discovery file from a server that is gone; replacing it");
-    }
-    Ok(file)
-}
-
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
-    let _lock = lock_data_dir(data_dir, &disc_path)?;
-    let config = config(&args, data_dir)?;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let leadership = if args.standby {
+            election::take_or_wait(data_dir, |who| {
+                println!("standby: {who} is primary; waiting to take over");
+            })?
+        } else {
+            election::take(data_dir)?
+        };
+        if leadership.took_over_from.is_none() {
+            if let Ok(d) = discovery::read(&disc_path) {
+                tracing::warn!(path = %disc_path.display(), pid = d.pid, "stale discovery file from a server that is gone; replacing it");
+            }
+        }
+        let mut config = config(&args, data_dir)?;
+        config.promotion = leadership
+            .took_over_from
+            .map(|previous_instance_id| Promotion {
+                previous_instance_id,
+            });
+        match run_primary(config, &disc_path) {
+            Ok(()) => return Ok(()),
+            // A standby that cannot promote (store or endpoint trouble) says why, gives the lock
+            // back for another standby, and tries again later.
+            Err(e) if args.standby => {
+                eprintln!("standby could not take over: {e:#}; trying again in {backoff:?}");
+                drop(leadership);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
+/// Starts the server and serves until a signal. Every error comes from starting (store,
+/// endpoints, discovery file): once serving, only a signal ends it.
+fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let promoted = config.promotion.clone();
         let server = app::start(config)?;
         let ready = server.ready().clone();
         discovery::write(
-            &disc_path,
+            disc_path,
             &Discovery {
                 instance_id: ready.instance_id,
                 pid: std::process::id(),
@@ -174,6 +176,12 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
             "zcoord {} serving (model {}, store {})",
             ready.instance_id, ready.model, ready.store
         );
+        if let Some(p) = promoted {
+            match p.previous_instance_id {
+                Some(prev) => println!("  promoted: took over from instance {prev}"),
+                None => println!("  promoted: took over from the previous primary"),
+            }
+        }
         if ready.recovered_turns > 0 {
             println!(
                 "  recovered {} turn(s) a crash left running (closed as aborted)",
@@ -184,7 +192,7 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         println!("  pub: {}", ready.pub_endpoint);
         println!("  discovery: {}", disc_path.display());
         server.run(shutdown_signal()).await;
-        discovery::remove_if_ours(&disc_path, ready.instance_id);
+        discovery::remove_if_ours(disc_path, ready.instance_id);
         anyhow::Ok(())
     })
 }

@@ -16,8 +16,8 @@ use super::session::{clip_title, title_from, Message, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, HeartbeatPayload, LlmStartPayload, MessageAppendPayload, Published,
-    SessionListPayload, ShutdownPayload,
+    EndReason, Event, HeartbeatPayload, LlmStartPayload, MessageAppendPayload, PromotedPayload,
+    Published, SessionListPayload, ShutdownPayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
@@ -80,6 +80,8 @@ pub struct Core {
     pub(super) shutting_down: bool,
     /// Turns found running at start-up (left by a crash) and closed as aborted.
     pub(super) recovered_turns: u64,
+    /// The primary this instance replaced, if it was promoted from standby.
+    pub(super) promoted_from: Option<InstanceId>,
     pub(super) effects: Vec<Effect>,
 }
 
@@ -97,6 +99,7 @@ impl Core {
             sent_order: VecDeque::new(),
             shutting_down: false,
             recovered_turns: 0,
+            promoted_from: None,
             effects: Vec::new(),
         }
     }
@@ -194,8 +197,19 @@ impl Core {
             session_count: self.sessions.len() as u64,
             uptime: self.uptime(now),
             started_at: self.meta.started_at,
+            promoted_from: self.promoted_from,
         };
         self.publish(Event::InstanceHeartbeat(payload), now);
+    }
+
+    /// Publishes `instance.promoted`: this instance took over from a primary that is gone.
+    pub fn promoted(&mut self, previous_instance_id: Option<InstanceId>, now: OffsetDateTime) {
+        self.promoted_from = previous_instance_id;
+        let payload = PromotedPayload {
+            instance_id: self.meta.instance_id,
+            previous_instance_id,
+        };
+        self.publish(Event::InstancePromoted(payload), now);
     }
 
     /// Ends every running turn with `reason: "shutdown"`, then publishes `instance.shutdown`.
@@ -478,6 +492,7 @@ impl Core {
             drops: ctx.drops.clone(),
             store: self.meta.store.clone(),
             recovered_turns: self.recovered_turns,
+            promoted_from: self.promoted_from,
         }
     }
 }

@@ -983,3 +983,34 @@ fn text_tool_text_becomes_three_messages_in_order() {
         ]
     );
 }
+
+#[test]
+fn a_promoted_instance_announces_itself_and_every_heartbeat_names_its_predecessor() {
+    let mut c = core();
+    let prev = InstanceId(Uuid::from_u128(0xdead));
+    c.heartbeat(at(0));
+    c.promoted(Some(prev), at(0));
+    c.heartbeat(at(5));
+    let fx = c.take_effects();
+    assert_eq!(
+        trace(&fx),
+        [
+            "instance.heartbeat",
+            "instance.promoted",
+            "instance.heartbeat"
+        ]
+    );
+    let ev = events(&fx);
+    let Event::InstancePromoted(p) = ev[1] else {
+        panic!()
+    };
+    assert_eq!(p.previous_instance_id, Some(prev));
+    let Event::InstanceHeartbeat(hb) = ev[2] else {
+        panic!()
+    };
+    assert_eq!(hb.promoted_from, Some(prev));
+    let Reply::Info(info) = c.call(Call::InstanceInfo, &ctx(6)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(info.promoted_from, Some(prev));
+}

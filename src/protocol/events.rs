@@ -21,6 +21,7 @@ pub mod topic {
     pub const TOOL_END: &str = "tool.end";
     pub const INSTANCE_HEARTBEAT: &str = "instance.heartbeat";
     pub const INSTANCE_SHUTDOWN: &str = "instance.shutdown";
+    pub const INSTANCE_PROMOTED: &str = "instance.promoted";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +109,18 @@ pub struct HeartbeatPayload {
     pub uptime: String,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// On a standby that took over: the primary it replaced. Subscribers that reconnect after a
+    /// failover miss the one-time `instance.promoted`; every heartbeat tells them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<InstanceId>,
+}
+
+/// A standby became the primary. `previous_instance_id` is the primary it replaced, when known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromotedPayload {
+    pub instance_id: InstanceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_instance_id: Option<InstanceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +145,7 @@ pub enum Event {
     ToolEnd(ToolEndPayload),
     InstanceHeartbeat(HeartbeatPayload),
     InstanceShutdown(ShutdownPayload),
+    InstancePromoted(PromotedPayload),
 }
 
 impl Event {
@@ -149,6 +163,7 @@ impl Event {
             Event::ToolEnd(_) => topic::TOOL_END,
             Event::InstanceHeartbeat(_) => topic::INSTANCE_HEARTBEAT,
             Event::InstanceShutdown(_) => topic::INSTANCE_SHUTDOWN,
+            Event::InstancePromoted(_) => topic::INSTANCE_PROMOTED,
         }
     }
 
@@ -164,9 +179,10 @@ impl Event {
             Event::LlmEnd(p) => Some(p.session_id),
             Event::ToolStart(p) => Some(p.session_id),
             Event::ToolEnd(p) => Some(p.session_id),
-            Event::SessionList(_) | Event::InstanceHeartbeat(_) | Event::InstanceShutdown(_) => {
-                None
-            }
+            Event::SessionList(_)
+            | Event::InstanceHeartbeat(_)
+            | Event::InstanceShutdown(_)
+            | Event::InstancePromoted(_) => None,
         }
     }
 
@@ -194,6 +210,7 @@ impl Event {
             topic::TOOL_END => Event::ToolEnd(v(payload)?),
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
+            topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),
             other => return Err(DecodeError::UnknownTopic(other.to_owned())),
         };
         Ok(ev)

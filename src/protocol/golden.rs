@@ -104,6 +104,7 @@ fn method_results() {
             drops: DropCounters::default(),
             store: "memory".into(),
             recovered_turns: 1,
+            promoted_from: None,
         },
         json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
                "started_at": T_JSON, "uptime": "0s",
@@ -259,6 +260,7 @@ fn events_payloads_and_keys() {
                 session_count: 0,
                 uptime: "5s".into(),
                 started_at: T,
+                promoted_from: None,
             }),
             json!({"instance_id": I, "session_count": 0, "uptime": "5s", "started_at": T_JSON}),
             "instance.heartbeat".into(),
@@ -271,8 +273,16 @@ fn events_payloads_and_keys() {
             json!({"instance_id": I, "reason": "SIGTERM"}),
             "instance.shutdown".into(),
         ),
+        (
+            Event::InstancePromoted(PromotedPayload {
+                instance_id: iid(),
+                previous_instance_id: Some(InstanceId(Uuid::from_u128(9))),
+            }),
+            json!({"instance_id": I, "previous_instance_id": "00000000-0000-0000-0000-000000000009"}),
+            "instance.promoted".into(),
+        ),
     ];
-    assert_eq!(cases.len(), 12, "every topic");
+    assert_eq!(cases.len(), 13, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),

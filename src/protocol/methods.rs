@@ -274,6 +274,9 @@ pub struct InfoResult {
     pub store: String,
     /// Turns a crash left running, closed as aborted at start-up.
     pub recovered_turns: u64,
+    /// On a standby that took over: the primary it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<InstanceId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
