@@ -10,6 +10,7 @@
 //! - [`discovery`]: the discovery file clients find the server by.
 //! - [`election`]: the data-directory lock that decides who is primary; standbys wait on it.
 //! - [`client`]: a small blocking client used by the CLI and tests.
+//! - [`mirror`]: the mirror client a secondary embeds: a replica kept by the Clone pattern.
 //! - [`cli`]: one file per subcommand.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod core;
 pub mod discovery;
 pub mod election;
+pub mod mirror;
 pub mod model;
 pub mod protocol;
 pub mod store;

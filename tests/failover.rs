@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::{eventually, live_subscriber, WAIT};
+use common::{eventually, live_subscriber, view_of_primary, view_of_replica, WAIT};
 use serde_json::{json, Value};
 use zcoord::client::RpcClient;
+use zcoord::mirror::Mirror;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
 
@@ -104,6 +105,8 @@ fn standbys_take_over_after_a_graceful_exit_and_after_kill_9() {
     // Some committed state, and a subscriber that stays connected across the switches.
     let pub_ep = first["endpoints"]["pub"].as_str().unwrap().to_owned();
     let events = live_subscriber(&ctx, &pub_ep, &["instance.", "llm.end"]);
+    let rpc_ep = first["endpoints"]["rpc"].as_str().unwrap().to_owned();
+    let mirror = Mirror::start(&rpc_ep, &pub_ep, WAIT);
     let sent = rpc
         .call("message.send", json!({"content": "before the switch"}))
         .unwrap();
@@ -150,6 +153,7 @@ fn standbys_take_over_after_a_graceful_exit_and_after_kill_9() {
         2,
         "committed state carried over"
     );
+    converges(&mirror, &mut rpc, &second_id);
     nodes.remove(primary_at);
 
     // kill -9 in the middle of a streaming turn; the last standby takes over.
@@ -192,5 +196,25 @@ fn standbys_take_over_after_a_graceful_exit_and_after_kill_9() {
     assert_eq!(msgs[2]["turn_id"], long["turn_id"]);
     let s = rpc.call("session.get", json!({"session_id": sid})).unwrap();
     assert_eq!(s["status"], "idle");
+    converges(&mirror, &mut rpc, &third_id);
     eprintln!("takeover: graceful {graceful:?}, kill -9 {killed:?}");
+}
+
+/// The mirror, which was never restarted, ends with the same state as the current primary.
+fn converges(mirror: &Mirror, rpc: &mut RpcClient, instance: &str) {
+    let ok = (0..500).any(|_| {
+        let r = mirror.replica();
+        let same = r.instance_id.map(|i| i.to_string()).as_deref() == Some(instance)
+            && view_of_replica(&r) == view_of_primary(rpc);
+        if !same {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        same
+    });
+    assert!(
+        ok,
+        "mirror did not converge:\nreplica {:#?}\nprimary {:#?}",
+        view_of_replica(&mirror.replica()),
+        view_of_primary(rpc)
+    );
 }

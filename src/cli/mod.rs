@@ -9,6 +9,7 @@ mod serve;
 mod sessions;
 mod sub;
 mod target;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +71,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// List sessions (`*` marks the active one).
     Sessions(sessions::SessionsArgs),
+    /// Mirror the primary and print each change; follows restarts and failovers.
+    Watch(watch::WatchArgs),
 }
 
 /// Parses the command line, runs the subcommand, returns the exit code.
@@ -108,6 +111,7 @@ pub fn main() -> i32 {
         Command::Sub(args) => sub::run(args, &data_dir),
         Command::Send(args) => send::run(args, &data_dir),
         Command::Sessions(args) => sessions::run(args, &data_dir),
+        Command::Watch(args) => watch::run(args, &data_dir),
     }
 }
 

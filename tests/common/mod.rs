@@ -224,3 +224,85 @@ pub fn recv_within(sock: &zmq::Socket, timeout: Duration) -> Option<Vec<Vec<u8>>
     let ready = zmq::poll(&mut items, timeout.as_millis() as i64).expect("poll");
     (ready > 0).then(|| sock.recv_multipart(0).expect("recv"))
 }
+
+/// What a replica and the primary must agree on: sessions (title, count, status), the active
+/// session, and every session's messages (id, role, content, status).
+pub type View = (
+    std::collections::BTreeMap<String, (String, u64, String)>,
+    Option<String>,
+    std::collections::BTreeMap<String, Vec<(String, String, String, String)>>,
+);
+
+pub fn view_of_replica(r: &zcoord::mirror::Replica) -> View {
+    let sessions = r
+        .sessions
+        .values()
+        .map(|s| {
+            let v = serde_json::to_value(s).unwrap();
+            (
+                s.id.to_string(),
+                (
+                    s.title.clone(),
+                    s.message_count,
+                    v["status"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let none = Vec::new();
+    let messages = r
+        .sessions
+        .keys()
+        .map(|id| (id, r.messages.get(id).unwrap_or(&none)))
+        .map(|(id, msgs)| {
+            let list = msgs
+                .iter()
+                .map(|m| {
+                    let v = serde_json::to_value(m).unwrap();
+                    (
+                        m.id.to_string(),
+                        v["role"].as_str().unwrap().to_owned(),
+                        m.content.clone(),
+                        v["status"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (id.to_string(), list)
+        })
+        .collect();
+    (sessions, r.active.map(|a| a.to_string()), messages)
+}
+
+pub fn view_of_primary(rpc: &mut RpcClient) -> View {
+    let sync = rpc.call("state.sync", json!({})).unwrap();
+    let mut sessions = std::collections::BTreeMap::new();
+    let mut messages = std::collections::BTreeMap::new();
+    for s in sync["sessions"].as_array().unwrap() {
+        let id = s["id"].as_str().unwrap().to_owned();
+        sessions.insert(
+            id.clone(),
+            (
+                s["title"].as_str().unwrap().to_owned(),
+                s["message_count"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_owned(),
+            ),
+        );
+        let list = rpc.call("message.list", json!({"session_id": id})).unwrap();
+        let msgs = list["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["role"].as_str().unwrap().to_owned(),
+                    m["content"].as_str().unwrap().to_owned(),
+                    m["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        messages.insert(id, msgs);
+    }
+    let active = sync["active_session_id"].as_str().map(str::to_owned);
+    (sessions, active, messages)
+}

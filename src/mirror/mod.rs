@@ -1,0 +1,184 @@
+//! The mirror client a secondary app instance embeds: keeps a [`Replica`] of the primary's
+//! sessions, active session and messages, consistent by the Clone pattern: subscribe first, wait
+//! until the subscription is live, `state.sync` plus each session's `message.list`, drop events at
+//! or below the snapshot's `seq`, apply the rest in order; resynchronise on a `seq` gap or a new
+//! `instance_id` (restart, failover). libzmq reconnects both sockets by itself; a failed resync is
+//! retried with backoff. Runs on its own thread; changes come out of a channel.
+
+pub mod replica;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::json;
+
+pub use replica::{Change, Replica, Resync};
+
+use crate::client::{ClientError, RpcClient, Subscriber};
+use crate::protocol::ids::{InstanceId, SessionId};
+use crate::protocol::methods::{MessageListResult, StateSyncResult};
+use crate::protocol::types::MessagePayload;
+
+/// How long one wait for an event lasts before the stop flag is looked at again.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A running mirror. Dropping it stops the thread.
+pub struct Mirror {
+    replica: Arc<Mutex<Replica>>,
+    changes: Receiver<Change>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Mirror {
+    /// Starts mirroring the primary at these endpoints; `timeout` bounds each RPC call.
+    pub fn start(rpc: &str, pub_: &str, timeout: Duration) -> Mirror {
+        let replica = Arc::new(Mutex::new(Replica::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, changes) = mpsc::channel();
+        let worker = Worker {
+            rpc: rpc.to_owned(),
+            pub_: pub_.to_owned(),
+            timeout,
+            replica: replica.clone(),
+            stop: stop.clone(),
+            tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("zcoord-mirror".into())
+            .spawn(move || worker.run())
+            .ok();
+        Mirror {
+            replica,
+            changes,
+            stop,
+            thread,
+        }
+    }
+
+    /// A copy of the replica as it is now.
+    pub fn replica(&self) -> Replica {
+        self.replica.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The changes, in order, as they are applied.
+    pub fn changes(&self) -> &Receiver<Change> {
+        &self.changes
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    rpc: String,
+    pub_: String,
+    timeout: Duration,
+    replica: Arc<Mutex<Replica>>,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Change>,
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn run(self) {
+        let ctx = zmq::Context::new();
+        let Ok(sub) = Subscriber::connect(&ctx, &self.pub_, &[""]) else {
+            return;
+        };
+        // Live once anything arrives (a heartbeat at the latest): from then on nothing is missed.
+        loop {
+            if self.stopped() {
+                return;
+            }
+            if let Ok(Some(_)) = sub.recv(TICK) {
+                break;
+            }
+        }
+        let Ok(mut rpc) = RpcClient::connect(&ctx, &self.rpc, self.timeout) else {
+            return;
+        };
+        let mut retired: HashSet<InstanceId> = HashSet::new();
+        let mut backoff = Duration::from_millis(100);
+        while !self.stopped() {
+            let mut replica = match self.snapshot(&mut rpc) {
+                Ok((replica, change)) => {
+                    backoff = Duration::from_millis(100);
+                    let _ = self.tx.send(change);
+                    replica
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "mirror resync failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            self.publish(&replica);
+            loop {
+                if self.stopped() {
+                    return;
+                }
+                let ev = match sub.recv(TICK) {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "mirror dropped a malformed event");
+                        break;
+                    }
+                };
+                if retired.contains(&ev.envelope.instance_id) {
+                    continue; // still buffered from a primary that is gone
+                }
+                match replica.apply(&ev.envelope) {
+                    Ok(changes) => {
+                        self.publish(&replica);
+                        for c in changes {
+                            let _ = self.tx.send(c);
+                        }
+                    }
+                    Err(why) => {
+                        tracing::info!(?why, "mirror resynchronising");
+                        if let (Resync::NewInstance(_), Some(old)) = (&why, replica.instance_id) {
+                            retired.insert(old);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&self, replica: &Replica) {
+        if let Ok(mut shared) = self.replica.lock() {
+            *shared = replica.clone();
+        }
+    }
+
+    fn snapshot(&self, rpc: &mut RpcClient) -> Result<(Replica, Change), ClientError> {
+        let bad = |e: serde_json::Error| ClientError::BadReply(e.to_string());
+        let sync: StateSyncResult =
+            serde_json::from_value(rpc.call("state.sync", json!({}))?).map_err(bad)?;
+        let mut messages: HashMap<SessionId, Vec<MessagePayload>> = HashMap::new();
+        for s in &sync.sessions {
+            let list: MessageListResult =
+                serde_json::from_value(rpc.call("message.list", json!({"session_id": s.id}))?)
+                    .map_err(bad)?;
+            messages.insert(s.id, list.messages);
+        }
+        Ok(Replica::from_snapshot(sync, messages))
+    }
+}
