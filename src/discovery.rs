@@ -25,6 +25,38 @@ pub struct Discovery {
     pub version: String,
 }
 
+/// The data directory of a workspace (the directory an app works in): one per workspace under
+/// the user's data home, named after the directory and a stable hash of its absolute path, so two
+/// workspaces never share a primary and the same workspace always maps to the same endpoints.
+pub fn workspace_data_dir(workspace: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::fs::canonicalize(workspace)?;
+    let name: String = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(16)
+        .collect();
+    let hash = fnv1a64(abs.to_string_lossy().as_bytes());
+    Ok(default_data_dir()
+        .join("workspaces")
+        .join(format!("{name}-{hash:016x}")))
+}
+
+/// FNV-1a, 64 bits: tiny and stable across Rust releases (std's hasher promises neither).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// `$ZCOORD_DATA_DIR` is handled by clap; this is the fallback: `$XDG_DATA_HOME/zcoord`, else
 /// `~/.local/share/zcoord`, else `./.zcoord`.
 pub fn default_data_dir() -> PathBuf {
@@ -134,6 +166,18 @@ fn create_private(path: &Path) -> std::io::Result<fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workspaces_map_to_distinct_stable_directories() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let da = workspace_data_dir(a.path()).unwrap();
+        assert_eq!(da, workspace_data_dir(a.path()).unwrap(), "stable");
+        assert_ne!(da, workspace_data_dir(b.path()).unwrap(), "distinct");
+        assert!(da.starts_with(default_data_dir().join("workspaces")));
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[test]
     fn write_is_private_and_reads_back() {

@@ -33,6 +33,11 @@ pub struct Cli {
     /// Data directory: holds the discovery file and, by default, the ipc sockets.
     #[arg(long, global = true, env = "ZCOORD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The workspace (directory) this primary serves: selects its own data directory under the
+    /// user's data home, so each workspace has one primary and stable endpoints. Ignored when
+    /// --data-dir is given.
+    #[arg(long, global = true, env = "ZCOORD_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,10 +105,17 @@ pub fn main() -> i32 {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let data_dir = cli
-        .data_dir
-        .clone()
-        .unwrap_or_else(crate::discovery::default_data_dir);
+    let data_dir = match (&cli.data_dir, &cli.workspace) {
+        (Some(d), _) => d.clone(),
+        (None, Some(w)) => match crate::discovery::workspace_data_dir(w) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: workspace {}: {e}", w.display());
+                return EXIT_USAGE;
+            }
+        },
+        (None, None) => crate::discovery::default_data_dir(),
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args, data_dir),
         Command::Ping(args) => ping::run(args, &data_dir),

@@ -21,6 +21,15 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
     }
     let path = discovery::path_in(data_dir);
     match discovery::read(&path) {
+        Ok(d) if !process_may_be_alive(d.pid) => {
+            eprintln!(
+                "error: the discovery file {} is stale: instance {} (pid {}) is not running",
+                path.display(),
+                d.instance_id,
+                d.pid
+            );
+            Err(EXIT_UNREACHABLE)
+        }
         Ok(d) => Ok(Target {
             rpc: args.rpc.clone().unwrap_or(d.endpoints.rpc),
             pub_: args.pub_.clone().unwrap_or(d.endpoints.pub_),
@@ -30,4 +39,14 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             Err(EXIT_UNREACHABLE)
         }
     }
+}
+
+/// False only when the process certainly does not exist (Linux: no `/proc/<pid>`). Elsewhere, or
+/// when unsure, true: the call's timeout then decides.
+fn process_may_be_alive(pid: u32) -> bool {
+    let proc_root = Path::new("/proc/self");
+    if !proc_root.exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
 }
