@@ -14,9 +14,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=$(mktemp -d /tmp/zcoord-smoke.XXXXXX)
 SERVER=""
 TOKENS=""
+MIRROR=""
 
 cleanup() {
-    for pid in $TOKENS $SERVER; do
+    for pid in $TOKENS $MIRROR $SERVER; do
         kill -TERM "$pid" 2>/dev/null || true
     done
     [ -n "$SERVER" ] && wait "$SERVER" 2>/dev/null || true
@@ -26,7 +27,7 @@ trap cleanup EXIT
 
 fail() {
     echo "FAIL: $*" >&2
-    for f in serve.log tokens.out tokens.err send.out out err; do
+    for f in serve.log tokens.out tokens.err mirror.out mirror.err send.out out err; do
         [ -s "$DIR/$f" ] && { echo "--- $f" >&2; cat "$DIR/$f" >&2; }
     done
     exit 1
@@ -93,7 +94,82 @@ TOKENS=""
 grep -qx 'echo: hello there' "$DIR/tokens.out" || fail "tokens.py did not print the reply"
 echo "ok   tokens.py printed: $(cat "$DIR/tokens.out")"
 
-# 4. Graceful shutdown: SIGTERM -> exit 0 and the discovery file removed.
+# 4. mirror.py: started before the messages are sent and live (subscribed, first heartbeat seen)
+#    before the first send. It mirrors the session tokens.py saw from its snapshot, the two new
+#    messages from events, and once no event but heartbeats came for 1.5 s prints its replica on a
+#    `REPLICA {json}` line and exits. That replica must equal what the server says now.
+timeout 30 "$PY" "$HERE/mirror.py" --data-dir "$DIR" --dump-after-idle 1.5 \
+    >"$DIR/mirror.out" 2>"$DIR/mirror.err" &
+MIRROR=$!
+mirror_live() {
+    kill -0 "$MIRROR" 2>/dev/null || fail "mirror.py exited early"
+    grep -qx live "$DIR/mirror.err"
+}
+wait_for 10 mirror_live || fail "mirror.py never went live"
+timeout 20 "$BIN" --data-dir "$DIR" send "first mirrored message" >"$DIR/send.out" 2>&1 \
+    || fail "zcoord send (new session) exited $?"
+# `zcoord send` names the session it created on stderr: "session <id> turn <id>".
+SID=$(sed -n 's/^session \([0-9a-f-]*\) turn .*/\1/p' "$DIR/send.out")
+[ -n "$SID" ] || fail "zcoord send did not name its session"
+timeout 20 "$BIN" --data-dir "$DIR" send --session "$SID" "second one" >"$DIR/send.out" 2>&1 \
+    || fail "zcoord send --session exited $?"
+rc=0
+wait "$MIRROR" || rc=$?
+MIRROR=""
+[ "$rc" = 0 ] || fail "mirror.py exited $rc"
+grep -q '^REPLICA ' "$DIR/mirror.out" || fail "mirror.py printed no REPLICA line"
+if grep -q '^resync' "$DIR/mirror.out"; then fail "mirror.py had to resync (it lost events)"; fi
+rc=0
+timeout 30 "$PY" - "$BIN" "$DIR" "$SID" >"$DIR/out" 2>&1 <<'EOF' || rc=$?
+import json, subprocess, sys
+
+zcoord, data_dir, sid = sys.argv[1:4]
+
+
+def call(method, params=None):
+    cmd = [zcoord, "--data-dir", data_dir, "call", method, json.dumps(params or {})]
+    return json.loads(subprocess.run(cmd, capture_output=True, check=True, timeout=10).stdout)
+
+
+lines = [l for l in open(f"{data_dir}/mirror.out") if l.startswith("REPLICA ")]
+assert len(lines) == 1, f"{len(lines)} REPLICA lines"
+replica = json.loads(lines[0][len("REPLICA "):])
+sync = call("state.sync")
+problems = []
+
+
+def check(what, got, want):
+    if got != want:
+        problems.append(f"{what}: mirror has {got!r}, server {want!r}")
+
+
+check("instance_id", replica["instance_id"], sync["instance_id"])
+check("active session", replica["active_session_id"], sync.get("active_session_id"))
+sessions = {
+    s["id"]: {"title": s["title"], "message_count": s["message_count"], "status": s["status"]}
+    for s in sync["sessions"]
+}
+check("sessions", replica["sessions"], sessions)
+for s in sessions:
+    listed = call("message.list", {"session_id": s})["messages"]
+    rows = [{"id": m["id"], "role": m["role"], "content": m["content"]} for m in listed]
+    check(f"messages of {s}", replica["messages"].get(s), rows)
+    check(f"message_count of {s}", sessions[s]["message_count"], len(rows))
+# What the test did: tokens.py's session and the new one, holding both turns of this step.
+check("session count", len(sessions), 2)
+contents = [m["content"] for m in replica["messages"].get(sid, [])]
+check("new session", contents, ["first mirrored message", "echo: first mirrored message",
+                                "second one", "echo: second one"])
+for p in problems:
+    print(p)
+n = sum(len(m) for m in replica["messages"].values())
+print(f"{len(sessions)} sessions, {n} messages, active {replica['active_session_id']}")
+sys.exit(1 if problems else 0)
+EOF
+[ "$rc" = 0 ] || fail "mirror.py's replica differs from state.sync + message.list"
+echo "ok   mirror.py replica = state.sync + message.list: $(tail -n1 "$DIR/out")"
+
+# 5. Graceful shutdown: SIGTERM -> exit 0 and the discovery file removed.
 kill -TERM "$SERVER"
 rc=0
 wait "$SERVER" || rc=$?

@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Keep a local replica of a zcoord primary: sessions, the active session, every session's messages.
+
+    python3 mirror.py [--data-dir DIR | --rpc ENDPOINT --pub ENDPOINT] [--timeout-ms MS]
+                      [--dump-after-idle SECONDS] [--live-timeout SECONDS]
+
+This is the Clone pattern of proto-docs/PROTOCOL.md §8, step by step:
+
+  1. connect a SUB subscribed to "" (every topic: a gap in `seq` is only visible to a subscriber
+     to everything) and wait until it is live, i.e. its first event (a heartbeat at the latest)
+     has arrived; events published before that would be lost (the "slow joiner");
+  2. `state.sync` over a DEALER: the sessions, the active session, and the `seq` S of the last
+     event the snapshot reflects; then `message.list` for each session;
+  3. read the events that queued up meanwhile and everything after: drop each with seq <= S,
+     apply the others in order;
+  4. resynchronise (step 2 again, keeping the SUB) when an event's seq is not exactly last + 1
+     (events were lost) or its instance_id is not the snapshot's (the server restarted or a
+     standby took over: a new instance numbers its events from 1 again).
+
+Prints one line per change on stdout (`session+ ID "title" n=COUNT STATUS`, `session~ …`,
+`session- ID`, `message+ SESSION ROLE: TEXT`, `active ID`, `resync (reason)`, `snapshot …`), and
+`live` on stderr once the subscription is live. With --dump-after-idle N it prints the replica as
+one JSON line `REPLICA {...}` after N seconds without events (heartbeats do not count) and exits 0.
+Exit codes: 0 replica dumped, 2 usage, 3 no server found (no discovery file, or no event within
+--live-timeout), 130 Ctrl-C. Without --dump-after-idle it runs until Ctrl-C, across restarts.
+Requires pyzmq (pip install pyzmq). Never blocks without a timeout.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import zmq
+
+
+def data_dir(arg: str | None) -> Path:
+    """Where `zcoord serve` writes instance.json: the same lookup order as the zcoord CLI."""
+    if arg:
+        return Path(arg)
+    if os.environ.get("ZCOORD_DATA_DIR"):
+        return Path(os.environ["ZCOORD_DATA_DIR"])
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "zcoord"
+    return Path.home() / ".local/share/zcoord"
+
+
+def say(line: str) -> None:
+    """One change (or resync) per line on stdout, flushed so a pipe sees it at once."""
+    print(line, flush=True)
+
+
+def note(line: str) -> None:
+    """Progress and diagnostics on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def prefix(text: str, n: int = 60) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# --- RPC ------------------------------------------------------------------------------------
+
+
+class RpcTimeout(Exception):
+    pass
+
+
+class RpcError(Exception):
+    def __init__(self, error: dict):
+        super().__init__(json.dumps(error))
+        self.error = error
+
+    @property
+    def kind(self) -> str | None:
+        return (self.error.get("data") or {}).get("kind")
+
+
+class Rpc:
+    """JSON-RPC over one long-lived DEALER. libzmq reconnects it by itself after a restart."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int):
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.timeout_ms = timeout_ms
+
+    def call(self, method: str, params: dict) -> dict:
+        req_id = str(uuid.uuid4())
+        request = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}
+        self.sock.send(json.dumps(request).encode())
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0 or not self.sock.poll(left_ms, zmq.POLLIN):
+                raise RpcTimeout(f"{method}: no reply within {self.timeout_ms} ms")
+            reply = json.loads(self.sock.recv_multipart()[-1])
+            # The socket is reused, so a late reply to an earlier call that timed out may come
+            # first: match replies by id and skip the others.
+            if not isinstance(reply, dict) or reply.get("id") != req_id:
+                continue
+            if "error" in reply:
+                raise RpcError(reply["error"])
+            return reply["result"]
+
+
+def fetch_messages(rpc: Rpc, session_id: str) -> list[dict]:
+    """A session's whole history, oldest first (pages with `after` should the server cap it)."""
+    messages, params = [], {"session_id": session_id}
+    while True:
+        try:
+            page = rpc.call("message.list", params)
+        except RpcError as e:
+            if e.kind == "session_not_found":  # deleted since the snapshot: its event follows
+                return []
+            raise
+        messages += page["messages"]
+        if not page.get("has_more") or not page["messages"]:
+            return messages
+        params = {"session_id": session_id, "after": page["messages"][-1]["id"]}
+
+
+# --- the replica ----------------------------------------------------------------------------
+
+
+def session_row(s: dict) -> dict:
+    return {"title": s["title"], "message_count": s["message_count"], "status": s["status"]}
+
+
+def message_row(m: dict) -> dict:
+    # message.list has `id`, the message.append payload `message_id`.
+    return {"id": m.get("id") or m["message_id"], "role": m["role"], "content": m["content"]}
+
+
+class Replica:
+    """The local copy. Every mutation that changes something prints one line."""
+
+    def __init__(self):
+        self.instance_id: str | None = None
+        self.active: str | None = None
+        self.sessions: dict[str, dict] = {}  # id -> {title, message_count, status}
+        self.messages: dict[str, list[dict]] = {}  # session id -> [{id, role, content}]
+
+    def upsert_session(self, payload: dict) -> None:
+        sid, row = payload["id"], session_row(payload)
+        old = self.sessions.get(sid)
+        self.messages.setdefault(sid, [])
+        if old == row:
+            return
+        self.sessions[sid] = row
+        mark = "+" if old is None else "~"
+        title = json.dumps(row["title"], ensure_ascii=False)
+        say(f"session{mark} {sid} {title} n={row['message_count']} {row['status']}")
+
+    def remove_session(self, sid: str) -> None:
+        self.messages.pop(sid, None)
+        if self.sessions.pop(sid, None) is not None:
+            say(f"session- {sid}")
+        if self.active == sid:
+            # "If it was the active session, there is no active session afterwards" (§5).
+            self.set_active(None)
+
+    def set_active(self, sid: str | None) -> None:
+        if sid != self.active:
+            self.active = sid
+            say(f"active {sid or '-'}")
+
+    def has_message(self, sid: str, mid: str) -> bool:
+        return any(m["id"] == mid for m in self.messages.get(sid, ()))
+
+    def append_message(self, sid: str, msg: dict) -> None:
+        row = message_row(msg)
+        if self.has_message(sid, row["id"]):
+            return  # already in the message.list fetched after the snapshot
+        self.messages[sid].append(row)
+        say(f"message+ {sid} {row['role']}: {prefix(row['content'])}")
+
+    def replace(self, snap: dict, messages: dict[str, list[dict]]) -> None:
+        """Load a fresh snapshot, printing what differs from the current replica."""
+        self.instance_id = snap["instance_id"]
+        fresh = {s["id"]: s for s in snap["sessions"]}
+        for sid in [sid for sid in self.sessions if sid not in fresh]:
+            self.remove_session(sid)
+        for s in reversed(snap["sessions"]):  # oldest update first reads better
+            self.upsert_session(s)
+            sid = s["id"]
+            new_rows = [message_row(m) for m in messages.get(sid, [])]
+            old_rows = self.messages.get(sid, [])
+            if new_rows == old_rows:
+                continue
+            new_ids = {m["id"] for m in new_rows}
+            old_by_id = {m["id"]: m for m in old_rows}
+            for m in old_rows:
+                if m["id"] not in new_ids:
+                    say(f"message- {sid} {m['id']}")
+            for m in new_rows:
+                was = old_by_id.get(m["id"])
+                if was is None:
+                    say(f"message+ {sid} {m['role']}: {prefix(m['content'])}")
+                elif was != m:
+                    say(f"message~ {sid} {m['role']}: {prefix(m['content'])}")
+            self.messages[sid] = new_rows
+        self.set_active(snap.get("active_session_id"))
+
+    def dump(self) -> dict:
+        return {
+            "instance_id": self.instance_id,
+            "active_session_id": self.active,
+            "sessions": self.sessions,
+            "messages": {sid: self.messages.get(sid, []) for sid in self.sessions},
+        }
+
+
+# --- the Clone pattern ----------------------------------------------------------------------
+
+
+class Resync(Exception):
+    """Raised by apply() when the replica can no longer be kept by events alone."""
+
+
+class Mirror:
+    def __init__(self, rpc: Rpc):
+        self.rpc = rpc
+        self.replica = Replica()
+        self.last_seq = 0
+        self.retired: set[str] = set()  # instances we resynced away from; their events are stale
+
+    def sync(self) -> None:
+        """state.sync, then every session's messages; retries with backoff until it works."""
+        delay = 0.1
+        while True:
+            try:
+                snap = self.rpc.call("state.sync", {})
+                messages = {s["id"]: fetch_messages(self.rpc, s["id"]) for s in snap["sessions"]}
+                break
+            except (RpcTimeout, RpcError) as e:
+                note(f"sync failed: {e}; retrying in {delay:.1f} s")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        old = self.replica.instance_id
+        if old and old != snap["instance_id"]:
+            self.retired.add(old)
+        say(f"snapshot {snap['instance_id']} seq={snap['seq']} sessions={len(snap['sessions'])}")
+        self.replica.replace(snap, messages)
+        self.last_seq = snap["seq"]
+
+    def on_event(self, event: dict) -> bool:
+        """Handles one event; returns whether it was applied (False: dropped as already seen)."""
+        iid, seq = event["instance_id"], event["seq"]
+        if iid in self.retired:
+            return False  # queued before the switch to the instance we now follow
+        if iid != self.replica.instance_id:
+            why = f"instance {self.replica.instance_id} -> {iid}"
+            # A standby that took over says so in every heartbeat (PROTOCOL.md §12).
+            promoted = event["payload"].get("promoted_from")
+            raise Resync(why + (f", promoted from {promoted}" if promoted else ""))
+        if seq <= self.last_seq:
+            return False  # the snapshot already reflects it
+        if seq != self.last_seq + 1:
+            raise Resync(f"seq gap: expected {self.last_seq + 1}, got {seq}")
+        self.last_seq = seq
+        self.apply(event["topic"], event["payload"])
+        return True
+
+    def apply(self, topic: str, p: dict) -> None:
+        r = self.replica
+        if topic in ("session.update", "session.activated"):
+            r.upsert_session(p)
+            if topic == "session.activated":
+                r.set_active(p["id"])
+        elif topic == "session.list":
+            listed = {s["id"] for s in p["sessions"]}
+            for sid in [sid for sid in r.sessions if sid not in listed]:
+                r.remove_session(sid)
+            for s in reversed(p["sessions"]):
+                r.upsert_session(s)
+        elif topic == "session.deleted":
+            r.remove_session(p["id"])
+        elif topic == "message.append":
+            if p["session_id"] not in r.sessions:
+                raise Resync(f"message.append for unknown session {p['session_id']}")
+            r.append_message(p["session_id"], p)
+        elif topic == "instance.heartbeat":
+            r.set_active(p.get("active_session_id"))
+            # A cheap consistency check: the heartbeat is in seq order like everything else.
+            count = p.get("session_count")
+            if count is not None and count != len(r.sessions):
+                raise Resync(f"heartbeat counts {count} sessions, the replica {len(r.sessions)}")
+        elif topic == "instance.shutdown":
+            note(f"server shutting down ({p.get('reason')}); waiting for the next instance")
+        # llm.*, tool.*, instance.promoted: nothing to keep (a takeover shows as a new instance_id).
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Mirror a zcoord primary's sessions and messages.")
+    ap.add_argument("--data-dir", help="zcoord data directory (holds instance.json)")
+    ap.add_argument("--rpc", help="ROUTER endpoint, e.g. tcp://127.0.0.1:5555 (skips discovery)")
+    ap.add_argument("--pub", help="PUB endpoint, e.g. tcp://127.0.0.1:5556 (skips discovery)")
+    ap.add_argument("--timeout-ms", type=int, default=3000, help="how long to wait for each reply")
+    ap.add_argument(
+        "--dump-after-idle",
+        type=float,
+        metavar="SECONDS",
+        help="print the replica as a REPLICA JSON line after this long without events, and exit",
+    )
+    ap.add_argument(
+        "--live-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up (exit 3) if no event at all arrives this long after start (default 30)",
+    )
+    args = ap.parse_args()
+
+    rpc_ep, pub_ep = args.rpc, args.pub
+    if not (rpc_ep and pub_ep):
+        path = data_dir(args.data_dir) / "instance.json"
+        try:
+            endpoints = json.loads(path.read_text())["endpoints"]
+        except (OSError, ValueError, KeyError) as e:
+            note(f"error: cannot read {path}: {e} (is `zcoord serve` running?)")
+            return 3
+        rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
+
+    ctx = zmq.Context.instance()
+    # 1. Subscribe to everything, first. A big receive queue: events pile up here while we
+    #    wait for the snapshot, and anything beyond it would be lost (and cost a resync).
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+    sub.connect(pub_ep)
+    rpc = Rpc(ctx, rpc_ep, args.timeout_ms)
+
+    # Wait until the subscription is live: its first event, at the latest the next heartbeat.
+    if not sub.poll(int(args.live_timeout * 1000), zmq.POLLIN):
+        note(f"error: no event within {args.live_timeout:g} s on {pub_ep} (is the server running?)")
+        return 3
+    sub.recv_multipart()  # published before the snapshot we are about to take: seq <= S
+    note("live")
+
+    # 2. Snapshot. 3. Events, in order. 4. Resync on a gap or another instance.
+    mirror = Mirror(rpc)
+    mirror.sync()
+    last_activity = time.monotonic()
+    while True:
+        wait_ms = 1000
+        if args.dump_after_idle is not None:
+            idle_left = last_activity + args.dump_after_idle - time.monotonic()
+            if idle_left <= 0:
+                say("REPLICA " + json.dumps(mirror.replica.dump(), sort_keys=True))
+                return 0
+            wait_ms = max(1, int(idle_left * 1000))
+        if not sub.poll(wait_ms, zmq.POLLIN):
+            continue
+        body = sub.recv_multipart()[-1]  # frame 1 is the key, frame 2 the JSON envelope
+        try:
+            event = json.loads(body)
+            if event.get("topic") != "instance.heartbeat":
+                last_activity = time.monotonic()
+            mirror.on_event(event)
+            continue
+        except Resync as e:
+            reason = str(e)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # A server bug; the event may have been half applied, so start over from a snapshot.
+            note(f"malformed event ({e!r}): {body[:200]!r}")
+            reason = "malformed event"
+        say(f"resync ({reason})")
+        mirror.sync()
+        last_activity = time.monotonic()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
