@@ -8,6 +8,7 @@
 set -euo pipefail
 
 BIN=${1:?usage: smoke.sh PATH_TO_ZCOORD_BINARY}
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"  # absolute: a later step changes directory
 PY=${PYTHON:-python3}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Short path: ipc socket paths are limited to 107 bytes.
@@ -27,7 +28,7 @@ trap cleanup EXIT
 
 fail() {
     echo "FAIL: $*" >&2
-    for f in serve.log tokens.out tokens.err mirror.out mirror.err send.out out err; do
+    for f in serve.log ws.log tokens.out tokens.err mirror.out mirror.err send.out out err; do
         [ -s "$DIR/$f" ] && { echo "--- $f" >&2; cat "$DIR/$f" >&2; }
     done
     exit 1
@@ -177,4 +178,22 @@ SERVER=""
 [ "$rc" = 0 ] || fail "server exited $rc after SIGTERM"
 [ ! -e "$DIR/instance.json" ] || fail "discovery file left behind"
 echo "ok   server stopped cleanly"
+
+# 6. Workspaces: with no --data-dir, the server and the examples both map the current directory
+#    to the same data directory (FNV-1a of its absolute path), so call.py finds the server.
+mkdir -p "$DIR/home" "$DIR/my workspace"
+(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" timeout 60 "$BIN" serve --store memory \
+    >"$DIR/ws.log" 2>&1) &
+SERVER=$!
+for _ in $(seq 1 100); do
+    ls "$DIR"/home/zcoord/workspaces/*/instance.json >/dev/null 2>&1 && break
+    sleep 0.1
+done
+(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" timeout 20 "$PY" "$HERE/call.py" \
+    instance.ping >"$DIR/out" 2>"$DIR/err") || fail "call.py did not find the workspace's server"
+grep -q '"status": "ok"' "$DIR/out" || fail "unexpected ping answer: $(cat "$DIR/out")"
+echo "ok   call.py found the server of its workspace: $(ls "$DIR/home/zcoord/workspaces")"
+kill -TERM "$SERVER"
+wait "$SERVER" || true
+SERVER=""
 echo "PASS"

@@ -18,28 +18,43 @@ from pathlib import Path
 import zmq
 
 
-def data_dir(arg: str | None) -> Path:
-    """Where `zcoord serve` writes instance.json: the same lookup order as the zcoord CLI."""
+def data_home() -> Path:
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "zcoord"
+    return Path.home() / ".local/share/zcoord"
+
+
+def data_dir(arg: str | None, workspace: str | None = None) -> Path:
+    """Where `zcoord serve` writes instance.json: the same lookup order as the zcoord CLI.
+
+    --data-dir, else $ZCOORD_DATA_DIR, else the workspace's own directory under the data home:
+    the workspace is --workspace, else $ZCOORD_WORKSPACE, else the current directory.
+    """
     if arg:
         return Path(arg)
     if os.environ.get("ZCOORD_DATA_DIR"):
         return Path(os.environ["ZCOORD_DATA_DIR"])
-    if os.environ.get("XDG_DATA_HOME"):
-        return Path(os.environ["XDG_DATA_HOME"]) / "zcoord"
-    return Path.home() / ".local/share/zcoord"
+    ws = os.path.realpath(workspace or os.environ.get("ZCOORD_WORKSPACE") or os.getcwd())
+    base = os.path.basename(ws) or "root"
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in base)[:16]
+    h = 0xCBF29CE484222325  # FNV-1a, 64 bits, over the absolute path's UTF-8 bytes
+    for b in ws.encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return data_home() / "workspaces" / f"{name}-{h:016x}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Print zcoord llm.token events as they stream.")
     ap.add_argument("--session", help="only this session (default: all sessions)")
     ap.add_argument("--turns", type=int, help="exit after this many llm.end events")
+    ap.add_argument("--workspace", help="workspace directory (default: the current directory)")
     ap.add_argument("--data-dir", help="zcoord data directory (holds instance.json)")
     ap.add_argument("--pub", help="PUB endpoint, e.g. tcp://127.0.0.1:5556 (skips discovery)")
     args = ap.parse_args()
 
     endpoint = args.pub
     if not endpoint:
-        path = data_dir(args.data_dir) / "instance.json"
+        path = data_dir(args.data_dir, args.workspace) / "instance.json"
         try:
             endpoint = json.loads(path.read_text())["endpoints"]["pub"]
         except (OSError, ValueError, KeyError) as e:

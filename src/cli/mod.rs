@@ -33,9 +33,9 @@ pub struct Cli {
     /// Data directory: holds the discovery file and, by default, the ipc sockets.
     #[arg(long, global = true, env = "ZCOORD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The workspace (directory) this primary serves: selects its own data directory under the
-    /// user's data home, so each workspace has one primary and stable endpoints. Ignored when
-    /// --data-dir is given.
+    /// The workspace (directory) this primary serves, default the current directory: selects its
+    /// own data directory under the user's data home, so each workspace has one primary and
+    /// stable endpoints. Ignored when --data-dir is given.
     #[arg(long, global = true, env = "ZCOORD_WORKSPACE")]
     pub workspace: Option<PathBuf>,
     #[command(subcommand)]
@@ -114,7 +114,10 @@ pub fn main() -> i32 {
                 return EXIT_USAGE;
             }
         },
-        (None, None) => crate::discovery::default_data_dir(),
+        // The workspace is the current directory unless said otherwise.
+        (None, None) => std::env::current_dir()
+            .and_then(|cwd| crate::discovery::workspace_data_dir(&cwd))
+            .unwrap_or_else(|_| crate::discovery::default_data_dir()),
     };
     match cli.command {
         Command::Serve(args) => serve::run(args, data_dir),
