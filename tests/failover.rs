@@ -218,3 +218,44 @@ fn converges(mirror: &Mirror, rpc: &mut RpcClient, instance: &str) {
         view_of_primary(rpc)
     );
 }
+
+/// No split brain: a frozen primary keeps its lock, so the standby does not take over, and the
+/// primary carries on when resumed.
+#[test]
+fn a_sigstopped_primary_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let first = Node::start(dir.path());
+    let (primary, _) = new_primary(dir.path(), &ctx, None);
+    let standby = Node::start(dir.path());
+    eventually("the standby", || standby.said("standby:").then_some(()));
+    let pid = primary["pid"].to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Ten times the standby's polling interval and far over the heartbeat interval: a
+    // heartbeat-based election would have promoted it by now.
+    let deadline = Instant::now() + zcoord::election::POLL * 10;
+    while Instant::now() < deadline {
+        assert!(
+            !standby.said("serving"),
+            "the standby took over from a frozen primary"
+        );
+        std::thread::sleep(zcoord::election::POLL);
+    }
+    assert_eq!(discovery(dir.path()).unwrap()["pid"], primary["pid"]);
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (again, _) = new_primary(dir.path(), &ctx, None);
+    assert_eq!(
+        again["instance_id"], primary["instance_id"],
+        "the same primary carries on"
+    );
+    assert!(!standby.said("serving"));
+    drop(first);
+}

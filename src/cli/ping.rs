@@ -27,6 +27,15 @@ pub fn run(args: PingArgs, data_dir: &Path) -> i32 {
     });
     match result {
         Ok((r, rtt)) => {
+            // Whoever answers on the endpoint is the truth; a file naming someone else is stale.
+            if let Some(expected) = &t.expected_instance {
+                if r["instance_id"].as_str() != Some(expected.as_str()) {
+                    eprintln!(
+                        "warning: the discovery file names instance {expected}, but instance {} answered (the file is stale)",
+                        r["instance_id"].as_str().unwrap_or("?")
+                    );
+                }
+            }
             println!(
                 "{} instance={} uptime={} rtt={:.2}ms",
                 r["status"].as_str().unwrap_or("?"),

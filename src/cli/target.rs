@@ -9,6 +9,8 @@ use crate::discovery;
 pub struct Target {
     pub rpc: String,
     pub pub_: String,
+    /// The instance the discovery file names, when the endpoints came from it.
+    pub expected_instance: Option<String>,
 }
 
 /// Resolves the endpoints, or prints why not and returns the exit code.
@@ -17,6 +19,7 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
         return Ok(Target {
             rpc: rpc.clone(),
             pub_: pub_.clone(),
+            expected_instance: None,
         });
     }
     let path = discovery::path_in(data_dir);
@@ -33,6 +36,7 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
         Ok(d) => Ok(Target {
             rpc: args.rpc.clone().unwrap_or(d.endpoints.rpc),
             pub_: args.pub_.clone().unwrap_or(d.endpoints.pub_),
+            expected_instance: Some(d.instance_id.to_string()),
         }),
         Err(e) => {
             eprintln!("error: {e}\n(is `zcoord serve` running? or pass --rpc/--pub)");
