@@ -127,6 +127,15 @@ impl Subscriber {
         Ok(self.sock.set_subscribe(prefix.as_bytes())?)
     }
 
+    /// The next message's frames as they arrived (key, envelope), without decoding: for readers
+    /// that must keep up with a fast stream.
+    pub fn recv_raw(&self, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
+        if !poll_in(&self.sock, timeout)? {
+            return Ok(None);
+        }
+        Ok(Some(self.sock.recv_multipart(0)?))
+    }
+
     /// The next event, or `Ok(None)` when none arrives within `timeout`.
     pub fn recv(&self, timeout: Duration) -> Result<Option<ReceivedEvent>, ClientError> {
         if !poll_in(&self.sock, timeout)? {
