@@ -138,10 +138,9 @@ impl Subscriber {
 
     /// The next event, or `Ok(None)` when none arrives within `timeout`.
     pub fn recv(&self, timeout: Duration) -> Result<Option<ReceivedEvent>, ClientError> {
-        if !poll_in(&self.sock, timeout)? {
+        let Some(frames) = self.recv_raw(timeout)? else {
             return Ok(None);
-        }
-        let frames = self.sock.recv_multipart(0)?;
+        };
         let [key, body] = frames.as_slice() else {
             return Err(ClientError::BadReply(format!(
                 "event with {} frames",
