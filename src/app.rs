@@ -74,6 +74,18 @@ pub struct Server {
 /// Opens and loads the store (refusing a bad database before anything is bound), binds the
 /// sockets and builds the core, recovering turns a crash left running.
 pub fn start(config: Config) -> Result<Server, StartError> {
+    let model: Arc<dyn Model> = match &config.model {
+        ModelConfig::Echo { token_delay } => Arc::new(Echo {
+            token_delay: *token_delay,
+        }),
+        ModelConfig::OpenAi(c) => Arc::new(OpenAi::new(c.clone()).map_err(StartError::Model)?),
+    };
+    start_with_model(config, model)
+}
+
+/// As [`start`], with a model built by the caller instead of `config.model` (which is ignored):
+/// for embedding zcoord with a provider of one's own, and for the benchmark's timestamping model.
+pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server, StartError> {
     let mut store: Box<dyn Store> = match config.store {
         StoreConfig::Memory(m) => Box::new(m),
         StoreConfig::Sqlite(path) => Box::new(SqliteStore::open(&path)?),
@@ -81,10 +93,6 @@ pub fn start(config: Config) -> Result<Server, StartError> {
     let snapshot = store.load(config.idempotency_capacity)?;
     let store_name = store.describe();
     let (transport, inbound) = Transport::start(&config.transport)?;
-    let model: Arc<dyn Model> = match config.model {
-        ModelConfig::Echo { token_delay } => Arc::new(Echo { token_delay }),
-        ModelConfig::OpenAi(c) => Arc::new(OpenAi::new(c).map_err(StartError::Model)?),
-    };
     let instance_id = InstanceId(uuid::Uuid::now_v7());
     let started_at = OffsetDateTime::now_utc();
     let meta = InstanceMeta {
