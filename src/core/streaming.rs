@@ -303,10 +303,11 @@ impl Core {
         self.persist_quietly(Change::MessageUpsert(record));
     }
 
-    /// Closes a running turn: open tool calls end as errors, the last text segment becomes the
-    /// assistant message (when any text streamed), and then `llm.end`, that message's
-    /// `message.append` and `session.update` are published, in that order — after every store
-    /// change of the turn, so `llm.end` never announces what a crash could take back.
+    /// Closes a running turn: open tool calls end as errors (text streamed since they started
+    /// is appended just before them), the last text segment becomes the assistant message (when
+    /// any text streamed), and then `llm.end`, that message's `message.append` and
+    /// `session.update` are published, in that order — after every store change of the turn, so
+    /// `llm.end` never announces what a crash could take back.
     pub(super) fn end_turn(
         &mut self,
         turn_id: TurnId,
@@ -319,15 +320,21 @@ impl Core {
         };
         let session_id = turn.session_id;
         let open = std::mem::take(&mut turn.open_tools);
-        for call in open {
-            let result = format!("tool call cut short: turn ended ({})", reason_str(reason));
-            self.finish_tool_call(turn_id, session_id, call, true, result, now);
-        }
         let status = if reason == EndReason::Completed {
             MessageStatus::Complete
         } else {
             MessageStatus::Interrupted
         };
+        // Text streamed while a tool call was open is closed first, as a `tool.end` would close
+        // it: its stored position was fixed when it opened, and the cut-short results appended
+        // before it would take that same position.
+        if !open.is_empty() {
+            self.close_segment(turn_id, status, now);
+        }
+        for call in open {
+            let result = format!("tool call cut short: turn ended ({})", reason_str(reason));
+            self.finish_tool_call(turn_id, session_id, call, true, result, now);
+        }
         let reply = self.take_segment(turn_id, status, now);
         let Some(turn) = self.turns.remove(&turn_id) else {
             return;
