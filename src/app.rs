@@ -27,7 +27,7 @@ use crate::protocol::methods::{Call, Endpoints};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
-use crate::transport::{Calls, Inbound, Outbound, Route, Transport, TransportError};
+use crate::transport::{Calls, Inbound, Inputs, Outbound, Route, Transport, TransportError};
 
 /// Model output waiting for the core; a full queue slows the models, not the core.
 const MODEL_QUEUE: usize = 4_096;
@@ -63,7 +63,7 @@ pub enum StartError {
 pub struct Server {
     ready: Ready,
     transport: Transport,
-    inbound: mpsc::Receiver<Inbound>,
+    inputs: Inputs,
     core: Core,
     model: Arc<dyn Model>,
     writer: Writer,
@@ -92,7 +92,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
     };
     let snapshot = store.load(config.idempotency_capacity)?;
     let store_name = store.describe();
-    let (transport, inbound) = Transport::start(&config.transport)?;
+    let (transport, inputs) = Transport::start(&config.transport)?;
     let instance_id = InstanceId(uuid::Uuid::now_v7());
     let started_at = OffsetDateTime::now_utc();
     let meta = InstanceMeta {
@@ -111,6 +111,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
         meta,
         CoreConfig {
             idempotency_capacity: config.idempotency_capacity,
+            replay: config.replay,
             ..CoreConfig::default()
         },
         Box::new(UuidV7),
@@ -135,7 +136,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
     Ok(Server {
         ready,
         transport,
-        inbound,
+        inputs,
         core,
         model,
         writer,
@@ -155,9 +156,13 @@ impl Server {
     /// its linger), close the sockets.
     pub async fn run(self, shutdown: impl Future<Output = String>) {
         let Server {
-            ready,
+            ready: _,
             transport,
-            mut inbound,
+            inputs:
+                Inputs {
+                    requests: mut inbound,
+                    mut subscriptions,
+                },
             core,
             model,
             writer,
@@ -172,7 +177,6 @@ impl Server {
             model_tx,
             transport: &transport,
             turns: HashMap::new(),
-            instance_id: ready.instance_id,
             committed: writer.committed(),
             writer,
             required: 0,
@@ -200,6 +204,7 @@ impl Server {
             tokio::select! {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv() => actor.on_inbound(inb),
+                Some(sub) = subscriptions.recv() => actor.core.welcome(sub, now()),
                 Some((turn, ev)) = model_rx.recv() => actor.core.model_event(turn, ev, now()),
                 Ok(()) = committed.changed() => actor.release(),
                 _ = heartbeat.tick() => actor.core.heartbeat(now()),
@@ -252,7 +257,6 @@ struct Actor<'t> {
     transport: &'t Transport,
     /// Running model tasks; dropping a handle stops its task.
     turns: HashMap<TurnId, TurnHandle>,
-    instance_id: InstanceId,
     writer: Writer,
     /// The number of the last change the store has committed.
     committed: watch::Receiver<u64>,
@@ -354,8 +358,10 @@ impl Actor<'_> {
                         self.turns.remove(&end.turn_id);
                     }
                     tracing::trace!(seq = p.seq, topic = p.event.topic(), "publish");
-                    let (key, body) = p.encode(self.instance_id);
-                    self.send(Outbound::Event { key, body });
+                    self.send(Outbound::Event {
+                        key: p.key,
+                        body: p.body,
+                    });
                 }
                 Effect::StartTurn(start) => {
                     tracing::debug!(turn_id = %start.turn_id, session_id = %start.session_id, "turn start");

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
 use crate::store::memory::MemoryStore;
 use crate::transport::TransportConfig;
@@ -32,6 +33,8 @@ pub struct Config {
     pub model: ModelConfig,
     /// How many `message.send` `request_id`s are remembered for idempotent retries.
     pub idempotency_capacity: usize,
+    /// What the replay ring keeps for `events.replay`.
+    pub replay: ReplayLimits,
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
@@ -53,6 +56,7 @@ impl Default for Config {
                 token_delay: Duration::from_millis(5),
             },
             idempotency_capacity: 10_000,
+            replay: ReplayLimits::default(),
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
         }

@@ -58,7 +58,11 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
         check_envelope(ev, &d.instance_id);
     }
     assert_consecutive(&got);
-    let t = topics(&got);
+    // Heartbeats (every 50 ms here) may fall anywhere; the order asserted is the turn's own.
+    let t: Vec<String> = topics(&got)
+        .into_iter()
+        .filter(|t| t != "instance.heartbeat")
+        .collect();
     let tokens: Vec<&ReceivedEvent> = got
         .iter()
         .filter(|e| e.envelope.topic == "llm.token")

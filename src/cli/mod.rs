@@ -138,7 +138,7 @@ pub fn report(e: &ClientError) -> i32 {
             eprintln!("error: {body}");
             EXIT_ERROR
         }
-        ClientError::Timeout(_) => {
+        ClientError::Timeout(_) | ClientError::NoWelcome(_) => {
             eprintln!("error: {e}");
             EXIT_UNREACHABLE
         }

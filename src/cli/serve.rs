@@ -8,6 +8,7 @@ use super::model_config::{self, ModelArgs};
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app;
 use crate::config::{Config, Promotion, StoreConfig};
+use crate::core::replay::ReplayLimits;
 use crate::discovery::{self, Discovery};
 use crate::election;
 use crate::protocol::methods::Endpoints;
@@ -42,6 +43,12 @@ pub struct ServeArgs {
     /// Per-subscriber PUB queue in messages; a subscriber further behind misses events.
     #[arg(long, default_value_t = 10_000)]
     pub pub_hwm: i32,
+    /// Events kept for `events.replay` (the oldest go first).
+    #[arg(long, default_value_t = ReplayLimits::default().max_events)]
+    pub replay_events: usize,
+    /// Bytes of events kept for `events.replay` (the oldest go first).
+    #[arg(long, default_value_t = ReplayLimits::default().max_bytes)]
+    pub replay_bytes: usize,
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
@@ -105,6 +112,10 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
         model,
         store,
+        replay: ReplayLimits {
+            max_events: args.replay_events,
+            max_bytes: args.replay_bytes,
+        },
         ..Config::default()
     })
 }

@@ -55,8 +55,12 @@ pub fn run(args: SubArgs, data_dir: &Path) -> i32 {
     let prefixes = prefixes(&args);
     let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     let ctx = zmq::Context::new();
-    let sub = match Subscriber::connect(&ctx, &t.pub_, &refs) {
-        Ok(s) => s,
+    // Wait for the welcomes so that nothing published after this point is missed, and say so.
+    let sub = match Subscriber::connect_live(&ctx, &t.pub_, &refs, args.client.timeout()) {
+        Ok((s, seq)) => {
+            eprintln!("live: every event after seq {seq} follows");
+            s
+        }
         Err(e) => return report(&e),
     };
     let mut seen = 0u64;
@@ -66,6 +70,8 @@ pub fn run(args: SubArgs, data_dir: &Path) -> i32 {
             return EXIT_OK;
         }
         match sub.recv(Duration::from_secs(3600)) {
+            // Welcomes answer subscriptions (ours was handled above; others are other clients').
+            Ok(Some(ev)) if ev.envelope.topic == topic::INSTANCE_WELCOME => {}
             Ok(Some(ev)) => {
                 seen += 1;
                 let mut out = stdout.lock();

@@ -13,6 +13,12 @@ pub enum CoreError {
     ShuttingDown,
     #[error("{field}: message {id} is not in this session")]
     MessageNotFound { field: &'static str, id: String },
+    #[error("replay unavailable ({reason}): oldest held {oldest_seq}, latest {latest_seq}")]
+    ReplayUnavailable {
+        reason: &'static str,
+        oldest_seq: u64,
+        latest_seq: u64,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -25,6 +31,11 @@ impl From<CoreError> for RpcError {
             } => RpcError::session_busy(&session_id, &turn_id.to_string()),
             CoreError::ShuttingDown => RpcError::shutting_down(),
             CoreError::MessageNotFound { field, id } => RpcError::message_not_found(field, &id),
+            CoreError::ReplayUnavailable {
+                reason,
+                oldest_seq,
+                latest_seq,
+            } => RpcError::replay_unavailable(reason, oldest_seq, latest_seq),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod ids;
 pub mod paging;
 pub mod persist;
+pub mod replay;
 mod restore;
 pub mod session;
 pub mod state;
@@ -14,6 +15,11 @@ pub mod turn;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod welcome_replay_tests;
+
+#[cfg(test)]
+mod proptests;
 
 pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart};
 pub use error::CoreError;

@@ -12,17 +12,19 @@ use super::error::CoreError;
 use super::ids::IdGen;
 use super::paging;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
+use super::replay::{EventRing, ReplayLimits};
 use super::session::{clip_title, title_from, Message, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
     EndReason, Event, HeartbeatPayload, LlmStartPayload, MessageAppendPayload, PromotedPayload,
-    Published, SessionListPayload, ShutdownPayload,
+    Published, SessionListPayload, ShutdownPayload, WelcomePayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
     Call, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult, MessageSend,
-    OkResult, PingResult, Reply, SendResult, SessionListResult, StateSyncResult,
+    OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
+    SessionListResult, StateSyncResult,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
 use crate::protocol::PROTOCOL_VERSION;
@@ -46,6 +48,8 @@ pub struct CoreConfig {
     pub idempotency_capacity: usize,
     /// A streaming reply is checkpointed to the store at most this often.
     pub checkpoint_interval: time::Duration,
+    /// What the replay ring keeps for `events.replay`.
+    pub replay: ReplayLimits,
 }
 
 impl Default for CoreConfig {
@@ -53,6 +57,7 @@ impl Default for CoreConfig {
         CoreConfig {
             idempotency_capacity: 10_000,
             checkpoint_interval: time::Duration::seconds(1),
+            replay: ReplayLimits::default(),
         }
     }
 }
@@ -83,10 +88,13 @@ pub struct Core {
     /// The primary this instance replaced, if it was promoted from standby.
     pub(super) promoted_from: Option<InstanceId>,
     pub(super) effects: Vec<Effect>,
+    /// Recent events as published, for `events.replay`.
+    pub(super) ring: EventRing,
 }
 
 impl Core {
     pub fn new(meta: InstanceMeta, config: CoreConfig, ids: Box<dyn IdGen>) -> Self {
+        let ring = EventRing::new(config.replay);
         Core {
             meta,
             config,
@@ -101,6 +109,7 @@ impl Core {
             recovered_turns: 0,
             promoted_from: None,
             effects: Vec::new(),
+            ring,
         }
     }
 
@@ -186,7 +195,50 @@ impl Core {
                     has_more,
                 }))
             }
+            Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
         }
+    }
+
+    /// A subscription became live at the PUB: tell its subscribers from which `seq` on they are
+    /// covered. The welcome goes out in order with the events, so every event numbered above
+    /// `seq` follows it; it takes no number of its own and is not kept for replay.
+    pub fn welcome(&mut self, subscription: String, now: OffsetDateTime) {
+        let event = Event::InstanceWelcome(WelcomePayload {
+            subscription,
+            seq: self.seq,
+        });
+        let welcome = Published::new(self.seq, now, event, self.meta.instance_id);
+        self.effects.push(Effect::Publish(welcome));
+    }
+
+    fn replay(&self, req: &ReplayRequest) -> Result<ReplayResult, CoreError> {
+        let unavailable = |reason: &'static str| CoreError::ReplayUnavailable {
+            reason,
+            oldest_seq: self.ring.oldest(),
+            latest_seq: self.seq,
+        };
+        if let Some(id) = &req.instance_id {
+            if *id != self.meta.instance_id.to_string() {
+                return Err(unavailable("instance_changed"));
+            }
+        }
+        let page = self
+            .ring
+            .replay(req.after_seq, &req.prefixes, req.limit)
+            .map_err(|why| unavailable(why.as_str()))?;
+        Ok(ReplayResult {
+            instance_id: self.meta.instance_id,
+            // The ring holds only envelopes this core encoded, so they parse.
+            events: page
+                .bodies
+                .iter()
+                .filter_map(|b| serde_json::from_slice(b).ok())
+                .collect(),
+            next_after_seq: page.next_after_seq,
+            has_more: page.has_more,
+            oldest_seq: self.ring.oldest(),
+            latest_seq: self.seq,
+        })
     }
 
     /// Publishes `instance.heartbeat`.
@@ -442,11 +494,9 @@ impl Core {
 
     pub(super) fn publish(&mut self, event: Event, now: OffsetDateTime) {
         self.seq += 1;
-        self.effects.push(Effect::Publish(Published {
-            seq: self.seq,
-            timestamp: now,
-            event,
-        }));
+        let p = Published::new(self.seq, now, event, self.meta.instance_id);
+        self.ring.push(p.seq, p.key.clone(), p.body.clone());
+        self.effects.push(Effect::Publish(p));
     }
 
     /// Sessions, most recently updated first.
@@ -493,6 +543,13 @@ impl Core {
             store: self.meta.store.clone(),
             recovered_turns: self.recovered_turns,
             promoted_from: self.promoted_from,
+            replay: ReplayInfo {
+                events: self.ring.len() as u64,
+                bytes: self.ring.bytes() as u64,
+                oldest_seq: self.ring.oldest(),
+                max_events: self.config.replay.max_events as u64,
+                max_bytes: self.config.replay.max_bytes as u64,
+            },
         }
     }
 }

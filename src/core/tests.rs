@@ -13,11 +13,11 @@ use crate::protocol::types::{MessageStatus, Role, SessionStatus};
 
 const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
-fn at(secs: i64) -> OffsetDateTime {
+pub(super) fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)
 }
 
-fn core() -> Core {
+pub(super) fn core() -> Core {
     let meta = InstanceMeta {
         instance_id: InstanceId(Uuid::from_u128(0xfeed)),
         started_at: T0,
@@ -34,13 +34,13 @@ fn core() -> Core {
         meta,
         CoreConfig {
             idempotency_capacity: 2,
-            checkpoint_interval: time::Duration::seconds(1),
+            ..CoreConfig::default()
         },
         Box::new(ids::Sequential::default()),
     )
 }
 
-fn ctx(secs: i64) -> CallContext {
+pub(super) fn ctx(secs: i64) -> CallContext {
     CallContext {
         now: at(secs),
         drops: DropCounters::default(),
@@ -81,7 +81,12 @@ fn events(effects: &[Effect]) -> Vec<&Event> {
         .collect()
 }
 
-fn send(c: &mut Core, session: Option<SessionId>, content: &str, secs: i64) -> SendResult {
+pub(super) fn send(
+    c: &mut Core,
+    session: Option<SessionId>,
+    content: &str,
+    secs: i64,
+) -> SendResult {
     let call = Call::MessageSend(MessageSend {
         session_id: session.map(|s| s.to_string()),
         content: content.into(),

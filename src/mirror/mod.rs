@@ -25,6 +25,8 @@ use crate::protocol::types::MessagePayload;
 
 /// How long one wait for an event lasts before the stop flag is looked at again.
 const TICK: Duration = Duration::from_millis(100);
+/// How long one attempt waits for the subscription's welcome before starting over.
+const WELCOME_WAIT: Duration = Duration::from_secs(1);
 
 /// A running mirror. Dropping it stops the thread.
 pub struct Mirror {
@@ -96,18 +98,16 @@ impl Worker {
 
     fn run(self) {
         let ctx = zmq::Context::new();
-        let Ok(sub) = Subscriber::connect(&ctx, &self.pub_, &[""]) else {
-            return;
-        };
-        // Live once anything arrives (a heartbeat at the latest): from then on nothing is missed.
-        loop {
+        // Live once our welcome arrives: from then on nothing is missed.
+        let sub = loop {
             if self.stopped() {
                 return;
             }
-            if let Ok(Some(_)) = sub.recv(TICK) {
-                break;
+            match Subscriber::connect_live(&ctx, &self.pub_, &[""], WELCOME_WAIT) {
+                Ok((sub, _)) => break sub,
+                Err(e) => tracing::debug!(error = %e, "mirror subscription not live yet"),
             }
-        }
+        };
         let Ok(mut rpc) = RpcClient::connect(&ctx, &self.rpc, self.timeout) else {
             return;
         };

@@ -78,6 +78,17 @@ impl Replica {
         if Some(env.instance_id) != self.instance_id {
             return Err(Resync::NewInstance(env.instance_id));
         }
+        if env.topic == topic::INSTANCE_WELCOME {
+            // A welcome repeats the number of the last event before it: if that is news, the
+            // events up to it were missed.
+            return match env.seq > self.seq {
+                true => Err(Resync::Gap {
+                    after: self.seq,
+                    got: env.seq,
+                }),
+                false => Ok(Vec::new()),
+            };
+        }
         if env.seq <= self.seq {
             return Ok(Vec::new());
         }
@@ -230,6 +241,22 @@ mod tests {
         let changes = r.apply(&env(11, "session.update", session(S1, 5))).unwrap();
         assert!(matches!(&changes[0], Change::SessionUpserted(s) if s.message_count == 5));
         assert_eq!(r.seq, 11);
+    }
+
+    #[test]
+    fn a_welcome_is_no_change_unless_it_shows_a_gap() {
+        let mut r = replica(10);
+        let w = |seq| {
+            env(
+                seq,
+                "instance.welcome",
+                json!({"subscription": "", "seq": seq}),
+            )
+        };
+        assert_eq!(r.apply(&w(10)), Ok(vec![]));
+        assert_eq!(r.apply(&w(9)), Ok(vec![]));
+        assert_eq!(r.apply(&w(11)), Err(Resync::Gap { after: 10, got: 11 }));
+        assert_eq!(r.seq, 10);
     }
 
     #[test]

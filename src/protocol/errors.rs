@@ -19,6 +19,7 @@ pub mod code {
     pub const SHUTTING_DOWN: i64 = -32005;
     pub const INVALID_FRAMES: i64 = -32006;
     pub const MESSAGE_NOT_FOUND: i64 = -32007;
+    pub const REPLAY_UNAVAILABLE: i64 = -32008;
 }
 
 /// The `error` member of a response.
@@ -133,6 +134,19 @@ impl RpcError {
         .with_data("message_id", json!(message_id))
     }
 
+    /// The events asked for are no longer held (or were numbered by another instance): the
+    /// client must resynchronise with `state.sync`.
+    pub fn replay_unavailable(reason: &str, oldest_seq: u64, latest_seq: u64) -> Self {
+        RpcError::new(
+            code::REPLAY_UNAVAILABLE,
+            format!("replay unavailable ({reason}); resynchronise with state.sync"),
+        )
+        .with_kind("replay_unavailable")
+        .with_data("reason", json!(reason))
+        .with_data("oldest_seq", json!(oldest_seq))
+        .with_data("latest_seq", json!(latest_seq))
+    }
+
     pub fn invalid_frames(frames: usize) -> Self {
         RpcError::new(
             code::INVALID_FRAMES,
@@ -179,6 +193,7 @@ mod tests {
             code::SHUTTING_DOWN,
             code::INVALID_FRAMES,
             code::MESSAGE_NOT_FOUND,
+            code::REPLAY_UNAVAILABLE,
         ];
         let n = all.len();
         all.sort();

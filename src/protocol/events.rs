@@ -1,6 +1,8 @@
 //! PUB events: topics, payloads and the envelope. One enum whose variant decides both the topic and
 //! the payload, so the two cannot disagree.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -22,6 +24,7 @@ pub mod topic {
     pub const INSTANCE_HEARTBEAT: &str = "instance.heartbeat";
     pub const INSTANCE_SHUTDOWN: &str = "instance.shutdown";
     pub const INSTANCE_PROMOTED: &str = "instance.promoted";
+    pub const INSTANCE_WELCOME: &str = "instance.welcome";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +132,15 @@ pub struct ShutdownPayload {
     pub reason: String,
 }
 
+/// A new subscription is live: every event numbered above `seq` whose key starts with
+/// `subscription` reaches it. Published with the subscription itself as the key, so exactly the
+/// subscribers of that prefix (and of shorter ones) get it; not numbered, not replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WelcomePayload {
+    pub subscription: String,
+    pub seq: u64,
+}
+
 /// Every event the primary publishes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -146,6 +158,7 @@ pub enum Event {
     InstanceHeartbeat(HeartbeatPayload),
     InstanceShutdown(ShutdownPayload),
     InstancePromoted(PromotedPayload),
+    InstanceWelcome(WelcomePayload),
 }
 
 impl Event {
@@ -164,6 +177,7 @@ impl Event {
             Event::InstanceHeartbeat(_) => topic::INSTANCE_HEARTBEAT,
             Event::InstanceShutdown(_) => topic::INSTANCE_SHUTDOWN,
             Event::InstancePromoted(_) => topic::INSTANCE_PROMOTED,
+            Event::InstanceWelcome(_) => topic::INSTANCE_WELCOME,
         }
     }
 
@@ -182,12 +196,17 @@ impl Event {
             Event::SessionList(_)
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
-            | Event::InstancePromoted(_) => None,
+            | Event::InstancePromoted(_)
+            | Event::InstanceWelcome(_) => None,
         }
     }
 
-    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event.
+    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event;
+    /// for a welcome, the subscription it answers.
     pub fn key(&self) -> String {
+        if let Event::InstanceWelcome(w) = self {
+            return w.subscription.clone();
+        }
         match self.session_id() {
             Some(id) => format!("{}/{}", self.topic(), id),
             None => self.topic().to_owned(),
@@ -211,6 +230,7 @@ impl Event {
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),
+            topic::INSTANCE_WELCOME => Event::InstanceWelcome(v(payload)?),
             other => return Err(DecodeError::UnknownTopic(other.to_owned())),
         };
         Ok(ev)
@@ -225,12 +245,17 @@ pub enum DecodeError {
     Payload(#[from] serde_json::Error),
 }
 
-/// An event as the core decided it: numbered and stamped.
+/// An event as the core decided it: numbered, stamped and encoded once, so the PUB and the
+/// replay ring share the same bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
     pub seq: u64,
     pub timestamp: OffsetDateTime,
     pub event: Event,
+    /// Frame 1: the subscription key.
+    pub key: Arc<str>,
+    /// Frame 2: the JSON envelope.
+    pub body: Arc<[u8]>,
 }
 
 /// Frame 2 of a PUB message, as it goes out.
@@ -260,18 +285,30 @@ pub struct ReceivedEnvelope {
 }
 
 impl Published {
-    /// The two frames: key and JSON envelope.
-    pub fn encode(&self, instance_id: InstanceId) -> (String, Vec<u8>) {
+    /// Numbers, stamps and encodes `event` into its two frames.
+    pub fn new(
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: Event,
+        instance_id: InstanceId,
+    ) -> Published {
         let env = Envelope {
-            seq: self.seq,
+            seq,
             instance_id,
-            topic: self.event.topic(),
-            session_id: self.event.session_id(),
-            timestamp: self.timestamp,
-            payload: &self.event,
+            topic: event.topic(),
+            session_id: event.session_id(),
+            timestamp,
+            payload: &event,
         };
         // Serialising these types cannot fail: every map key is a string.
-        let body = serde_json::to_vec(&env).unwrap_or_default();
-        (self.event.key(), body)
+        let body: Arc<[u8]> = serde_json::to_vec(&env).unwrap_or_default().into();
+        let key: Arc<str> = event.key().into();
+        Published {
+            seq,
+            timestamp,
+            event,
+            key,
+            body,
+        }
     }
 }

@@ -105,6 +105,13 @@ fn method_results() {
             store: "memory".into(),
             recovered_turns: 1,
             promoted_from: None,
+            replay: ReplayInfo {
+                events: 7,
+                bytes: 2048,
+                oldest_seq: 1,
+                max_events: 50_000,
+                max_bytes: 1 << 25,
+            },
         },
         json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
                "started_at": T_JSON, "uptime": "0s",
@@ -112,8 +119,23 @@ fn method_results() {
                "session_count": 1, "active_session_id": S, "model": "echo", "seq": 7,
                "running_turns": 0,
                "drops": {"replies_dropped": 0, "outbound_dropped": 0,
-                         "requests_refused_busy": 0, "requests_dropped": 0},
-               "store": "memory", "recovered_turns": 1}),
+                         "requests_refused_busy": 0, "requests_dropped": 0,
+                         "welcomes_dropped": 0},
+               "store": "memory", "recovered_turns": 1,
+               "replay": {"events": 7, "bytes": 2048, "oldest_seq": 1,
+                          "max_events": 50_000, "max_bytes": 33_554_432}}),
+    );
+    both_ways(
+        &ReplayResult {
+            instance_id: iid(),
+            events: vec![json!({"seq": 5, "topic": "llm.token"})],
+            next_after_seq: 9,
+            has_more: false,
+            oldest_seq: 3,
+            latest_seq: 9,
+        },
+        json!({"instance_id": I, "events": [{"seq": 5, "topic": "llm.token"}],
+               "next_after_seq": 9, "has_more": false, "oldest_seq": 3, "latest_seq": 9}),
     );
     both_ways(
         &StateSyncResult {
@@ -281,8 +303,16 @@ fn events_payloads_and_keys() {
             json!({"instance_id": I, "previous_instance_id": "00000000-0000-0000-0000-000000000009"}),
             "instance.promoted".into(),
         ),
+        (
+            Event::InstanceWelcome(WelcomePayload {
+                subscription: "llm.token/".into(),
+                seq: 41,
+            }),
+            json!({"subscription": "llm.token/", "seq": 41}),
+            "llm.token/".into(),
+        ),
     ];
-    assert_eq!(cases.len(), 13, "every topic");
+    assert_eq!(cases.len(), 14, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
@@ -298,31 +328,32 @@ fn events_payloads_and_keys() {
 
 #[test]
 fn envelope_golden() {
-    let p = Published {
-        seq: 9,
-        timestamp: T,
-        event: Event::LlmStart(LlmStartPayload {
+    let p = Published::new(
+        9,
+        T,
+        Event::LlmStart(LlmStartPayload {
             session_id: sid(),
             turn_id: tid(),
         }),
-    };
-    let (key, body) = p.encode(iid());
-    assert_eq!(key, format!("llm.start/{S}"));
-    let v: Value = serde_json::from_slice(&body).unwrap();
+        iid(),
+    );
+    assert_eq!(&*p.key, format!("llm.start/{S}"));
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(
         v,
         json!({"seq": 9, "instance_id": I, "topic": "llm.start", "session_id": S,
                "timestamp": T_JSON, "payload": {"session_id": S, "turn_id": TU}})
     );
-    let hb = Published {
-        seq: 1,
-        timestamp: T,
-        event: Event::InstanceShutdown(ShutdownPayload {
+    let hb = Published::new(
+        1,
+        T,
+        Event::InstanceShutdown(ShutdownPayload {
             instance_id: iid(),
             reason: "x".into(),
         }),
-    };
-    let v: Value = serde_json::from_slice(&hb.encode(iid()).1).unwrap();
+        iid(),
+    );
+    let v: Value = serde_json::from_slice(&hb.body).unwrap();
     assert!(
         v.get("session_id").is_none(),
         "no session_id member for instance events"

@@ -20,6 +20,14 @@ pub const MESSAGE_SEND: &str = "message.send";
 pub const MESSAGE_LIST: &str = "message.list";
 pub const INSTANCE_PING: &str = "instance.ping";
 pub const INSTANCE_INFO: &str = "instance.info";
+pub const EVENTS_REPLAY: &str = "events.replay";
+
+/// `events.replay`: at most this many prefixes, each at most this long.
+pub const MAX_REPLAY_PREFIXES: usize = 32;
+pub const MAX_REPLAY_PREFIX_BYTES: usize = 256;
+/// `events.replay`: events returned by one call when `limit` is absent, and at most.
+pub const DEFAULT_REPLAY_LIMIT: usize = 1_000;
+pub const MAX_REPLAY_LIMIT: usize = 10_000;
 
 /// Every method, for `instance.info` and the docs.
 pub const ALL: &[&str] = &[
@@ -34,6 +42,7 @@ pub const ALL: &[&str] = &[
     MESSAGE_LIST,
     INSTANCE_PING,
     INSTANCE_INFO,
+    EVENTS_REPLAY,
 ];
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
@@ -66,6 +75,19 @@ pub enum Call {
     },
     InstancePing,
     InstanceInfo,
+    EventsReplay(ReplayRequest),
+}
+
+/// `events.replay`: the events numbered above `after_seq` whose key starts with one of
+/// `prefixes` (all of them when empty), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRequest {
+    pub after_seq: u64,
+    pub prefixes: Vec<String>,
+    pub limit: usize,
+    /// The instance the client's `after_seq` came from; another instance's numbers mean nothing
+    /// here, so a mismatch is `replay_unavailable`.
+    pub instance_id: Option<String>,
 }
 
 /// `message.list` paging: at most `limit` messages strictly `before` or `after` a message id.
@@ -143,6 +165,15 @@ impl Call {
             }
             INSTANCE_PING => Call::InstancePing,
             INSTANCE_INFO => Call::InstanceInfo,
+            EVENTS_REPLAY => Call::EventsReplay(ReplayRequest {
+                after_seq: p.req_u64("after_seq")?,
+                prefixes: p.prefixes("prefixes")?,
+                limit: p
+                    .opt_limit("limit")?
+                    .unwrap_or(DEFAULT_REPLAY_LIMIT)
+                    .min(MAX_REPLAY_LIMIT),
+                instance_id: p.opt_str("instance_id")?,
+            }),
             _ => return Err(RpcError::method_not_found(method)),
         })
     }
@@ -161,6 +192,7 @@ impl Call {
             Call::MessageList { .. } => MESSAGE_LIST,
             Call::InstancePing => INSTANCE_PING,
             Call::InstanceInfo => INSTANCE_INFO,
+            Call::EventsReplay(_) => EVENTS_REPLAY,
         }
     }
 }
@@ -209,6 +241,53 @@ impl Params {
         }
     }
 
+    fn req_u64(&self, field: &str) -> Result<u64, RpcError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(RpcError::invalid_params(field, "required")),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| RpcError::invalid_params(field, "expected a non-negative integer")),
+            Some(other) => Err(RpcError::invalid_params(
+                field,
+                &format!("expected a non-negative integer, got {}", kind_of(other)),
+            )),
+        }
+    }
+
+    /// An optional array of short strings (key prefixes).
+    fn prefixes(&self, field: &str) -> Result<Vec<String>, RpcError> {
+        let items = match self.0.get(field) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(RpcError::invalid_params(
+                    field,
+                    &format!("expected an array of strings, got {}", kind_of(other)),
+                ))
+            }
+        };
+        if items.len() > MAX_REPLAY_PREFIXES {
+            return Err(RpcError::invalid_params(
+                field,
+                &format!("at most {MAX_REPLAY_PREFIXES} prefixes"),
+            ));
+        }
+        items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) if s.len() <= MAX_REPLAY_PREFIX_BYTES => Ok(s.clone()),
+                Value::String(_) => Err(RpcError::invalid_params(
+                    field,
+                    &format!("a prefix is at most {MAX_REPLAY_PREFIX_BYTES} bytes"),
+                )),
+                other => Err(RpcError::invalid_params(
+                    field,
+                    &format!("expected strings, got {}", kind_of(other)),
+                )),
+            })
+            .collect()
+    }
+
     fn req_str(&self, field: &str) -> Result<String, RpcError> {
         self.opt_str(field)?
             .ok_or_else(|| RpcError::invalid_params(field, "required"))
@@ -251,6 +330,9 @@ pub struct DropCounters {
     pub requests_refused_busy: u64,
     /// Messages dropped unanswered (odd framing that cannot be routed back).
     pub requests_dropped: u64,
+    /// Subscriptions not welcomed because too many arrived at once.
+    #[serde(default)]
+    pub welcomes_dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +359,19 @@ pub struct InfoResult {
     /// On a standby that took over: the primary it replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<InstanceId>,
+    /// What `events.replay` can still serve.
+    pub replay: ReplayInfo,
+}
+
+/// The replay ring's contents and bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayInfo {
+    pub events: u64,
+    pub bytes: u64,
+    /// The oldest `seq` still held (`seq + 1` when none is).
+    pub oldest_seq: u64,
+    pub max_events: u64,
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,6 +429,21 @@ pub enum Reply {
     Send(SendResult),
     MessageList(MessageListResult),
     Interrupt(InterruptResult),
+    Replay(ReplayResult),
+}
+
+/// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
+/// the client is covered up to `latest_seq`, the newest event at the time of the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayResult {
+    pub instance_id: InstanceId,
+    /// Envelopes exactly as they were published, oldest first.
+    pub events: Vec<Value>,
+    pub next_after_seq: u64,
+    pub has_more: bool,
+    /// The oldest event the ring still holds (`latest_seq + 1` when it is empty).
+    pub oldest_seq: u64,
+    pub latest_seq: u64,
 }
 
 #[cfg(test)]
@@ -394,8 +504,46 @@ mod tests {
     }
 
     #[test]
+    fn replay_params_are_checked_and_the_limit_clamped() {
+        let call = Call::parse(
+            EVENTS_REPLAY,
+            Some(json!({"after_seq": 7, "prefixes": ["llm.token/"], "limit": 1_000_000})),
+        )
+        .unwrap();
+        assert_eq!(
+            call,
+            Call::EventsReplay(ReplayRequest {
+                after_seq: 7,
+                prefixes: vec!["llm.token/".into()],
+                limit: MAX_REPLAY_LIMIT,
+                instance_id: None,
+            })
+        );
+        let field = |params: Value| {
+            Call::parse(EVENTS_REPLAY, Some(params))
+                .unwrap_err()
+                .data
+                .unwrap()["field"]
+                .clone()
+        };
+        assert_eq!(field(json!({})), "after_seq");
+        assert_eq!(field(json!({"after_seq": -1})), "after_seq");
+        assert_eq!(field(json!({"after_seq": "1"})), "after_seq");
+        assert_eq!(field(json!({"after_seq": 1, "prefixes": "x"})), "prefixes");
+        assert_eq!(field(json!({"after_seq": 1, "prefixes": [1]})), "prefixes");
+        let long = "x".repeat(MAX_REPLAY_PREFIX_BYTES + 1);
+        assert_eq!(
+            field(json!({"after_seq": 1, "prefixes": [long]})),
+            "prefixes"
+        );
+        let many = vec!["a"; MAX_REPLAY_PREFIXES + 1];
+        assert_eq!(field(json!({"after_seq": 1, "prefixes": many})), "prefixes");
+        assert_eq!(field(json!({"after_seq": 1, "limit": 0})), "limit");
+    }
+
+    #[test]
     fn every_listed_method_parses_and_names_itself() {
-        let params = json!({"session_id": "s", "content": "c"});
+        let params = json!({"session_id": "s", "content": "c", "after_seq": 0});
         for m in ALL {
             let call = Call::parse(m, Some(params.clone())).unwrap();
             assert_eq!(call.method(), *m);

@@ -41,6 +41,8 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Replies and events waiting for the transport thread; beyond it they are dropped and counted.
     pub outbound_queue: usize,
+    /// New subscriptions waiting for their welcome; beyond it they are dropped and counted.
+    pub subscription_queue: usize,
 }
 
 impl Default for TransportConfig {
@@ -56,6 +58,7 @@ impl Default for TransportConfig {
             pub_linger_ms: 1_000,
             inbound_queue: 1_024,
             outbound_queue: 65_536,
+            subscription_queue: 1_024,
         }
     }
 }
@@ -65,6 +68,14 @@ impl Default for TransportConfig {
 pub struct Inbound {
     pub route: Route,
     pub calls: Calls,
+}
+
+/// What the transport hands the core: requests, and subscriptions that just became live at the
+/// PUB (each to be answered with `instance.welcome`).
+#[derive(Debug)]
+pub struct Inputs {
+    pub requests: mpsc::Receiver<Inbound>,
+    pub subscriptions: mpsc::Receiver<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,10 +104,8 @@ pub struct Transport {
 
 impl Transport {
     /// Binds both sockets (errors come back here, before anything runs) and starts the thread.
-    /// Returns the transport and the receiver of decoded requests.
-    pub fn start(
-        config: &TransportConfig,
-    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+    /// Returns the transport and the receivers of decoded requests and new subscriptions.
+    pub fn start(config: &TransportConfig) -> Result<(Transport, Inputs), TransportError> {
         let context = zmq::Context::new();
         // The hard limit libzmq enforces by disconnecting the peer; between `max_message_bytes` and
         // this, the peer gets a `message_too_large` reply instead.
@@ -113,7 +122,10 @@ impl Transport {
         set_heartbeats(&router, config)?;
         bind(&router, &config.rpc_endpoint)?;
 
-        let publisher = context.socket(zmq::PUB)?;
+        // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
+        // answer with `instance.welcome` (verbose: repeated subscriptions too, one per client).
+        let publisher = context.socket(zmq::XPUB)?;
+        publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
         publisher.set_linger(config.pub_linger_ms)?;
         // Subscribers only send subscriptions; anything big from them is hostile.
@@ -133,6 +145,7 @@ impl Transport {
 
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
+        let (sub_tx, sub_rx) = mpsc::channel(config.subscription_queue);
         let signals = Arc::new(Signals::default());
         let stats = Arc::new(Stats::default());
         let server = Server {
@@ -141,6 +154,7 @@ impl Transport {
             wake,
             outbound: out_rx,
             inbound: in_tx,
+            subscriptions: sub_tx,
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -158,7 +172,10 @@ impl Transport {
                 thread: Some(thread),
                 context: Some(context),
             },
-            in_rx,
+            Inputs {
+                requests: in_rx,
+                subscriptions: sub_rx,
+            },
         ))
     }
 

@@ -12,8 +12,15 @@ use super::stats::Stats;
 /// One thing for the transport thread to send.
 #[derive(Debug)]
 pub enum Outbound {
-    Reply { route: Route, body: Vec<u8> },
-    Event { key: String, body: Vec<u8> },
+    Reply {
+        route: Route,
+        body: Vec<u8>,
+    },
+    /// Frames shared with the replay ring: queuing an event copies no bytes.
+    Event {
+        key: Arc<str>,
+        body: Arc<[u8]>,
+    },
 }
 
 /// Shared between the sender side and the transport thread.

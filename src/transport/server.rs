@@ -28,6 +28,7 @@ pub(super) struct Server {
     pub wake: zmq::Socket,
     pub outbound: Receiver<Outbound>,
     pub inbound: Sender<Inbound>,
+    pub subscriptions: Sender<String>,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
@@ -36,13 +37,18 @@ pub(super) struct Server {
 impl Server {
     pub fn run(self) {
         loop {
-            let (router_ready, wake_ready) = {
+            let (router_ready, wake_ready, pub_ready) = {
                 let mut items = [
                     self.router.as_poll_item(zmq::POLLIN),
                     self.wake.as_poll_item(zmq::POLLIN),
+                    self.publisher.as_poll_item(zmq::POLLIN),
                 ];
                 match zmq::poll(&mut items, -1) {
-                    Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+                    Ok(_) => (
+                        items[0].is_readable(),
+                        items[1].is_readable(),
+                        items[2].is_readable(),
+                    ),
                     Err(zmq::Error::EINTR) => continue,
                     Err(e) => {
                         tracing::error!(error = %e, "transport poll failed; closing");
@@ -61,6 +67,9 @@ impl Server {
             }
             if router_ready {
                 self.read_requests();
+            }
+            if pub_ready {
+                self.read_subscriptions();
             }
         }
         // Anything queued between the last flush and the close flag still goes out.
@@ -106,6 +115,33 @@ impl Server {
         if let Err(e) = result {
             Stats::bump(&self.stats.replies_dropped);
             tracing::debug!(error = %e, "reply dropped");
+        }
+    }
+
+    /// Reads what subscribers sent the XPUB: `\x01prefix` subscribes, `\x00prefix` unsubscribes.
+    /// Each subscription is already live in the XPUB when we read it, so a welcome the core
+    /// publishes after this point reaches it. Unsubscriptions and anything else are ignored.
+    fn read_subscriptions(&self) {
+        for _ in 0..READ_BURST {
+            let msg = match self.publisher.recv_bytes(zmq::DONTWAIT) {
+                Ok(m) => m,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscription receive failed");
+                    return;
+                }
+            };
+            let Some((&1, prefix)) = msg.split_first() else {
+                continue;
+            };
+            // Keys are UTF-8, so a prefix that is not can match nothing: no welcome either.
+            let Ok(prefix) = std::str::from_utf8(prefix) else {
+                continue;
+            };
+            if self.subscriptions.try_send(prefix.to_owned()).is_err() {
+                Stats::bump(&self.stats.welcomes_dropped);
+                tracing::debug!("subscription queue full: welcome dropped");
+            }
         }
     }
 

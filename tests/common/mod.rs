@@ -112,25 +112,12 @@ impl Drop for Daemon {
     }
 }
 
-/// Subscribes to `prefixes` and waits for a heartbeat on the same socket: subscriptions travel in
-/// order, so once the heartbeat one is live the others are too (no sleeping on the slow joiner).
+/// Subscribes to `prefixes` and waits for each one's `instance.welcome`: then every later event
+/// matching them arrives (no sleeping on the slow joiner).
 pub fn live_subscriber(ctx: &zmq::Context, endpoint: &str, prefixes: &[&str]) -> Events {
-    let sub = Subscriber::connect(ctx, endpoint, prefixes).expect("connect sub");
+    let (sub, _) = Subscriber::connect_live(ctx, endpoint, prefixes, WAIT)
+        .expect("subscription never went live (no instance.welcome)");
     let keep_heartbeats = prefixes.iter().any(|p| "instance.heartbeat".starts_with(p));
-    sub.subscribe("instance.heartbeat").unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no heartbeat: subscription never went live"
-        );
-        if let Some(ev) = sub.recv(left).unwrap() {
-            if ev.envelope.topic == "instance.heartbeat" {
-                break;
-            }
-        }
-    }
     Events {
         sub,
         skip_heartbeats: !keep_heartbeats,
@@ -144,7 +131,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// The next event (heartbeats skipped unless subscribed to), or panic after `WAIT`.
+    /// The next event (welcomes, and heartbeats unless subscribed to, skipped), or panic after
+    /// `WAIT`.
     pub fn next(&self) -> ReceivedEvent {
         self.try_next(WAIT).expect("no event within the wait limit")
     }
@@ -157,7 +145,10 @@ impl Events {
                 return None;
             }
             let ev = self.sub.recv(left).expect("recv")?;
-            if self.skip_heartbeats && ev.envelope.topic == "instance.heartbeat" {
+            let topic = ev.envelope.topic.as_str();
+            if topic == "instance.welcome"
+                || (self.skip_heartbeats && topic == "instance.heartbeat")
+            {
                 continue;
             }
             return Some(ev);

@@ -1,0 +1,834 @@
+//! Property tests for the core: random runs of calls, model reports, heartbeats, checkpoints and
+//! a final shutdown, checked after every step against the guarantees PROTOCOL.md §6–7 gives
+//! clients. A [`Mirror`] rebuilds what a subscriber to everything would know from the published
+//! events alone, and every step compares it with what the core answers:
+//!
+//! - every `llm.start` gets exactly one `llm.end` for its turn, none comes without a start, and
+//!   after shutdown every started turn has ended (`instance.shutdown` is the last event);
+//! - `seq` (read back from the encoded envelope) starts at 1 and grows by exactly one per event;
+//!   an `instance.welcome` takes no number of its own and carries the last one;
+//! - every `message_count` (in `session.get`, `session.list`, `state.sync` and every session
+//!   event) equals the messages `message.list` returns, paged either way, which are the
+//!   `message.append`s published for the session, in order and at their stored positions;
+//! - nothing is published about a session (key or payload) after its `session.deleted`;
+//! - the core never panics, and a call naming an unknown or deleted session is refused with a
+//!   typed error, as are state changes during shutdown.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::Config;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::persist::Change;
+use super::tests::{at, core};
+use super::*;
+use crate::protocol::events::{EndReason, Event, Published};
+use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::methods::{
+    Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
+};
+use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
+
+/// The `idempotency_capacity` `tests::core()` configures: small, so runs of sends with
+/// `request_id`s also exercise forgetting the oldest.
+const IDEMPOTENCY_CAPACITY: usize = 2;
+
+/// Which session an operation names.
+#[derive(Debug, Clone)]
+enum Sel {
+    /// One the run has seen created (possibly deleted since).
+    Seen(Index),
+    /// One that never existed: even `n` is not a UUID at all, odd `n` a UUID never issued.
+    Never(u8),
+}
+
+/// Which turn a model report is for.
+#[derive(Debug, Clone)]
+enum TurnSel {
+    Running(Index),
+    /// Any turn ever started: often one that has ended, whose late reports must be ignored.
+    Started(Index),
+    Never(u8),
+}
+
+#[derive(Debug, Clone)]
+enum Report {
+    Usage(u64, u64),
+    Token(&'static str),
+    ToolStart(u8),
+    ToolEnd(u8, bool),
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(Option<&'static str>),
+    Send {
+        to: Option<Sel>,
+        content: &'static str,
+        request: Option<u8>,
+    },
+    Interrupt(Sel),
+    Delete(Sel),
+    Activate(Sel),
+    Get(Sel),
+    /// `message.list` with a `before` cursor naming no message of the session.
+    ListBadCursor(Sel),
+    Model(TurnSel, Report),
+    Heartbeat,
+    /// A subscription became live at the PUB.
+    Welcome(&'static str),
+    Checkpoint,
+    /// Let this many milliseconds pass.
+    Wait(u16),
+}
+
+fn sel() -> impl Strategy<Value = Sel> {
+    prop_oneof![
+        6 => any::<Index>().prop_map(Sel::Seen),
+        1 => any::<u8>().prop_map(Sel::Never),
+    ]
+}
+
+fn turn_sel() -> impl Strategy<Value = TurnSel> {
+    prop_oneof![
+        8 => any::<Index>().prop_map(TurnSel::Running),
+        2 => any::<Index>().prop_map(TurnSel::Started),
+        1 => any::<u8>().prop_map(TurnSel::Never),
+    ]
+}
+
+fn report() -> impl Strategy<Value = Report> {
+    prop_oneof![
+        1 => (0u64..50, 0u64..50).prop_map(|(i, o)| Report::Usage(i, o)),
+        6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
+        2 => (0u8..3).prop_map(Report::ToolStart),
+        2 => (0u8..4, any::<bool>()).prop_map(|(c, e)| Report::ToolEnd(c, e)),
+        1 => Just(Report::Finished),
+        1 => Just(Report::Failed),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let content = prop::sample::select(vec!["hi", "two\nlines", "  padded  ", "héllo wörld"]);
+    let title = prop::option::of(prop::sample::select(vec!["", "  ", "notes", "ünïcode"]));
+    prop_oneof![
+        1 => title.prop_map(Op::Create),
+        4 => (prop::option::weighted(0.8, sel()), content, prop::option::of(0u8..4))
+            .prop_map(|(to, content, request)| Op::Send { to, content, request }),
+        1 => sel().prop_map(Op::Interrupt),
+        1 => sel().prop_map(Op::Delete),
+        1 => sel().prop_map(Op::Activate),
+        1 => sel().prop_map(Op::Get),
+        1 => sel().prop_map(Op::ListBadCursor),
+        10 => (turn_sel(), report()).prop_map(|(t, r)| Op::Model(t, r)),
+        1 => Just(Op::Heartbeat),
+        1 => prop::sample::select(vec!["", "llm.", "session.update"]).prop_map(Op::Welcome),
+        1 => Just(Op::Checkpoint),
+        2 => (0u16..1500).prop_map(Op::Wait),
+    ]
+}
+
+/// A run: operations, then maybe a shutdown followed by more operations (refused or ignored).
+#[derive(Debug, Clone)]
+struct Run {
+    ops: Vec<Op>,
+    shutdown: bool,
+    after: Vec<Op>,
+    /// `limit` used to page through `message.list`.
+    page: usize,
+}
+
+fn run() -> impl Strategy<Value = Run> {
+    (
+        prop::collection::vec(op(), 0..60),
+        any::<bool>(),
+        prop::collection::vec(op(), 0..8),
+        1usize..5,
+    )
+        .prop_map(|(ops, shutdown, after, page)| Run {
+            ops,
+            shutdown,
+            after,
+            page,
+        })
+}
+
+/// What a subscriber to everything knows from the events alone, plus the store changes seen.
+#[derive(Default)]
+struct Mirror {
+    last_seq: u64,
+    /// Every session ever created, in creation order.
+    seen: Vec<SessionId>,
+    live: BTreeSet<SessionId>,
+    deleted: HashSet<SessionId>,
+    active: Option<SessionId>,
+    /// `message.append` ids per session, in publication order.
+    appended: HashMap<SessionId, Vec<MessageId>>,
+    all_messages: HashSet<MessageId>,
+    /// Every turn ever started, in start order.
+    started: Vec<TurnId>,
+    /// Started and not yet ended, with their session.
+    running: BTreeMap<TurnId, SessionId>,
+    ended: HashSet<TurnId>,
+    /// `llm.token`s published per turn.
+    tokens: HashMap<TurnId, u64>,
+    /// Turns the core asked the model to stop.
+    cancelled: HashSet<TurnId>,
+    /// The last stored position of each message.
+    positions: HashMap<MessageId, u64>,
+    shut_down: bool,
+}
+
+impl Mirror {
+    fn running_in(&self, session: SessionId) -> Option<TurnId> {
+        self.running
+            .iter()
+            .find(|(_, s)| **s == session)
+            .map(|(t, _)| *t)
+    }
+
+    fn absorb(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::Publish(p) => self.event(p),
+                Effect::StartTurn(start) => {
+                    assert_eq!(self.running.get(&start.turn_id), Some(&start.session_id));
+                    assert_eq!(start.history.len(), self.appended[&start.session_id].len());
+                }
+                Effect::CancelTurn(turn) => {
+                    assert!(
+                        self.running.contains_key(turn),
+                        "cancel of {turn} not running"
+                    );
+                    self.cancelled.insert(*turn);
+                }
+                Effect::Persist { change, .. } => {
+                    if let Change::MessageUpsert(m) = change {
+                        self.positions.insert(m.id, m.position);
+                    }
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, p: &Published) {
+        assert!(!self.shut_down, "event after instance.shutdown: {p:?}");
+        // seq and session as they go on the wire.
+        let key = &*p.key;
+        let envelope: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(envelope["seq"], p.seq);
+        if let Event::InstanceWelcome(w) = &p.event {
+            assert_eq!((p.seq, w.seq), (self.last_seq, self.last_seq), "{p:?}");
+            assert_eq!(key, w.subscription);
+            return;
+        }
+        assert_eq!(p.seq, self.last_seq + 1, "seq must grow by one: {p:?}");
+        self.last_seq = p.seq;
+        let about = p.event.session_id();
+        if let Some(id) = about {
+            assert!(key.ends_with(&format!("/{id}")), "{key}");
+            assert_eq!(envelope["session_id"], id.to_string());
+            assert!(
+                !self.deleted.contains(&id),
+                "event about session {id} after its session.deleted: {p:?}"
+            );
+        }
+        let payload_session = envelope["payload"]["session_id"].as_str();
+        if let Some(raw) = payload_session {
+            assert_eq!(Some(raw.to_owned()), about.map(|id| id.to_string()));
+        }
+
+        match &p.event {
+            Event::SessionUpdate(s) => {
+                if !self.seen.contains(&s.id) {
+                    self.seen.push(s.id);
+                    self.live.insert(s.id);
+                    self.appended.insert(s.id, Vec::new());
+                }
+                self.check_payload(s);
+            }
+            Event::SessionActivated(s) => {
+                self.check_payload(s);
+                assert_ne!(self.active, Some(s.id), "re-activation is not published");
+                self.active = Some(s.id);
+            }
+            Event::SessionDeleted(s) => {
+                self.check_payload(s);
+                assert!(self.live.remove(&s.id));
+                self.deleted.insert(s.id);
+                if self.active == Some(s.id) {
+                    self.active = None;
+                }
+            }
+            Event::SessionList(l) => self.check_list(&l.sessions),
+            Event::MessageAppend(m) => {
+                assert!(
+                    self.all_messages.insert(m.message_id),
+                    "appended twice: {m:?}"
+                );
+                self.appended
+                    .get_mut(&m.session_id)
+                    .expect("append to a session never created")
+                    .push(m.message_id);
+            }
+            Event::LlmStart(s) => {
+                assert!(
+                    !self.started.contains(&s.turn_id),
+                    "second llm.start: {s:?}"
+                );
+                self.started.push(s.turn_id);
+                self.running.insert(s.turn_id, s.session_id);
+                self.tokens.insert(s.turn_id, 0);
+            }
+            Event::LlmToken(t) => {
+                assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id));
+                let n = self.tokens.get_mut(&t.turn_id).unwrap();
+                assert_eq!(t.index, *n, "token indexes are 0, 1, 2…");
+                assert!(!t.token.is_empty());
+                *n += 1;
+            }
+            Event::ToolStart(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
+            Event::ToolEnd(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
+            Event::LlmEnd(e) => {
+                assert_eq!(
+                    self.running.remove(&e.turn_id),
+                    Some(e.session_id),
+                    "llm.end without a running llm.start: {e:?}"
+                );
+                assert!(self.ended.insert(e.turn_id));
+                assert!(e.tokens_out >= self.tokens[&e.turn_id]);
+                let early = matches!(e.reason, EndReason::Interrupted | EndReason::Shutdown);
+                assert_eq!(early, self.cancelled.contains(&e.turn_id), "{e:?}");
+                assert_eq!(e.error.is_some(), e.reason == EndReason::Error);
+            }
+            Event::InstanceHeartbeat(h) => {
+                assert_eq!(h.session_count, self.live.len() as u64);
+                assert_eq!(h.active_session_id, self.active);
+            }
+            Event::InstanceShutdown(_) => {
+                assert!(self.running.is_empty(), "turns left running at shutdown");
+                self.shut_down = true;
+            }
+            Event::InstancePromoted(_) => panic!("never promoted here"),
+            Event::InstanceWelcome(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// A session as an event or a reply shows it agrees with the events so far.
+    fn check_payload(&self, s: &SessionPayload) {
+        assert_eq!(
+            s.message_count,
+            self.appended[&s.id].len() as u64,
+            "message_count of {s:?}"
+        );
+        let running = self.running_in(s.id).is_some();
+        assert_eq!(s.status == SessionStatus::Running, running, "{s:?}");
+    }
+
+    fn check_list(&self, list: &[SessionPayload]) {
+        let ids: BTreeSet<SessionId> = list.iter().map(|s| s.id).collect();
+        assert_eq!(ids, self.live);
+        assert_eq!(ids.len(), list.len());
+        for s in list {
+            self.check_payload(s);
+        }
+        assert!(list.windows(2).all(|w| w[0].updated_at >= w[1].updated_at));
+    }
+}
+
+struct Harness {
+    core: Core,
+    now: OffsetDateTime,
+    mirror: Mirror,
+    /// `request_id`s the core should still remember, oldest first.
+    remembered: VecDeque<(String, SendResult)>,
+    page: usize,
+}
+
+impl Harness {
+    fn new(page: usize) -> Self {
+        Harness {
+            core: core(),
+            now: at(0),
+            mirror: Mirror::default(),
+            remembered: VecDeque::new(),
+            page,
+        }
+    }
+
+    fn call(&mut self, call: Call) -> Result<Reply, CoreError> {
+        let ctx = CallContext {
+            now: self.now,
+            drops: DropCounters::default(),
+        };
+        self.core.call(call, &ctx)
+    }
+
+    /// Applies what the core decided since the last step to the mirror.
+    fn absorb(&mut self) -> Vec<Effect> {
+        let fx = self.core.take_effects();
+        self.mirror.absorb(&fx);
+        fx
+    }
+
+    /// The raw id an operation sends, and the session it names if that session is live.
+    fn resolve(&self, sel: &Sel) -> (String, Option<SessionId>) {
+        match sel {
+            Sel::Seen(i) if !self.mirror.seen.is_empty() => {
+                let id = self.mirror.seen[i.index(self.mirror.seen.len())];
+                let live = self.mirror.live.contains(&id).then_some(id);
+                (id.to_string(), live)
+            }
+            Sel::Seen(_) => ("nobody".into(), None),
+            Sel::Never(n) if n % 2 == 0 => (format!("not-a-session-{n}"), None),
+            Sel::Never(n) => (
+                SessionId(Uuid::from_u128(u128::MAX - u128::from(*n))).to_string(),
+                None,
+            ),
+        }
+    }
+
+    fn turn(&self, sel: &TurnSel) -> TurnId {
+        let running: Vec<TurnId> = self.mirror.running.keys().copied().collect();
+        let started = &self.mirror.started;
+        match sel {
+            TurnSel::Running(i) if !running.is_empty() => running[i.index(running.len())],
+            TurnSel::Running(i) | TurnSel::Started(i) if !started.is_empty() => {
+                started[i.index(started.len())]
+            }
+            TurnSel::Running(_) | TurnSel::Started(_) => TurnId(Uuid::from_u128(u128::MAX)),
+            TurnSel::Never(n) => TurnId(Uuid::from_u128(u128::MAX - 1000 - u128::from(*n))),
+        }
+    }
+
+    fn apply(&mut self, op: &Op) {
+        let shut = self.mirror.shut_down;
+        match op {
+            Op::Create(title) => {
+                let got = self.call(Call::SessionCreate {
+                    title: title.map(str::to_owned),
+                });
+                self.absorb();
+                if shut {
+                    assert_eq!(got, Err(CoreError::ShuttingDown));
+                    return;
+                }
+                let Ok(Reply::Session(s)) = got else {
+                    panic!("{got:?}")
+                };
+                assert_eq!(self.mirror.seen.last(), Some(&s.id));
+                self.mirror.check_payload(&s);
+            }
+            Op::Send {
+                to,
+                content,
+                request,
+            } => self.send(to.as_ref(), content, *request),
+            Op::Interrupt(sel) => {
+                let (raw, live) = self.resolve(sel);
+                let was = live.and_then(|id| self.mirror.running_in(id));
+                let got = self.call(Call::SessionInterrupt {
+                    session_id: raw.clone(),
+                });
+                self.absorb();
+                match live {
+                    None => assert_eq!(got, Err(CoreError::SessionNotFound(raw))),
+                    Some(id) => {
+                        let want = InterruptResult {
+                            ok: true,
+                            interrupted: was.is_some(),
+                        };
+                        assert_eq!(got, Ok(Reply::Interrupt(want)));
+                        assert_eq!(self.mirror.running_in(id), None);
+                    }
+                }
+            }
+            Op::Delete(sel) => {
+                let delete = |session_id| Call::SessionDelete { session_id };
+                if let Some(id) = self.change_session(sel, delete) {
+                    assert!(self.mirror.deleted.contains(&id));
+                }
+            }
+            Op::Activate(sel) => {
+                let activate = |session_id| Call::SessionActivate { session_id };
+                if let Some(id) = self.change_session(sel, activate) {
+                    assert_eq!(self.mirror.active, Some(id));
+                }
+            }
+            Op::Get(sel) => {
+                let (raw, live) = self.resolve(sel);
+                let got = self.call(Call::SessionGet {
+                    session_id: raw.clone(),
+                });
+                assert!(self.absorb().is_empty(), "a read changed something");
+                match live {
+                    None => assert_eq!(got, Err(CoreError::SessionNotFound(raw))),
+                    Some(_) => {
+                        let Ok(Reply::Session(s)) = got else {
+                            panic!("{got:?}")
+                        };
+                        self.mirror.check_payload(&s);
+                    }
+                }
+            }
+            Op::ListBadCursor(sel) => {
+                let (raw, live) = self.resolve(sel);
+                let cursor = MessageId(Uuid::from_u128(u128::MAX - 7)).to_string();
+                let got = self.call(Call::MessageList {
+                    session_id: raw.clone(),
+                    page: PageRequest {
+                        limit: Some(1),
+                        before: Some(cursor.clone()),
+                        after: None,
+                    },
+                });
+                assert!(self.absorb().is_empty(), "a read changed something");
+                let want = match live {
+                    None => CoreError::SessionNotFound(raw),
+                    Some(_) => CoreError::MessageNotFound {
+                        field: "before",
+                        id: cursor,
+                    },
+                };
+                assert_eq!(got, Err(want));
+            }
+            Op::Model(sel, report) => {
+                let turn = self.turn(sel);
+                let was_running = self.mirror.running.contains_key(&turn);
+                let event = model_event(report);
+                self.core.model_event(turn, event, self.now);
+                let fx = self.absorb();
+                if !was_running {
+                    assert!(fx.is_empty(), "a report for a turn not running did {fx:?}");
+                }
+                if matches!(report, Report::Finished | Report::Failed) {
+                    assert!(!self.mirror.running.contains_key(&turn));
+                }
+            }
+            // After instance.shutdown the app publishes no heartbeat (PROTOCOL.md §7.5).
+            Op::Heartbeat if shut => {}
+            Op::Heartbeat => {
+                self.core.heartbeat(self.now);
+                self.absorb();
+            }
+            Op::Welcome(_) if shut => {}
+            Op::Welcome(subscription) => {
+                self.core.welcome((*subscription).to_owned(), self.now);
+                self.absorb();
+            }
+            Op::Checkpoint => {
+                self.core.checkpoint(self.now);
+                let fx = self.absorb();
+                assert!(fx.iter().all(|e| matches!(e, Effect::Persist { .. })));
+            }
+            Op::Wait(ms) => self.now += Duration::milliseconds(i64::from(*ms)),
+        }
+    }
+
+    /// Makes a call that changes one session and answers `{ok: true}`: refused during shutdown
+    /// and for a session that is not live. Returns the session when the call went through.
+    fn change_session(&mut self, sel: &Sel, call: fn(String) -> Call) -> Option<SessionId> {
+        let (raw, live) = self.resolve(sel);
+        let got = self.call(call(raw.clone()));
+        self.absorb();
+        let shut = self.mirror.shut_down;
+        match live {
+            _ if shut => assert_eq!(got, Err(CoreError::ShuttingDown)),
+            None => assert_eq!(got, Err(CoreError::SessionNotFound(raw))),
+            Some(_) => assert_eq!(got, Ok(Reply::Ok(OkResult { ok: true }))),
+        }
+        live.filter(|_| !shut)
+    }
+
+    fn send(&mut self, to: Option<&Sel>, content: &str, request: Option<u8>) {
+        let request_id = request.map(|r| format!("req-{r}"));
+        let replay = request_id.as_ref().and_then(|r| {
+            self.remembered
+                .iter()
+                .find(|(k, _)| k == r)
+                .map(|(_, v)| v.clone())
+        });
+        let target = to.map(|sel| self.resolve(sel));
+        let busy = target
+            .as_ref()
+            .and_then(|(_, live)| live.and_then(|id| self.mirror.running_in(id)));
+        let got = self.call(Call::MessageSend(MessageSend {
+            session_id: target.as_ref().map(|(raw, _)| raw.clone()),
+            content: content.to_owned(),
+            request_id: request_id.clone(),
+        }));
+        let fx = self.absorb();
+        if let Some(before) = replay {
+            assert_eq!(got, Ok(Reply::Send(before)));
+            assert!(fx.is_empty(), "a replayed send did {fx:?}");
+            return;
+        }
+        if self.mirror.shut_down {
+            assert_eq!(got, Err(CoreError::ShuttingDown));
+            return;
+        }
+        match (&target, busy) {
+            (Some((raw, None)), _) => {
+                assert_eq!(got, Err(CoreError::SessionNotFound(raw.clone())));
+            }
+            (Some((raw, Some(_))), Some(turn_id)) => {
+                let want = CoreError::SessionBusy {
+                    session_id: raw.clone(),
+                    turn_id,
+                };
+                assert_eq!(got, Err(want));
+                assert!(fx.is_empty());
+            }
+            (_, _) => {
+                let Ok(Reply::Send(r)) = got else {
+                    panic!("{got:?}")
+                };
+                if let Some((_, Some(id))) = target {
+                    assert_eq!(r.session_id, id);
+                }
+                assert_eq!(self.mirror.running.get(&r.turn_id), Some(&r.session_id));
+                assert_eq!(
+                    self.mirror.appended[&r.session_id].last(),
+                    Some(&r.message_id)
+                );
+                if let Some(k) = request_id {
+                    if self.remembered.len() == IDEMPOTENCY_CAPACITY {
+                        self.remembered.pop_front();
+                    }
+                    self.remembered.push_back((k, r));
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.core.shutdown("SIGTERM", self.now);
+        let fx = self.absorb();
+        assert!(self.mirror.shut_down);
+        let last = fx.iter().rev().find_map(|e| match e {
+            Effect::Publish(p) => Some(&p.event),
+            _ => None,
+        });
+        assert!(matches!(last, Some(Event::InstanceShutdown(_))));
+        let started: HashSet<TurnId> = self.mirror.started.iter().copied().collect();
+        assert_eq!(
+            started, self.mirror.ended,
+            "every llm.start has its llm.end"
+        );
+    }
+
+    /// Compares the core's answers to reads with the mirror.
+    fn check(&mut self) {
+        assert_eq!(self.core.seq(), self.mirror.last_seq);
+        assert_eq!(self.core.running_turns(), self.mirror.running.len());
+        let Ok(Reply::StateSync(sync)) = self.call(Call::StateSync { project_id: None }) else {
+            panic!("state.sync failed")
+        };
+        assert_eq!(sync.seq, self.mirror.last_seq);
+        assert_eq!(sync.active_session_id, self.mirror.active);
+        self.mirror.check_list(&sync.sessions);
+        let Ok(Reply::SessionList(list)) = self.call(Call::SessionList) else {
+            panic!("session.list failed")
+        };
+        self.mirror.check_list(&list.sessions);
+        for id in self.mirror.seen.clone() {
+            let raw = id.to_string();
+            let got = self.call(Call::SessionGet {
+                session_id: raw.clone(),
+            });
+            if !self.mirror.live.contains(&id) {
+                assert_eq!(got, Err(CoreError::SessionNotFound(raw.clone())));
+                let got = self.list(id, PageRequest::default());
+                assert_eq!(got, Err(CoreError::SessionNotFound(raw)));
+                continue;
+            }
+            let Ok(Reply::Session(s)) = got else {
+                panic!("{got:?}")
+            };
+            self.mirror.check_payload(&s);
+            self.check_messages(id);
+        }
+        assert!(self.absorb().is_empty(), "a read changed something");
+    }
+
+    fn list(
+        &mut self,
+        id: SessionId,
+        page: PageRequest,
+    ) -> Result<(Vec<MessageId>, bool), CoreError> {
+        let got = self.call(Call::MessageList {
+            session_id: id.to_string(),
+            page,
+        })?;
+        let Reply::MessageList(list) = got else {
+            panic!("{got:?}")
+        };
+        assert!(list.messages.iter().all(|m| m.session_id == id));
+        Ok((list.messages.iter().map(|m| m.id).collect(), list.has_more))
+    }
+
+    /// `message.list`, whole and paged both ways, returns the session's `message.append`s in
+    /// order, each at the position it was stored at.
+    fn check_messages(&mut self, id: SessionId) {
+        let want = self.mirror.appended[&id].clone();
+        let (all, more) = self.list(id, PageRequest::default()).unwrap();
+        assert_eq!((&all, more), (&want, false));
+        for (i, m) in all.iter().enumerate() {
+            assert_eq!(
+                self.mirror.positions.get(m),
+                Some(&(i as u64)),
+                "stored position of {m}"
+            );
+        }
+
+        let limit = Some(self.page);
+        let mut backward = Vec::new();
+        let mut before = None;
+        loop {
+            let req = PageRequest {
+                limit,
+                before: before.clone(),
+                after: None,
+            };
+            let (page, more) = self.list(id, req).unwrap();
+            assert!(page.len() <= self.page);
+            backward.splice(0..0, page.iter().copied());
+            if !more {
+                break;
+            }
+            assert_eq!(page.len(), self.page, "a short page claims more");
+            before = page.first().map(|m| m.to_string());
+        }
+        assert_eq!(backward, want, "paged with before");
+
+        let Some(first) = want.first() else { return };
+        let mut forward = vec![*first];
+        let mut after = first.to_string();
+        loop {
+            let req = PageRequest {
+                limit,
+                before: None,
+                after: Some(after.clone()),
+            };
+            let (page, more) = self.list(id, req).unwrap();
+            forward.extend(page.iter().copied());
+            if !more {
+                break;
+            }
+            after = page.last().unwrap().to_string();
+        }
+        assert_eq!(forward, want, "paged with after");
+    }
+}
+
+fn model_event(report: &Report) -> ModelEvent {
+    match report {
+        Report::Usage(i, o) => ModelEvent::Usage {
+            tokens_in: *i,
+            tokens_out: *o,
+        },
+        Report::Token(t) => ModelEvent::Token((*t).to_owned()),
+        Report::ToolStart(c) => ModelEvent::ToolStart {
+            call_id: format!("call-{c}"),
+            tool_name: "word_count".into(),
+            params: "{\"text\":\"a b\"}".into(),
+        },
+        Report::ToolEnd(c, is_error) => ModelEvent::ToolEnd {
+            call_id: format!("call-{c}"),
+            is_error: *is_error,
+            result: "2".into(),
+        },
+        Report::Finished => ModelEvent::Finished,
+        Report::Failed => ModelEvent::Failed("boom".into()),
+    }
+}
+
+fn play(run: &Run) {
+    let mut h = Harness::new(run.page);
+    h.check();
+    for op in &run.ops {
+        h.apply(op);
+        h.check();
+    }
+    if run.shutdown {
+        h.shutdown();
+        h.check();
+        for op in &run.after {
+            h.apply(op);
+            h.check();
+        }
+    }
+}
+
+proptest! {
+    // No regression files: a failure prints its shrunk run; pin it as a unit test below.
+    #![proptest_config(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    #[test]
+    fn random_runs_keep_the_protocol_guarantees(run in run()) {
+        play(&run);
+    }
+}
+
+/// Found by the property above: a token streamed while a tool call was open, then the turn was
+/// cut short. The cut-short tool result was appended at the position the streaming reply had
+/// reserved (and checkpointed), so two stored messages shared one position (a UNIQUE violation
+/// in SQLite) and the store's order differed from `message.list`'s.
+#[test]
+fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cut_short() {
+    let mut h = Harness::new(2);
+    h.send(None, "hi", None);
+    let (session, turn) = h
+        .mirror
+        .running
+        .iter()
+        .map(|(t, s)| (*s, *t))
+        .next()
+        .unwrap();
+    let tool = model_event(&Report::ToolStart(0));
+    h.core.model_event(turn, tool, h.now);
+    h.core
+        .model_event(turn, ModelEvent::Token("Hel".into()), h.now);
+    h.now += Duration::milliseconds(1500);
+    // Due for a checkpoint: the reply's row is stored at the position it reserved.
+    h.core
+        .model_event(turn, ModelEvent::Token("lo".into()), h.now);
+    h.absorb();
+    h.check();
+    let interrupted = h.call(Call::SessionInterrupt {
+        session_id: session.to_string(),
+    });
+    assert!(matches!(interrupted, Ok(Reply::Interrupt(r)) if r.interrupted));
+    h.absorb();
+    h.check();
+
+    let Ok(Reply::MessageList(list)) = h.call(Call::MessageList {
+        session_id: session.to_string(),
+        page: PageRequest::default(),
+    }) else {
+        panic!("message.list failed")
+    };
+    let got: Vec<(Role, &str, MessageStatus)> = list
+        .messages
+        .iter()
+        .map(|m| (m.role, m.content.as_str(), m.status))
+        .collect();
+    let cut = "tool call cut short: turn ended (interrupted)";
+    assert_eq!(
+        got,
+        [
+            (Role::User, "hi", MessageStatus::Complete),
+            (Role::Assistant, "Hello", MessageStatus::Interrupted),
+            (Role::Tool, cut, MessageStatus::Complete),
+        ]
+    );
+}
