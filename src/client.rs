@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::{topic, ReceivedEnvelope, WelcomePayload};
+use crate::transport::auth::present_plain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -38,8 +39,21 @@ impl RpcClient {
         endpoint: &str,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(ctx, endpoint, timeout, None)
+    }
+
+    /// As `connect`, presenting the instance's secret (PLAIN) when given: needed over tcp.
+    pub fn connect_with(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        timeout: Duration,
+        secret: Option<&str>,
+    ) -> Result<Self, ClientError> {
         let sock = ctx.socket(zmq::DEALER)?;
         sock.set_linger(0)?;
+        if let Some(secret) = secret {
+            present_plain(&sock, secret)?;
+        }
         sock.connect(endpoint)?;
         Ok(RpcClient {
             sock,
@@ -122,9 +136,22 @@ impl Subscriber {
         endpoint: &str,
         prefixes: &[&str],
     ) -> Result<Self, ClientError> {
+        Self::connect_with(ctx, endpoint, prefixes, None)
+    }
+
+    /// As `connect`, presenting the instance's secret (PLAIN) when given: needed over tcp.
+    pub fn connect_with(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        prefixes: &[&str],
+        secret: Option<&str>,
+    ) -> Result<Self, ClientError> {
         let sock = ctx.socket(zmq::SUB)?;
         sock.set_linger(0)?;
         sock.set_rcvhwm(100_000)?;
+        if let Some(secret) = secret {
+            present_plain(&sock, secret)?;
+        }
         for p in prefixes {
             sock.set_subscribe(p.as_bytes())?;
         }
@@ -145,6 +172,18 @@ impl Subscriber {
         prefixes: &[&str],
         timeout: Duration,
     ) -> Result<(Self, u64), ClientError> {
+        Self::connect_live_with(ctx, endpoint, prefixes, timeout, None)
+    }
+
+    /// As `connect_live`, presenting the instance's secret (PLAIN) when given. A peer refused at
+    /// the handshake never gets a welcome: that, too, ends in `NoWelcome`.
+    pub fn connect_live_with(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        prefixes: &[&str],
+        timeout: Duration,
+        secret: Option<&str>,
+    ) -> Result<(Self, u64), ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -155,7 +194,7 @@ impl Subscriber {
             // stream (about 1 connect in 300 in a tight loop; not seen with libzmq 4.3.5): a
             // late welcome means a fresh socket, not a longer wait.
             let attempt = left.min(WELCOME_ATTEMPT);
-            let sub = Subscriber::connect(ctx, endpoint, prefixes)?;
+            let sub = Subscriber::connect_with(ctx, endpoint, prefixes, secret)?;
             if let Some(covered_from) = sub.await_welcomes(prefixes, attempt)? {
                 return Ok((sub, covered_from));
             }

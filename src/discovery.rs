@@ -23,6 +23,10 @@ pub struct Discovery {
     pub started_at: OffsetDateTime,
     pub protocol_version: u32,
     pub version: String,
+    /// The PLAIN secret clients present when an endpoint is tcp (this file is 0600: only the
+    /// user can read it). Absent for ipc-only instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// The data directory of a workspace (the directory an app works in): one per workspace under
@@ -193,6 +197,7 @@ mod tests {
             started_at: OffsetDateTime::UNIX_EPOCH,
             protocol_version: 1,
             version: "0".into(),
+            secret: None,
         };
         write(&path, &d).unwrap();
         assert_eq!(read(&path).unwrap(), d);

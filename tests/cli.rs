@@ -19,6 +19,8 @@ struct Served {
     data_dir: PathBuf,
     rpc: String,
     pub_: String,
+    /// The PLAIN secret from the discovery file (tcp endpoints only).
+    secret: Option<String>,
 }
 
 impl Served {
@@ -46,6 +48,7 @@ impl Served {
             data_dir: data_dir.to_owned(),
             rpc: d["endpoints"]["rpc"].as_str().unwrap().to_owned(),
             pub_: d["endpoints"]["pub"].as_str().unwrap().to_owned(),
+            secret: d["secret"].as_str().map(str::to_owned),
         }
     }
 
@@ -277,7 +280,12 @@ fn a_subscriber_that_never_reads_costs_bounded_memory_and_stalls_nobody() {
     );
     let ctx = zmq::Context::new();
     // The stalled subscriber: subscribes to everything, never reads, tiny queues.
+    let secret = s
+        .secret
+        .as_deref()
+        .expect("tcp endpoints come with a secret");
     let stalled = ctx.socket(zmq::SUB).unwrap();
+    zcoord::transport::auth::present_plain(&stalled, secret).unwrap();
     stalled.set_rcvhwm(10).unwrap();
     stalled.set_rcvbuf(4096).unwrap();
     stalled.set_subscribe(b"").unwrap();
@@ -286,6 +294,7 @@ fn a_subscriber_that_never_reads_costs_bounded_memory_and_stalls_nobody() {
     // the TCP stream even when this debug-build test thread is starved of CPU by other tests, so
     // any loss it sees is the server's doing, not its own slowness.
     let live = ctx.socket(zmq::SUB).unwrap();
+    zcoord::transport::auth::present_plain(&live, secret).unwrap();
     live.set_rcvhwm(0).unwrap();
     live.set_subscribe(b"").unwrap();
     live.connect(&s.pub_).unwrap();
@@ -299,7 +308,7 @@ fn a_subscriber_that_never_reads_costs_bounded_memory_and_stalls_nobody() {
             break;
         }
     }
-    let mut rpc = RpcClient::connect(&ctx, &s.rpc, WAIT).unwrap();
+    let mut rpc = RpcClient::connect_with(&ctx, &s.rpc, WAIT, Some(secret)).unwrap();
 
     let words = "word ".repeat(4000);
     // The live reader takes raw frames and reads only `seq` (the envelope's first member) and
@@ -406,4 +415,99 @@ fn serve_refuses_a_corrupt_or_newer_database_and_leaves_it_untouched() {
             "nothing was served"
         );
     }
+}
+
+#[test]
+fn over_tcp_only_peers_with_the_secret_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(
+        dir.path(),
+        &["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"],
+    );
+    let secret = s
+        .secret
+        .clone()
+        .expect("the discovery file holds the secret");
+    assert!(secret.len() >= 32);
+    // The CLI reads it from the discovery file.
+    let ping = s.cli(&["ping"]);
+    assert_eq!(ping.status.code(), Some(0), "{}", stderr(&ping));
+    let ctx = zmq::Context::new();
+    let short = std::time::Duration::from_millis(700);
+    // Without credentials, or with the wrong ones: no answer, and not a single event.
+    for given in [None, Some("not-the-secret")] {
+        let mut rpc = RpcClient::connect_with(&ctx, &s.rpc, short, given).unwrap();
+        assert!(
+            rpc.call("instance.ping", json!({})).is_err(),
+            "{given:?} got an answer"
+        );
+        let sub = zcoord::client::Subscriber::connect_with(&ctx, &s.pub_, &[""], given).unwrap();
+        assert!(sub.recv(short).unwrap().is_none(), "{given:?} got an event");
+    }
+    let wrong = Command::new(BIN)
+        .env("ZCOORD_SECRET", "not-the-secret")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["ping", "--timeout-ms", "700"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(3));
+    // With it: calls and events.
+    let mut rpc = RpcClient::connect_with(&ctx, &s.rpc, WAIT, Some(&secret)).unwrap();
+    assert_eq!(
+        rpc.call("instance.ping", json!({})).unwrap()["status"],
+        "ok"
+    );
+    let live =
+        zcoord::client::Subscriber::connect_live_with(&ctx, &s.pub_, &[""], WAIT, Some(&secret));
+    assert!(live.is_ok());
+}
+
+#[test]
+fn a_non_loopback_tcp_bind_needs_allow_remote_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "serve",
+            "--store",
+            "memory",
+            "--rpc",
+            "tcp://0.0.0.0:0",
+            "--pub",
+            "tcp://127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("--allow-remote"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "serve",
+            "--store",
+            "memory",
+            "--allow-remote",
+            "--rpc",
+            "tcp://0.0.0.0:0",
+            "--pub",
+            "tcp://127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut text = String::new();
+    // The warning is the first line it prints.
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(err), &mut text);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("PLAIN does not encrypt"), "{text}");
 }

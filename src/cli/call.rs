@@ -30,7 +30,7 @@ pub fn run(args: CallArgs, data_dir: &Path) -> i32 {
         Err(code) => return code,
     };
     let ctx = zmq::Context::new();
-    match RpcClient::connect(&ctx, &t.rpc, args.client.timeout())
+    match RpcClient::connect_with(&ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())
         .and_then(|mut c| c.call(&args.method, params))
     {
         Ok(result) => {

@@ -20,11 +20,12 @@ pub fn run(args: PingArgs, data_dir: &Path) -> i32 {
         Err(code) => return code,
     };
     let ctx = zmq::Context::new();
-    let result = RpcClient::connect(&ctx, &t.rpc, args.client.timeout()).and_then(|mut c| {
-        let start = Instant::now();
-        c.call("instance.ping", json!({}))
-            .map(|r| (r, start.elapsed()))
-    });
+    let result = RpcClient::connect_with(&ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())
+        .and_then(|mut c| {
+            let start = Instant::now();
+            c.call("instance.ping", json!({}))
+                .map(|r| (r, start.elapsed()))
+        });
     match result {
         Ok((r, rtt)) => {
             // Whoever answers on the endpoint is the truth; a file naming someone else is stale.

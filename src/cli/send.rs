@@ -53,8 +53,8 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
         topic::TOOL_END,
         topic::MESSAGE_APPEND,
     ];
-    let sub = Subscriber::connect(ctx, &t.pub_, &prefixes)?;
-    let mut rpc = RpcClient::connect(ctx, &t.rpc, args.client.timeout())?;
+    let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
+    let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
     // A round trip gives the subscription time to reach the server; a miss is repaired below.
     rpc.call("instance.ping", json!({}))?;
     let mut params = json!({"content": args.text});

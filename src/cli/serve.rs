@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::model_config::{self, ModelArgs};
+use super::target::SECRET_ENV;
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::app;
 use crate::config::{Config, Promotion, StoreConfig};
@@ -14,6 +15,7 @@ use crate::election;
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
+use crate::transport::auth::Secret;
 use crate::transport::TransportConfig;
 
 /// Longest `ipc://` path libzmq accepts (the `sun_path` limit, less the terminator).
@@ -52,6 +54,14 @@ pub struct ServeArgs {
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
+    /// Allow binding tcp to an address other than loopback. Peers still need the secret (PLAIN),
+    /// but PLAIN does not encrypt: anyone on the path reads every conversation.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// For tcp endpoints: read the secret from this file (it must not be readable by group or
+    /// others) instead of `ZCOORD_SECRET` or a fresh random one.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
     /// If a primary already runs for this data directory, wait as its standby and take over
     /// when it is gone (instead of exiting with an error).
     #[arg(long, env = "ZCOORD_STANDBY")]
@@ -95,16 +105,20 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         }
         Ok(format!("ipc://{text}"))
     };
+    let rpc_endpoint = args
+        .rpc
+        .clone()
+        .map_or_else(|| default_ep("rpc.sock"), Ok)?;
+    let pub_endpoint = args
+        .pub_
+        .clone()
+        .map_or_else(|| default_ep("pub.sock"), Ok)?;
+    let secret = tcp_secret(args, &[&rpc_endpoint, &pub_endpoint])?;
     Ok(Config {
         transport: TransportConfig {
-            rpc_endpoint: args
-                .rpc
-                .clone()
-                .map_or_else(|| default_ep("rpc.sock"), Ok)?,
-            pub_endpoint: args
-                .pub_
-                .clone()
-                .map_or_else(|| default_ep("pub.sock"), Ok)?,
+            rpc_endpoint,
+            pub_endpoint,
+            secret,
             max_message_bytes: args.max_message_bytes,
             pub_sndhwm: args.pub_hwm,
             ..TransportConfig::default()
@@ -118,6 +132,83 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         },
         ..Config::default()
     })
+}
+
+/// For tcp endpoints, the secret peers must present; refuses a non-loopback bind without
+/// `--allow-remote`, and warns when one is allowed. `None` when every endpoint is ipc.
+fn tcp_secret(args: &ServeArgs, endpoints: &[&str]) -> anyhow::Result<Option<Secret>> {
+    let tcp: Vec<&str> = endpoints
+        .iter()
+        .copied()
+        .filter(|e| e.starts_with("tcp://"))
+        .collect();
+    if tcp.is_empty() {
+        return Ok(None);
+    }
+    for ep in &tcp {
+        if !is_loopback(ep) {
+            if !args.allow_remote {
+                anyhow::bail!(
+                    "{ep} is not a loopback address: anyone who can reach it could try to connect; pass --allow-remote to bind it anyway"
+                );
+            }
+            eprintln!(
+                "warning: {ep} is reachable from other hosts. Peers must present the secret (ZeroMQ PLAIN), but PLAIN does not encrypt: anyone on the network path can read every message and the secret itself. See proto-docs/SECURITY.md."
+            );
+        }
+    }
+    if let Ok(s) = std::env::var(SECRET_ENV) {
+        if !s.is_empty() {
+            return Ok(Some(Secret::new(s)));
+        }
+    }
+    if let Some(path) = &args.secret_file {
+        return Ok(Some(Secret::new(read_secret_file(path)?)));
+    }
+    Ok(Some(Secret::generate()))
+}
+
+/// The host part of `tcp://host:port` is loopback (127.0.0.0/8, ::1, localhost, lo).
+fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint.trim_start_matches("tcp://");
+    let host = match rest.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => rest,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host {
+        "localhost" | "lo" => true,
+        h => h
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the secret file {}: {e}", path.display()))?
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the secret file {} is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the secret file {}: {e}", path.display()))?;
+    let secret = text.trim().to_owned();
+    if secret.len() < 16 {
+        anyhow::bail!(
+            "the secret in {} is shorter than 16 characters",
+            path.display()
+        );
+    }
+    Ok(secret)
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
@@ -167,6 +258,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let promoted = config.promotion.clone();
+        let secret = config.transport.secret.clone();
         let server = app::start(config)?;
         let ready = server.ready().clone();
         discovery::write(
@@ -181,6 +273,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
                 started_at: ready.started_at,
                 protocol_version: PROTOCOL_VERSION,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                secret: secret.as_ref().map(|s| s.expose().to_owned()),
             },
         )?;
         println!(
@@ -201,6 +294,9 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
         }
         println!("  rpc: {}", ready.rpc_endpoint);
         println!("  pub: {}", ready.pub_endpoint);
+        if secret.is_some() {
+            println!("  auth: PLAIN over tcp; the secret is in the discovery file");
+        }
         println!("  discovery: {}", disc_path.display());
         server.run(shutdown_signal()).await;
         discovery::remove_if_ours(disc_path, ready.instance_id);
@@ -228,5 +324,33 @@ async fn shutdown_signal() -> String {
     {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_hosts_count_as_local() {
+        for ep in [
+            "tcp://127.0.0.1:0",
+            "tcp://127.9.9.9:5",
+            "tcp://[::1]:7",
+            "tcp://localhost:1",
+            "tcp://lo:5",
+        ] {
+            assert!(is_loopback(ep), "{ep}");
+        }
+        for ep in [
+            "tcp://0.0.0.0:0",
+            "tcp://*:5",
+            "tcp://10.0.0.1:5",
+            "tcp://[::]:5",
+            "tcp://eth0:5",
+            "tcp://example.com:1",
+        ] {
+            assert!(!is_loopback(ep), "{ep}");
+        }
     }
 }

@@ -20,7 +20,7 @@ pub fn run(args: SessionsArgs, data_dir: &Path) -> i32 {
         Err(code) => return code,
     };
     let ctx = zmq::Context::new();
-    let result = RpcClient::connect(&ctx, &t.rpc, args.client.timeout())
+    let result = RpcClient::connect_with(&ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())
         .and_then(|mut c| c.call("state.sync", json!({})));
     let sync: StateSyncResult = match result
         .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError::BadReply(e.to_string())))

@@ -56,7 +56,13 @@ pub fn run(args: SubArgs, data_dir: &Path) -> i32 {
     let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     let ctx = zmq::Context::new();
     // Wait for the welcomes so that nothing published after this point is missed, and say so.
-    let sub = match Subscriber::connect_live(&ctx, &t.pub_, &refs, args.client.timeout()) {
+    let sub = match Subscriber::connect_live_with(
+        &ctx,
+        &t.pub_,
+        &refs,
+        args.client.timeout(),
+        t.secret.as_deref(),
+    ) {
         Ok((s, seq)) => {
             eprintln!("live: every event after seq {seq} follows");
             s

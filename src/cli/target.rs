@@ -11,6 +11,15 @@ pub struct Target {
     pub pub_: String,
     /// The instance the discovery file names, when the endpoints came from it.
     pub expected_instance: Option<String>,
+    /// The PLAIN secret to present: `ZCOORD_SECRET`, else the discovery file's.
+    pub secret: Option<String>,
+}
+
+/// The variable that gives clients (and `serve`) the secret for tcp endpoints.
+pub const SECRET_ENV: &str = "ZCOORD_SECRET";
+
+fn secret_from_env() -> Option<String> {
+    std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty())
 }
 
 /// Resolves the endpoints, or prints why not and returns the exit code.
@@ -20,6 +29,11 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             rpc: rpc.clone(),
             pub_: pub_.clone(),
             expected_instance: None,
+            secret: secret_from_env().or_else(|| {
+                discovery::read(&discovery::path_in(data_dir))
+                    .ok()
+                    .and_then(|d| d.secret)
+            }),
         });
     }
     let path = discovery::path_in(data_dir);
@@ -37,6 +51,7 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             rpc: args.rpc.clone().unwrap_or(d.endpoints.rpc),
             pub_: args.pub_.clone().unwrap_or(d.endpoints.pub_),
             expected_instance: Some(d.instance_id.to_string()),
+            secret: secret_from_env().or(d.secret),
         }),
         Err(e) => {
             eprintln!("error: {e}\n(is `zcoord serve` running? or pass --rpc/--pub)");

@@ -24,7 +24,7 @@ pub fn run(args: WatchArgs, data_dir: &Path) -> i32 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let mirror = Mirror::start(&t.rpc, &t.pub_, args.client.timeout());
+    let mirror = Mirror::start_with(&t.rpc, &t.pub_, args.client.timeout(), t.secret.clone());
     let deadline = args
         .for_secs
         .map(|s| std::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));

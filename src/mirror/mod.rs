@@ -39,12 +39,18 @@ pub struct Mirror {
 impl Mirror {
     /// Starts mirroring the primary at these endpoints; `timeout` bounds each RPC call.
     pub fn start(rpc: &str, pub_: &str, timeout: Duration) -> Mirror {
+        Self::start_with(rpc, pub_, timeout, None)
+    }
+
+    /// As `start`, presenting the instance's secret (PLAIN) when given: needed over tcp.
+    pub fn start_with(rpc: &str, pub_: &str, timeout: Duration, secret: Option<String>) -> Mirror {
         let replica = Arc::new(Mutex::new(Replica::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, changes) = mpsc::channel();
         let worker = Worker {
             rpc: rpc.to_owned(),
             pub_: pub_.to_owned(),
+            secret,
             timeout,
             replica: replica.clone(),
             stop: stop.clone(),
@@ -85,6 +91,7 @@ impl Drop for Mirror {
 struct Worker {
     rpc: String,
     pub_: String,
+    secret: Option<String>,
     timeout: Duration,
     replica: Arc<Mutex<Replica>>,
     stop: Arc<AtomicBool>,
@@ -103,12 +110,14 @@ impl Worker {
             if self.stopped() {
                 return;
             }
-            match Subscriber::connect_live(&ctx, &self.pub_, &[""], WELCOME_WAIT) {
+            let secret = self.secret.as_deref();
+            match Subscriber::connect_live_with(&ctx, &self.pub_, &[""], WELCOME_WAIT, secret) {
                 Ok((sub, _)) => break sub,
                 Err(e) => tracing::debug!(error = %e, "mirror subscription not live yet"),
             }
         };
-        let Ok(mut rpc) = RpcClient::connect(&ctx, &self.rpc, self.timeout) else {
+        let secret = self.secret.as_deref();
+        let Ok(mut rpc) = RpcClient::connect_with(&ctx, &self.rpc, self.timeout, secret) else {
             return;
         };
         let mut retired: HashSet<InstanceId> = HashSet::new();

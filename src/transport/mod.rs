@@ -3,6 +3,7 @@
 //! here and nothing more: no business logic. Bridged to tokio by bounded queues in both
 //! directions, so neither side ever blocks the other.
 
+pub mod auth;
 pub mod framing;
 pub mod outbound;
 mod server;
@@ -18,6 +19,7 @@ pub use outbound::{Outbound, OutboundSender};
 pub use server::Calls;
 pub use stats::Stats;
 
+use auth::{Secret, ZapHandler};
 use outbound::Signals;
 use server::Server;
 
@@ -43,6 +45,10 @@ pub struct TransportConfig {
     pub outbound_queue: usize,
     /// New subscriptions waiting for their welcome; beyond it they are dropped and counted.
     pub subscription_queue: usize,
+    /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
+    /// by the ZAP handler. `None` is no authentication (ipc, or an embedder's explicit choice;
+    /// `zcoord serve` always sets one for tcp).
+    pub secret: Option<Secret>,
 }
 
 impl Default for TransportConfig {
@@ -59,6 +65,7 @@ impl Default for TransportConfig {
             inbound_queue: 1_024,
             outbound_queue: 65_536,
             subscription_queue: 1_024,
+            secret: None,
         }
     }
 }
@@ -98,7 +105,10 @@ pub struct Transport {
     pub pub_endpoint: String,
     pub outbound: Arc<OutboundSender>,
     pub stats: Arc<Stats>,
+    /// Whether peers must authenticate (PLAIN over tcp).
+    pub authenticated: bool,
     thread: Option<JoinHandle<()>>,
+    zap: Option<ZapHandler>,
     context: Option<zmq::Context>,
 }
 
@@ -107,6 +117,12 @@ impl Transport {
     /// Returns the transport and the receivers of decoded requests and new subscriptions.
     pub fn start(config: &TransportConfig) -> Result<(Transport, Inputs), TransportError> {
         let context = zmq::Context::new();
+        let tcp = is_tcp(&config.rpc_endpoint) || is_tcp(&config.pub_endpoint);
+        // The handler must be bound before a socket that asks it accepts its first peer.
+        let zap = match (&config.secret, tcp) {
+            (Some(secret), true) => Some(ZapHandler::start(&context, secret.clone())?),
+            _ => None,
+        };
         // The hard limit libzmq enforces by disconnecting the peer; between `max_message_bytes` and
         // this, the peer gets a `message_too_large` reply instead.
         let hard_limit = (config.max_message_bytes as i64)
@@ -120,6 +136,9 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
+        if zap.is_some() {
+            auth::require_plain(&router)?;
+        }
         bind(&router, &config.rpc_endpoint)?;
 
         // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
@@ -131,6 +150,9 @@ impl Transport {
         // Subscribers only send subscriptions; anything big from them is hostile.
         publisher.set_maxmsgsize(64 * 1024)?;
         set_heartbeats(&publisher, config)?;
+        if zap.is_some() {
+            auth::require_plain(&publisher)?;
+        }
         bind(&publisher, &config.pub_endpoint)?;
 
         let wake_addr = format!("inproc://zcoord-wake-{}", uuid::Uuid::now_v7());
@@ -169,7 +191,9 @@ impl Transport {
                 pub_endpoint,
                 outbound,
                 stats,
+                authenticated: zap.is_some(),
                 thread: Some(thread),
+                zap,
                 context: Some(context),
             },
             Inputs {
@@ -192,11 +216,18 @@ impl Transport {
             let _ = t.join();
         }
         self.outbound.close_waker();
+        if let Some(zap) = self.zap.take() {
+            zap.stop();
+        }
         // Terminating the context waits for the PUB's linger: this is the bounded drain.
         if let Some(ctx) = self.context.take() {
             drop(ctx);
         }
     }
+}
+
+fn is_tcp(endpoint: &str) -> bool {
+    endpoint.starts_with("tcp://")
 }
 
 fn set_heartbeats(sock: &zmq::Socket, config: &TransportConfig) -> Result<(), zmq::Error> {
