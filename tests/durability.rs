@@ -162,13 +162,13 @@ fn message_list_pages_before_and_after() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
 
-/// Starts `zcoord serve` on tcp with the SQLite store; returns the child and its endpoints.
+/// Starts `zcoord serve` with the SQLite store on its default ipc endpoints (no secret needed:
+/// the 0700 socket directory is the access control); returns the child and its endpoints.
 fn serve_sqlite(dir: &Path, extra: &[&str]) -> (Child, String, String) {
     let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--store", "sqlite", "--heartbeat-interval", "0.05"])
-        .args(["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
