@@ -12,6 +12,7 @@
 //! - [`client`]: a small blocking client used by the CLI and tests.
 //! - [`mirror`]: the mirror client a secondary embeds: a replica kept by the Clone pattern.
 //! - [`cli`]: one file per subcommand.
+//! - [`harness`]: the request path without sockets, for the fuzzer and its corpus replay test.
 
 pub mod app;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod core;
 pub mod discovery;
 pub mod election;
+pub mod harness;
 pub mod mirror;
 pub mod model;
 pub mod protocol;

@@ -114,6 +114,7 @@ fn a_dealer_that_never_reads_does_not_delay_other_clients() {
     let d = spawn_daemon_with(|c| {
         c.transport.router_hwm = ROUTER_HWM;
         c.transport.inbound_queue = 16_384;
+        c.transport.per_peer_pending = 16_384;
         c.model = ModelConfig::Echo {
             token_delay: Duration::ZERO,
         };

@@ -20,6 +20,7 @@ pub mod code {
     pub const INVALID_FRAMES: i64 = -32006;
     pub const MESSAGE_NOT_FOUND: i64 = -32007;
     pub const REPLAY_UNAVAILABLE: i64 = -32008;
+    pub const TOO_MANY_PENDING: i64 = -32009;
 }
 
 /// The `error` member of a response.
@@ -120,6 +121,16 @@ impl RpcError {
         .with_kind("server_busy")
     }
 
+    /// This peer already has `limit` requests waiting for the core: wait for answers first.
+    pub fn too_many_pending(limit: usize) -> Self {
+        RpcError::new(
+            code::TOO_MANY_PENDING,
+            format!("too many requests pending for this client (limit {limit}); wait for replies"),
+        )
+        .with_kind("too_many_pending")
+        .with_data("limit", json!(limit))
+    }
+
     pub fn shutting_down() -> Self {
         RpcError::new(code::SHUTTING_DOWN, "server is shutting down").with_kind("shutting_down")
     }
@@ -194,6 +205,7 @@ mod tests {
             code::INVALID_FRAMES,
             code::MESSAGE_NOT_FOUND,
             code::REPLAY_UNAVAILABLE,
+            code::TOO_MANY_PENDING,
         ];
         let n = all.len();
         all.sort();

@@ -45,6 +45,8 @@ pub struct TransportConfig {
     pub outbound_queue: usize,
     /// New subscriptions waiting for their welcome; beyond it they are dropped and counted.
     pub subscription_queue: usize,
+    /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
+    pub per_peer_pending: usize,
     /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
     /// by the ZAP handler. `None` is no authentication (ipc, or an embedder's explicit choice;
     /// `zcoord serve` always sets one for tcp).
@@ -65,6 +67,7 @@ impl Default for TransportConfig {
             inbound_queue: 1_024,
             outbound_queue: 65_536,
             subscription_queue: 1_024,
+            per_peer_pending: 256,
             secret: None,
         }
     }
@@ -180,6 +183,8 @@ impl Transport {
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
+            per_peer_pending: config.per_peer_pending.max(1),
+            pending: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())

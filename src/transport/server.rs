@@ -3,6 +3,8 @@
 //! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
 //! oversized messages, `server_busy` and `shutting_down`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -32,6 +34,11 @@ pub(super) struct Server {
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
+    /// Requests one peer may have waiting for the core; beyond it that peer gets
+    /// `too_many_pending`, so one flooding peer cannot fill the queue everyone shares.
+    pub per_peer_pending: usize,
+    /// Requests each peer has waiting for the core (answered ones are taken off).
+    pub pending: RefCell<HashMap<Vec<u8>, usize>>,
 }
 
 impl Server {
@@ -81,7 +88,10 @@ impl Server {
     fn flush_outbound(&self) -> bool {
         loop {
             match self.outbound.try_recv() {
-                Ok(Outbound::Reply { route, body }) => self.reply(&route, &body),
+                Ok(Outbound::Reply { route, body }) => {
+                    self.answered(&route);
+                    self.reply(&route, &body)
+                }
                 Ok(Outbound::Event { key, body }) => self.publish(key.as_bytes(), &body),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
@@ -215,7 +225,28 @@ impl Server {
         if self.signals.draining.load(Ordering::SeqCst) {
             return self.refuse(&route, calls, RpcError::shutting_down());
         }
+        let expects_reply = calls.expects_reply();
+        if expects_reply {
+            let waiting = self
+                .pending
+                .borrow()
+                .get(&route.identity)
+                .copied()
+                .unwrap_or(0);
+            if waiting >= self.per_peer_pending {
+                Stats::bump(&self.stats.requests_refused_busy);
+                return self.refuse(
+                    &route,
+                    calls,
+                    RpcError::too_many_pending(self.per_peer_pending),
+                );
+            }
+        }
+        let identity = route.identity.clone();
         match self.inbound.try_send(Inbound { route, calls }) {
+            Ok(()) if expects_reply => {
+                *self.pending.borrow_mut().entry(identity).or_insert(0) += 1;
+            }
             Ok(()) => {}
             Err(TrySendError::Full(inb)) => {
                 Stats::bump(&self.stats.requests_refused_busy);
@@ -223,6 +254,17 @@ impl Server {
             }
             Err(TrySendError::Closed(inb)) => {
                 self.refuse(&inb.route, inb.calls, RpcError::shutting_down())
+            }
+        }
+    }
+
+    /// The core answered one of this peer's requests.
+    fn answered(&self, route: &Route) {
+        let mut pending = self.pending.borrow_mut();
+        if let Some(n) = pending.get_mut(&route.identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(&route.identity);
             }
         }
     }
@@ -255,4 +297,16 @@ pub enum Calls {
     Single(Request),
     /// Each element decoded on its own; invalid ones already carry their error answer.
     Batch(Vec<Result<Request, Response>>),
+}
+
+impl Calls {
+    /// Whether the core will send a reply: anything but notifications only.
+    pub fn expects_reply(&self) -> bool {
+        match self {
+            Calls::Single(req) => req.id.is_some(),
+            Calls::Batch(items) => items
+                .iter()
+                .any(|i| i.as_ref().map_or(true, |req| req.id.is_some())),
+        }
+    }
 }

@@ -297,3 +297,49 @@ pub fn view_of_primary(rpc: &mut RpcClient) -> View {
     let active = sync["active_session_id"].as_str().map(str::to_owned);
     (sessions, active, messages)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw ZMTP, for peers that break the protocol on purpose
+// ---------------------------------------------------------------------------------------------
+
+/// The port of a `tcp://host:port` endpoint.
+pub fn port_of(endpoint: &str) -> u16 {
+    let port = endpoint.rsplit(':').next().expect("a tcp endpoint");
+    port.parse()
+        .unwrap_or_else(|e| panic!("port of {endpoint}: {e}"))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be replayed.
+pub fn garbage(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A ZMTP 3.0 greeting offering the NULL mechanism as a client.
+pub fn zmtp3_greeting() -> Vec<u8> {
+    let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
+    let mut mechanism = b"NULL".to_vec();
+    mechanism.resize(20, 0);
+    g.extend(mechanism);
+    g.push(0); // as-server
+    g.resize(64, 0); // filler
+    g
+}
+
+/// The NULL mechanism's READY command announcing `socket_type`.
+pub fn zmtp3_ready(socket_type: &str) -> Vec<u8> {
+    let mut body = b"\x05READY".to_vec();
+    body.push(11);
+    body.extend(b"Socket-Type");
+    body.extend((socket_type.len() as u32).to_be_bytes());
+    body.extend(socket_type.as_bytes());
+    let mut frame = vec![0x04, body.len() as u8];
+    frame.extend(body);
+    frame
+}
