@@ -1,10 +1,9 @@
 //! The request path without sockets, for the fuzzer (`fuzz/`) and the corpus replay test: frames
 //! in, a reply or a drop out, through the very framing, size limit, decoder, method parser, core
 //! and encoders the server runs, with model reports and ticks fed back so state grows. Also owns
-//! the script format a fuzz input is read as and the invariants every reply and event must keep.
-//! Decides nothing itself and opens no socket; the server does not use it.
+//! the script format a fuzz input is read as and the invariants every reply and event must keep
+//! (`expect`). Decides nothing itself and opens no socket; the server does not use it.
 
-use serde_json::{Map, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -12,14 +11,16 @@ use uuid::Uuid;
 use crate::core::ids::Sequential;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
-use crate::protocol::errors::{code, RpcError};
-use crate::protocol::events::Event;
+use crate::protocol::errors::RpcError;
 use crate::protocol::ids::{InstanceId, TurnId};
-use crate::protocol::jsonrpc::{
-    decode, encode_batch, Id, Incoming, Request, Response, MAX_BATCH_LEN,
-};
+use crate::protocol::jsonrpc::{decode, encode_batch, Id, Incoming, Request, Response};
 use crate::protocol::methods::{Call, DropCounters, Endpoints};
 use crate::transport::framing::{classify, Framed, Route};
+use crate::transport::Calls;
+
+mod expect;
+pub use expect::check_reply;
+use expect::EventChecks;
 
 /// Frames the transport keeps of one message (`MAX_FRAMES_KEPT` in transport/server.rs, private
 /// there); the rest are only counted.
@@ -62,7 +63,7 @@ pub struct Violation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step<'a> {
     Message(Vec<&'a [u8]>),
-    /// `!` op selector text: op picks what happens, selector picks a turn or an amount.
+    /// `!`, then one byte each of `op` and `selector`, then `text`; see [`Harness::control`].
     Control {
         op: u8,
         selector: u8,
@@ -92,10 +93,11 @@ pub struct Harness {
     now: OffsetDateTime,
     /// Every turn the core asked to start, ended or not: reports for ended ones must be ignored.
     turns: Vec<TurnId>,
-    /// `seq` of the last numbered event seen.
-    seq: u64,
-    /// The first event that broke an invariant, for `run` to report.
-    bad_event: Option<String>,
+    events: EventChecks,
+    /// Set by `q`: the actor's loop has ended, so it ticks no more.
+    shut_down: bool,
+    /// The first invariant broken inside the path (an event, the pending count), for `run`.
+    broken: Option<String>,
 }
 
 impl Default for Harness {
@@ -127,13 +129,15 @@ impl Harness {
             core: Core::new(meta, config, Box::new(Sequential::default())),
             now: T0,
             turns: Vec::new(),
-            seq: 0,
-            bad_event: None,
+            events: EventChecks::default(),
+            shut_down: false,
+            broken: None,
         }
     }
 
     /// One ROUTER message, as `transport::server::Server::handle_message` and then
-    /// `app::Actor::on_inbound` treat it (minus the queue between them, which never fills here).
+    /// `app::Actor::on_inbound` treat it. Left out, as nothing ever waits here: the queue between
+    /// them (`server_busy`), the per-peer pending bound and the drain (`shutting_down`).
     pub fn handle(&mut self, frames: &[Vec<u8>]) -> Outcome {
         let total = frames.len();
         let kept = &frames[..total.min(MAX_FRAMES_KEPT)];
@@ -152,10 +156,21 @@ impl Harness {
         }
         // Glue repeated from `Server::handle_message` and `Actor::on_inbound` (both private):
         // which answer a decoded message gets, and that a batch of notifications gets none.
-        let body = match decode(body) {
-            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => Some(resp.to_bytes()),
-            Incoming::Single(Ok(req)) => self.answer(req).map(|r| r.to_bytes()),
-            Incoming::Batch(items) => {
+        let calls = match decode(body) {
+            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
+                return Outcome::Reply {
+                    route,
+                    body: resp.to_bytes(),
+                }
+            }
+            Incoming::Single(Ok(req)) => Calls::Single(req),
+            Incoming::Batch(items) => Calls::Batch(items),
+        };
+        // The transport counts a peer's pending requests by this; a wrong guess leaks the count.
+        let promised = calls.expects_reply();
+        let body = match calls {
+            Calls::Single(req) => self.answer(req).map(|r| r.to_bytes()),
+            Calls::Batch(items) => {
                 let responses: Vec<Response> = items
                     .into_iter()
                     .filter_map(|item| match item {
@@ -166,6 +181,16 @@ impl Harness {
                 encode_batch(&responses)
             }
         };
+        if promised != body.is_some() {
+            let sent = if body.is_some() {
+                "sent"
+            } else {
+                "did not send"
+            };
+            self.broken.get_or_insert_with(|| {
+                format!("Calls::expects_reply() is {promised}, but the actor {sent} a reply")
+            });
+        }
         self.apply_effects();
         match body {
             Some(body) => Outcome::Reply { route, body },
@@ -196,8 +221,12 @@ impl Harness {
         })
     }
 
-    /// A control step: a model report for one of the turns started so far (`selector` picks it;
-    /// with none started, an id no turn has), or a tick of the actor's.
+    /// A control step. Model reports, for the turn `selector` picks among all started so far
+    /// (with none started, an id no turn has): `t` token `text`, `s` tool start, `e` tool end
+    /// (an error when `text` is empty), `u` usage, `f` finished, `x` failed. The actor's own
+    /// inputs: `h` heartbeat, `c` checkpoint, `w` welcome for subscription `text`, `q` shutdown,
+    /// `k` the clock forward by `selector` × 100 ms. Any other op does nothing, and after `q` so do
+    /// the actor's own inputs (its loop has ended).
     pub fn control(&mut self, op: u8, selector: u8, text: &[u8]) {
         let turn = match self.turns.len() {
             0 => TurnId(Uuid::from_u128(u128::from(selector))),
@@ -222,6 +251,8 @@ impl Harness {
             },
             b'f' => ModelEvent::Finished,
             b'x' => ModelEvent::Failed(text),
+            // After shutdown the actor's loop is over: no ticks, only queued requests answered.
+            b'h' | b'c' | b'w' | b'q' if self.shut_down => return,
             b'h' => {
                 self.core.heartbeat(self.now);
                 return self.apply_effects();
@@ -235,6 +266,7 @@ impl Harness {
                 return self.apply_effects();
             }
             b'q' => {
+                self.shut_down = true;
                 self.core.shutdown(&text, self.now);
                 return self.apply_effects();
             }
@@ -264,17 +296,17 @@ impl Harness {
                 }
             };
             checked
-                .and_then(|()| self.bad_event.take().map_or(Ok(()), Err))
+                .and_then(|()| self.broken.take().map_or(Ok(()), Err))
                 .map_err(|what| Violation { step, what })?;
         }
         Ok(())
     }
 
     /// Drains the core's effects after each input, as the actor does, noting started turns and
-    /// checking that events are numbered without gaps and go out as valid envelopes.
+    /// checking every event.
     fn apply_effects(&mut self) {
         if let Err(what) = self.check_effects() {
-            self.bad_event.get_or_insert(what);
+            self.broken.get_or_insert(what);
         }
     }
 
@@ -282,19 +314,7 @@ impl Harness {
         for effect in self.core.take_effects() {
             match effect {
                 Effect::StartTurn(start) => self.turns.push(start.turn_id),
-                Effect::Publish(p) => {
-                    let numbered = !matches!(p.event, Event::InstanceWelcome(_));
-                    let want = if numbered { self.seq + 1 } else { self.seq };
-                    if p.seq != want {
-                        return Err(format!("event {} has seq {}, want {want}", p.key, p.seq));
-                    }
-                    self.seq = want;
-                    let envelope: Value = serde_json::from_slice(&p.body)
-                        .map_err(|e| format!("event {} is not JSON: {e}", p.key))?;
-                    if envelope["seq"] != p.seq {
-                        return Err(format!("event {} envelope seq differs", p.key));
-                    }
-                }
+                Effect::Publish(p) => self.events.check(&p)?,
                 Effect::CancelTurn(_) | Effect::Persist { .. } => {}
             }
         }
@@ -307,144 +327,4 @@ fn error_reply(route: Route, error: RpcError) -> Outcome {
         route,
         body: Response::err(Id::Null, error).to_bytes(),
     }
-}
-
-/// What one message must get back, worked out from the JSON-RPC 2.0 spec and the documented
-/// limits alone (not by calling the decoder), so the decoder is checked rather than trusted.
-enum Expected {
-    /// One response object with this id, and this error code when the code is already known.
-    One(Value, Option<i64>),
-    /// A batch: one response per call that is not a valid notification, ids in order.
-    Batch(Vec<Value>),
-    Nothing,
-}
-
-fn expected(frames: &[Vec<u8>]) -> Expected {
-    let refused = |code| Expected::One(Value::Null, Some(code));
-    let body = match frames {
-        [] => return Expected::Nothing,
-        [_, body] => body,
-        [_, delimiter, body] if delimiter.is_empty() => body,
-        _ => return refused(code::INVALID_FRAMES),
-    };
-    if body.len() > MAX_MESSAGE_BYTES {
-        return refused(code::MESSAGE_TOO_LARGE);
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Err(_) => refused(code::PARSE_ERROR),
-        Ok(Value::Array(items)) if items.is_empty() || items.len() > MAX_BATCH_LEN => {
-            refused(code::INVALID_REQUEST)
-        }
-        Ok(Value::Array(items)) => Expected::Batch(items.iter().filter_map(reply_id).collect()),
-        Ok(call) => match reply_id(&call) {
-            Some(id) => Expected::One(id, None),
-            None => Expected::Nothing,
-        },
-    }
-}
-
-/// The id a call's response must carry, or `None` for a valid notification (never answered).
-fn reply_id(call: &Value) -> Option<Value> {
-    let Value::Object(obj) = call else {
-        return Some(Value::Null);
-    };
-    match obj.get("id") {
-        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id.clone()),
-        Some(_) => Some(Value::Null),
-        None if is_valid_call(obj) => None,
-        None => Some(Value::Null),
-    }
-}
-
-fn is_valid_call(obj: &Map<String, Value>) -> bool {
-    obj.get("jsonrpc") == Some(&Value::from("2.0"))
-        && matches!(obj.get("method"), Some(Value::String(_)))
-        && matches!(
-            obj.get("params"),
-            None | Some(Value::Null | Value::Object(_) | Value::Array(_))
-        )
-}
-
-/// Checks what the path did with `frames` against what the spec says it must.
-pub fn check_reply(frames: &[Vec<u8>], outcome: &Outcome) -> Result<(), String> {
-    let (route, body) = match (outcome, expected(frames)) {
-        (Outcome::Dropped, Expected::Nothing) => return Ok(()),
-        (Outcome::Dropped, Expected::Batch(ids)) if ids.is_empty() => return Ok(()),
-        (Outcome::Dropped, _) => return Err("dropped a message that needs an answer".into()),
-        (Outcome::Reply { route, body }, want) => {
-            let body: Value = serde_json::from_slice(body)
-                .map_err(|e| format!("reply is not JSON: {e}: {}", lossy(body)))?;
-            match (want, &body) {
-                (Expected::Nothing, _) => return Err(format!("answered a notification: {body}")),
-                (Expected::One(id, code), _) => check_response(&body, &id, code)?,
-                (Expected::Batch(ids), Value::Array(items)) if items.len() == ids.len() => {
-                    for (item, id) in items.iter().zip(&ids) {
-                        check_response(item, id, None)?;
-                    }
-                }
-                (Expected::Batch(ids), _) => {
-                    return Err(format!("want a batch of {} responses: {body}", ids.len()))
-                }
-            }
-            (route, body)
-        }
-    };
-    if frames.first() != Some(&route.identity) {
-        return Err(format!("reply routed to the wrong peer: {body}"));
-    }
-    Ok(())
-}
-
-/// A JSON-RPC 2.0 response object with exactly `result` or `error`, echoing `id`.
-fn check_response(resp: &Value, id: &Value, want_code: Option<i64>) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{why}: {resp}"));
-    let Value::Object(obj) = resp else {
-        return bad("response is not an object");
-    };
-    if obj.get("jsonrpc") != Some(&Value::from("2.0")) {
-        return bad("jsonrpc is not \"2.0\"");
-    }
-    if obj.get("id") != Some(id) {
-        return Err(format!("id not echoed: want {id}, got {resp}"));
-    }
-    let code = match (obj.get("result"), obj.get("error")) {
-        (Some(_), None) if obj.len() == 3 => None,
-        (None, Some(Value::Object(e))) if obj.len() == 3 => {
-            let (Some(code), Some(Value::String(_))) = (e.get("code"), e.get("message")) else {
-                return bad("error without an integer code and a message");
-            };
-            let Some(code) = code.as_i64() else {
-                return bad("error code is not an integer");
-            };
-            if !EXPECTED_CODES.contains(&code) {
-                return bad("unexpected error code");
-            }
-            Some(code)
-        }
-        _ => return bad("want exactly one of result and error"),
-    };
-    if want_code.is_some() && code != want_code {
-        return Err(format!("want error code {want_code:?}: {resp}"));
-    }
-    Ok(())
-}
-
-/// Every code in `protocol::errors::code` but -32603: an internal error is always a bug.
-const EXPECTED_CODES: &[i64] = &[
-    code::PARSE_ERROR,
-    code::INVALID_REQUEST,
-    code::METHOD_NOT_FOUND,
-    code::INVALID_PARAMS,
-    code::SESSION_NOT_FOUND,
-    code::SESSION_BUSY,
-    code::MESSAGE_TOO_LARGE,
-    code::SERVER_BUSY,
-    code::SHUTTING_DOWN,
-    code::INVALID_FRAMES,
-    code::MESSAGE_NOT_FOUND,
-    code::REPLAY_UNAVAILABLE,
-];
-
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -12,10 +12,16 @@ fn inputs(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && !is_hidden(p))
         .collect();
     files.sort();
     files
+}
+
+/// Dot files (`.gitkeep`) keep a directory in git; they are not inputs.
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 /// Runs every file of `dir` through a fresh harness; returns how many ran.
