@@ -47,6 +47,8 @@ fn bad_input_catalogue_does_not_disturb_a_streaming_client() {
     let mut client = WellBehaved::new(&d);
 
     let baseline = client.run("baseline", TURNS, || true);
+    println!("\nwell-behaved client, {WORDS} tokens a turn, a ping every ~{PING_EVERY:?}:");
+    baseline.print("baseline");
     let before = drops(&d);
 
     let stop = AtomicBool::new(false);
@@ -97,8 +99,6 @@ fn bad_input_catalogue_does_not_disturb_a_streaming_client() {
         (attack, joiner, reports, flooded)
     });
 
-    println!("\nwell-behaved client, {WORDS} tokens a turn, a ping every ~{PING_EVERY:?}:");
-    baseline.print("baseline");
     attack.print("under attack");
     println!("  a subscriber joining under attack: {joiner}");
     println!("attackers:");
@@ -160,11 +160,18 @@ fn bad_input_catalogue_does_not_disturb_a_streaming_client() {
     assert_eq!(info["running_turns"], 0, "{info}");
     let list = d.call("message.list", json!({"session_id": client.session_id}));
     let messages = list["messages"].as_array().expect("messages");
-    assert_eq!(messages.len(), 2 * client.turns, "{list}");
+    assert_eq!(messages.len(), 2 * client.completed, "{list}");
     assert!(messages.iter().all(|m| m["status"] == "complete"), "{list}");
-    assert_eq!(
-        client.call("after", "instance.ping", json!({}))["status"],
-        "ok"
+    let pong = client.call("after", "instance.ping", json!({}));
+    assert_eq!(pong.map(|p| p["status"].clone()), Some(json!("ok")));
+
+    // Last, so that a failing run has printed all of the above first.
+    let errors = &client.errors;
+    assert!(
+        errors.is_empty(),
+        "the well-behaved client got {} error replies; the first: {:#?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
     );
 }
 
@@ -176,14 +183,20 @@ struct WellBehaved {
     rpc: RpcClient,
     events: Events,
     session_id: String,
-    /// Turns run so far, over all phases.
-    turns: usize,
+    /// Turns started so far, over all phases (they number the turns).
+    started: usize,
+    /// Turns that completed (every turn that started must).
+    completed: usize,
+    /// Every call that failed, in order: there must be none.
+    errors: Vec<String>,
 }
 
 /// What one phase measured.
 struct Timings {
     pings: Vec<Duration>,
     turns: Vec<Duration>,
+    /// Calls that failed.
+    errors: usize,
 }
 
 impl WellBehaved {
@@ -202,7 +215,9 @@ impl WellBehaved {
             rpc,
             events: live_subscriber(&d.ctx, &d.pub_, &prefixes),
             session_id,
-            turns: 0,
+            started: 0,
+            completed: 0,
+            errors: Vec::new(),
         }
     }
 
@@ -211,45 +226,58 @@ impl WellBehaved {
         let mut t = Timings {
             pings: Vec::new(),
             turns: Vec::new(),
+            errors: 0,
         };
+        let errors_before = self.errors.len();
         let deadline = Instant::now() + 3 * WAIT;
-        while t.turns.len() < turns || !enough() {
+        for ran in 0.. {
+            if ran >= turns && enough() {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "{phase}: the attackers never finished a round"
             );
             self.turn(phase, &mut t);
         }
+        t.errors = self.errors.len() - errors_before;
         t
     }
 
-    /// A call that must succeed, within the client's `WAIT`.
-    #[track_caller]
-    fn call(&mut self, phase: &str, method: &str, params: Value) -> Value {
+    /// A call that must succeed (within the client's `WAIT`); a failure is recorded.
+    fn call(&mut self, phase: &str, method: &str, params: Value) -> Option<Value> {
+        let turn = self.started;
         self.rpc
             .call(method, params)
-            .unwrap_or_else(|e| panic!("{phase}: well-behaved {method} (turn {}): {e}", self.turns))
+            .map_err(|e| {
+                self.errors
+                    .push(format!("{phase}, turn {turn}, {method}: {e}"))
+            })
+            .ok()
     }
 
     /// Sends a message, pings while its turn streams and checks the turn arrived whole.
     fn turn(&mut self, phase: &str, t: &mut Timings) {
-        let n = self.turns;
-        self.turns += 1;
+        self.started += 1;
+        let n = self.started;
         let content = (0..WORDS)
             .map(|w| format!("t{n}w{w}"))
             .collect::<Vec<_>>()
             .join(" ");
         let start = Instant::now();
         let params = json!({"session_id": self.session_id, "content": content});
-        let sent = self.call(phase, "message.send", params);
+        let Some(sent) = self.call(phase, "message.send", params) else {
+            return;
+        };
         assert_eq!(sent["ok"], true, "{sent}");
         let turn_id = sent["turn_id"].as_str().expect("turn_id").to_owned();
         let mut got = Vec::new();
         loop {
             let ping_start = Instant::now();
-            let pong = self.call(phase, "instance.ping", json!({}));
-            t.pings.push(ping_start.elapsed());
-            assert_eq!(pong["status"], "ok", "{pong}");
+            if let Some(pong) = self.call(phase, "instance.ping", json!({})) {
+                t.pings.push(ping_start.elapsed());
+                assert_eq!(pong["status"], "ok", "{pong}");
+            }
             if self.collect(&mut got, Instant::now() + PING_EVERY) {
                 break;
             }
@@ -263,6 +291,7 @@ impl WellBehaved {
         }
         t.turns.push(start.elapsed());
         check_turn(&format!("{phase}, turn {n}"), &got, &turn_id, &content);
+        self.completed += 1;
     }
 
     /// Reads events until `until`, or until an assistant message (the turn's last event of the
@@ -341,7 +370,7 @@ impl Timings {
     fn print(&self, phase: &str) {
         println!(
             "  {phase:<13} {:>3} turns: p50 {:>7.1?} p99 {:>7.1?} | {:>5} pings: p50 {:>7.1?} \
-             p99 {:>7.1?} max {:>7.1?}",
+             p99 {:>7.1?} max {:>7.1?} | {} errors",
             self.turns.len(),
             percentile(&self.turns, 0.50),
             percentile(&self.turns, 0.99),
@@ -349,6 +378,7 @@ impl Timings {
             percentile(&self.pings, 0.50),
             percentile(&self.pings, 0.99),
             percentile(&self.pings, 1.0),
+            self.errors,
         );
     }
 }
