@@ -57,6 +57,14 @@ impl Control {
             .cloned()
             .ok_or_else(|| anyhow!("instance.info has no drops"))
     }
+
+    /// Events and replies the server dropped on its own queue to the transport.
+    pub fn outbound_dropped(&mut self) -> anyhow::Result<u64> {
+        self.drops()?
+            .get("outbound_dropped")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("drops has no outbound_dropped"))
+    }
 }
 
 fn string_field(v: &Value, name: &str) -> anyhow::Result<String> {

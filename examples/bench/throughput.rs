@@ -32,6 +32,8 @@ struct Delivered {
     gaps: u64,
     key_len: usize,
     body_len: usize,
+    /// Events the server dropped on its own outbound queue (zcoord only).
+    server_dropped: u64,
 }
 
 impl Delivered {
@@ -47,6 +49,7 @@ impl Delivered {
             gaps: tallies.iter().map(|t| t.gaps).sum(),
             key_len: tallies.first().map_or(0, |t| t.key_len),
             body_len: tallies.first().map_or(0, |t| t.body_len),
+            server_dropped: 0,
         }
     }
 }
@@ -87,11 +90,12 @@ pub fn run(tokens: u64, pad: usize) -> anyhow::Result<()> {
             Ratio(z.rate, b.rate),
         );
         println!(
-            "    runs: zcoord {}; bare {}; zcoord missing {} gaps {}, bare missing {}; server peak RSS {}",
+            "    runs: zcoord {}; bare {}; zcoord missing {} gaps {} (server outbound_dropped {}), bare missing {}; server peak RSS {}",
             rates(&zc),
             rates(&plain),
             zc.iter().map(|d| d.missing).sum::<u64>(),
             zc.iter().map(|d| d.gaps).sum::<u64>(),
+            zc.iter().map(|d| d.server_dropped).sum::<u64>(),
             plain.iter().map(|d| d.missing).sum::<u64>(),
             Mib(peak)
         );
@@ -124,10 +128,14 @@ fn zcoord(subscribers: usize, plan: &TurnPlan) -> anyhow::Result<(Delivered, u64
     };
     let mut readers = Readers::spawn(subscribers, Target::Zcoord, &server.pub_, false, expect);
     readers.wait_live(|| Ok(()))?;
-    Control::connect(&server.rpc)?.start_turn(plan)?;
+    let mut control = Control::connect(&server.rpc)?;
+    control.start_turn(plan)?;
     let tallies = readers.join()?;
-    let peak = server.stop()?;
-    Ok((Delivered::of(&tallies, plan.tokens), peak))
+    let delivered = Delivered {
+        server_dropped: control.outbound_dropped()?,
+        ..Delivered::of(&tallies, plan.tokens)
+    };
+    Ok((delivered, server.stop()?))
 }
 
 fn bare(
