@@ -7,22 +7,30 @@
 This is the Clone pattern of proto-docs/PROTOCOL.md §8, step by step:
 
   1. connect a SUB subscribed to "" (every topic: a gap in `seq` is only visible to a subscriber
-     to everything) and wait until it is live, i.e. its first event (a heartbeat at the latest)
-     has arrived; events published before that would be lost (the "slow joiner");
-  2. `state.sync` over a DEALER: the sessions, the active session, and the `seq` S of the last
+     to everything);
+  2. wait for its welcome: the `instance.welcome` whose key frame and payload `subscription` are
+     "" (other clients' welcomes reach a "" subscriber too, and are ignored). Every event
+     published after it reaches the SUB unless its queue overflows; what came before would be
+     lost (the "slow joiner");
+  3. `state.sync` over a DEALER: the sessions, the active session, and the `seq` S of the last
      event the snapshot reflects; then `message.list` for each session;
-  3. read the events that queued up meanwhile and everything after: drop each with seq <= S,
-     apply the others in order;
-  4. resynchronise (step 2 again, keeping the SUB) when an event's seq is not exactly last + 1
-     (events were lost) or its instance_id is not the snapshot's (the server restarted or a
-     standby took over: a new instance numbers its events from 1 again).
+  4. read the events that queued up meanwhile and everything after: drop each with seq <= S,
+     apply the others in order, ignore `instance.welcome`s;
+  5. repair a gap (an event whose seq is not exactly last + 1: events were lost, e.g. the SUB
+     fell behind its queue) with `events.replay {after_seq: last, instance_id}`, applying what
+     it returns page by page; only if the server no longer holds those events
+     (`replay_unavailable`) resynchronise: step 3 again, keeping the SUB. A welcome is not
+     numbered, its seq repeats the last event's: one above the replica's seq is a gap too.
+     An event of another instance (the server restarted or a standby took over: a new instance
+     numbers its events from 1 again) always means a resync.
 
 Prints one line per change on stdout (`session+ ID "title" n=COUNT STATUS`, `session~ …`,
-`session- ID`, `message+ SESSION ROLE: TEXT`, `active ID`, `resync (reason)`, `snapshot …`), and
-`live` on stderr once the subscription is live. With --dump-after-idle N it prints the replica as
-one JSON line `REPLICA {...}` after N seconds without events (heartbeats do not count) and exits 0.
-Exit codes: 0 replica dumped, 2 usage, 3 no server found (no discovery file, or no event within
---live-timeout), 130 Ctrl-C. Without --dump-after-idle it runs until Ctrl-C, across restarts.
+`session- ID`, `message+ SESSION ROLE: TEXT`, `active ID`, `replay (reason): …`,
+`resync (reason)`, `snapshot …`), and `live` on stderr once the subscription is live. With
+--dump-after-idle N it prints the replica as one JSON line `REPLICA {...}` after N seconds without
+events (heartbeats and welcomes do not count) and exits 0. Exit codes: 0 replica dumped, 2 usage,
+3 no server found (no discovery file, or no welcome within --live-timeout), 130 Ctrl-C. Without
+--dump-after-idle it runs until Ctrl-C, across restarts.
 Requires pyzmq (pip install pyzmq). Never blocks without a timeout.
 """
 
@@ -88,10 +96,12 @@ class RpcError(Exception):
     def __init__(self, error: dict):
         super().__init__(json.dumps(error))
         self.error = error
+        self.code = error.get("code")
+        self.data = error.get("data") or {}
 
     @property
     def kind(self) -> str | None:
-        return (self.error.get("data") or {}).get("kind")
+        return self.data.get("kind")
 
 
 class Rpc:
@@ -136,6 +146,56 @@ def fetch_messages(rpc: Rpc, session_id: str) -> list[dict]:
         if not page.get("has_more") or not page["messages"]:
             return messages
         params = {"session_id": session_id, "after": page["messages"][-1]["id"]}
+
+
+# --- a live subscription --------------------------------------------------------------------
+
+
+def welcome_in(frames: list[bytes]) -> dict | None:
+    """The envelope of an instance.welcome, or None. Its key frame is the subscription."""
+    if len(frames) != 2:
+        return None
+    try:
+        event = json.loads(frames[1])
+        if event.get("topic") != "instance.welcome":
+            return None
+        if event["payload"]["subscription"].encode() != frames[0]:
+            return None
+        return event
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def subscribe_live(ctx: zmq.Context, endpoint: str, prefix: str, timeout: float):
+    """A SUB on `prefix` whose subscription is live: its welcome has arrived. Returns (sub,
+    welcome envelope), or None if that does not happen within `timeout` seconds.
+
+    What arrives before the welcome was published before it, so before any snapshot taken
+    after it: it is dropped. A welcome that is late gets a fresh socket rather than a longer
+    wait: a welcome can be lost like any event, and a new connection is welcomed anew.
+    """
+    deadline = time.monotonic() + timeout
+    attempt = 1.0
+    while True:
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        # A big receive queue: events pile up here while we wait for the snapshot (or a
+        # replay), and anything beyond it would be lost (and cost a repair).
+        sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt_string(zmq.SUBSCRIBE, prefix)
+        sub.connect(endpoint)
+        until = min(deadline, time.monotonic() + attempt)
+        while True:
+            left_ms = int((until - time.monotonic()) * 1000)
+            if left_ms <= 0 or not sub.poll(left_ms, zmq.POLLIN):
+                break
+            welcome = welcome_in(sub.recv_multipart())
+            if welcome and welcome["payload"]["subscription"] == prefix:
+                return sub, welcome
+        sub.close()
+        if time.monotonic() >= deadline:
+            return None
+        attempt = min(attempt * 2, 5.0)
 
 
 # --- the replica ----------------------------------------------------------------------------
@@ -233,7 +293,11 @@ class Replica:
 
 
 class Resync(Exception):
-    """Raised by apply() when the replica can no longer be kept by events alone."""
+    """The replica can no longer be kept by events alone: a new snapshot is needed."""
+
+
+class Gap(Exception):
+    """Events were lost; events.replay may still have them."""
 
 
 class Mirror:
@@ -272,13 +336,49 @@ class Mirror:
             # A standby that took over says so in every heartbeat (PROTOCOL.md §12).
             promoted = event["payload"].get("promoted_from")
             raise Resync(why + (f", promoted from {promoted}" if promoted else ""))
+        if event["topic"] == "instance.welcome":
+            # Not numbered: its seq is the last event's, published before it, which should have
+            # reached us first. Another client's welcome, or ours after a reconnect.
+            if seq > self.last_seq:
+                raise Gap(f"seq gap: welcome at seq {seq}, replica at {self.last_seq}")
+            return False
         if seq <= self.last_seq:
-            return False  # the snapshot already reflects it
+            return False  # the snapshot (or a replay) already reflects it
         if seq != self.last_seq + 1:
-            raise Resync(f"seq gap: expected {self.last_seq + 1}, got {seq}")
+            raise Gap(f"seq gap: expected {self.last_seq + 1}, got {seq}")
         self.last_seq = seq
         self.apply(event["topic"], event["payload"])
         return True
+
+    def repair(self, reason: str) -> int:
+        """Fetches the events after the replica's seq with events.replay and applies them;
+        returns how many were applied.
+
+        Raises Resync when the server no longer has them all (replay_unavailable), or the
+        replay cannot be used (no reply, or not the gap-free run it should be).
+        """
+        params = {"after_seq": self.last_seq, "instance_id": self.replica.instance_id}
+        start, applied = self.last_seq, 0
+        while True:
+            try:
+                page = self.rpc.call("events.replay", params)
+            except RpcError as e:
+                if e.kind == "replay_unavailable":
+                    raise Resync(f"{reason}; replay unavailable: {e.data.get('reason')}") from e
+                raise Resync(f"{reason}; events.replay failed: {e}") from e
+            except RpcTimeout as e:
+                raise Resync(f"{reason}; {e}") from e
+            for event in page["events"]:
+                try:
+                    applied += self.on_event(event)
+                except Gap as e:
+                    raise Resync(f"{reason}; the replay has a gap too ({e})") from e
+            if not page["has_more"]:
+                break
+            params["after_seq"] = page["next_after_seq"]
+        if applied:
+            say(f"replay ({reason}): {applied} events, seq {start} -> {self.last_seq}")
+        return applied
 
     def apply(self, topic: str, p: dict) -> None:
         r = self.replica
@@ -327,7 +427,7 @@ def main() -> int:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="give up (exit 3) if no event at all arrives this long after start (default 30)",
+        help="exit 3 if the subscription is not welcomed within this time (default 30)",
     )
     args = ap.parse_args()
 
@@ -342,23 +442,18 @@ def main() -> int:
         rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
 
     ctx = zmq.Context.instance()
-    # 1. Subscribe to everything, first. A big receive queue: events pile up here while we
-    #    wait for the snapshot, and anything beyond it would be lost (and cost a resync).
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 100_000)
-    sub.setsockopt_string(zmq.SUBSCRIBE, "")
-    sub.connect(pub_ep)
     rpc = Rpc(ctx, rpc_ep, args.timeout_ms)
-
-    # Wait until the subscription is live: its first event, at the latest the next heartbeat.
-    if not sub.poll(int(args.live_timeout * 1000), zmq.POLLIN):
-        note(f"error: no event within {args.live_timeout:g} s on {pub_ep} (is the server running?)")
+    # 1. Subscribe to everything, first. 2. Wait until the subscription is live: its welcome.
+    live = subscribe_live(ctx, pub_ep, "", args.live_timeout)
+    if live is None:
+        note(
+            f"error: no welcome within {args.live_timeout:g} s on {pub_ep} (is the server running?)"
+        )
         return 3
-    sub.recv_multipart()  # published before the snapshot we are about to take: seq <= S
+    sub, _welcome = live
     note("live")
 
-    # 2. Snapshot. 3. Events, in order. 4. Resync on a gap or another instance.
+    # 3. Snapshot. 4. Events, in order. 5. Repair a gap, or resync.
     mirror = Mirror(rpc)
     mirror.sync()
     last_activity = time.monotonic()
@@ -367,6 +462,17 @@ def main() -> int:
         if args.dump_after_idle is not None:
             idle_left = last_activity + args.dump_after_idle - time.monotonic()
             if idle_left <= 0:
+                # Lost events show as a gap only when a later one arrives: the last events of a
+                # burst may be gone with nothing after them yet. Ask before calling it done.
+                try:
+                    if mirror.repair("idle: checking for lost last events"):
+                        last_activity = time.monotonic()
+                        continue
+                except Resync as e:
+                    say(f"resync ({e})")
+                    mirror.sync()
+                    last_activity = time.monotonic()
+                    continue
                 say("REPLICA " + json.dumps(mirror.replica.dump(), sort_keys=True))
                 return 0
             wait_ms = max(1, int(idle_left * 1000))
@@ -375,9 +481,13 @@ def main() -> int:
         body = sub.recv_multipart()[-1]  # frame 1 is the key, frame 2 the JSON envelope
         try:
             event = json.loads(body)
-            if event.get("topic") != "instance.heartbeat":
+            if event.get("topic") not in ("instance.heartbeat", "instance.welcome"):
                 last_activity = time.monotonic()
-            mirror.on_event(event)
+            try:
+                mirror.on_event(event)
+            except Gap as e:
+                mirror.repair(str(e))
+                last_activity = time.monotonic()
             continue
         except Resync as e:
             reason = str(e)

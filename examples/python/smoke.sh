@@ -46,15 +46,66 @@ wait_for() {
 
 "$PY" -c 'import zmq' || fail "pyzmq is not installed (pip install pyzmq)"
 
-# 1. Server, with a fast heartbeat so subscribers learn quickly that they are live.
+# The mirror's replica must equal what the server says now: state.sync + message.list.
+#   compare.py ZCOORD DATA_DIR MIRROR_OUT SESSION_COUNT SID CONTENT...
+# where SID's messages must have exactly the contents CONTENT... (in order).
+cat >"$DIR/compare.py" <<'EOF'
+import json, subprocess, sys
+
+zcoord, data_dir, mirror_out, session_count, sid = sys.argv[1:6]
+want_contents = sys.argv[6:]
+
+
+def call(method, params=None):
+    cmd = [zcoord, "--data-dir", data_dir, "call", method, json.dumps(params or {})]
+    return json.loads(subprocess.run(cmd, capture_output=True, check=True, timeout=10).stdout)
+
+
+lines = [l for l in open(mirror_out) if l.startswith("REPLICA ")]
+assert len(lines) == 1, f"{len(lines)} REPLICA lines"
+replica = json.loads(lines[0][len("REPLICA "):])
+sync = call("state.sync")
+problems = []
+
+
+def check(what, got, want):
+    if got != want:
+        problems.append(f"{what}: mirror has {got!r}, server {want!r}")
+
+
+check("instance_id", replica["instance_id"], sync["instance_id"])
+check("active session", replica["active_session_id"], sync.get("active_session_id"))
+sessions = {
+    s["id"]: {"title": s["title"], "message_count": s["message_count"], "status": s["status"]}
+    for s in sync["sessions"]
+}
+check("sessions", replica["sessions"], sessions)
+for s in sessions:
+    listed = call("message.list", {"session_id": s})["messages"]
+    rows = [{"id": m["id"], "role": m["role"], "content": m["content"]} for m in listed]
+    check(f"messages of {s}", replica["messages"].get(s), rows)
+    check(f"message_count of {s}", sessions[s]["message_count"], len(rows))
+# What the test did.
+check("session count", len(sessions), int(session_count))
+contents = [m["content"] for m in replica["messages"].get(sid, [])]
+check("the test's session", contents, want_contents)
+for p in problems:
+    print(p[:2000])
+n = sum(len(m) for m in replica["messages"].values())
+print(f"{len(sessions)} sessions, {n} messages, active {replica['active_session_id']}")
+sys.exit(1 if problems else 0)
+EOF
+
+# 1. Server. A fast heartbeat, so that the mirror applies heartbeats between the turns' events
+#    too; nothing waits for one (a subscriber is live when its instance.welcome arrives).
 #    `timeout` is only a safety net; it forwards our SIGTERM to the server.
 timeout 60 "$BIN" --data-dir "$DIR" serve --heartbeat-interval 0.2 >"$DIR/serve.log" 2>&1 &
 SERVER=$!
-server_ready() {
+server_ready_in() {
     kill -0 "$SERVER" 2>/dev/null || fail "server exited early"
-    test -s "$DIR/instance.json"
+    test -s "$1/instance.json"
 }
-wait_for 10 server_ready || fail "server did not write $DIR/instance.json"
+wait_for 10 server_ready_in "$DIR" || fail "server did not write $DIR/instance.json"
 echo "ok   server up: $(grep -m1 serving "$DIR/serve.log")"
 
 # 2. call.py: success, an error reply (exit 1), and an unreachable endpoint (exit 3).
@@ -81,11 +132,12 @@ timeout 20 "$PY" "$HERE/call.py" --rpc "ipc://$DIR/nobody.sock" --timeout-ms 300
 [ "$rc" = 3 ] || fail "call.py to a dead endpoint exited $rc, want 3"
 echo "ok   call.py no server -> exit 3"
 
-# 3. tokens.py: wait until its subscription is live (it says "subscribed" after its first
-#    event, a heartbeat), then send; it must print the streamed reply and exit after one turn.
+# 3. tokens.py: wait until its subscription is live (it says "subscribed" once the server has
+#    welcomed its subscriptions), then send; it must print the streamed reply and exit after one
+#    turn.
 timeout 20 "$PY" "$HERE/tokens.py" --data-dir "$DIR" --turns 1 >"$DIR/tokens.out" 2>"$DIR/tokens.err" &
 TOKENS=$!
-wait_for 10 grep -q subscribed "$DIR/tokens.err" || fail "tokens.py never saw a heartbeat"
+wait_for 10 grep -sq subscribed "$DIR/tokens.err" || fail "tokens.py was never welcomed"
 timeout 20 "$BIN" --data-dir "$DIR" send "hello there" >"$DIR/send.out" 2>&1 \
     || fail "zcoord send exited $?"
 rc=0
@@ -95,16 +147,16 @@ TOKENS=""
 grep -qx 'echo: hello there' "$DIR/tokens.out" || fail "tokens.py did not print the reply"
 echo "ok   tokens.py printed: $(cat "$DIR/tokens.out")"
 
-# 4. mirror.py: started before the messages are sent and live (subscribed, first heartbeat seen)
-#    before the first send. It mirrors the session tokens.py saw from its snapshot, the two new
-#    messages from events, and once no event but heartbeats came for 1.5 s prints its replica on a
+# 4. mirror.py: started before the messages are sent and live (welcomed) before the first send.
+#    It mirrors the session tokens.py saw from its snapshot, the two new messages from events,
+#    and once no event but heartbeats (and welcomes) came for 1.5 s prints its replica on a
 #    `REPLICA {json}` line and exits. That replica must equal what the server says now.
 timeout 30 "$PY" "$HERE/mirror.py" --data-dir "$DIR" --dump-after-idle 1.5 \
     >"$DIR/mirror.out" 2>"$DIR/mirror.err" &
 MIRROR=$!
 mirror_live() {
     kill -0 "$MIRROR" 2>/dev/null || fail "mirror.py exited early"
-    grep -qx live "$DIR/mirror.err"
+    grep -sqx live "$DIR/mirror.err"
 }
 wait_for 10 mirror_live || fail "mirror.py never went live"
 timeout 20 "$BIN" --data-dir "$DIR" send "first mirrored message" >"$DIR/send.out" 2>&1 \
@@ -119,54 +171,13 @@ wait "$MIRROR" || rc=$?
 MIRROR=""
 [ "$rc" = 0 ] || fail "mirror.py exited $rc"
 grep -q '^REPLICA ' "$DIR/mirror.out" || fail "mirror.py printed no REPLICA line"
-if grep -q '^resync' "$DIR/mirror.out"; then fail "mirror.py had to resync (it lost events)"; fi
+if grep -qE '^(resync |replay \(seq gap)' "$DIR/mirror.out"; then
+    fail "mirror.py had to repair or resync (it lost events)"
+fi
 rc=0
-timeout 30 "$PY" - "$BIN" "$DIR" "$SID" >"$DIR/out" 2>&1 <<'EOF' || rc=$?
-import json, subprocess, sys
-
-zcoord, data_dir, sid = sys.argv[1:4]
-
-
-def call(method, params=None):
-    cmd = [zcoord, "--data-dir", data_dir, "call", method, json.dumps(params or {})]
-    return json.loads(subprocess.run(cmd, capture_output=True, check=True, timeout=10).stdout)
-
-
-lines = [l for l in open(f"{data_dir}/mirror.out") if l.startswith("REPLICA ")]
-assert len(lines) == 1, f"{len(lines)} REPLICA lines"
-replica = json.loads(lines[0][len("REPLICA "):])
-sync = call("state.sync")
-problems = []
-
-
-def check(what, got, want):
-    if got != want:
-        problems.append(f"{what}: mirror has {got!r}, server {want!r}")
-
-
-check("instance_id", replica["instance_id"], sync["instance_id"])
-check("active session", replica["active_session_id"], sync.get("active_session_id"))
-sessions = {
-    s["id"]: {"title": s["title"], "message_count": s["message_count"], "status": s["status"]}
-    for s in sync["sessions"]
-}
-check("sessions", replica["sessions"], sessions)
-for s in sessions:
-    listed = call("message.list", {"session_id": s})["messages"]
-    rows = [{"id": m["id"], "role": m["role"], "content": m["content"]} for m in listed]
-    check(f"messages of {s}", replica["messages"].get(s), rows)
-    check(f"message_count of {s}", sessions[s]["message_count"], len(rows))
-# What the test did: tokens.py's session and the new one, holding both turns of this step.
-check("session count", len(sessions), 2)
-contents = [m["content"] for m in replica["messages"].get(sid, [])]
-check("new session", contents, ["first mirrored message", "echo: first mirrored message",
-                                "second one", "echo: second one"])
-for p in problems:
-    print(p)
-n = sum(len(m) for m in replica["messages"].values())
-print(f"{len(sessions)} sessions, {n} messages, active {replica['active_session_id']}")
-sys.exit(1 if problems else 0)
-EOF
+timeout 30 "$PY" "$DIR/compare.py" "$BIN" "$DIR" "$DIR/mirror.out" 2 "$SID" \
+    "first mirrored message" "echo: first mirrored message" "second one" "echo: second one" \
+    >"$DIR/out" 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "mirror.py's replica differs from state.sync + message.list"
 echo "ok   mirror.py replica = state.sync + message.list: $(tail -n1 "$DIR/out")"
 
@@ -179,7 +190,59 @@ SERVER=""
 [ ! -e "$DIR/instance.json" ] || fail "discovery file left behind"
 echo "ok   server stopped cleanly"
 
-# 6. Workspaces: with no --data-dir, the server and the examples both map the current directory
+# 6. Repairs: a server whose per-subscriber queue is tiny (--pub-hwm 5) streams a long reply
+#    with no delay between tokens, so both subscribers fall behind and lose events for real.
+#    tokens.py must still print the reply exactly, and mirror.py must repair its seq gaps with
+#    events.replay (not one full resync: the replay ring holds the whole turn) and end equal to
+#    the server.
+HWM="$DIR/hwm"
+mkdir -p "$HWM"
+timeout 60 "$BIN" --data-dir "$HWM" serve --store memory --pub-hwm 5 --token-delay-ms 0 \
+    >"$DIR/serve.log" 2>&1 &
+SERVER=$!
+wait_for 10 server_ready_in "$HWM" || fail "server (--pub-hwm 5) did not write $HWM/instance.json"
+rm -f "$DIR"/mirror.* "$DIR"/tokens.*  # their "live" and "subscribed" are from the steps above
+timeout 30 "$PY" "$HERE/tokens.py" --data-dir "$HWM" --turns 1 >"$DIR/tokens.out" 2>"$DIR/tokens.err" &
+TOKENS=$!
+wait_for 10 grep -sq subscribed "$DIR/tokens.err" || fail "tokens.py was never welcomed"
+# The mirror last: its idle time counts from when it is live.
+timeout 30 "$PY" "$HERE/mirror.py" --data-dir "$HWM" --dump-after-idle 3 \
+    >"$DIR/mirror.out" 2>"$DIR/mirror.err" &
+MIRROR=$!
+wait_for 10 mirror_live || fail "mirror.py never went live"
+TEXT=$(seq -f 'w%g' 0 3999 | paste -sd' ')  # 4000 words: the reply is 4001 tokens
+timeout 20 "$PY" "$HERE/call.py" --data-dir "$HWM" message.send "{\"content\": \"$TEXT\"}" \
+    >"$DIR/out" 2>"$DIR/err" || fail "call.py message.send exited $?"
+SID=$(sed -n 's/^ *"session_id": "\([0-9a-f-]*\)",\{0,1\}$/\1/p' "$DIR/out")
+[ -n "$SID" ] || fail "message.send did not name its session"
+rc=0
+wait "$TOKENS" || rc=$?
+TOKENS=""
+[ "$rc" = 0 ] || fail "tokens.py exited $rc"
+[ "$(wc -l <"$DIR/tokens.out")" = 1 ] && [ "$(cat "$DIR/tokens.out")" = "echo: $TEXT" ] \
+    || fail "tokens.py did not print the reply exactly"
+echo "ok   tokens.py printed the 4001-token reply exactly" \
+    "($(grep -c '^\[replayed tokens' "$DIR/tokens.err" || true) repairs with events.replay)"
+rc=0
+wait "$MIRROR" || rc=$?
+MIRROR=""
+[ "$rc" = 0 ] || fail "mirror.py exited $rc"
+if grep -q '^resync' "$DIR/mirror.out"; then fail "mirror.py resynced instead of replaying"; fi
+REPLAYS=$(grep -c '^replay (seq gap' "$DIR/mirror.out" || true)
+[ "$REPLAYS" -gt 0 ] || fail "mirror.py saw no seq gap: the replay path was not exercised"
+rc=0
+timeout 30 "$PY" "$DIR/compare.py" "$BIN" "$HWM" "$DIR/mirror.out" 1 "$SID" "$TEXT" "echo: $TEXT" \
+    >"$DIR/out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "mirror.py's replica differs from state.sync + message.list"
+echo "ok   mirror.py repaired $REPLAYS seq gaps with events.replay, replica = server:" \
+    "$(tail -n1 "$DIR/out")"
+kill -TERM "$SERVER"
+rc=0
+wait "$SERVER" || rc=$?
+SERVER=""
+[ "$rc" = 0 ] || fail "server (--pub-hwm 5) exited $rc after SIGTERM"
+
+# 7. Workspaces: with no --data-dir, the server and the examples both map the current directory
 #    to the same data directory (FNV-1a of its absolute path), so call.py finds the server.
 mkdir -p "$DIR/home" "$DIR/my workspace"
 (cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" timeout 60 "$BIN" serve --store memory \
