@@ -17,8 +17,8 @@ use super::session::{clip_title, title_from, Message, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, HeartbeatPayload, LlmStartPayload, MessageAppendPayload, PromotedPayload,
-    Published, SessionListPayload, ShutdownPayload, WelcomePayload,
+    EndReason, Event, EventEncoder, HeartbeatPayload, LlmStartPayload, MessageAppendPayload,
+    PromotedPayload, SessionListPayload, ShutdownPayload, WelcomePayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
@@ -90,6 +90,8 @@ pub struct Core {
     pub(super) effects: Vec<Effect>,
     /// Recent events as published, for `events.replay`.
     pub(super) ring: EventRing,
+    /// Reused buffers for encoding events.
+    pub(super) encoder: EventEncoder,
 }
 
 impl Core {
@@ -110,6 +112,7 @@ impl Core {
             promoted_from: None,
             effects: Vec::new(),
             ring,
+            encoder: EventEncoder::default(),
         }
     }
 
@@ -207,7 +210,9 @@ impl Core {
             subscription,
             seq: self.seq,
         });
-        let welcome = Published::new(self.seq, now, event, self.meta.instance_id);
+        let welcome = self
+            .encoder
+            .encode(self.seq, now, event, self.meta.instance_id);
         self.effects.push(Effect::Publish(welcome));
     }
 
@@ -494,7 +499,9 @@ impl Core {
 
     pub(super) fn publish(&mut self, event: Event, now: OffsetDateTime) {
         self.seq += 1;
-        let p = Published::new(self.seq, now, event, self.meta.instance_id);
+        let p = self
+            .encoder
+            .encode(self.seq, now, event, self.meta.instance_id);
         self.ring.push(p.seq, p.key.clone(), p.body.clone());
         self.effects.push(Effect::Publish(p));
     }

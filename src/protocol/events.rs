@@ -204,12 +204,22 @@ impl Event {
     /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event;
     /// for a welcome, the subscription it answers.
     pub fn key(&self) -> String {
+        let mut key = String::new();
+        self.write_key(&mut key);
+        key
+    }
+
+    /// Appends [`Event::key`] to `out`, allocating nothing when `out` has room.
+    pub fn write_key(&self, out: &mut String) {
+        use std::fmt::Write;
         if let Event::InstanceWelcome(w) = self {
-            return w.subscription.clone();
+            out.push_str(&w.subscription);
+            return;
         }
-        match self.session_id() {
-            Some(id) => format!("{}/{}", self.topic(), id),
-            None => self.topic().to_owned(),
+        out.push_str(self.topic());
+        if let Some(id) = self.session_id() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "/{id}");
         }
     }
 
@@ -285,8 +295,35 @@ pub struct ReceivedEnvelope {
 }
 
 impl Published {
-    /// Numbers, stamps and encodes `event` into its two frames.
+    /// Numbers, stamps and encodes `event` into its two frames. For a stream of events use an
+    /// [`EventEncoder`], which reuses its buffers.
     pub fn new(
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: Event,
+        instance_id: InstanceId,
+    ) -> Published {
+        EventEncoder::default().encode(seq, timestamp, event, instance_id)
+    }
+}
+
+/// Scratch capacity kept between events.
+const KEEP_SCRATCH: usize = 64 << 10;
+
+/// Encodes events into [`Published`] frames with reusable scratch buffers: once warm, an event
+/// costs one allocation for its body and none for a key equal to the previous event's (a token
+/// stream repeats its key), instead of a growing buffer copied once more into the shared frame.
+#[derive(Debug, Default)]
+pub struct EventEncoder {
+    body: Vec<u8>,
+    key: String,
+    last_key: Option<Arc<str>>,
+}
+
+impl EventEncoder {
+    /// Numbers, stamps and encodes `event` into its two frames.
+    pub fn encode(
+        &mut self,
         seq: u64,
         timestamp: OffsetDateTime,
         event: Event,
@@ -300,9 +337,26 @@ impl Published {
             timestamp,
             payload: &event,
         };
+        self.body.clear();
         // Serialising these types cannot fail: every map key is a string.
-        let body: Arc<[u8]> = serde_json::to_vec(&env).unwrap_or_default().into();
-        let key: Arc<str> = event.key().into();
+        let body: Arc<[u8]> = match serde_json::to_writer(&mut self.body, &env) {
+            Ok(()) => Arc::from(&self.body[..]),
+            Err(_) => Arc::from(&b""[..]),
+        };
+        // One unusually large event must not pin its size for the life of the process.
+        if self.body.capacity() > KEEP_SCRATCH {
+            self.body = Vec::new();
+        }
+        self.key.clear();
+        event.write_key(&mut self.key);
+        let key = match &self.last_key {
+            Some(last) if **last == *self.key => last.clone(),
+            _ => {
+                let key: Arc<str> = Arc::from(self.key.as_str());
+                self.last_key = Some(key.clone());
+                key
+            }
+        };
         Published {
             seq,
             timestamp,
