@@ -19,18 +19,19 @@ use crate::model::echo::Echo;
 use crate::model::openai::OpenAi;
 use crate::model::runner::{spawn_turn, TurnHandle};
 use crate::model::{Model, ModelError};
-use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::{InstanceId, TurnId};
-use crate::protocol::jsonrpc::{encode_batch, Request, Response};
-use crate::protocol::methods::{Call, Endpoints};
+use crate::protocol::methods::Endpoints;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
-use crate::transport::{Calls, Inbound, Inputs, Outbound, Route, Transport, TransportError};
+use crate::transport::{Inbound, Inputs, Outbound, Route, Transport, TransportError};
 
 /// Model output waiting for the core; a full queue slows the models, not the core.
 const MODEL_QUEUE: usize = 4_096;
+/// Model events taken in one go before their effects are applied: bounds how long requests and
+/// ticks wait behind a fast stream.
+const MODEL_BURST: usize = 256;
 /// How often running turns are considered for a checkpoint.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
 
@@ -205,7 +206,15 @@ impl Server {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv() => actor.on_inbound(inb),
                 Some(sub) = subscriptions.recv() => actor.core.welcome(sub, now()),
-                Some((turn, ev)) = model_rx.recv() => actor.core.model_event(turn, ev, now()),
+                Some((turn, ev)) = model_rx.recv() => {
+                    actor.core.model_event(turn, ev, now());
+                    // Take what else is ready before applying effects: a burst of tokens then
+                    // costs one hand-off to the transport thread instead of one per token.
+                    for _ in 1..MODEL_BURST {
+                        let Ok((turn, ev)) = model_rx.try_recv() else { break };
+                        actor.core.model_event(turn, ev, now());
+                    }
+                }
                 Ok(()) = committed.changed() => actor.release(),
                 _ = heartbeat.tick() => actor.core.heartbeat(now()),
                 _ = checkpoint.tick() => actor.core.checkpoint(now()),
@@ -269,51 +278,13 @@ struct Actor<'t> {
 impl Actor<'_> {
     fn on_inbound(&mut self, inb: Inbound) {
         let Inbound { route, calls } = inb;
-        match calls {
-            Calls::Single(req) => {
-                if let Some(resp) = self.handle(req) {
-                    self.reply(route, resp.to_bytes());
-                }
-            }
-            Calls::Batch(items) => {
-                let responses: Vec<Response> = items
-                    .into_iter()
-                    .filter_map(|item| match item {
-                        Ok(req) => self.handle(req),
-                        Err(resp) => Some(resp),
-                    })
-                    .collect();
-                if let Some(body) = encode_batch(&responses) {
-                    self.reply(route, body);
-                }
-            }
+        let ctx = CallContext {
+            now: now(),
+            drops: self.transport.stats.snapshot(),
+        };
+        if let Some(body) = self.core.answer(calls, &ctx) {
+            self.reply(route, body);
         }
-    }
-
-    /// Runs one call through the core; `None` for a notification.
-    fn handle(&mut self, req: Request) -> Option<Response> {
-        let Request { id, method, params } = req;
-        let outcome = Call::parse(&method, params).and_then(|call| {
-            let ctx = CallContext {
-                now: now(),
-                drops: self.transport.stats.snapshot(),
-            };
-            self.core
-                .call(call, &ctx)
-                .map_err(RpcError::from)
-                .and_then(|reply| {
-                    serde_json::to_value(reply).map_err(|e| RpcError::internal(&e.to_string()))
-                })
-        });
-        match &outcome {
-            Ok(_) => tracing::debug!(%method, "call ok"),
-            Err(e) => tracing::debug!(%method, code = e.code, message = %e.message, "call refused"),
-        }
-        let id = id?;
-        Some(match outcome {
-            Ok(result) => Response::ok(id, result),
-            Err(e) => Response::err(id, e),
-        })
     }
 
     /// Queues a reply after the events and changes its call decided, so a reply never overtakes

@@ -13,10 +13,9 @@ use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::protocol::errors::RpcError;
 use crate::protocol::ids::{InstanceId, TurnId};
-use crate::protocol::jsonrpc::{decode, encode_batch, Id, Incoming, Request, Response};
-use crate::protocol::methods::{Call, DropCounters, Endpoints};
+use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
+use crate::protocol::methods::{DropCounters, Endpoints};
 use crate::transport::framing::{classify, Framed, Route};
-use crate::transport::Calls;
 
 mod expect;
 pub use expect::check_reply;
@@ -154,8 +153,8 @@ impl Harness {
                 RpcError::message_too_large(body.len(), MAX_MESSAGE_BYTES),
             );
         }
-        // Glue repeated from `Server::handle_message` and `Actor::on_inbound` (both private):
-        // which answer a decoded message gets, and that a batch of notifications gets none.
+        // Glue repeated from `Server::handle_message` (private there): which decoded messages
+        // the transport answers itself; the rest go through `Core::answer` as in the server.
         let calls = match decode(body) {
             Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
                 return Outcome::Reply {
@@ -168,19 +167,11 @@ impl Harness {
         };
         // The transport counts a peer's pending requests by this; a wrong guess leaks the count.
         let promised = calls.expects_reply();
-        let body = match calls {
-            Calls::Single(req) => self.answer(req).map(|r| r.to_bytes()),
-            Calls::Batch(items) => {
-                let responses: Vec<Response> = items
-                    .into_iter()
-                    .filter_map(|item| match item {
-                        Ok(req) => self.answer(req),
-                        Err(resp) => Some(resp),
-                    })
-                    .collect();
-                encode_batch(&responses)
-            }
+        let ctx = CallContext {
+            now: self.now,
+            drops: DropCounters::default(),
         };
+        let body = self.core.answer(calls, &ctx);
         if promised != body.is_some() {
             let sent = if body.is_some() {
                 "sent"
@@ -196,29 +187,6 @@ impl Harness {
             Some(body) => Outcome::Reply { route, body },
             None => Outcome::Dropped,
         }
-    }
-
-    /// One call through the core; `None` for a notification. Repeats `app::Actor::handle`
-    /// (private there) line for line, with the harness clock and no transport counters.
-    fn answer(&mut self, req: Request) -> Option<Response> {
-        let Request { id, method, params } = req;
-        let outcome = Call::parse(&method, params).and_then(|call| {
-            let ctx = CallContext {
-                now: self.now,
-                drops: DropCounters::default(),
-            };
-            self.core
-                .call(call, &ctx)
-                .map_err(RpcError::from)
-                .and_then(|reply| {
-                    serde_json::to_value(reply).map_err(|e| RpcError::internal(&e.to_string()))
-                })
-        });
-        let id = id?;
-        Some(match outcome {
-            Ok(result) => Response::ok(id, result),
-            Err(e) => Response::err(id, e),
-        })
     }
 
     /// A control step. Model reports, for the turn `selector` picks among all started so far

@@ -1,6 +1,7 @@
 //! The core state machine: inputs in, effects out. No I/O, no clock reads, no tokio or zmq types;
 //! deterministic under test with [`ids::Sequential`] and hand-picked times.
 
+mod answer;
 pub mod effects;
 pub mod error;
 pub mod ids;

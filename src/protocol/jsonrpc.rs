@@ -211,6 +211,65 @@ pub fn encode_batch(responses: &[Response]) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(responses).unwrap_or_else(|_| INTERNAL_FALLBACK.to_vec()))
 }
 
+/// Encodes a successful answer straight from its typed result, without building a `Value` tree
+/// first (a `state.sync` answer with a thousand sessions is most of a reply's cost). A result
+/// that cannot be serialised, which these types never do, gets an internal error instead.
+pub fn encode_result<T: Serialize>(id: &Id, result: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Success<'a, T> {
+        jsonrpc: Version,
+        id: &'a Id,
+        result: &'a T,
+    }
+    let success = Success {
+        jsonrpc: Version,
+        id,
+        result,
+    };
+    serde_json::to_vec(&success).unwrap_or_else(|e| {
+        Response::err(id.clone(), RpcError::internal(&e.to_string())).to_bytes()
+    })
+}
+
+/// Joins already-encoded answers into a batch answer: a JSON array, or nothing when every call
+/// was a notification.
+pub fn join_batch(answers: &[Vec<u8>]) -> Option<Vec<u8>> {
+    if answers.is_empty() {
+        return None;
+    }
+    let len = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(answer);
+    }
+    out.push(b']');
+    Some(out)
+}
+
+/// The decoded calls of one request frame, on their way to the core.
+#[derive(Debug)]
+pub enum Calls {
+    Single(Request),
+    /// Each element decoded on its own; invalid ones already carry their error answer.
+    Batch(Vec<Result<Request, Response>>),
+}
+
+impl Calls {
+    /// Whether the core will send a reply: anything but notifications only.
+    pub fn expects_reply(&self) -> bool {
+        match self {
+            Calls::Single(req) => req.id.is_some(),
+            Calls::Batch(items) => items
+                .iter()
+                .any(|i| i.as_ref().map_or(true, |req| req.id.is_some())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

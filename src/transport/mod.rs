@@ -14,9 +14,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 
+pub use crate::protocol::jsonrpc::Calls;
 pub use framing::Route;
 pub use outbound::{Outbound, OutboundSender};
-pub use server::Calls;
 pub use stats::Stats;
 
 use auth::{Secret, ZapHandler};

@@ -26,7 +26,8 @@ pub enum Outbound {
 /// Shared between the sender side and the transport thread.
 #[derive(Debug, Default)]
 pub struct Signals {
-    /// A wake-up is in flight; further sends need not send another.
+    /// The transport thread is awake (it clears this, then looks at the queue once more, before
+    /// it sleeps) or a wake-up is already in flight: either way a send need not wake it.
     pub wake_pending: AtomicBool,
     /// Stop taking requests: answer new ones with `shutting_down`.
     pub draining: AtomicBool,

@@ -17,12 +17,14 @@ use super::outbound::{Outbound, Signals};
 use super::stats::Stats;
 use super::Inbound;
 use crate::protocol::errors::RpcError;
-use crate::protocol::jsonrpc::{decode, encode_batch, Id, Incoming, Request, Response};
+use crate::protocol::jsonrpc::{decode, encode_batch, Calls, Id, Incoming, Request, Response};
 
 /// Frames kept of one message; the rest are read and discarded (the count is still known).
 const MAX_FRAMES_KEPT: usize = 4;
 /// Messages read from the ROUTER before looking at the outbound queue again.
 const READ_BURST: usize = 256;
+/// How long the thread stays awake waiting for the core's answer to requests it just passed on.
+const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 pub(super) struct Server {
     pub router: zmq::Socket,
@@ -44,6 +46,12 @@ pub(super) struct Server {
 impl Server {
     pub fn run(self) {
         loop {
+            // About to sleep: from here on a send must wake us. Look once more after clearing
+            // the flag, so nothing queued just before it waits for a wake-up nobody sent.
+            self.signals.wake_pending.store(false, Ordering::SeqCst);
+            if self.flush_outbound() || self.signals.closing.load(Ordering::SeqCst) {
+                break;
+            }
             let (router_ready, wake_ready, pub_ready) = {
                 let mut items = [
                     self.router.as_poll_item(zmq::POLLIN),
@@ -63,17 +71,17 @@ impl Server {
                     }
                 }
             };
+            // Awake: until we clear the flag again, senders need not wake us.
+            self.signals.wake_pending.store(true, Ordering::SeqCst);
             if wake_ready {
                 while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
-                // Clear before draining: a send racing with the drain then wakes us once more.
-                self.signals.wake_pending.store(false, Ordering::SeqCst);
             }
             let disconnected = self.flush_outbound();
             if disconnected || self.signals.closing.load(Ordering::SeqCst) {
                 break;
             }
-            if router_ready {
-                self.read_requests();
+            if router_ready && self.read_requests() > 0 {
+                self.await_reply();
             }
             if pub_ready {
                 self.read_subscriptions();
@@ -84,18 +92,51 @@ impl Server {
         tracing::debug!("transport thread closing sockets");
     }
 
+    /// Requests just went to the core, whose answer usually comes within microseconds: wait for
+    /// it here, awake, for a moment. Sleeping in `poll` instead would cost the core a wake-up
+    /// and the reply a scheduler round trip, which on a quiet server is most of a ping's time.
+    /// Bounded by [`REPLY_SPIN`]; then the usual wake-up path takes over.
+    fn await_reply(&self) {
+        let started = std::time::Instant::now();
+        let mut spins = 0u32;
+        loop {
+            match self.outbound.try_recv() {
+                Ok(msg) => return self.send_one(msg),
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {}
+            }
+            if started.elapsed() >= REPLY_SPIN {
+                return;
+            }
+            spins += 1;
+            // Mostly spin; now and then let a thread waiting for this core run (the core's
+            // own thread may be the one that needs it).
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// Sends everything queued. Returns true when the tokio side has gone away.
     fn flush_outbound(&self) -> bool {
         loop {
             match self.outbound.try_recv() {
-                Ok(Outbound::Reply { route, body }) => {
-                    self.answered(&route);
-                    self.reply(&route, &body)
-                }
-                Ok(Outbound::Event { key, body }) => self.publish(key.as_bytes(), &body),
+                Ok(msg) => self.send_one(msg),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             }
+        }
+    }
+
+    fn send_one(&self, msg: Outbound) {
+        match msg {
+            Outbound::Reply { route, body } => {
+                self.answered(&route);
+                self.reply(&route, &body)
+            }
+            Outbound::Event { key, body } => self.publish(key.as_bytes(), &body),
         }
     }
 
@@ -159,13 +200,16 @@ impl Server {
         self.reply(route, &Response::err(Id::Null, error).to_bytes());
     }
 
-    fn read_requests(&self) {
+    /// Reads a burst of requests; returns how many went to the core.
+    fn read_requests(&self) -> usize {
+        let mut to_core = 0;
         for _ in 0..READ_BURST {
             let Some((frames, total)) = self.recv_message() else {
-                return;
+                break;
             };
-            self.handle_message(&frames, total);
+            to_core += usize::from(self.handle_message(&frames, total));
         }
+        to_core
     }
 
     /// Reads one whole multipart message without blocking; keeps at most `MAX_FRAMES_KEPT` frames.
@@ -196,34 +240,39 @@ impl Server {
         }
     }
 
-    fn handle_message(&self, frames: &[Vec<u8>], total: usize) {
+    /// Answers or passes on one request; true when it went to the core and awaits its reply.
+    fn handle_message(&self, frames: &[Vec<u8>], total: usize) -> bool {
         let (route, body) = match classify(frames, total) {
             Framed::Request { route, body } => (route, body),
             Framed::BadShape { route, frames } => {
                 tracing::debug!(frames, "request with wrong frame count");
-                return self.reply_error(&route, RpcError::invalid_frames(frames));
+                self.reply_error(&route, RpcError::invalid_frames(frames));
+                return false;
             }
             Framed::Unroutable => {
                 Stats::bump(&self.stats.requests_dropped);
-                return;
+                return false;
             }
         };
         if body.len() > self.max_message_bytes {
             tracing::debug!(size = body.len(), "request over the size limit");
-            return self.reply_error(
+            self.reply_error(
                 &route,
                 RpcError::message_too_large(body.len(), self.max_message_bytes),
             );
+            return false;
         }
         let calls = match decode(body) {
             Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
-                return self.reply(&route, &resp.to_bytes());
+                self.reply(&route, &resp.to_bytes());
+                return false;
             }
             Incoming::Single(Ok(req)) => Calls::Single(req),
             Incoming::Batch(items) => Calls::Batch(items),
         };
         if self.signals.draining.load(Ordering::SeqCst) {
-            return self.refuse(&route, calls, RpcError::shutting_down());
+            self.refuse(&route, calls, RpcError::shutting_down());
+            return false;
         }
         let expects_reply = calls.expects_reply();
         if expects_reply {
@@ -235,25 +284,29 @@ impl Server {
                 .unwrap_or(0);
             if waiting >= self.per_peer_pending {
                 Stats::bump(&self.stats.requests_refused_busy);
-                return self.refuse(
+                self.refuse(
                     &route,
                     calls,
                     RpcError::too_many_pending(self.per_peer_pending),
                 );
+                return false;
             }
         }
         let identity = route.identity.clone();
         match self.inbound.try_send(Inbound { route, calls }) {
             Ok(()) if expects_reply => {
                 *self.pending.borrow_mut().entry(identity).or_insert(0) += 1;
+                true
             }
-            Ok(()) => {}
+            Ok(()) => false,
             Err(TrySendError::Full(inb)) => {
                 Stats::bump(&self.stats.requests_refused_busy);
                 self.refuse(&inb.route, inb.calls, RpcError::server_busy());
+                false
             }
             Err(TrySendError::Closed(inb)) => {
-                self.refuse(&inb.route, inb.calls, RpcError::shutting_down())
+                self.refuse(&inb.route, inb.calls, RpcError::shutting_down());
+                false
             }
         }
     }
@@ -287,26 +340,6 @@ impl Server {
                     self.reply(route, &body);
                 }
             }
-        }
-    }
-}
-
-/// The decoded calls of one request frame, on their way to the core.
-#[derive(Debug)]
-pub enum Calls {
-    Single(Request),
-    /// Each element decoded on its own; invalid ones already carry their error answer.
-    Batch(Vec<Result<Request, Response>>),
-}
-
-impl Calls {
-    /// Whether the core will send a reply: anything but notifications only.
-    pub fn expects_reply(&self) -> bool {
-        match self {
-            Calls::Single(req) => req.id.is_some(),
-            Calls::Batch(items) => items
-                .iter()
-                .any(|i| i.as_ref().map_or(true, |req| req.id.is_some())),
         }
     }
 }
