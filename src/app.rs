@@ -277,7 +277,12 @@ struct Actor<'t> {
 
 impl Actor<'_> {
     fn on_inbound(&mut self, inb: Inbound) {
-        let Inbound { route, calls } = inb;
+        // `_slot` gives the request's place back to its peer once it has been answered.
+        let Inbound {
+            route,
+            calls,
+            slot: _slot,
+        } = inb;
         let ctx = CallContext {
             now: now(),
             drops: self.transport.stats.snapshot(),

@@ -338,3 +338,88 @@ fn a_stalled_subscriber_does_not_cost_a_live_one_any_event() {
         "ok"
     );
 }
+
+/// Sends `n` pings on `dealer` without waiting, then reads every answer: (ok, too_many_pending).
+fn pipelined_pings(dealer: &zmq::Socket, n: u64) -> (u64, u64) {
+    for id in 0..n {
+        dealer
+            .send(request(id, "instance.ping", json!({})), 0)
+            .expect("send");
+    }
+    let (mut ok, mut refused) = (0, 0);
+    let mut seen = HashSet::new();
+    for _ in 0..n {
+        let frames = recv_within(dealer, WAIT).expect("every pipelined ping is answered");
+        let reply: Value = serde_json::from_slice(&frames[0]).expect("reply is JSON");
+        assert!(seen.insert(reply["id"].as_u64().expect("id")), "{reply}");
+        match reply["error"]["data"]["kind"].as_str() {
+            None => ok += 1,
+            Some("too_many_pending") => {
+                assert_eq!(reply["error"]["code"], -32009, "{reply}");
+                assert_eq!(reply["error"]["data"]["limit"], 1, "{reply}");
+                refused += 1;
+            }
+            Some(other) => panic!("unexpected error {other}: {reply}"),
+        }
+    }
+    (ok, refused)
+}
+
+#[test]
+fn a_peer_over_its_pending_bound_is_refused_and_its_slots_come_back() {
+    // One request in flight per peer: a pipelined burst must overrun it (the transport reads a
+    // burst in microseconds; the core needs waking), and every answer still arrives.
+    let d = spawn_daemon_with(|c| c.transport.per_peer_pending = 1);
+    let dealer = d.raw(zmq::DEALER);
+    let (ok, refused) = pipelined_pings(&dealer, 2_000);
+    assert!(
+        refused > 0,
+        "2,000 pipelined pings never found one in flight"
+    );
+    assert!(ok > 0, "some pings reached the core");
+    // Every slot was given back: the same peer's calls, one at a time, are all answered.
+    for id in 0..50 {
+        dealer
+            .send(request(10_000 + id, "instance.ping", json!({})), 0)
+            .unwrap();
+        let frames = recv_within(&dealer, WAIT).expect("answer");
+        let (got, result) = result_of(&frames);
+        assert_eq!((got, result["status"].as_str()), (10_000 + id, Some("ok")));
+    }
+    // Another peer was never affected by the first one's count.
+    assert_eq!(
+        d.client().call("instance.ping", json!({})).unwrap()["status"],
+        "ok"
+    );
+}
+
+#[test]
+fn replies_lost_before_the_transport_do_not_use_up_a_peer_s_slots() {
+    // An outbound queue of 2 drops most answers to a pipelined burst before they reach the
+    // transport thread. Those requests' slots must still come back, or the peer (allowed one
+    // request in flight) would be refused for ever after.
+    let d = spawn_daemon_with(|c| {
+        c.transport.per_peer_pending = 1;
+        c.transport.outbound_queue = 2;
+    });
+    let dealer = d.raw(zmq::DEALER);
+    for id in 0..2_000 {
+        dealer
+            .send(request(id, "instance.ping", json!({})), 0)
+            .unwrap();
+    }
+    // Read whatever comes back until the burst is over (answers may be lost: that is the point).
+    while recv_within(&dealer, Duration::from_millis(500)).is_some() {}
+    for id in 0..20 {
+        dealer
+            .send(request(10_000 + id, "instance.ping", json!({})), 0)
+            .unwrap();
+        let frames = recv_within(&dealer, WAIT).expect("answer after the burst");
+        let (got, result) = result_of(&frames);
+        assert_eq!((got, result["status"].as_str()), (10_000 + id, Some("ok")));
+    }
+    assert!(
+        counter(&drops(&d), "outbound_dropped") > 0,
+        "the burst never overflowed the outbound queue: this test tested nothing"
+    );
+}

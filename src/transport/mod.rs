@@ -6,9 +6,11 @@
 pub mod auth;
 pub mod framing;
 pub mod outbound;
+mod pending;
 mod server;
 pub mod stats;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,6 +23,8 @@ pub use stats::Stats;
 
 use auth::{Secret, ZapHandler};
 use outbound::Signals;
+use pending::Pending;
+pub use pending::Slot;
 use server::Server;
 
 /// Socket options and queue sizes.
@@ -67,7 +71,7 @@ impl Default for TransportConfig {
             inbound_queue: 1_024,
             outbound_queue: 65_536,
             subscription_queue: 1_024,
-            per_peer_pending: 256,
+            per_peer_pending: 64,
             secret: None,
         }
     }
@@ -78,6 +82,8 @@ impl Default for TransportConfig {
 pub struct Inbound {
     pub route: Route,
     pub calls: Calls,
+    /// The request's place in its peer's pending count; given back when this is dropped.
+    pub slot: Option<Slot>,
 }
 
 /// What the transport hands the core: requests, and subscriptions that just became live at the
@@ -183,8 +189,7 @@ impl Transport {
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
-            per_peer_pending: config.per_peer_pending.max(1),
-            pending: Default::default(),
+            pending: RefCell::new(Pending::new(config.per_peer_pending)),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())

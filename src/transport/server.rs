@@ -4,7 +4,6 @@
 //! oversized messages, `server_busy` and `shutting_down`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::framing::{classify, Framed, Route};
 use super::outbound::{Outbound, Signals};
+use super::pending::Pending;
 use super::stats::Stats;
 use super::Inbound;
 use crate::protocol::errors::RpcError;
@@ -36,11 +36,9 @@ pub(super) struct Server {
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
-    /// Requests one peer may have waiting for the core; beyond it that peer gets
+    /// Requests each peer has waiting for the core; beyond the limit that peer gets
     /// `too_many_pending`, so one flooding peer cannot fill the queue everyone shares.
-    pub per_peer_pending: usize,
-    /// Requests each peer has waiting for the core (answered ones are taken off).
-    pub pending: RefCell<HashMap<Vec<u8>, usize>>,
+    pub pending: RefCell<Pending>,
 }
 
 impl Server {
@@ -132,10 +130,7 @@ impl Server {
 
     fn send_one(&self, msg: Outbound) {
         match msg {
-            Outbound::Reply { route, body } => {
-                self.answered(&route);
-                self.reply(&route, &body)
-            }
+            Outbound::Reply { route, body } => self.reply(&route, &body),
             Outbound::Event { key, body } => self.publish(key.as_bytes(), &body),
         }
     }
@@ -274,31 +269,21 @@ impl Server {
             self.refuse(&route, calls, RpcError::shutting_down());
             return false;
         }
-        let expects_reply = calls.expects_reply();
-        if expects_reply {
-            let waiting = self
-                .pending
-                .borrow()
-                .get(&route.identity)
-                .copied()
-                .unwrap_or(0);
-            if waiting >= self.per_peer_pending {
+        let slot = if calls.expects_reply() {
+            let slot = self.pending.borrow_mut().take(&route.identity);
+            if slot.is_none() {
                 Stats::bump(&self.stats.requests_refused_busy);
-                self.refuse(
-                    &route,
-                    calls,
-                    RpcError::too_many_pending(self.per_peer_pending),
-                );
+                let limit = self.pending.borrow().limit();
+                self.refuse(&route, calls, RpcError::too_many_pending(limit));
                 return false;
             }
-        }
-        let identity = route.identity.clone();
-        match self.inbound.try_send(Inbound { route, calls }) {
-            Ok(()) if expects_reply => {
-                *self.pending.borrow_mut().entry(identity).or_insert(0) += 1;
-                true
-            }
-            Ok(()) => false,
+            slot
+        } else {
+            None
+        };
+        let awaits_reply = slot.is_some();
+        match self.inbound.try_send(Inbound { route, calls, slot }) {
+            Ok(()) => awaits_reply,
             Err(TrySendError::Full(inb)) => {
                 Stats::bump(&self.stats.requests_refused_busy);
                 self.refuse(&inb.route, inb.calls, RpcError::server_busy());
@@ -307,17 +292,6 @@ impl Server {
             Err(TrySendError::Closed(inb)) => {
                 self.refuse(&inb.route, inb.calls, RpcError::shutting_down());
                 false
-            }
-        }
-    }
-
-    /// The core answered one of this peer's requests.
-    fn answered(&self, route: &Route) {
-        let mut pending = self.pending.borrow_mut();
-        if let Some(n) = pending.get_mut(&route.identity) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                pending.remove(&route.identity);
             }
         }
     }
