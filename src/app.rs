@@ -32,6 +32,8 @@ const MODEL_QUEUE: usize = 4_096;
 /// Model events taken in one go before their effects are applied: bounds how long requests and
 /// ticks wait behind a fast stream.
 const MODEL_BURST: usize = 256;
+/// How long shutdown waits for room in the transport's queue for what is still held.
+const SHUTDOWN_ROOM_WAIT: Duration = Duration::from_secs(2);
 /// How often running turns are considered for a checkpoint.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
 
@@ -202,11 +204,15 @@ impl Server {
         tokio::pin!(shutdown);
 
         let reason = loop {
+            let waiting = actor.waiting_for_room();
             tokio::select! {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv() => actor.on_inbound(inb),
                 Some(sub) = subscriptions.recv() => actor.core.welcome(sub, now()),
-                Some((turn, ev)) = model_rx.recv() => {
+                // While the transport's queue is short of room, model output waits in its own
+                // queue (slowing the models) rather than piling up here or being dropped.
+                () = transport.outbound.room(), if waiting => actor.release(),
+                Some((turn, ev)) = model_rx.recv(), if !waiting => {
                     actor.core.model_event(turn, ev, now());
                     // Take what else is ready before applying effects: a burst of tokens then
                     // costs one hand-off to the transport thread instead of one per token.
@@ -236,11 +242,22 @@ impl Server {
             .await
             .unwrap_or(0);
         let mut unsaved = 0;
+        // The transport thread is still sending: wait for room rather than drop (bounded).
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_ROOM_WAIT;
         for (needs, msg) in held {
-            if needs <= last {
-                transport.outbound.send(msg);
-            } else {
+            if needs > last {
                 unsaved += 1;
+                continue;
+            }
+            let mut msg = msg;
+            while let Err(back) = transport.outbound.try_send(msg) {
+                if tokio::time::Instant::now() >= deadline {
+                    transport.outbound.send(back);
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(10), transport.outbound.room())
+                    .await;
+                msg = back;
             }
         }
         if unsaved > 0 {
@@ -303,18 +320,38 @@ impl Actor<'_> {
     /// otherwise holds it, in order.
     fn send(&mut self, msg: Outbound) {
         if self.held.is_empty() && *self.committed.borrow() >= self.required {
-            self.transport.outbound.send(msg);
+            // A full queue keeps the message here, in order, until the transport has room:
+            // the loop stops taking model output meanwhile, so this stays bounded.
+            if let Err(msg) = self.transport.outbound.try_send(msg) {
+                self.held.push_back((0, msg));
+            }
         } else {
             self.held.push_back((self.required, msg));
         }
     }
 
-    /// Sends the held messages whose changes are now committed.
+    /// Whether output is waiting for room in the transport's queue (it is over half full, or
+    /// a message the store has released could not be queued). Model output then waits too.
+    fn waiting_for_room(&self) -> bool {
+        self.transport.outbound.congested()
+            || self
+                .held
+                .front()
+                .is_some_and(|(needs, _)| *needs <= *self.committed.borrow())
+    }
+
+    /// Sends the held messages whose changes are now committed, as far as the transport's queue
+    /// has room: the rest go when it has drained (the `room` arm of the loop calls this again).
     fn release(&mut self) {
         let done = *self.committed.borrow_and_update();
-        while self.held.front().is_some_and(|(needs, _)| *needs <= done) {
-            if let Some((_, msg)) = self.held.pop_front() {
-                self.transport.outbound.send(msg);
+        while let Some((needs, msg)) = self.held.pop_front() {
+            if needs > done {
+                self.held.push_front((needs, msg));
+                break;
+            }
+            if let Err(msg) = self.transport.outbound.try_send(msg) {
+                self.held.push_front((needs, msg));
+                break;
             }
         }
     }

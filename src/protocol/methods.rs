@@ -324,7 +324,8 @@ pub struct Endpoints {
 pub struct DropCounters {
     /// Replies not delivered: the peer was gone or its queue was full.
     pub replies_dropped: u64,
-    /// Events or replies the core could not hand to the transport thread (its queue was full).
+    /// Events the PUB refused, and output still not handed to the transport thread 2 s into
+    /// shutdown (a full queue otherwise holds output back; it never drops it).
     pub outbound_dropped: u64,
     /// Requests refused with `server_busy` because the core's input queue was full.
     pub requests_refused_busy: u64,

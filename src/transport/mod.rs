@@ -194,7 +194,13 @@ impl Transport {
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())
             .spawn(move || server.run())?;
-        let outbound = Arc::new(OutboundSender::new(out_tx, waker, signals, stats.clone()));
+        let outbound = Arc::new(OutboundSender::new(
+            out_tx,
+            config.outbound_queue,
+            waker,
+            signals,
+            stats.clone(),
+        ));
         Ok((
             Transport {
                 rpc_endpoint,

@@ -1,8 +1,10 @@
 //! The tokio side's handle for sending through the transport thread: a bounded queue plus an
 //! `inproc://` wake-up, coalesced so a burst of sends costs one wake-up. Never blocks: when the
-//! queue is full the message is dropped and counted.
+//! queue is full the message is dropped and counted. Tells its owner when the queue is filling
+//! ([`OutboundSender::congested`]) and when it has room again, so model output can wait upstream
+//! instead of being dropped here.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -33,10 +35,31 @@ pub struct Signals {
     pub draining: AtomicBool,
     /// Send what is queued, then close the sockets and exit.
     pub closing: AtomicBool,
+    /// Messages in the queue (sent and not yet taken by the transport thread).
+    pub queued: AtomicUsize,
+    /// The sender is waiting for room; the transport thread notifies `room` when it has drained.
+    pub needs_room: AtomicBool,
+    pub room: tokio::sync::Notify,
+}
+
+impl Signals {
+    /// The transport thread took a message off the queue.
+    pub fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The transport thread emptied the queue: release a sender waiting for room.
+    pub fn drained(&self) {
+        if self.needs_room.swap(false, Ordering::SeqCst) {
+            self.room.notify_one();
+        }
+    }
 }
 
 pub struct OutboundSender {
     tx: SyncSender<Outbound>,
+    /// Queue length above which the queue counts as congested.
+    high_water: usize,
     /// The connected end of the wake-up PAIR. A libzmq socket may move between threads but not be
     /// used by two at once, hence the mutex; it is only taken for one non-blocking send.
     waker: Mutex<Option<zmq::Socket>>,
@@ -47,31 +70,79 @@ pub struct OutboundSender {
 impl OutboundSender {
     pub(super) fn new(
         tx: SyncSender<Outbound>,
+        capacity: usize,
         waker: zmq::Socket,
         signals: Arc<Signals>,
         stats: Arc<Stats>,
     ) -> Self {
         OutboundSender {
             tx,
+            high_water: capacity / 2,
             waker: Mutex::new(Some(waker)),
             signals,
             stats,
         }
     }
 
+    /// Queues `msg`, or gives it back if the queue is full (nothing is counted: the caller keeps
+    /// it and tries again after [`OutboundSender::room`]).
+    pub fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+        self.signals.queued.fetch_add(1, Ordering::SeqCst);
+        let result = match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => {
+                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
+                // The caller will wait for room: make sure the drain is announced.
+                self.signals.needs_room.store(true, Ordering::SeqCst);
+                Err(msg)
+            }
+            // The transport thread is gone: nothing will ever send it.
+            Err(TrySendError::Disconnected(_)) => {
+                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        self.wake();
+        result
+    }
+
     /// Queues `msg`; drops and counts it if the queue is full. Returns whether it was queued.
     pub fn send(&self, msg: Outbound) -> bool {
+        // Counted before the send, so the transport thread never takes one it has not counted.
+        self.signals.queued.fetch_add(1, Ordering::SeqCst);
         let queued = match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
+                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
                 Stats::bump(&self.stats.outbound_dropped);
                 tracing::warn!("transport queue full: message dropped");
                 false
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(_)) => {
+                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
+                false
+            }
         };
         self.wake();
         queued
+    }
+
+    /// Whether the queue is more than half full. When it is, this also asks the transport
+    /// thread to signal [`OutboundSender::room`] once it has emptied the queue: a caller that
+    /// sees `true` may wait for that instead of adding more.
+    pub fn congested(&self) -> bool {
+        if self.signals.queued.load(Ordering::SeqCst) <= self.high_water {
+            return false;
+        }
+        // Ask first, then look again: a drain finishing between the two cannot be missed.
+        self.signals.needs_room.store(true, Ordering::SeqCst);
+        self.signals.queued.load(Ordering::SeqCst) > self.high_water
+    }
+
+    /// Resolves after the transport thread has emptied the queue (or at once if it did since
+    /// the last [`OutboundSender::congested`] that returned `true`).
+    pub async fn room(&self) {
+        self.signals.room.notified().await;
     }
 
     pub fn drain(&self) {

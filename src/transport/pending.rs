@@ -94,9 +94,11 @@ mod tests {
     fn idle_peers_are_forgotten_but_busy_ones_kept() {
         let mut p = Pending::new(4);
         let held = p.take(b"busy").expect("slot");
-        for i in 0..SWEEP_AT {
+        // Fill up to the sweep threshold (the busy peer is one of them).
+        for i in 1..SWEEP_AT {
             drop(p.take(format!("peer-{i}").as_bytes()));
         }
+        assert_eq!(p.tracked(), SWEEP_AT);
         // The next new peer sweeps: only the busy one and the newcomer remain.
         let _new = p.take(b"new").expect("slot");
         assert_eq!(p.tracked(), 2);

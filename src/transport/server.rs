@@ -122,13 +122,17 @@ impl Server {
         loop {
             match self.outbound.try_recv() {
                 Ok(msg) => self.send_one(msg),
-                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Empty) => {
+                    self.signals.drained();
+                    return false;
+                }
                 Err(TryRecvError::Disconnected) => return true,
             }
         }
     }
 
     fn send_one(&self, msg: Outbound) {
+        self.signals.taken();
         match msg {
             Outbound::Reply { route, body } => self.reply(&route, &body),
             Outbound::Event { key, body } => self.publish(key.as_bytes(), &body),
