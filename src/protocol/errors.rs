@@ -81,6 +81,35 @@ impl RpcError {
         .with_data("field", json!(field))
     }
 
+    /// -32602 for a param over one of the bounds in `protocol::limits`: `data.kind` names the
+    /// bound, `data.limit` and `data.actual` give it and what came (in the bound's unit).
+    fn over_limit(field: &str, kind: &str, what: String, actual: usize, limit: usize) -> Self {
+        RpcError::invalid_params(field, &format!("{what}, over the limit of {limit}"))
+            .with_kind(kind)
+            .with_data("limit", json!(limit))
+            .with_data("actual", json!(actual))
+    }
+
+    pub fn params_too_deep(depth: usize, limit: usize) -> Self {
+        let what = format!("nested {depth} deep");
+        Self::over_limit("params", "params_too_deep", what, depth, limit)
+    }
+
+    pub fn params_too_large(bytes: usize, limit: usize) -> Self {
+        let what = format!("{bytes} bytes");
+        Self::over_limit("params", "params_too_large", what, bytes, limit)
+    }
+
+    pub fn title_too_long(chars: usize, limit: usize) -> Self {
+        let what = format!("{chars} characters");
+        Self::over_limit("title", "title_too_long", what, chars, limit)
+    }
+
+    pub fn content_too_long(bytes: usize, limit: usize) -> Self {
+        let what = format!("{bytes} bytes");
+        Self::over_limit("content", "content_too_long", what, bytes, limit)
+    }
+
     pub fn internal(detail: &str) -> Self {
         RpcError::new(code::INTERNAL_ERROR, format!("internal error: {detail}"))
     }
