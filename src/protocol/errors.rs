@@ -21,6 +21,7 @@ pub mod code {
     pub const MESSAGE_NOT_FOUND: i64 = -32007;
     pub const REPLAY_UNAVAILABLE: i64 = -32008;
     pub const TOO_MANY_PENDING: i64 = -32009;
+    pub const TOO_MANY_SESSIONS: i64 = -32010;
 }
 
 /// The `error` member of a response.
@@ -160,6 +161,17 @@ impl RpcError {
         .with_data("limit", json!(limit))
     }
 
+    /// The server already holds `limit` sessions: delete one before creating another.
+    pub fn too_many_sessions(count: usize, limit: usize) -> Self {
+        RpcError::new(
+            code::TOO_MANY_SESSIONS,
+            format!("too many sessions ({count}, limit {limit}); delete one first"),
+        )
+        .with_kind("too_many_sessions")
+        .with_data("limit", json!(limit))
+        .with_data("actual", json!(count))
+    }
+
     pub fn shutting_down() -> Self {
         RpcError::new(code::SHUTTING_DOWN, "server is shutting down").with_kind("shutting_down")
     }
@@ -219,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn too_many_sessions_golden_json() {
+        assert_eq!(
+            serde_json::to_value(RpcError::too_many_sessions(3, 3)).unwrap(),
+            json!({"code":-32010,
+                   "message":"too many sessions (3, limit 3); delete one first",
+                   "data":{"kind":"too_many_sessions","limit":3,"actual":3}})
+        );
+    }
+
+    #[test]
     fn codes_are_distinct() {
         let mut all = vec![
             code::PARSE_ERROR,
@@ -235,6 +257,7 @@ mod tests {
             code::MESSAGE_NOT_FOUND,
             code::REPLAY_UNAVAILABLE,
             code::TOO_MANY_PENDING,
+            code::TOO_MANY_SESSIONS,
         ];
         let n = all.len();
         all.sort();

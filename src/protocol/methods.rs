@@ -356,6 +356,9 @@ pub struct InfoResult {
     pub uptime: String,
     pub endpoints: Endpoints,
     pub session_count: u64,
+    /// The most sessions this instance holds at once (`serve --max-sessions`).
+    #[serde(default)]
+    pub max_sessions: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_id: Option<SessionId>,
     pub model: String,
