@@ -115,6 +115,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
         CoreConfig {
             idempotency_capacity: config.idempotency_capacity,
             replay: config.replay,
+            max_sessions: config.max_sessions,
             ..CoreConfig::default()
         },
         Box::new(UuidV7),

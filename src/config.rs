@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
+use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::store::memory::MemoryStore;
 use crate::transport::TransportConfig;
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub idempotency_capacity: usize,
     /// What the replay ring keeps for `events.replay`.
     pub replay: ReplayLimits,
+    /// Sessions held at once; more are refused with `too_many_sessions`.
+    pub max_sessions: usize,
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
@@ -57,6 +60,7 @@ impl Default for Config {
             },
             idempotency_capacity: 10_000,
             replay: ReplayLimits::default(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
         }

@@ -1,6 +1,6 @@
 //! zcoord: the primary instance of an agent application, over ZeroMQ.
 //!
-//! - [`protocol`]: wire types (JSON-RPC envelope, errors, methods, events). No I/O.
+//! - [`protocol`]: wire types (JSON-RPC envelope, errors, input limits, methods, events). No I/O.
 //! - [`core`]: the state machine that owns sessions, messages and turns and decides every event.
 //! - [`model`]: model providers behind one trait (the embedded `echo`, OpenAI-compatible servers).
 //! - [`tools`]: the built-in tools a model may call.

@@ -511,3 +511,33 @@ fn a_non_loopback_tcp_bind_needs_allow_remote_and_warns() {
     let _ = child.wait();
     assert!(text.contains("PLAIN does not encrypt"), "{text}");
 }
+
+#[test]
+fn serve_max_sessions_bounds_the_sessions_and_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unusable endpoint too, so a regression that accepted 0 would fail to bind, not hang.
+    let zero = zcoord(
+        dir.path(),
+        &["serve", "--max-sessions", "0", "--rpc", "bogus://x"],
+    );
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    assert!(
+        stderr(&zero).contains("--max-sessions"),
+        "{}",
+        stderr(&zero)
+    );
+
+    let s = Served::start(dir.path(), &["--max-sessions", "1", "--store", "memory"]);
+    let info = s.cli(&["call", "instance.info"]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["max_sessions"], 1, "{info}");
+    let first = s.cli(&["call", "session.create"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let second = s.cli(&["call", "session.create"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("too_many_sessions"),
+        "{}",
+        stderr(&second)
+    );
+}

@@ -65,7 +65,7 @@ impl ClientArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the primary: bind the ROUTER and PUB sockets and serve until SIGINT/SIGTERM.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check that the server answers (instance.ping).
     Ping(ping::PingArgs),
     /// Call one method and print its JSON result.
@@ -120,7 +120,7 @@ pub fn main() -> i32 {
             .unwrap_or_else(|_| crate::discovery::default_data_dir()),
     };
     match cli.command {
-        Command::Serve(args) => serve::run(args, data_dir),
+        Command::Serve(args) => serve::run(*args, data_dir),
         Command::Ping(args) => ping::run(args, &data_dir),
         Command::Call(args) => call::run(args, &data_dir),
         Command::Sub(args) => sub::run(args, &data_dir),

@@ -12,6 +12,7 @@ use crate::config::{Config, Promotion, StoreConfig};
 use crate::core::replay::ReplayLimits;
 use crate::discovery::{self, Discovery};
 use crate::election;
+use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
@@ -51,6 +52,11 @@ pub struct ServeArgs {
     /// Bytes of events kept for `events.replay` (the oldest go first).
     #[arg(long, default_value_t = ReplayLimits::default().max_bytes)]
     pub replay_bytes: usize,
+    /// Sessions held at once (deleted ones do not count); creating more is refused with
+    /// `too_many_sessions` until one is deleted.
+    #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_sessions: usize,
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
@@ -130,6 +136,7 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             max_events: args.replay_events,
             max_bytes: args.replay_bytes,
         },
+        max_sessions: args.max_sessions,
         ..Config::default()
     })
 }

@@ -19,6 +19,8 @@ pub enum CoreError {
         oldest_seq: u64,
         latest_seq: u64,
     },
+    #[error("{count} sessions held, the limit is {limit}")]
+    TooManySessions { count: usize, limit: usize },
 }
 
 impl From<CoreError> for RpcError {
@@ -36,6 +38,9 @@ impl From<CoreError> for RpcError {
                 oldest_seq,
                 latest_seq,
             } => RpcError::replay_unavailable(reason, oldest_seq, latest_seq),
+            CoreError::TooManySessions { count, limit } => {
+                RpcError::too_many_sessions(count, limit)
+            }
         }
     }
 }

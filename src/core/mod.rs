@@ -20,6 +20,9 @@ mod tests;
 mod welcome_replay_tests;
 
 #[cfg(test)]
+mod session_limit_tests;
+
+#[cfg(test)]
 mod proptests;
 
 pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart};

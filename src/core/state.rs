@@ -21,6 +21,7 @@ use crate::protocol::events::{
     PromotedPayload, SessionListPayload, ShutdownPayload, WelcomePayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
+use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::protocol::methods::{
     Call, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult, MessageSend,
     OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
@@ -50,6 +51,9 @@ pub struct CoreConfig {
     pub checkpoint_interval: time::Duration,
     /// What the replay ring keeps for `events.replay`.
     pub replay: ReplayLimits,
+    /// Sessions held at once; creating one more (explicitly or by `message.send`) is refused
+    /// with `too_many_sessions`. Deleted sessions do not count.
+    pub max_sessions: usize,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +62,7 @@ impl Default for CoreConfig {
             idempotency_capacity: 10_000,
             checkpoint_interval: time::Duration::seconds(1),
             replay: ReplayLimits::default(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -160,7 +165,7 @@ impl Core {
             Call::SessionCreate { title } => {
                 self.refuse_if_shutting_down()?;
                 let title = clip_title(title.as_deref().unwrap_or(""));
-                let id = self.create_session(title, now);
+                let id = self.create_session(title, now)?;
                 Ok(Reply::Session(self.sessions[&id].payload()))
             }
             Call::SessionDelete { session_id } => {
@@ -305,7 +310,7 @@ impl Core {
                 }
                 s.id
             }
-            None => self.create_session(title_from(&send.content), now),
+            None => self.create_session(title_from(&send.content), now)?,
         };
 
         let message_id = MessageId(self.ids.next_id());
@@ -410,7 +415,18 @@ impl Core {
         self.sent.insert(request_id, result);
     }
 
-    fn create_session(&mut self, title: String, now: OffsetDateTime) -> SessionId {
+    /// Every new session comes through here, so the session limit holds however it was asked for.
+    fn create_session(
+        &mut self,
+        title: String,
+        now: OffsetDateTime,
+    ) -> Result<SessionId, CoreError> {
+        if self.sessions.len() >= self.config.max_sessions {
+            return Err(CoreError::TooManySessions {
+                count: self.sessions.len(),
+                limit: self.config.max_sessions,
+            });
+        }
         let id = SessionId(self.ids.next_id());
         let session = Session::new(id, title, now);
         let payload = session.payload();
@@ -422,7 +438,7 @@ impl Core {
         if self.active.is_none() {
             self.activate(id, now);
         }
-        id
+        Ok(id)
     }
 
     fn delete_session(&mut self, id: SessionId, now: OffsetDateTime) {
@@ -542,6 +558,7 @@ impl Core {
             uptime: self.uptime(ctx.now),
             endpoints: self.meta.endpoints.clone(),
             session_count: self.sessions.len() as u64,
+            max_sessions: self.config.max_sessions as u64,
             active_session_id: self.active,
             model: self.meta.model.clone(),
             seq: self.seq,

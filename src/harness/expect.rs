@@ -160,6 +160,7 @@ const CALL_CODES: &[i64] = &[
     code::SHUTTING_DOWN,
     code::MESSAGE_NOT_FOUND,
     code::REPLAY_UNAVAILABLE,
+    code::TOO_MANY_SESSIONS,
 ];
 
 fn lossy(bytes: &[u8]) -> String {

@@ -21,6 +21,7 @@ pub mod code {
     pub const MESSAGE_NOT_FOUND: i64 = -32007;
     pub const REPLAY_UNAVAILABLE: i64 = -32008;
     pub const TOO_MANY_PENDING: i64 = -32009;
+    pub const TOO_MANY_SESSIONS: i64 = -32010;
 }
 
 /// The `error` member of a response.
@@ -81,6 +82,35 @@ impl RpcError {
         .with_data("field", json!(field))
     }
 
+    /// -32602 for a param over one of the bounds in `protocol::limits`: `data.kind` names the
+    /// bound, `data.limit` and `data.actual` give it and what came (in the bound's unit).
+    fn over_limit(field: &str, kind: &str, what: String, actual: usize, limit: usize) -> Self {
+        RpcError::invalid_params(field, &format!("{what}, over the limit of {limit}"))
+            .with_kind(kind)
+            .with_data("limit", json!(limit))
+            .with_data("actual", json!(actual))
+    }
+
+    pub fn params_too_deep(depth: usize, limit: usize) -> Self {
+        let what = format!("nested {depth} deep");
+        Self::over_limit("params", "params_too_deep", what, depth, limit)
+    }
+
+    pub fn params_too_large(bytes: usize, limit: usize) -> Self {
+        let what = format!("{bytes} bytes");
+        Self::over_limit("params", "params_too_large", what, bytes, limit)
+    }
+
+    pub fn title_too_long(chars: usize, limit: usize) -> Self {
+        let what = format!("{chars} characters");
+        Self::over_limit("title", "title_too_long", what, chars, limit)
+    }
+
+    pub fn content_too_long(bytes: usize, limit: usize) -> Self {
+        let what = format!("{bytes} bytes");
+        Self::over_limit("content", "content_too_long", what, bytes, limit)
+    }
+
     pub fn internal(detail: &str) -> Self {
         RpcError::new(code::INTERNAL_ERROR, format!("internal error: {detail}"))
     }
@@ -129,6 +159,17 @@ impl RpcError {
         )
         .with_kind("too_many_pending")
         .with_data("limit", json!(limit))
+    }
+
+    /// The server already holds `limit` sessions: delete one before creating another.
+    pub fn too_many_sessions(count: usize, limit: usize) -> Self {
+        RpcError::new(
+            code::TOO_MANY_SESSIONS,
+            format!("too many sessions ({count}, limit {limit}); delete one first"),
+        )
+        .with_kind("too_many_sessions")
+        .with_data("limit", json!(limit))
+        .with_data("actual", json!(count))
     }
 
     pub fn shutting_down() -> Self {
@@ -190,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn too_many_sessions_golden_json() {
+        assert_eq!(
+            serde_json::to_value(RpcError::too_many_sessions(3, 3)).unwrap(),
+            json!({"code":-32010,
+                   "message":"too many sessions (3, limit 3); delete one first",
+                   "data":{"kind":"too_many_sessions","limit":3,"actual":3}})
+        );
+    }
+
+    #[test]
     fn codes_are_distinct() {
         let mut all = vec![
             code::PARSE_ERROR,
@@ -206,6 +257,7 @@ mod tests {
             code::MESSAGE_NOT_FOUND,
             code::REPLAY_UNAVAILABLE,
             code::TOO_MANY_PENDING,
+            code::TOO_MANY_SESSIONS,
         ];
         let n = all.len();
         all.sort();

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::errors::RpcError;
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::limits;
 use super::types::{MessagePayload, SessionPayload};
 
 pub const STATE_SYNC: &str = "state.sync";
@@ -107,12 +108,16 @@ pub struct MessageSend {
 }
 
 impl Call {
-    /// Decodes `method` + `params`. Unknown method: -32601. Bad params: -32602 naming the field.
+    /// Decodes `method` + `params`. Unknown method: -32601. Bad params: -32602 naming the field,
+    /// with a `data.kind` when they break one of the bounds in [`limits`].
     /// Unknown members in `params` are ignored, so newer clients can talk to older servers.
     pub fn parse(method: &str, params: Option<Value>) -> Result<Call, RpcError> {
         let known = ALL.contains(&method);
         if !known {
             return Err(RpcError::method_not_found(method));
+        }
+        if let Some(params) = &params {
+            limits::check_params(params)?;
         }
         let p = Params::new(params)?;
         Ok(match method {
@@ -123,9 +128,13 @@ impl Call {
             SESSION_GET => Call::SessionGet {
                 session_id: p.req_str("session_id")?,
             },
-            SESSION_CREATE => Call::SessionCreate {
-                title: p.opt_str("title")?,
-            },
+            SESSION_CREATE => {
+                let title = p.opt_str("title")?;
+                if let Some(title) = &title {
+                    limits::check_title(title)?;
+                }
+                Call::SessionCreate { title }
+            }
             SESSION_DELETE => Call::SessionDelete {
                 session_id: p.req_str("session_id")?,
             },
@@ -137,6 +146,7 @@ impl Call {
             },
             MESSAGE_SEND => {
                 let content = p.req_str("content")?;
+                limits::check_content(&content)?;
                 if content.trim().is_empty() {
                     return Err(RpcError::invalid_params("content", "must not be empty"));
                 }
@@ -347,6 +357,9 @@ pub struct InfoResult {
     pub uptime: String,
     pub endpoints: Endpoints,
     pub session_count: u64,
+    /// The most sessions this instance holds at once (`serve --max-sessions`).
+    #[serde(default)]
+    pub max_sessions: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_id: Option<SessionId>,
     pub model: String,
@@ -502,6 +515,40 @@ mod tests {
                 request_id: None
             })
         );
+    }
+
+    #[test]
+    fn every_method_refuses_params_past_the_limits_by_kind() {
+        let kind = |method: &str, params: Value| {
+            let e = Call::parse(method, Some(params)).unwrap_err();
+            assert_eq!(e.code, -32602, "{method}");
+            e.data.unwrap()["kind"].clone()
+        };
+        let deep = (0..limits::MAX_PARAMS_DEPTH).fold(json!(0), |v, _| json!([v]));
+        let large = "x".repeat(limits::MAX_PARAMS_BYTES);
+        for m in ALL {
+            assert_eq!(kind(m, json!({"future": deep})), "params_too_deep", "{m}");
+            assert_eq!(kind(m, json!({"future": large})), "params_too_large", "{m}");
+        }
+        // The method is looked at first: an unknown one stays -32601 whatever its params.
+        let e = Call::parse("no.such", Some(json!({"future": deep}))).unwrap_err();
+        assert_eq!(e.code, -32601);
+
+        let long_title = "t".repeat(limits::MAX_TITLE_CHARS + 1);
+        assert_eq!(
+            kind(SESSION_CREATE, json!({"title": long_title})),
+            "title_too_long"
+        );
+        let long_content = "c".repeat(limits::MAX_CONTENT_BYTES + 1);
+        assert_eq!(
+            kind(MESSAGE_SEND, json!({"content": long_content})),
+            "content_too_long"
+        );
+        // At the limits, both are accepted.
+        let title = "t".repeat(limits::MAX_TITLE_CHARS);
+        assert!(Call::parse(SESSION_CREATE, Some(json!({"title": title}))).is_ok());
+        let content = "c".repeat(limits::MAX_CONTENT_BYTES);
+        assert!(Call::parse(MESSAGE_SEND, Some(json!({"content": content}))).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod errors;
 pub mod events;
 pub mod ids;
 pub mod jsonrpc;
+pub mod limits;
 pub mod methods;
 pub mod types;
 

@@ -1,0 +1,193 @@
+//! Issue 7's input limits through the real ROUTER: params depth and size, title and content
+//! length, and the number of sessions. Each is refused with its own code and `data.kind`, carrying
+//! the limit and what came; what sits exactly at a limit is served; the daemon answers a ping after.
+
+mod common;
+
+use serde_json::{json, Value};
+
+use common::{recv_within, spawn_daemon, spawn_daemon_with, Daemon, WAIT};
+use zcoord::client::ClientError;
+use zcoord::protocol::errors::RpcError;
+use zcoord::protocol::limits::{
+    MAX_CONTENT_BYTES, MAX_PARAMS_BYTES, MAX_PARAMS_DEPTH, MAX_TITLE_CHARS,
+};
+
+/// The error reply `call` got, or a panic naming what came instead.
+#[track_caller]
+fn refused(d: &Daemon, method: &str, params: Value) -> RpcError {
+    match d.client().call(method, params) {
+        Err(ClientError::Rpc(e)) => e,
+        other => panic!("{method}: expected an error reply, got {other:?}"),
+    }
+}
+
+/// `error` has this code and `data` has exactly `kind`, `limit` and `actual` (plus `field`, if
+/// given), so a stray or missing member is caught.
+#[track_caller]
+fn assert_limit(
+    e: &RpcError,
+    code: i64,
+    kind: &str,
+    field: Option<&str>,
+    limit: usize,
+    actual: usize,
+) {
+    assert_eq!(e.code, code, "{e:?}");
+    let mut want = json!({"kind": kind, "limit": limit, "actual": actual});
+    if let Some(field) = field {
+        want["field"] = json!(field);
+    }
+    assert_eq!(e.data.as_ref(), Some(&want), "{e:?}");
+}
+
+#[track_caller]
+fn assert_alive(d: &Daemon) {
+    let ping = d.call("instance.ping", json!({}));
+    assert_eq!(ping["status"], "ok", "{ping}");
+    assert_eq!(ping["instance_id"], d.instance_id.as_str());
+}
+
+fn session_count(d: &Daemon) -> u64 {
+    d.call("instance.info", json!({}))["session_count"]
+        .as_u64()
+        .expect("session_count")
+}
+
+/// `depth` levels of arrays around a zero.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(0), |inner, _| json!([inner]))
+}
+
+#[test]
+fn params_nested_too_deep_are_refused_for_any_method() {
+    let d = spawn_daemon();
+    // The params object is one level, so `extra` may nest one less than the limit.
+    let at_limit = json!({"extra": nested(MAX_PARAMS_DEPTH - 1)});
+    assert_eq!(
+        d.call("instance.ping", at_limit)["status"],
+        "ok",
+        "params exactly at the depth limit are served"
+    );
+    for method in ["instance.ping", "session.list", "message.send"] {
+        let over = json!({"content": "hi", "extra": nested(MAX_PARAMS_DEPTH)});
+        let e = refused(&d, method, over);
+        let (limit, actual) = (MAX_PARAMS_DEPTH, MAX_PARAMS_DEPTH + 1);
+        assert_limit(&e, -32602, "params_too_deep", Some("params"), limit, actual);
+    }
+    assert_eq!(session_count(&d), 0, "the refused send made no session");
+    assert_alive(&d);
+}
+
+#[test]
+fn params_too_large_are_refused_before_the_frame_limit() {
+    let d = spawn_daemon();
+    // `{"pad":"…"}` is 10 bytes around the string; the whole request stays under the 1 MiB frame.
+    let padded = |bytes: usize| json!({"pad": "p".repeat(bytes - 10)});
+    assert_eq!(
+        d.call("session.list", padded(MAX_PARAMS_BYTES))["sessions"],
+        json!([])
+    );
+    let e = refused(&d, "session.list", padded(MAX_PARAMS_BYTES + 1));
+    let (limit, actual) = (MAX_PARAMS_BYTES, MAX_PARAMS_BYTES + 1);
+    assert_limit(
+        &e,
+        -32602,
+        "params_too_large",
+        Some("params"),
+        limit,
+        actual,
+    );
+    assert_alive(&d);
+}
+
+#[test]
+fn a_title_too_long_is_refused_and_creates_nothing() {
+    let d = spawn_daemon();
+    // Characters, not bytes: 256 two-byte characters are fine.
+    let at_limit = "é".repeat(MAX_TITLE_CHARS);
+    let s = d.call("session.create", json!({"title": at_limit}));
+    assert!(s["title"].as_str().unwrap().starts_with('é'), "{s}");
+
+    let over = "é".repeat(MAX_TITLE_CHARS + 1);
+    let e = refused(&d, "session.create", json!({"title": over}));
+    let (limit, actual) = (MAX_TITLE_CHARS, MAX_TITLE_CHARS + 1);
+    assert_limit(&e, -32602, "title_too_long", Some("title"), limit, actual);
+    assert_eq!(session_count(&d), 1);
+    assert_alive(&d);
+}
+
+#[test]
+fn content_too_long_is_refused_and_the_longest_allowed_is_served() {
+    let d = spawn_daemon();
+    let over = "c".repeat(MAX_CONTENT_BYTES + 1);
+    let e = refused(&d, "message.send", json!({"content": over}));
+    let (limit, actual) = (MAX_CONTENT_BYTES, MAX_CONTENT_BYTES + 1);
+    assert_limit(
+        &e,
+        -32602,
+        "content_too_long",
+        Some("content"),
+        limit,
+        actual,
+    );
+    assert_eq!(session_count(&d), 0, "the refused send made no session");
+
+    // The longest content fits both the params bound and the default frame.
+    let at_limit = "c".repeat(MAX_CONTENT_BYTES);
+    let sent = d.call("message.send", json!({"content": at_limit}));
+    assert_eq!(sent["ok"], true, "{sent}");
+    assert_alive(&d);
+}
+
+#[test]
+fn sessions_beyond_max_sessions_are_refused_until_one_is_deleted() {
+    let d = spawn_daemon_with(|c| c.max_sessions = 2);
+    let info = d.call("instance.info", json!({}));
+    assert_eq!(info["max_sessions"], 2, "{info}");
+
+    let first = d.call("session.create", json!({"title": "one"}))["id"].clone();
+    // message.send without a session_id makes the second one.
+    let sent = d.call("message.send", json!({"content": "two"}));
+    assert_eq!(sent["ok"], true, "{sent}");
+
+    let e = refused(&d, "session.create", json!({}));
+    assert_limit(&e, -32010, "too_many_sessions", None, 2, 2);
+    let e = refused(&d, "message.send", json!({"content": "three"}));
+    assert_limit(&e, -32010, "too_many_sessions", None, 2, 2);
+    assert_eq!(session_count(&d), 2);
+
+    d.call("session.delete", json!({"session_id": first}));
+    let again = d.call("session.create", json!({"title": "three"}));
+    assert_eq!(again["title"], "three", "{again}");
+    assert_alive(&d);
+}
+
+#[test]
+fn in_a_batch_each_call_is_refused_on_its_own_with_its_id() {
+    let d = spawn_daemon();
+    let sock = d.raw(zmq::DEALER);
+    let call = |id: i64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let batch = json!([
+        call(
+            1,
+            "session.create",
+            json!({"title": "t".repeat(MAX_TITLE_CHARS + 1)})
+        ),
+        call(2, "instance.ping", json!({})),
+        call(
+            3,
+            "instance.ping",
+            json!({"extra": nested(MAX_PARAMS_DEPTH)})
+        ),
+    ]);
+    sock.send(serde_json::to_vec(&batch).unwrap(), 0).unwrap();
+    let reply = recv_within(&sock, WAIT).expect("the batch is answered");
+    let answers: Value = serde_json::from_slice(reply.last().unwrap()).unwrap();
+    assert_eq!(answers[0]["id"], 1, "{answers}");
+    assert_eq!(answers[0]["error"]["data"]["kind"], "title_too_long");
+    assert_eq!(answers[1]["result"]["status"], "ok", "{answers}");
+    assert_eq!(answers[2]["id"], 3, "{answers}");
+    assert_eq!(answers[2]["error"]["data"]["kind"], "params_too_deep");
+    assert_alive(&d);
+}
