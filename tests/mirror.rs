@@ -23,6 +23,11 @@ fn the_mirror_converges_with_the_primary() {
             .then_some(())
     });
     let sid = first["session_id"].as_str().unwrap();
+    // The first turn must be over before the session takes another message.
+    eventually("the first turn to end", || {
+        let s = d.call("session.get", json!({"session_id": sid}));
+        (s["status"] == "idle").then_some(())
+    });
     send(
         &d,
         Some(sid),
