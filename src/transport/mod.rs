@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod framing;
+pub mod ipc;
 pub mod outbound;
 mod server;
 pub mod stats;
@@ -95,6 +96,8 @@ pub enum TransportError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error(transparent)]
+    Ipc(#[from] ipc::IpcError),
     #[error("zmq socket setup failed: {0}")]
     Setup(#[from] zmq::Error),
     #[error("cannot start the transport thread: {0}")]
@@ -243,6 +246,8 @@ fn set_heartbeats(sock: &zmq::Socket, config: &TransportConfig) -> Result<(), zm
 }
 
 fn bind(sock: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    // libzmq unlinks whatever is at an ipc path before binding: check it first.
+    ipc::prepare(endpoint)?;
     sock.bind(endpoint).map_err(|source| TransportError::Bind {
         endpoint: endpoint.to_owned(),
         source,
