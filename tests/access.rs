@@ -1,6 +1,7 @@
-//! Who may connect, as the `zcoord` binary enforces it at start-up: ipc socket directories
-//! closed to other users, stale sockets from dead instances cleared, a live server's socket
-//! never taken.
+//! Who may connect, as the `zcoord` binary enforces it at start-up and at the handshake: ipc
+//! socket directories closed to other users, stale sockets from dead instances cleared, a live
+//! server's socket never taken, and peers without PLAIN logged although libzmq refuses them
+//! before the ZAP handler hears of them.
 
 mod common;
 
@@ -53,6 +54,7 @@ fn refused(data_dir: &Path, extra: &[&str]) -> Output {
 struct Served {
     child: Child,
     log: PathBuf,
+    discovery: Value,
 }
 
 impl Served {
@@ -64,13 +66,24 @@ impl Served {
             .spawn()
             .unwrap();
         let disc = data_dir.join("instance.json");
-        eventually("discovery file", || {
+        let discovery = eventually("discovery file", || {
             fs::read(&disc)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 .filter(|d| d["pid"] == child.id())
         });
-        Served { child, log }
+        Served {
+            child,
+            log,
+            discovery,
+        }
+    }
+
+    fn endpoint(&self, which: &str) -> String {
+        self.discovery["endpoints"][which]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn log(&self) -> String {
@@ -219,4 +232,81 @@ fn two_servers_given_the_same_ipc_endpoint_from_different_data_dirs_do_not_steal
         first.ping(&first_dir),
         "the first server still has its socket"
     );
+}
+
+#[test]
+fn peers_without_plain_are_logged_although_the_zap_handler_never_sees_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Served::start(
+        &data,
+        &["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"],
+    );
+    let rpc = s.endpoint("rpc");
+    let ctx = zmq::Context::new();
+    // No credentials at all: libzmq's NULL mechanism, refused in the ZMTP greeting.
+    let null_peer = |endpoint: &str, kind| {
+        let sock = ctx.socket(kind).unwrap();
+        sock.set_linger(0).unwrap();
+        sock.connect(endpoint).unwrap();
+        sock
+    };
+    let refusals = || -> Vec<String> {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("connection refused at the handshake"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let _first = null_peer(&rpc, zmq::DEALER);
+    let line = eventually("a refusal in the log", || refusals().first().cloned());
+    // Which side notices first is a race: the server reads the NULL in the client's greeting,
+    // or the client, having read the server's PLAIN, hangs up before it gets there.
+    assert!(
+        line.contains("no PLAIN credentials") || line.contains("handshake not completed"),
+        "{line}"
+    );
+    assert!(line.contains("peer=\"unknown\""), "{line}");
+    assert!(
+        line.contains("does not report this peer's address"),
+        "{line}"
+    );
+    // The monitor names the server's endpoint the peer came in on.
+    assert!(line.contains(&format!("endpoint={rpc}")), "{line}");
+
+    // A burst of them: one line a second at most, the next one saying how many were not logged.
+    let started = Instant::now();
+    let mut peers = Vec::new();
+    let lines = eventually("a line counting the refusals not logged", || {
+        peers.push(null_peer(&rpc, zmq::DEALER));
+        std::thread::sleep(Duration::from_millis(20));
+        let lines = refusals();
+        lines
+            .iter()
+            .skip(1)
+            .any(|l| !l.contains("suppressed=0"))
+            .then_some(lines)
+    });
+    assert!(
+        lines.len() as u64 <= started.elapsed().as_secs() + 2,
+        "not rate-limited: {} lines in {:?} for {} peers\n{}",
+        lines.len(),
+        started.elapsed(),
+        peers.len(),
+        lines.join("\n")
+    );
+    drop(peers);
+
+    // A subscriber without credentials is logged the same way, at the PUB's endpoint (after
+    // the limiter's second).
+    let pub_ = s.endpoint("pub");
+    let mut subs = Vec::new();
+    eventually("a refusal at the PUB", || {
+        subs.push(null_peer(&pub_, zmq::SUB));
+        std::thread::sleep(Duration::from_millis(50));
+        refusals()
+            .iter()
+            .any(|l| l.contains(&format!("endpoint={pub_}")))
+            .then_some(())
+    });
 }

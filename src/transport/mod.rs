@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod framing;
 pub mod ipc;
+mod monitor;
 pub mod outbound;
 mod server;
 pub mod stats;
@@ -142,8 +143,9 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
-        if zap.is_some() {
+        if let Some(zap) = &zap {
             auth::require_plain(&router)?;
+            zap.watch(&context, &router)?;
         }
         bind(&router, &config.rpc_endpoint)?;
 
@@ -156,8 +158,9 @@ impl Transport {
         // Subscribers only send subscriptions; anything big from them is hostile.
         publisher.set_maxmsgsize(64 * 1024)?;
         set_heartbeats(&publisher, config)?;
-        if zap.is_some() {
+        if let Some(zap) = &zap {
             auth::require_plain(&publisher)?;
+            zap.watch(&context, &publisher)?;
         }
         bind(&publisher, &config.pub_endpoint)?;
 
