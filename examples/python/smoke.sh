@@ -248,7 +248,7 @@ SERVER=""
 # 7. Workspaces: with no --data-dir, the server and the examples both map the current directory
 #    to the same data directory (FNV-1a of its absolute path), so call.py finds the server.
 mkdir -p "$DIR/home" "$DIR/my workspace"
-(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" timeout 60 "$BIN" serve --store memory \
+(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" exec timeout 60 "$BIN" serve --store memory \
     >"$DIR/ws.log" 2>&1) &
 SERVER=$!
 for _ in $(seq 1 100); do
