@@ -87,13 +87,6 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     set_mode(dir, 0o700)
 }
 
-/// Creates `dir` if needed and makes it 0700: for directories zcoord owns outright (the ipc
-/// socket directory), where other users must not be able to connect.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
-    set_mode(dir, 0o700)
-}
-
 pub fn write(path: &Path, d: &Discovery) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;

@@ -3,6 +3,9 @@
 
     python3 call.py [--data-dir DIR | --rpc ENDPOINT] [--timeout-ms MS] METHOD [JSON_PARAMS]
 
+Over tcp it authenticates with ZeroMQ PLAIN (user "zcoord", the secret from $ZCOORD_SECRET or
+the discovery file); see authenticate().
+
 Exit codes (as the zcoord CLI): 0 result printed, 1 error reply (printed on stderr),
 2 usage, 3 no reply within the timeout or no server found. Never hangs.
 Requires pyzmq (pip install pyzmq). See proto-docs/PROTOCOL.md for the wire format.
@@ -43,6 +46,37 @@ def data_dir(arg: str | None, workspace: str | None = None) -> Path:
     return data_home() / "workspaces" / f"{name}-{h:016x}"
 
 
+def authenticate(sock: zmq.Socket, endpoint: str, secret: str | None) -> None:
+    """Over tcp the server lets in only peers presenting ZeroMQ PLAIN credentials: user name
+    "zcoord", password the instance's secret. Two socket options, set before connect(); over ipc
+    the directory's permissions do that job and nothing is set."""
+    if endpoint.startswith("tcp://") and secret:
+        sock.plain_username = b"zcoord"
+        sock.plain_password = secret.encode()
+
+
+def secret_for(discovery: dict, endpoints: list[str]) -> str | None:
+    """$ZCOORD_SECRET, else the discovery file's "secret" (written only when an endpoint is tcp;
+    the file is 0600). Warns when a tcp endpoint has none: the server would ignore us."""
+    secret = os.environ.get("ZCOORD_SECRET") or discovery.get("secret")
+    if not secret and any(e.startswith("tcp://") for e in endpoints):
+        print(
+            "warning: tcp endpoint but no secret ($ZCOORD_SECRET or the discovery file's): "
+            "the server will not answer",
+            file=sys.stderr,
+        )
+    return secret
+
+
+def read_discovery(path: Path) -> dict:
+    """The discovery file, or {} when there is none (endpoints given on the command line)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Call one zcoord JSON-RPC method.")
     ap.add_argument("method", help="e.g. instance.ping, session.list, message.send")
@@ -59,17 +93,23 @@ def main() -> int:
         print(f"error: params are not valid JSON: {e}", file=sys.stderr)
         return 2
 
+    path = data_dir(args.data_dir, args.workspace) / "instance.json"
+    discovery = read_discovery(path)
     endpoint = args.rpc
     if not endpoint:
-        path = data_dir(args.data_dir, args.workspace) / "instance.json"
         try:
-            endpoint = json.loads(path.read_text())["endpoints"]["rpc"]
-        except (OSError, ValueError, KeyError) as e:
-            print(f"error: cannot read {path}: {e} (is `zcoord serve` running?)", file=sys.stderr)
+            endpoint = discovery["endpoints"]["rpc"]
+        except (KeyError, TypeError):
+            print(
+                f"error: no endpoints in {path} (is `zcoord serve` running?)",
+                file=sys.stderr,
+            )
             return 3
+    secret = secret_for(discovery, [endpoint])
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)  # never block on exit with an unsent request
+    authenticate(sock, endpoint, secret)  # tcp only: PLAIN, before connect
     sock.connect(endpoint)
 
     # One JSON frame, no empty delimiter: a DEALER may send either, the reply mirrors it.

@@ -31,6 +31,8 @@ Prints one line per change on stdout (`session+ ID "title" n=COUNT STATUS`, `ses
 events (heartbeats and welcomes do not count) and exits 0. Exit codes: 0 replica dumped, 2 usage,
 3 no server found (no discovery file, or no welcome within --live-timeout), 130 Ctrl-C. Without
 --dump-after-idle it runs until Ctrl-C, across restarts.
+Over tcp both sockets authenticate with ZeroMQ PLAIN (user "zcoord", the secret from
+$ZCOORD_SECRET or the discovery file); see authenticate().
 Requires pyzmq (pip install pyzmq). Never blocks without a timeout.
 """
 
@@ -70,6 +72,37 @@ def data_dir(arg: str | None, workspace: str | None = None) -> Path:
     return data_home() / "workspaces" / f"{name}-{h:016x}"
 
 
+def authenticate(sock: zmq.Socket, endpoint: str, secret: str | None) -> None:
+    """Over tcp the server lets in only peers presenting ZeroMQ PLAIN credentials: user name
+    "zcoord", password the instance's secret. Two socket options, set before connect(); over ipc
+    the directory's permissions do that job and nothing is set."""
+    if endpoint.startswith("tcp://") and secret:
+        sock.plain_username = b"zcoord"
+        sock.plain_password = secret.encode()
+
+
+def secret_for(discovery: dict, endpoints: list[str]) -> str | None:
+    """$ZCOORD_SECRET, else the discovery file's "secret" (written only when an endpoint is tcp;
+    the file is 0600). Warns when a tcp endpoint has none: the server would ignore us."""
+    secret = os.environ.get("ZCOORD_SECRET") or discovery.get("secret")
+    if not secret and any(e.startswith("tcp://") for e in endpoints):
+        print(
+            "warning: tcp endpoint but no secret ($ZCOORD_SECRET or the discovery file's): "
+            "the server will not answer",
+            file=sys.stderr,
+        )
+    return secret
+
+
+def read_discovery(path: Path) -> dict:
+    """The discovery file, or {} when there is none (endpoints given on the command line)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def say(line: str) -> None:
     """One change (or resync) per line on stdout, flushed so a pipe sees it at once."""
     print(line, flush=True)
@@ -107,9 +140,10 @@ class RpcError(Exception):
 class Rpc:
     """JSON-RPC over one long-lived DEALER. libzmq reconnects it by itself after a restart."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int):
+    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int, secret: str | None):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        authenticate(self.sock, endpoint, secret)  # tcp only: PLAIN, before connect
         self.sock.connect(endpoint)
         self.timeout_ms = timeout_ms
 
@@ -166,7 +200,9 @@ def welcome_in(frames: list[bytes]) -> dict | None:
         return None
 
 
-def subscribe_live(ctx: zmq.Context, endpoint: str, prefix: str, timeout: float):
+def subscribe_live(
+    ctx: zmq.Context, endpoint: str, prefix: str, timeout: float, secret: str | None
+):
     """A SUB on `prefix` whose subscription is live: its welcome has arrived. Returns (sub,
     welcome envelope), or None if that does not happen within `timeout` seconds.
 
@@ -179,6 +215,7 @@ def subscribe_live(ctx: zmq.Context, endpoint: str, prefix: str, timeout: float)
     while True:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        authenticate(sub, endpoint, secret)  # the PUB checks subscribers too
         # A big receive queue: events pile up here while we wait for the snapshot (or a
         # replay), and anything beyond it would be lost (and cost a repair).
         sub.setsockopt(zmq.RCVHWM, 100_000)
@@ -431,20 +468,22 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    path = data_dir(args.data_dir, args.workspace) / "instance.json"
+    discovery = read_discovery(path)
     rpc_ep, pub_ep = args.rpc, args.pub
     if not (rpc_ep and pub_ep):
-        path = data_dir(args.data_dir, args.workspace) / "instance.json"
         try:
-            endpoints = json.loads(path.read_text())["endpoints"]
-        except (OSError, ValueError, KeyError) as e:
-            note(f"error: cannot read {path}: {e} (is `zcoord serve` running?)")
+            endpoints = discovery["endpoints"]
+            rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
+        except (KeyError, TypeError):
+            note(f"error: no endpoints in {path} (is `zcoord serve` running?)")
             return 3
-        rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
+    secret = secret_for(discovery, [rpc_ep, pub_ep])
 
     ctx = zmq.Context.instance()
-    rpc = Rpc(ctx, rpc_ep, args.timeout_ms)
+    rpc = Rpc(ctx, rpc_ep, args.timeout_ms, secret)
     # 1. Subscribe to everything, first. 2. Wait until the subscription is live: its welcome.
-    live = subscribe_live(ctx, pub_ep, "", args.live_timeout)
+    live = subscribe_live(ctx, pub_ep, "", args.live_timeout, secret)
     if live is None:
         note(
             f"error: no welcome within {args.live_timeout:g} s on {pub_ep} (is the server running?)"

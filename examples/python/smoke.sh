@@ -45,6 +45,9 @@ wait_for() {
 }
 
 "$PY" -c 'import zmq' || fail "pyzmq is not installed (pip install pyzmq)"
+# The secret of each server is read from its discovery file; one from the caller's environment
+# would override it.
+unset ZCOORD_SECRET
 
 # The mirror's replica must equal what the server says now: state.sync + message.list.
 #   compare.py ZCOORD DATA_DIR MIRROR_OUT SESSION_COUNT SID CONTENT...
@@ -245,7 +248,7 @@ SERVER=""
 # 7. Workspaces: with no --data-dir, the server and the examples both map the current directory
 #    to the same data directory (FNV-1a of its absolute path), so call.py finds the server.
 mkdir -p "$DIR/home" "$DIR/my workspace"
-(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" timeout 60 "$BIN" serve --store memory \
+(cd "$DIR/my workspace" && XDG_DATA_HOME="$DIR/home" exec timeout 60 "$BIN" serve --store memory \
     >"$DIR/ws.log" 2>&1) &
 SERVER=$!
 for _ in $(seq 1 100); do
@@ -259,4 +262,69 @@ echo "ok   call.py found the server of its workspace: $(ls "$DIR/home/zcoord/wor
 kill -TERM "$SERVER"
 wait "$SERVER" || true
 SERVER=""
+
+# 8. PLAIN over tcp: a server bound to loopback tcp generates a secret into its (0600) discovery
+#    file. The examples read it from there, or from $ZCOORD_SECRET, and set the two PLAIN socket
+#    options on the DEALER and the SUB; a wrong secret gets no answer and a line in the log.
+TCP="$DIR/tcp"
+mkdir -p "$TCP"
+timeout 60 "$BIN" --data-dir "$TCP" serve --store memory \
+    --rpc tcp://127.0.0.1:0 --pub tcp://127.0.0.1:0 >"$DIR/serve.log" 2>&1 &
+SERVER=$!
+wait_for 10 server_ready_in "$TCP" || fail "tcp server did not write $TCP/instance.json"
+field() {  # field KEY [SUBKEY]: a value from the tcp server's discovery file
+    "$PY" -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = v[k]
+print(v)' "$TCP/instance.json" "$@"
+}
+SECRET=$(field secret) || fail "the tcp server's discovery file holds no secret"
+RPC=$(field endpoints rpc)
+timeout 20 "$PY" "$HERE/call.py" --data-dir "$TCP" instance.ping >"$DIR/out" 2>"$DIR/err" \
+    || fail "call.py over tcp (secret from the discovery file) exited $?"
+grep -q '"status": "ok"' "$DIR/out" || fail "instance.ping over tcp did not answer ok"
+echo "ok   call.py over tcp, secret from the discovery file: $RPC"
+timeout 20 env ZCOORD_SECRET="$SECRET" "$PY" "$HERE/call.py" --data-dir "$DIR/nowhere" \
+    --rpc "$RPC" instance.ping >"$DIR/out" 2>"$DIR/err" \
+    || fail "call.py over tcp (secret from \$ZCOORD_SECRET) exited $?"
+echo "ok   call.py over tcp, secret from \$ZCOORD_SECRET"
+rc=0
+timeout 20 env ZCOORD_SECRET=not-the-secret "$PY" "$HERE/call.py" --data-dir "$TCP" \
+    --timeout-ms 500 instance.ping >"$DIR/out" 2>"$DIR/err" || rc=$?
+[ "$rc" = 3 ] || fail "call.py with a wrong secret exited $rc, want 3 (no answer)"
+wait_for 5 grep -q 'connection refused at the handshake.*wrong user name or secret' \
+    "$DIR/serve.log" || fail "the server did not log the refused peer"
+echo "ok   a wrong secret gets no answer: $(grep -m1 -o 'peer=[^ ]*' "$DIR/serve.log")"
+rm -f "$DIR"/mirror.* "$DIR"/tokens.*
+timeout 20 "$PY" "$HERE/tokens.py" --data-dir "$TCP" --turns 1 >"$DIR/tokens.out" 2>"$DIR/tokens.err" &
+TOKENS=$!
+wait_for 10 grep -sq subscribed "$DIR/tokens.err" || fail "tokens.py was never welcomed over tcp"
+timeout 30 "$PY" "$HERE/mirror.py" --data-dir "$TCP" --dump-after-idle 1.5 \
+    >"$DIR/mirror.out" 2>"$DIR/mirror.err" &
+MIRROR=$!
+wait_for 10 mirror_live || fail "mirror.py never went live over tcp"
+timeout 20 "$PY" "$HERE/call.py" --data-dir "$TCP" message.send '{"content": "over tcp"}' \
+    >"$DIR/out" 2>"$DIR/err" || fail "call.py message.send over tcp exited $?"
+SID=$(sed -n 's/^ *"session_id": "\([0-9a-f-]*\)",\{0,1\}$/\1/p' "$DIR/out")
+rc=0
+wait "$TOKENS" || rc=$?
+TOKENS=""
+[ "$rc" = 0 ] || fail "tokens.py over tcp exited $rc"
+grep -qx 'echo: over tcp' "$DIR/tokens.out" || fail "tokens.py over tcp did not print the reply"
+echo "ok   tokens.py over tcp printed: $(cat "$DIR/tokens.out")"
+rc=0
+wait "$MIRROR" || rc=$?
+MIRROR=""
+[ "$rc" = 0 ] || fail "mirror.py over tcp exited $rc"
+rc=0
+timeout 30 "$PY" "$DIR/compare.py" "$BIN" "$TCP" "$DIR/mirror.out" 1 "$SID" "over tcp" \
+    "echo: over tcp" >"$DIR/out" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "mirror.py's replica over tcp differs from state.sync + message.list"
+echo "ok   mirror.py over tcp, replica = server: $(tail -n1 "$DIR/out")"
+kill -TERM "$SERVER"
+rc=0
+wait "$SERVER" || rc=$?
+SERVER=""
+[ "$rc" = 0 ] || fail "tcp server exited $rc after SIGTERM"
 echo "PASS"

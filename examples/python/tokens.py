@@ -27,6 +27,8 @@ Without --session every session's tokens are printed; --turns N exits after N tu
 
 Exit codes: 0 after --turns N turns or instance.shutdown, 2 usage, 3 no server (no discovery file,
 or no welcome within --live-timeout), 130 Ctrl-C.
+Over tcp both sockets authenticate with ZeroMQ PLAIN (user "zcoord", the secret from
+$ZCOORD_SECRET or the discovery file); see authenticate().
 Requires pyzmq (pip install pyzmq). See proto-docs/PROTOCOL.md for the wire format.
 """
 
@@ -70,6 +72,37 @@ def data_dir(arg: str | None, workspace: str | None = None) -> Path:
     return data_home() / "workspaces" / f"{name}-{h:016x}"
 
 
+def authenticate(sock: zmq.Socket, endpoint: str, secret: str | None) -> None:
+    """Over tcp the server lets in only peers presenting ZeroMQ PLAIN credentials: user name
+    "zcoord", password the instance's secret. Two socket options, set before connect(); over ipc
+    the directory's permissions do that job and nothing is set."""
+    if endpoint.startswith("tcp://") and secret:
+        sock.plain_username = b"zcoord"
+        sock.plain_password = secret.encode()
+
+
+def secret_for(discovery: dict, endpoints: list[str]) -> str | None:
+    """$ZCOORD_SECRET, else the discovery file's "secret" (written only when an endpoint is tcp;
+    the file is 0600). Warns when a tcp endpoint has none: the server would ignore us."""
+    secret = os.environ.get("ZCOORD_SECRET") or discovery.get("secret")
+    if not secret and any(e.startswith("tcp://") for e in endpoints):
+        print(
+            "warning: tcp endpoint but no secret ($ZCOORD_SECRET or the discovery file's): "
+            "the server will not answer",
+            file=sys.stderr,
+        )
+    return secret
+
+
+def read_discovery(path: Path) -> dict:
+    """The discovery file, or {} when there is none (endpoints given on the command line)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def note(line: str) -> None:
     """Progress and diagnostics on stderr."""
     print(line, file=sys.stderr, flush=True)
@@ -98,9 +131,10 @@ class RpcError(Exception):
 class Rpc:
     """JSON-RPC over one long-lived DEALER. libzmq reconnects it by itself after a restart."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int):
+    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int, secret: str | None):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        authenticate(self.sock, endpoint, secret)  # tcp only: PLAIN, before connect
         self.sock.connect(endpoint)
         self.timeout_ms = timeout_ms
 
@@ -140,7 +174,9 @@ def welcome_in(frames: list[bytes]) -> dict | None:
         return None
 
 
-def subscribe_live(ctx: zmq.Context, endpoint: str, prefixes: list[str], timeout: float):
+def subscribe_live(
+    ctx: zmq.Context, endpoint: str, prefixes: list[str], timeout: float, secret: str | None
+):
     """A SUB on `prefixes` whose subscriptions are all live: each one's welcome has arrived.
 
     Returns (sub, welcomes, early): `welcomes` maps each prefix to its welcome's envelope (`seq`:
@@ -154,6 +190,7 @@ def subscribe_live(ctx: zmq.Context, endpoint: str, prefixes: list[str], timeout
     while True:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        authenticate(sub, endpoint, secret)  # the PUB checks subscribers too
         for p in prefixes:
             sub.setsockopt_string(zmq.SUBSCRIBE, p)
         sub.connect(endpoint)
@@ -395,15 +432,17 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    path = data_dir(args.data_dir, args.workspace) / "instance.json"
+    discovery = read_discovery(path)
     rpc_ep, pub_ep = args.rpc, args.pub
     if not (rpc_ep and pub_ep):
-        path = data_dir(args.data_dir, args.workspace) / "instance.json"
         try:
-            endpoints = json.loads(path.read_text())["endpoints"]
-        except (OSError, ValueError, KeyError) as e:
-            note(f"error: cannot read {path}: {e} (is `zcoord serve` running?)")
+            endpoints = discovery["endpoints"]
+            rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
+        except (KeyError, TypeError):
+            note(f"error: no endpoints in {path} (is `zcoord serve` running?)")
             return 3
-        rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
+    secret = secret_for(discovery, [rpc_ep, pub_ep])
 
     # Subscriptions are key prefixes. Session events have keys "<topic>/<session_id>", so
     # "llm.token/<id>" is one session's tokens and "llm." every session's llm.* events.
@@ -415,8 +454,8 @@ def main() -> int:
     prefixes.append("instance.")  # instance.shutdown tells us when to stop
 
     ctx = zmq.Context.instance()
-    rpc = Rpc(ctx, rpc_ep, args.timeout_ms)
-    live = subscribe_live(ctx, pub_ep, prefixes, args.live_timeout)
+    rpc = Rpc(ctx, rpc_ep, args.timeout_ms, secret)
+    live = subscribe_live(ctx, pub_ep, prefixes, args.live_timeout, secret)
     if live is None:
         note(
             f"error: no welcome within {args.live_timeout:g} s on {pub_ep} (is the server running?)"

@@ -101,9 +101,11 @@ pub fn main() -> i32 {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log));
+    // Colours only for a terminal: a log file or journal gets plain `key=value` fields.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let data_dir = match (&cli.data_dir, &cli.workspace) {
         (Some(d), _) => d.clone(),

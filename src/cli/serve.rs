@@ -17,6 +17,7 @@ use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
 use crate::transport::auth::Secret;
+use crate::transport::ipc;
 use crate::transport::TransportConfig;
 
 /// Longest `ipc://` path libzmq accepts (the `sun_path` limit, less the terminator).
@@ -27,6 +28,8 @@ const DB_FILE: &str = "zcoord.db";
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// ROUTER endpoint to bind (default: ipc://<data-dir>/run/rpc.sock). `tcp://127.0.0.1:0` picks a port.
+    /// An ipc socket's directory must be the user's own and closed to others (a missing one is
+    /// created 0700); a socket another process listens on is never taken over.
     #[arg(long)]
     pub rpc: Option<String>,
     /// PUB endpoint to bind (default: ipc://<data-dir>/run/pub.sock).
@@ -99,7 +102,7 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
     let run_dir = data_dir.join("run");
     let needs_run_dir = args.rpc.is_none() || args.pub_.is_none();
     if needs_run_dir {
-        discovery::ensure_private_dir(&run_dir)?;
+        ipc::own_dir(&run_dir)?;
     }
     let default_ep = |name: &str| -> anyhow::Result<String> {
         let path = run_dir.join(name);

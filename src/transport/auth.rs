@@ -1,12 +1,18 @@
 //! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks the PLAIN credentials of
 //! every peer of the ROUTER and the PUB against the instance's secret, on its own thread, before
-//! the peer can send or receive a single message. Refusals are logged with the peer address,
-//! at most once a second. Knows nothing of JSON-RPC.
+//! the peer can send or receive a single message. The same thread reads the handshakes libzmq
+//! refuses without asking it (peers with no PLAIN at all; see [`super::monitor`]). Refusals are
+//! logged at most once a second, with a count of those not logged: with the peer address when
+//! the ZAP request carries it, with the server's endpoint only when the monitor reported it.
+//! Knows nothing of JSON-RPC.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::monitor;
 
 /// The ZAP endpoint libzmq asks, in the sockets' own context.
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
@@ -16,6 +22,8 @@ pub const ZAP_DOMAIN: &str = "zcoord";
 pub const PLAIN_USERNAME: &str = "zcoord";
 /// How often the handler looks at its stop flag.
 const STOP_POLL_MS: i64 = 100;
+/// Monitor messages read from one socket before the next ZAP request gets its turn.
+const MONITOR_BATCH: usize = 64;
 
 /// The shared secret of one instance. Never printed: `Debug` shows its length only.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,6 +75,8 @@ pub fn present_plain(sock: &zmq::Socket, secret: &str) -> Result<(), zmq::Error>
 /// The running ZAP handler; stop it before the context terminates.
 pub struct ZapHandler {
     stop: Arc<AtomicBool>,
+    /// Monitor sockets for the thread to read (see [`ZapHandler::watch`]).
+    watches: mpsc::Sender<zmq::Socket>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,14 +89,26 @@ impl ZapHandler {
         sock.bind(ZAP_ENDPOINT)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (watches, new_watches) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("zcoord-zap".into())
-            .spawn(move || serve(sock, secret, flag))
+            .spawn(move || serve(sock, secret, new_watches, flag))
             .map_err(|_| zmq::Error::EMFILE)?;
         Ok(ZapHandler {
             stop,
+            watches,
             thread: Some(thread),
         })
+    }
+
+    /// Also logs the handshakes `sock` (in `ctx`) fails before asking this handler. Call it
+    /// before `sock` binds. What fails in between waits in the monitor socket until the thread
+    /// takes it over (within one poll interval).
+    pub fn watch(&self, ctx: &zmq::Context, sock: &zmq::Socket) -> Result<(), zmq::Error> {
+        let reader = monitor::watch(ctx, sock)?;
+        // The thread only ends when stopped, which takes `self`: it is there to receive.
+        let _ = self.watches.send(reader);
+        Ok(())
     }
 
     pub fn stop(mut self) {
@@ -106,10 +128,21 @@ impl Drop for ZapHandler {
     }
 }
 
-fn serve(sock: zmq::Socket, secret: Secret, stop: Arc<AtomicBool>) {
+fn serve(
+    sock: zmq::Socket,
+    secret: Secret,
+    new_watches: mpsc::Receiver<zmq::Socket>,
+    stop: Arc<AtomicBool>,
+) {
     let mut log = RefusalLog::default();
+    // Monitor sockets must be read for as long as their sockets live: libzmq blocks an I/O
+    // thread on a monitor nobody reads. The transport closes its sockets before stopping us.
+    let mut watches: Vec<zmq::Socket> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        match sock.poll(zmq::POLLIN, STOP_POLL_MS) {
+        watches.extend(new_watches.try_iter());
+        let mut items = vec![sock.as_poll_item(zmq::POLLIN)];
+        items.extend(watches.iter().map(|w| w.as_poll_item(zmq::POLLIN)));
+        match zmq::poll(&mut items, STOP_POLL_MS) {
             Ok(0) | Err(zmq::Error::EINTR) => continue,
             Ok(_) => {}
             Err(e) => {
@@ -117,16 +150,42 @@ fn serve(sock: zmq::Socket, secret: Secret, stop: Arc<AtomicBool>) {
                 return;
             }
         }
+        let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+        drop(items);
+        for (watch, _) in watches.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
+            log_failed_handshakes(watch, &mut log);
+        }
+        if !ready[0] {
+            continue;
+        }
         let Ok(request) = sock.recv_multipart(0) else {
             continue;
         };
         let verdict = judge(&request, &secret);
         if let Verdict::Refused { address, why } = &verdict {
-            log.refused(address, why);
+            if let Some(suppressed) = log.admit(Instant::now()) {
+                tracing::warn!(peer = %address, reason = why, suppressed, "connection refused at the handshake");
+            }
         }
         let reply = reply_to(&request, &verdict);
         if let Err(e) = sock.send_multipart(reply, 0) {
             tracing::warn!(error = %e, "ZAP reply failed");
+        }
+    }
+}
+
+/// Logs what one monitor reported, a bounded batch at a time: a flood of bad handshakes must
+/// not keep ZAP requests waiting.
+fn log_failed_handshakes(watch: &zmq::Socket, log: &mut RefusalLog) {
+    for _ in 0..MONITOR_BATCH {
+        let Ok(frames) = watch.recv_multipart(zmq::DONTWAIT) else {
+            return;
+        };
+        let Some(f) = monitor::decode(&frames) else {
+            continue;
+        };
+        if let Some(suppressed) = log.admit(Instant::now()) {
+            tracing::warn!(peer = "unknown", endpoint = %f.endpoint, reason = %f.why, suppressed, "connection refused at the handshake (libzmq does not report this peer's address)");
         }
     }
 }
@@ -182,7 +241,7 @@ fn reply_to(request: &[Vec<u8>], verdict: &Verdict) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Logs refusals at most once a second, with how many were not logged in between.
+/// Lets one refusal a second be logged, and counts the others.
 #[derive(Default)]
 struct RefusalLog {
     last: Option<Instant>,
@@ -190,18 +249,17 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn refused(&mut self, address: &str, why: &str) {
-        let now = Instant::now();
+    /// `Some(n)`: log this refusal, and say `n` went unlogged since the last line.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
         if self
             .last
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
         {
             self.suppressed += 1;
-            return;
+            return None;
         }
-        tracing::warn!(peer = %address, reason = why, suppressed = self.suppressed, "connection refused at the handshake");
         self.last = Some(now);
-        self.suppressed = 0;
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -260,6 +318,18 @@ mod tests {
             },
         );
         assert_eq!(no[2], b"400");
+    }
+
+    #[test]
+    fn one_refusal_a_second_is_logged_with_the_count_of_the_others() {
+        let mut log = RefusalLog::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(log.admit(at(0)), Some(0));
+        assert_eq!(log.admit(at(10)), None);
+        assert_eq!(log.admit(at(999)), None);
+        assert_eq!(log.admit(at(1000)), Some(2));
+        assert_eq!(log.admit(at(5000)), Some(0));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 pub mod auth;
 pub mod framing;
+pub mod ipc;
+mod monitor;
 pub mod outbound;
 mod pending;
 mod server;
@@ -101,6 +103,8 @@ pub enum TransportError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error(transparent)]
+    Ipc(#[from] ipc::IpcError),
     #[error("zmq socket setup failed: {0}")]
     Setup(#[from] zmq::Error),
     #[error("cannot start the transport thread: {0}")]
@@ -145,8 +149,9 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
-        if zap.is_some() {
+        if let Some(zap) = &zap {
             auth::require_plain(&router)?;
+            zap.watch(&context, &router)?;
         }
         bind(&router, &config.rpc_endpoint)?;
 
@@ -159,8 +164,9 @@ impl Transport {
         // Subscribers only send subscriptions; anything big from them is hostile.
         publisher.set_maxmsgsize(64 * 1024)?;
         set_heartbeats(&publisher, config)?;
-        if zap.is_some() {
+        if let Some(zap) = &zap {
             auth::require_plain(&publisher)?;
+            zap.watch(&context, &publisher)?;
         }
         bind(&publisher, &config.pub_endpoint)?;
 
@@ -254,6 +260,8 @@ fn set_heartbeats(sock: &zmq::Socket, config: &TransportConfig) -> Result<(), zm
 }
 
 fn bind(sock: &zmq::Socket, endpoint: &str) -> Result<(), TransportError> {
+    // libzmq unlinks whatever is at an ipc path before binding: check it first.
+    ipc::prepare(endpoint)?;
     sock.bind(endpoint).map_err(|source| TransportError::Bind {
         endpoint: endpoint.to_owned(),
         source,

@@ -1,0 +1,312 @@
+//! Who may connect, as the `zcoord` binary enforces it at start-up and at the handshake: ipc
+//! socket directories closed to other users, stale sockets from dead instances cleared, a live
+//! server's socket never taken, and peers without PLAIN logged although libzmq refuses them
+//! before the ZAP handler hears of them.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{eventually, WAIT};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
+
+fn serve_cmd(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--store", "memory"])
+        .args(extra)
+        .env_remove("ZCOORD_SECRET")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs a `serve` that is expected to refuse to start; kills it if it serves instead.
+fn refused(data_dir: &Path, extra: &[&str]) -> Output {
+    let mut child = serve_cmd(data_dir, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "serve should have refused to start; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A `zcoord serve` whose stderr (its log) goes to a file; killed when dropped.
+struct Served {
+    child: Child,
+    log: PathBuf,
+    discovery: Value,
+}
+
+impl Served {
+    fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        let log = data_dir.with_extension("log");
+        let child = serve_cmd(data_dir, extra)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let disc = data_dir.join("instance.json");
+        let discovery = eventually("discovery file", || {
+            fs::read(&disc)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .filter(|d| d["pid"] == child.id())
+        });
+        Served {
+            child,
+            log,
+            discovery,
+        }
+    }
+
+    fn endpoint(&self, which: &str) -> String {
+        self.discovery["endpoints"][which]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ping(&self, data_dir: &Path) -> bool {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["ping", "--timeout-ms", "3000"])
+            .env_remove("ZCOORD_SECRET")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A directory for sockets that only this user can enter.
+fn private_dir(parent: &Path, name: &str) -> PathBuf {
+    let d = parent.join(name);
+    fs::create_dir(&d).unwrap();
+    chmod(&d, 0o700);
+    d
+}
+
+#[test]
+fn a_socket_directory_open_to_other_users_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    for mode in [0o755, 0o777] {
+        let shared = tmp.path().join(format!("shared-{mode:o}"));
+        fs::create_dir(&shared).unwrap();
+        chmod(&shared, mode);
+        let rpc = format!("ipc://{}/rpc.sock", shared.display());
+        let pub_ = format!("ipc://{}/pub.sock", shared.display());
+        let out = refused(&tmp.path().join("data"), &["--rpc", &rpc, "--pub", &pub_]);
+        let err = stderr(&out);
+        assert!(err.contains(&shared.display().to_string()), "{err}");
+        assert!(err.contains(&format!("mode {mode:03o}")), "{err}");
+        assert!(err.contains("open to other users"), "{err}");
+        assert!(err.contains("chmod 700"), "{err}");
+        assert_eq!(
+            mode_of(&shared),
+            mode,
+            "a directory zcoord did not make keeps its mode"
+        );
+        assert!(!shared.join("rpc.sock").exists());
+    }
+}
+
+#[test]
+fn a_missing_socket_directory_is_created_0700_and_the_default_one_is_tightened() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An explicit directory that does not exist yet.
+    let socks = tmp.path().join("socks/zcoord");
+    let data = tmp.path().join("a");
+    let rpc = format!("ipc://{}/rpc.sock", socks.display());
+    let pub_ = format!("ipc://{}/pub.sock", socks.display());
+    let s = Served::start(&data, &["--rpc", &rpc, "--pub", &pub_]);
+    assert_eq!(mode_of(&socks), 0o700);
+    assert!(s.ping(&data));
+    drop(s);
+
+    // zcoord's own <data-dir>/run, found open to others, is made 0700 again.
+    let data = tmp.path().join("b");
+    fs::create_dir_all(data.join("run")).unwrap();
+    chmod(&data.join("run"), 0o755);
+    let s = Served::start(&data, &[]);
+    assert_eq!(mode_of(&data.join("run")), 0o700);
+    assert!(s.ping(&data));
+    assert!(s.log().contains("made it 0700"), "{}", s.log());
+}
+
+#[test]
+fn a_stale_socket_from_a_dead_instance_is_removed_and_serve_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let run = private_dir(&data, "run");
+    // A listener that is gone leaves its file behind, as a server killed with -9 does.
+    drop(UnixListener::bind(run.join("rpc.sock")).unwrap());
+    assert!(run.join("rpc.sock").exists());
+    let s = Served::start(&data, &[]);
+    assert!(s.ping(&data));
+    let log = s.log();
+    assert!(log.contains("removed a stale ipc socket"), "{log}");
+    assert!(log.contains("rpc.sock"), "{log}");
+}
+
+#[test]
+fn a_live_socket_is_never_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let run = private_dir(&data, "run");
+    let path = run.join("rpc.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let out = refused(&data, &[]);
+    let err = stderr(&out);
+    assert!(err.contains("another process is listening on"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    // Still the listener's: a new connection reaches it.
+    let _client = UnixStream::connect(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    eventually("the probe's and the client's connections", || {
+        listener.accept().ok()
+    });
+}
+
+#[test]
+fn two_servers_given_the_same_ipc_endpoint_from_different_data_dirs_do_not_steal_it() {
+    // The data directory's lock cannot see this case: only the socket check does.
+    let tmp = tempfile::tempdir().unwrap();
+    let socks = private_dir(tmp.path(), "socks");
+    let rpc = format!("ipc://{}/rpc.sock", socks.display());
+    let pub_ = format!("ipc://{}/pub.sock", socks.display());
+    let first_dir = tmp.path().join("first");
+    let first = Served::start(&first_dir, &["--rpc", &rpc, "--pub", &pub_]);
+    let out = refused(&tmp.path().join("second"), &["--rpc", &rpc, "--pub", &pub_]);
+    assert!(
+        stderr(&out).contains("another process is listening on"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        first.ping(&first_dir),
+        "the first server still has its socket"
+    );
+}
+
+#[test]
+fn peers_without_plain_are_logged_although_the_zap_handler_never_sees_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Served::start(
+        &data,
+        &["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"],
+    );
+    let rpc = s.endpoint("rpc");
+    let ctx = zmq::Context::new();
+    // No credentials at all: libzmq's NULL mechanism, refused in the ZMTP greeting.
+    let null_peer = |endpoint: &str, kind| {
+        let sock = ctx.socket(kind).unwrap();
+        sock.set_linger(0).unwrap();
+        sock.connect(endpoint).unwrap();
+        sock
+    };
+    let refusals = || -> Vec<String> {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("connection refused at the handshake"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let _first = null_peer(&rpc, zmq::DEALER);
+    let line = eventually("a refusal in the log", || refusals().first().cloned());
+    // Which side notices first is a race: the server reads the NULL in the client's greeting,
+    // or the client, having read the server's PLAIN, hangs up before it gets there.
+    assert!(
+        line.contains("no PLAIN credentials") || line.contains("handshake not completed"),
+        "{line}"
+    );
+    assert!(line.contains("peer=\"unknown\""), "{line}");
+    assert!(
+        line.contains("does not report this peer's address"),
+        "{line}"
+    );
+    // The monitor names the server's endpoint the peer came in on.
+    assert!(line.contains(&format!("endpoint={rpc}")), "{line}");
+
+    // A burst of them: one line a second at most, the next one saying how many were not logged.
+    let started = Instant::now();
+    let mut peers = Vec::new();
+    let lines = eventually("a line counting the refusals not logged", || {
+        peers.push(null_peer(&rpc, zmq::DEALER));
+        std::thread::sleep(Duration::from_millis(20));
+        let lines = refusals();
+        lines
+            .iter()
+            .skip(1)
+            .any(|l| !l.contains("suppressed=0"))
+            .then_some(lines)
+    });
+    assert!(
+        lines.len() as u64 <= started.elapsed().as_secs() + 2,
+        "not rate-limited: {} lines in {:?} for {} peers\n{}",
+        lines.len(),
+        started.elapsed(),
+        peers.len(),
+        lines.join("\n")
+    );
+    drop(peers);
+
+    // A subscriber without credentials is logged the same way, at the PUB's endpoint (after
+    // the limiter's second).
+    let pub_ = s.endpoint("pub");
+    let mut subs = Vec::new();
+    eventually("a refusal at the PUB", || {
+        subs.push(null_peer(&pub_, zmq::SUB));
+        std::thread::sleep(Duration::from_millis(50));
+        refusals()
+            .iter()
+            .any(|l| l.contains(&format!("endpoint={pub_}")))
+            .then_some(())
+    });
+}
