@@ -13,6 +13,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+mod fair;
+
+use fair::RoundRobin;
+
 use crate::config::{Config, ModelConfig, Promotion, StoreConfig};
 use crate::core::{ids::UuidV7, CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::model::echo::Echo;
@@ -32,6 +36,11 @@ const MODEL_QUEUE: usize = 4_096;
 /// Model events taken in one go before their effects are applied: bounds how long requests and
 /// ticks wait behind a fast stream.
 const MODEL_BURST: usize = 256;
+/// Requests taken off the transport's queue into the per-peer lines at most; beyond it they
+/// wait in that queue, and when it too is full new ones get `server_busy`.
+const MAX_TAKEN_REQUESTS: usize = 1_024;
+/// Requests served before the loop looks at its other inputs again.
+const REQUEST_ROUND: usize = 32;
 /// How long shutdown waits for room in the transport's queue for what is still held.
 const SHUTDOWN_ROOM_WAIT: Duration = Duration::from_secs(2);
 /// How often running turns are considered for a checkpoint.
@@ -185,6 +194,7 @@ impl Server {
             writer,
             required: 0,
             held: VecDeque::new(),
+            requests: RoundRobin::default(),
         };
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
@@ -208,7 +218,13 @@ impl Server {
             let waiting = actor.waiting_for_room();
             tokio::select! {
                 reason = &mut shutdown => break reason,
-                Some(inb) = inbound.recv() => actor.on_inbound(inb),
+                Some(inb) = inbound.recv(), if actor.requests.len() < MAX_TAKEN_REQUESTS => {
+                    actor.requests.push(inb.route.identity.clone(), inb);
+                    actor.serve_requests(&mut inbound);
+                }
+                () = std::future::ready(()), if !actor.requests.is_empty() => {
+                    actor.serve_requests(&mut inbound);
+                }
                 Some(sub) = subscriptions.recv() => actor.core.welcome(sub, now()),
                 // While the transport's queue is short of room, model output waits in its own
                 // queue (slowing the models) rather than piling up here or being dropped.
@@ -234,6 +250,10 @@ impl Server {
         actor.core.shutdown(&reason, now());
         actor.apply_effects();
         // Requests that reached the queue before the drain still get their answer.
+        while let Some(inb) = actor.requests.pop() {
+            actor.on_inbound(inb);
+            actor.apply_effects();
+        }
         while let Ok(inb) = inbound.try_recv() {
             actor.on_inbound(inb);
             actor.apply_effects();
@@ -291,9 +311,27 @@ struct Actor<'t> {
     required: u64,
     /// Replies and events waiting for the store, in order, with the change each needs.
     held: VecDeque<(u64, Outbound)>,
+    /// Requests taken from the transport's queue, served in turn by peer.
+    requests: RoundRobin<Inbound>,
 }
 
 impl Actor<'_> {
+    /// Serves up to [`REQUEST_ROUND`] requests, one peer at a time in turn. Before each, what
+    /// has reached the transport's queue joins its peer's line, so a newcomer waits for at most
+    /// one request of each busy peer, not for everything they queued earlier.
+    fn serve_requests(&mut self, inbound: &mut mpsc::Receiver<Inbound>) {
+        for _ in 0..REQUEST_ROUND {
+            while self.requests.len() < MAX_TAKEN_REQUESTS {
+                let Ok(inb) = inbound.try_recv() else { break };
+                self.requests.push(inb.route.identity.clone(), inb);
+            }
+            let Some(inb) = self.requests.pop() else {
+                break;
+            };
+            self.on_inbound(inb);
+        }
+    }
+
     fn on_inbound(&mut self, inb: Inbound) {
         // `_slot` gives the request's place back to its peer once it has been answered.
         let Inbound {

@@ -444,3 +444,57 @@ fn a_model_faster_than_the_transport_waits_instead_of_losing_events() {
     assert_eq!(indexes, (0..=WORDS as u64).collect::<Vec<_>>());
     assert_eq!(counter(&drops(&d), "outbound_dropped"), 0);
 }
+
+#[test]
+fn a_peer_with_many_queued_requests_does_not_go_ahead_of_another_peer() {
+    // The flooder queues 16 frames, each a batch of 20 `state.sync` over 200 sessions (several
+    // ms of core time per frame in a debug build). A ping sent once the core is busy with them
+    // is served in turn by peer: after at most a frame or two of the flooder's, not after all.
+    const FRAMES: u64 = 16;
+    let d = spawn_daemon();
+    let mut rpc = d.client();
+    for i in 0..200 {
+        rpc.call("session.create", json!({"title": format!("s{i}")}))
+            .unwrap();
+    }
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "state.sync"}))
+        .collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let flooder = d.raw(zmq::DEALER);
+    for _ in 0..FRAMES {
+        flooder.send(&body, 0).unwrap();
+    }
+    // The core is working through the flooder's frames now.
+    recv_within(&flooder, WAIT).expect("the flooder's first answer");
+    let honest = d.raw(zmq::DEALER);
+    honest
+        .send(request(1, "instance.ping", json!({})), 0)
+        .unwrap();
+    let mut flooder_answers = 1;
+    let deadline = Instant::now() + WAIT;
+    let ahead = loop {
+        assert!(Instant::now() < deadline, "no answer to the ping");
+        let mut items = [
+            honest.as_poll_item(zmq::POLLIN),
+            flooder.as_poll_item(zmq::POLLIN),
+        ];
+        zmq::poll(&mut items, 100).unwrap();
+        // The flooder's answers that arrived first count as ahead of the ping.
+        if items[1].is_readable() {
+            recv_within(&flooder, WAIT).unwrap();
+            flooder_answers += 1;
+            continue;
+        }
+        if items[0].is_readable() {
+            let (id, result) = result_of(&recv_within(&honest, WAIT).unwrap());
+            assert_eq!((id, result["status"].as_str()), (1, Some("ok")));
+            break flooder_answers;
+        }
+    };
+    eprintln!("flooder answers before the ping's: {ahead} of {FRAMES}");
+    assert!(
+        ahead <= FRAMES / 2,
+        "the ping waited behind {ahead} of the flooder's {FRAMES} frames"
+    );
+}
