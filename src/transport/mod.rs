@@ -11,6 +11,7 @@ pub mod outbound;
 mod pending;
 mod server;
 pub mod stats;
+pub mod welcomes;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -49,7 +50,8 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Replies and events waiting for the transport thread; beyond it they are dropped and counted.
     pub outbound_queue: usize,
-    /// New subscriptions waiting for their welcome; beyond it they are dropped and counted.
+    /// Distinct subscription prefixes waiting for their welcome; beyond it they are dropped and
+    /// counted (a prefix already waiting costs no place).
     pub subscription_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
@@ -93,7 +95,7 @@ pub struct Inbound {
 #[derive(Debug)]
 pub struct Inputs {
     pub requests: mpsc::Receiver<Inbound>,
-    pub subscriptions: mpsc::Receiver<String>,
+    pub subscriptions: welcomes::WelcomeReceiver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +184,7 @@ impl Transport {
 
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
-        let (sub_tx, sub_rx) = mpsc::channel(config.subscription_queue);
+        let (sub_tx, sub_rx) = welcomes::channel(config.subscription_queue);
         let signals = Arc::new(Signals::default());
         let stats = Arc::new(Stats::default());
         let server = Server {

@@ -15,6 +15,7 @@ use super::framing::{classify, Framed, Route};
 use super::outbound::{Outbound, Signals};
 use super::pending::Pending;
 use super::stats::Stats;
+use super::welcomes::{Offered, WelcomeSender};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
 use crate::protocol::jsonrpc::{decode, encode_batch, Calls, Id, Incoming, Request, Response};
@@ -32,7 +33,7 @@ pub(super) struct Server {
     pub wake: zmq::Socket,
     pub outbound: Receiver<Outbound>,
     pub inbound: Sender<Inbound>,
-    pub subscriptions: Sender<String>,
+    pub subscriptions: WelcomeSender,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
@@ -188,7 +189,7 @@ impl Server {
             let Ok(prefix) = std::str::from_utf8(prefix) else {
                 continue;
             };
-            if self.subscriptions.try_send(prefix.to_owned()).is_err() {
+            if self.subscriptions.offer(prefix) == Offered::Dropped {
                 Stats::bump(&self.stats.welcomes_dropped);
                 tracing::debug!("subscription queue full: welcome dropped");
             }
