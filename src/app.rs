@@ -104,8 +104,8 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
     };
     let snapshot = store.load(config.idempotency_capacity)?;
     let store_name = store.describe();
-    let (transport, inputs) = Transport::start(&config.transport)?;
     let instance_id = InstanceId(uuid::Uuid::now_v7());
+    let (transport, inputs) = Transport::start(&config.transport, instance_id)?;
     let started_at = OffsetDateTime::now_utc();
     let meta = InstanceMeta {
         instance_id,
@@ -171,11 +171,9 @@ impl Server {
         let Server {
             ready: _,
             transport,
-            inputs:
-                Inputs {
-                    requests: mut inbound,
-                    mut subscriptions,
-                },
+            inputs: Inputs {
+                requests: mut inbound,
+            },
             core,
             model,
             writer,
@@ -225,7 +223,6 @@ impl Server {
                 () = std::future::ready(()), if !actor.requests.is_empty() => {
                     actor.serve_requests(&mut inbound);
                 }
-                Some(sub) = subscriptions.recv() => actor.core.welcome(sub, now()),
                 // While the transport's queue is short of room, model output waits in its own
                 // queue (slowing the models) rather than piling up here or being dropped.
                 () = transport.outbound.room(), if waiting => actor.release(),
@@ -411,6 +408,7 @@ impl Actor<'_> {
                     }
                     tracing::trace!(seq = p.seq, topic = p.event.topic(), "publish");
                     self.send(Outbound::Event {
+                        seq: p.seq,
                         key: p.key,
                         body: p.body,
                     });

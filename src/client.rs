@@ -214,8 +214,10 @@ impl Subscriber {
         let mut covered_from = 0;
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            // A busy stream must not keep us waiting past the deadline either.
-            let frames = match self.recv_raw(left)? {
+            // From the socket itself: what is kept in `pending` is not a welcome, and reading it
+            // back would spin on it until the deadline. A busy stream must not keep us waiting
+            // past the deadline either.
+            let frames = match self.recv_socket(left)? {
                 Some(frames) if !left.is_zero() => frames,
                 _ => return Ok(None),
             };
@@ -241,6 +243,11 @@ impl Subscriber {
         if let Some(frames) = self.pending.borrow_mut().pop_front() {
             return Ok(Some(frames));
         }
+        self.recv_socket(timeout)
+    }
+
+    /// The next message from the socket, ignoring what is kept in `pending`.
+    fn recv_socket(&self, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
         if !poll_in(&self.sock, timeout)? {
             return Ok(None);
         }

@@ -12,6 +12,7 @@ use crate::core::ids::Sequential;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::protocol::errors::RpcError;
+use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::{InstanceId, TurnId};
 use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 use crate::protocol::methods::{DropCounters, Endpoints};
@@ -192,7 +193,8 @@ impl Harness {
     /// A control step. Model reports, for the turn `selector` picks among all started so far
     /// (with none started, an id no turn has): `t` token `text`, `s` tool start, `e` tool end
     /// (an error when `text` is empty), `u` usage, `f` finished, `x` failed. The actor's own
-    /// inputs: `h` heartbeat, `c` checkpoint, `w` welcome for subscription `text`, `q` shutdown,
+    /// inputs: `h` heartbeat, `c` checkpoint, `q` shutdown; and `w`, the welcome the transport
+    /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
     /// `k` the clock forward by `selector` × 100 ms. Any other op does nothing, and after `q` so do
     /// the actor's own inputs (its loop has ended).
     pub fn control(&mut self, op: u8, selector: u8, text: &[u8]) {
@@ -220,7 +222,7 @@ impl Harness {
             b'f' => ModelEvent::Finished,
             b'x' => ModelEvent::Failed(text),
             // After shutdown the actor's loop is over: no ticks, only queued requests answered.
-            b'h' | b'c' | b'w' | b'q' if self.shut_down => return,
+            b'h' | b'c' | b'q' if self.shut_down => return,
             b'h' => {
                 self.core.heartbeat(self.now);
                 return self.apply_effects();
@@ -230,8 +232,18 @@ impl Harness {
                 return self.apply_effects();
             }
             b'w' => {
-                self.core.welcome(text, self.now);
-                return self.apply_effects();
+                // What the transport thread publishes on a subscription: numbered after the
+                // last event the core decided (all of which it has sent by now, here).
+                let welcome = EventEncoder::default().welcome(
+                    &text,
+                    self.core.seq(),
+                    self.now,
+                    self.core.instance_id(),
+                );
+                if let Err(what) = self.events.check(&welcome) {
+                    self.broken.get_or_insert(what);
+                }
+                return;
             }
             b'q' => {
                 self.shut_down = true;

@@ -390,9 +390,10 @@ fn percentile(samples: &[Duration], q: f64) -> Duration {
     sorted.get(at).copied().unwrap_or_default()
 }
 
-/// How long a new subscriber takes to go live under attack. Measured, not asserted: its welcome
-/// competes with the churning SUBs' subscriptions for the server's queue, where the excess is
-/// dropped (and counted), so it may take the client a retry or several.
+/// How long a new subscriber takes to go live under attack. Measured, not asserted: the churning
+/// SUBs' subscriptions queue up inside libzmq's XPUB (unbounded, first come first served) faster
+/// than a debug build welcomes them, so a newcomer's welcome waits behind them. Its events do
+/// not: the XPUB matches a subscription as soon as it arrives.
 fn late_joiner(d: &Daemon, session_id: &str) -> String {
     let started = Instant::now();
     let prefix = format!("llm.token/{session_id}");

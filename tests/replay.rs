@@ -199,3 +199,27 @@ fn a_replay_the_ring_cannot_serve_is_refused_with_the_oldest_seq() {
     assert_eq!(info["replay"]["max_events"], 10);
     assert!(info["replay"]["events"].as_u64().unwrap() <= 10);
 }
+
+#[test]
+fn a_subscriber_joining_a_running_stream_goes_live() {
+    // Tokens of its own prefix arrive before its welcome: `connect_live` must keep them for
+    // later and still find the welcome behind them.
+    let d = spawn_daemon_with(|c| {
+        c.model = ModelConfig::Echo {
+            token_delay: Duration::from_millis(2),
+        };
+    });
+    let r = send(&d, None, &"word ".repeat(2_000));
+    let sid = r["session_id"].as_str().unwrap();
+    let watcher = d.subscriber(&[&format!("llm.token/{sid}")]);
+    watcher.next();
+    for _ in 0..5 {
+        let prefix = format!("llm.token/{sid}");
+        let (sub, covered_from) =
+            Subscriber::connect_live(&d.ctx, &d.pub_, &[prefix.as_str()], WAIT)
+                .expect("live while its prefix streams");
+        let ev = sub.recv(WAIT).unwrap().expect("the stream goes on");
+        assert_eq!(ev.envelope.topic, "llm.token");
+        assert!(ev.envelope.seq > 0 && covered_from > 0);
+    }
+}

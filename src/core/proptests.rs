@@ -6,7 +6,6 @@
 //! - every `llm.start` gets exactly one `llm.end` for its turn, none comes without a start, and
 //!   after shutdown every started turn has ended (`instance.shutdown` is the last event);
 //! - `seq` (read back from the encoded envelope) starts at 1 and grows by exactly one per event;
-//!   an `instance.welcome` takes no number of its own and carries the last one;
 //! - every `message_count` (in `session.get`, `session.list`, `state.sync` and every session
 //!   event) equals the messages `message.list` returns, paged either way, which are the
 //!   `message.append`s published for the session, in order and at their stored positions;
@@ -80,8 +79,6 @@ enum Op {
     ListBadCursor(Sel),
     Model(TurnSel, Report),
     Heartbeat,
-    /// A subscription became live at the PUB.
-    Welcome(&'static str),
     Checkpoint,
     /// Let this many milliseconds pass.
     Wait(u16),
@@ -127,7 +124,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => sel().prop_map(Op::ListBadCursor),
         10 => (turn_sel(), report()).prop_map(|(t, r)| Op::Model(t, r)),
         1 => Just(Op::Heartbeat),
-        1 => prop::sample::select(vec!["", "llm.", "session.update"]).prop_map(Op::Welcome),
         1 => Just(Op::Checkpoint),
         2 => (0u16..1500).prop_map(Op::Wait),
     ]
@@ -222,11 +218,6 @@ impl Mirror {
         let key = &*p.key;
         let envelope: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
         assert_eq!(envelope["seq"], p.seq);
-        if let Event::InstanceWelcome(w) = &p.event {
-            assert_eq!((p.seq, w.seq), (self.last_seq, self.last_seq), "{p:?}");
-            assert_eq!(key, w.subscription);
-            return;
-        }
         assert_eq!(p.seq, self.last_seq + 1, "seq must grow by one: {p:?}");
         self.last_seq = p.seq;
         let about = p.event.session_id();
@@ -315,7 +306,7 @@ impl Mirror {
                 self.shut_down = true;
             }
             Event::InstancePromoted(_) => panic!("never promoted here"),
-            Event::InstanceWelcome(_) => unreachable!("handled above"),
+            Event::InstanceWelcome(_) => panic!("welcomes are the transport's, never the core's"),
         }
     }
 
@@ -514,11 +505,6 @@ impl Harness {
             Op::Heartbeat if shut => {}
             Op::Heartbeat => {
                 self.core.heartbeat(self.now);
-                self.absorb();
-            }
-            Op::Welcome(_) if shut => {}
-            Op::Welcome(subscription) => {
-                self.core.welcome((*subscription).to_owned(), self.now);
                 self.absorb();
             }
             Op::Checkpoint => {

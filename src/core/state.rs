@@ -18,7 +18,7 @@ use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
     EndReason, Event, EventEncoder, HeartbeatPayload, LlmStartPayload, MessageAppendPayload,
-    PromotedPayload, SessionListPayload, ShutdownPayload, WelcomePayload,
+    PromotedPayload, SessionListPayload, ShutdownPayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
@@ -205,20 +205,6 @@ impl Core {
             }
             Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
         }
-    }
-
-    /// A subscription became live at the PUB: tell its subscribers from which `seq` on they are
-    /// covered. The welcome goes out in order with the events, so every event numbered above
-    /// `seq` follows it; it takes no number of its own and is not kept for replay.
-    pub fn welcome(&mut self, subscription: String, now: OffsetDateTime) {
-        let event = Event::InstanceWelcome(WelcomePayload {
-            subscription,
-            seq: self.seq,
-        });
-        let welcome = self
-            .encoder
-            .encode(self.seq, now, event, self.meta.instance_id);
-        self.effects.push(Effect::Publish(welcome));
     }
 
     fn replay(&self, req: &ReplayRequest) -> Result<ReplayResult, CoreError> {

@@ -1,9 +1,7 @@
-//! Core unit tests for `events.replay` and `instance.welcome`: what the ring serves, what it
-//! refuses, and that a welcome takes no number.
+//! Core unit tests for `events.replay`: what the ring serves and what it refuses.
 
 use super::tests::{at, core, ctx, send};
 use super::*;
-use crate::protocol::events::Event;
 use crate::protocol::methods::{Call, ReplayRequest, ReplayResult, Reply};
 
 fn replay(
@@ -121,30 +119,4 @@ fn replay_refuses_what_it_cannot_serve_with_the_oldest_seq() {
         instance_id: Some(c.instance_id().to_string()),
     });
     assert!(c.call(same, &ctx(9)).is_ok());
-}
-
-#[test]
-fn a_welcome_is_keyed_by_its_subscription_and_takes_no_number() {
-    let mut c = core();
-    c.heartbeat(at(1));
-    let _ = c.take_effects();
-    c.welcome("llm.token/".into(), at(2));
-    let fx = c.take_effects();
-    let [Effect::Publish(p)] = fx.as_slice() else {
-        panic!("{fx:?}");
-    };
-    assert_eq!(&*p.key, "llm.token/");
-    assert_eq!(p.seq, 1);
-    let Event::InstanceWelcome(w) = &p.event else {
-        panic!("{p:?}");
-    };
-    assert_eq!((w.subscription.as_str(), w.seq), ("llm.token/", 1));
-    assert_eq!(c.seq(), 1, "no number taken");
-    assert_eq!(
-        replay(&mut c, 0, &[], 10).unwrap().events.len(),
-        1,
-        "not replayed"
-    );
-    c.heartbeat(at(3));
-    assert_eq!(published(&mut c)[0].0, 2, "the next event is numbered on");
 }

@@ -307,6 +307,25 @@ impl Published {
     }
 }
 
+impl EventEncoder {
+    /// The `instance.welcome` answering a subscription to `prefix` that became live after the
+    /// event numbered `seq` went out: keyed by the prefix itself, carrying `seq` (in the envelope
+    /// too), taking no number of its own.
+    pub fn welcome(
+        &mut self,
+        prefix: &str,
+        seq: u64,
+        timestamp: OffsetDateTime,
+        instance_id: InstanceId,
+    ) -> Published {
+        let event = Event::InstanceWelcome(WelcomePayload {
+            subscription: prefix.to_owned(),
+            seq,
+        });
+        self.encode(seq, timestamp, event, instance_id)
+    }
+}
+
 /// Scratch capacity kept between events.
 const KEEP_SCRATCH: usize = 64 << 10;
 

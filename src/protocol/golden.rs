@@ -121,8 +121,7 @@ fn method_results() {
                "model": "echo", "seq": 7,
                "running_turns": 0,
                "drops": {"replies_dropped": 0, "outbound_dropped": 0,
-                         "requests_refused_busy": 0, "requests_dropped": 0,
-                         "welcomes_dropped": 0},
+                         "requests_refused_busy": 0, "requests_dropped": 0},
                "store": "memory", "recovered_turns": 1,
                "replay": {"events": 7, "bytes": 2048, "oldest_seq": 1,
                           "max_events": 50_000, "max_bytes": 33_554_432}}),
@@ -360,4 +359,30 @@ fn envelope_golden() {
         v.get("session_id").is_none(),
         "no session_id member for instance events"
     );
+}
+
+#[test]
+fn welcome_golden_and_encoder_reuse() {
+    let mut enc = EventEncoder::default();
+    let w = enc.welcome("llm.token/", 41, T, iid());
+    assert_eq!(&*w.key, "llm.token/", "keyed by the subscription itself");
+    let v: Value = serde_json::from_slice(&w.body).unwrap();
+    assert_eq!(
+        v,
+        json!({"seq": 41, "instance_id": I, "topic": "instance.welcome", "timestamp": T_JSON,
+               "payload": {"subscription": "llm.token/", "seq": 41}})
+    );
+    // The encoder's scratch buffers carry nothing from one event into the next, and a repeated
+    // key is shared rather than rebuilt.
+    let start = || {
+        Event::LlmStart(LlmStartPayload {
+            session_id: sid(),
+            turn_id: tid(),
+        })
+    };
+    let a = enc.encode(1, T, start(), iid());
+    let b = enc.encode(2, T, start(), iid());
+    assert!(std::sync::Arc::ptr_eq(&a.key, &b.key));
+    assert_eq!(a.body.len(), b.body.len());
+    assert_eq!(Published::new(2, T, start(), iid()), b);
 }

@@ -341,9 +341,6 @@ pub struct DropCounters {
     pub requests_refused_busy: u64,
     /// Messages dropped unanswered (odd framing that cannot be routed back).
     pub requests_dropped: u64,
-    /// Subscriptions not welcomed because too many arrived at once.
-    #[serde(default)]
-    pub welcomes_dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,8 @@ pub mod outbound;
 mod pending;
 mod server;
 pub mod stats;
-pub mod welcomes;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,6 +23,8 @@ pub use framing::Route;
 pub use outbound::{Outbound, OutboundSender};
 pub use stats::Stats;
 
+use crate::protocol::events::EventEncoder;
+use crate::protocol::ids::InstanceId;
 use auth::{Secret, ZapHandler};
 use outbound::Signals;
 use pending::Pending;
@@ -50,9 +51,6 @@ pub struct TransportConfig {
     pub inbound_queue: usize,
     /// Replies and events waiting for the transport thread; beyond it they are dropped and counted.
     pub outbound_queue: usize,
-    /// Distinct subscription prefixes waiting for their welcome; beyond it they are dropped and
-    /// counted (a prefix already waiting costs no place).
-    pub subscription_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
     /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
@@ -74,7 +72,6 @@ impl Default for TransportConfig {
             pub_linger_ms: 1_000,
             inbound_queue: 1_024,
             outbound_queue: 65_536,
-            subscription_queue: 1_024,
             per_peer_pending: 64,
             secret: None,
         }
@@ -90,12 +87,11 @@ pub struct Inbound {
     pub slot: Option<Slot>,
 }
 
-/// What the transport hands the core: requests, and subscriptions that just became live at the
-/// PUB (each to be answered with `instance.welcome`).
+/// What the transport hands the core: decoded requests. (Subscriptions it answers itself, with
+/// `instance.welcome`: see `server.rs`.)
 #[derive(Debug)]
 pub struct Inputs {
     pub requests: mpsc::Receiver<Inbound>,
-    pub subscriptions: welcomes::WelcomeReceiver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +126,11 @@ pub struct Transport {
 impl Transport {
     /// Binds both sockets (errors come back here, before anything runs) and starts the thread.
     /// Returns the transport and the receivers of decoded requests and new subscriptions.
-    pub fn start(config: &TransportConfig) -> Result<(Transport, Inputs), TransportError> {
+    /// `instance_id` stamps the welcomes the transport thread publishes.
+    pub fn start(
+        config: &TransportConfig,
+        instance_id: InstanceId,
+    ) -> Result<(Transport, Inputs), TransportError> {
         let context = zmq::Context::new();
         let tcp = is_tcp(&config.rpc_endpoint) || is_tcp(&config.pub_endpoint);
         // The handler must be bound before a socket that asks it accepts its first peer.
@@ -184,7 +184,6 @@ impl Transport {
 
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
-        let (sub_tx, sub_rx) = welcomes::channel(config.subscription_queue);
         let signals = Arc::new(Signals::default());
         let stats = Arc::new(Stats::default());
         let server = Server {
@@ -193,7 +192,9 @@ impl Transport {
             wake,
             outbound: out_rx,
             inbound: in_tx,
-            subscriptions: sub_tx,
+            instance_id,
+            last_seq: Cell::new(0),
+            encoder: RefCell::new(EventEncoder::default()),
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -220,10 +221,7 @@ impl Transport {
                 zap,
                 context: Some(context),
             },
-            Inputs {
-                requests: in_rx,
-                subscriptions: sub_rx,
-            },
+            Inputs { requests: in_rx },
         ))
     }
 

@@ -18,8 +18,10 @@ pub enum Outbound {
         route: Route,
         body: Vec<u8>,
     },
-    /// Frames shared with the replay ring: queuing an event copies no bytes.
+    /// Frames shared with the replay ring: queuing an event copies no bytes. `seq` is the
+    /// event's number, which welcomes report as the point their subscription is covered from.
     Event {
+        seq: u64,
         key: Arc<str>,
         body: Arc<[u8]>,
     },

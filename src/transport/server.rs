@@ -3,11 +3,12 @@
 //! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
 //! oversized messages, `server_busy` and `shutting_down`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
+use time::OffsetDateTime;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
@@ -15,9 +16,10 @@ use super::framing::{classify, Framed, Route};
 use super::outbound::{Outbound, Signals};
 use super::pending::Pending;
 use super::stats::Stats;
-use super::welcomes::{Offered, WelcomeSender};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
+use crate::protocol::events::EventEncoder;
+use crate::protocol::ids::InstanceId;
 use crate::protocol::jsonrpc::{decode, encode_batch, Calls, Id, Incoming, Request, Response};
 
 /// Frames kept of one message; the rest are read and discarded (the count is still known).
@@ -33,7 +35,12 @@ pub(super) struct Server {
     pub wake: zmq::Socket,
     pub outbound: Receiver<Outbound>,
     pub inbound: Sender<Inbound>,
-    pub subscriptions: WelcomeSender,
+    /// Stamps the welcomes this thread publishes.
+    pub instance_id: InstanceId,
+    /// The number of the last event handed to the PUB: a subscription read after it is covered
+    /// from the next one on.
+    pub last_seq: Cell<u64>,
+    pub encoder: RefCell<EventEncoder>,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
@@ -136,7 +143,10 @@ impl Server {
         self.signals.taken();
         match msg {
             Outbound::Reply { route, body } => self.reply(&route, &body),
-            Outbound::Event { key, body } => self.publish(key.as_bytes(), &body),
+            Outbound::Event { seq, key, body } => {
+                self.last_seq.set(seq);
+                self.publish(key.as_bytes(), &body)
+            }
         }
     }
 
@@ -170,8 +180,12 @@ impl Server {
     }
 
     /// Reads what subscribers sent the XPUB: `\x01prefix` subscribes, `\x00prefix` unsubscribes.
-    /// Each subscription is already live in the XPUB when we read it, so a welcome the core
-    /// publishes after this point reaches it. Unsubscriptions and anything else are ignored.
+    /// Each subscription is already live in the XPUB when we read it, so every event sent from
+    /// here on reaches it: it is answered at once with `instance.welcome` carrying the number of
+    /// the last event sent, the point it is covered from. Answered here rather than by the core,
+    /// because only this thread knows that point exactly, and because a queue to the core would
+    /// let a flood of subscriptions crowd out a newcomer's welcome. Unsubscriptions and anything
+    /// else are ignored.
     fn read_subscriptions(&self) {
         for _ in 0..READ_BURST {
             let msg = match self.publisher.recv_bytes(zmq::DONTWAIT) {
@@ -189,10 +203,13 @@ impl Server {
             let Ok(prefix) = std::str::from_utf8(prefix) else {
                 continue;
             };
-            if self.subscriptions.offer(prefix) == Offered::Dropped {
-                Stats::bump(&self.stats.welcomes_dropped);
-                tracing::debug!("subscription queue full: welcome dropped");
-            }
+            let welcome = self.encoder.borrow_mut().welcome(
+                prefix,
+                self.last_seq.get(),
+                OffsetDateTime::now_utc(),
+                self.instance_id,
+            );
+            self.publish(welcome.key.as_bytes(), &welcome.body);
         }
     }
 

@@ -11,7 +11,6 @@ pub struct Stats {
     pub outbound_dropped: AtomicU64,
     pub requests_refused_busy: AtomicU64,
     pub requests_dropped: AtomicU64,
-    pub welcomes_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -25,7 +24,6 @@ impl Stats {
             outbound_dropped: self.outbound_dropped.load(Ordering::Relaxed),
             requests_refused_busy: self.requests_refused_busy.load(Ordering::Relaxed),
             requests_dropped: self.requests_dropped.load(Ordering::Relaxed),
-            welcomes_dropped: self.welcomes_dropped.load(Ordering::Relaxed),
         }
     }
 }
