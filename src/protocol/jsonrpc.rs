@@ -9,7 +9,10 @@ use super::errors::RpcError;
 /// Upper bound on the number of calls in one batch; a longer batch is refused whole.
 pub const MAX_BATCH_LEN: usize = 256;
 
-/// A request id: a string, a number or null, echoed back exactly as it came.
+/// A request id: a string, a number or null, echoed back as the same JSON value. Strings and
+/// plain numbers come back byte for byte, at any length or precision; a number written with an
+/// exponent comes back in serde_json's form of it (`1E5` as `1e+5`), which any JSON reader parses
+/// to the same number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Id {
@@ -293,6 +296,8 @@ mod tests {
             "18446744073709551615",
             "123456789012345678901234567890",
             "0.1000000000000000000001",
+            "1.50",
+            "-0",
         ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"m"}}"#);
             let Incoming::Single(Ok(req)) = decode(body.as_bytes()) else {
@@ -304,6 +309,24 @@ mod tests {
                 text,
                 format!(r#"{{"jsonrpc":"2.0","id":{raw},"result":1}}"#)
             );
+        }
+    }
+
+    #[test]
+    fn ids_with_an_exponent_come_back_as_the_same_number() {
+        for (raw, echoed) in [("1E5", "1e+5"), ("2e-7", "2e-7"), ("1.5E+3", "1.5e+3")] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"m"}}"#);
+            let Incoming::Single(Ok(req)) = decode(body.as_bytes()) else {
+                panic!("{raw} did not decode")
+            };
+            let text =
+                String::from_utf8(Response::ok(req.id.unwrap(), json!(1)).to_bytes()).unwrap();
+            assert_eq!(
+                text,
+                format!(r#"{{"jsonrpc":"2.0","id":{echoed},"result":1}}"#)
+            );
+            let (a, b): (f64, f64) = (raw.parse().unwrap(), echoed.parse().unwrap());
+            assert_eq!(a, b);
         }
     }
 
