@@ -203,3 +203,34 @@ fn unknown_sessions_are_reported_for_every_method_that_takes_one() {
     ));
     assert_eq!(e.code, -32001);
 }
+
+#[test]
+fn a_transport_dropped_without_close_frees_its_endpoints() {
+    use zcoord::protocol::ids::InstanceId;
+    use zcoord::transport::{Transport, TransportConfig};
+    let (transport, _inputs) = Transport::start(
+        &TransportConfig::default(),
+        InstanceId(uuid::Uuid::now_v7()),
+    )
+    .expect("start");
+    let (rpc, pub_) = (
+        transport.rpc_endpoint.clone(),
+        transport.pub_endpoint.clone(),
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(transport);
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(common::WAIT)
+        .expect("dropping a transport does not hang");
+    // Its thread closed both sockets: the ports can be bound again.
+    let ctx = zmq::Context::new();
+    for endpoint in [rpc, pub_] {
+        let s = ctx.socket(zmq::ROUTER).unwrap();
+        s.set_linger(0).unwrap();
+        s.bind(&endpoint)
+            .unwrap_or_else(|e| panic!("{endpoint} still bound: {e}"));
+    }
+}

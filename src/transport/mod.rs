@@ -233,8 +233,14 @@ impl Transport {
     /// Sends what is queued, closes the sockets and waits for queued events to leave (bounded by
     /// the PUB linger). Blocking: call it from a blocking context.
     pub fn close(mut self) {
-        self.outbound.close();
+        self.shut();
+    }
+
+    /// Stops the thread, then closes what the sockets depend on, in that order (the monitor
+    /// readers and the ZAP handler must outlive the sockets they serve). Idempotent.
+    fn shut(&mut self) {
         if let Some(t) = self.thread.take() {
+            self.outbound.close();
             let _ = t.join();
         }
         self.outbound.close_waker();
@@ -245,6 +251,14 @@ impl Transport {
         if let Some(ctx) = self.context.take() {
             drop(ctx);
         }
+    }
+}
+
+/// A transport dropped without `close` (a start-up that failed after binding, a test) still
+/// stops its thread and closes its sockets, instead of leaving the thread blocked in `poll`.
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.shut();
     }
 }
 
