@@ -4,6 +4,7 @@
 //! oversized messages, `server_busy` and `shutting_down`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -187,13 +188,18 @@ impl Server {
     /// let a flood of subscriptions crowd out a newcomer's welcome. Unsubscriptions and anything
     /// else are ignored.
     fn read_subscriptions(&self) {
+        // One welcome answers every subscriber of its prefix whose subscription was read before
+        // it went out, so a prefix repeated within a burst (many clients subscribing to
+        // everything at once) is welcomed once: each welcome reaches all of that prefix's
+        // subscribers, and one per subscription would send them n² messages.
+        let mut burst: HashSet<String> = HashSet::new();
         for _ in 0..READ_BURST {
             let msg = match self.publisher.recv_bytes(zmq::DONTWAIT) {
                 Ok(m) => m,
-                Err(zmq::Error::EAGAIN) => return,
+                Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "subscription receive failed");
-                    return;
+                    break;
                 }
             };
             let Some((&1, prefix)) = msg.split_first() else {
@@ -203,12 +209,14 @@ impl Server {
             let Ok(prefix) = std::str::from_utf8(prefix) else {
                 continue;
             };
-            let welcome = self.encoder.borrow_mut().welcome(
-                prefix,
-                self.last_seq.get(),
-                OffsetDateTime::now_utc(),
-                self.instance_id,
-            );
+            if !burst.contains(prefix) {
+                burst.insert(prefix.to_owned());
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut encoder = self.encoder.borrow_mut();
+        for prefix in &burst {
+            let welcome = encoder.welcome(prefix, self.last_seq.get(), now, self.instance_id);
             self.publish(welcome.key.as_bytes(), &welcome.body);
         }
     }
