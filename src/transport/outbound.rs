@@ -1,6 +1,7 @@
 //! The tokio side's handle for sending through the transport thread: a bounded queue plus an
 //! `inproc://` wake-up, coalesced so a burst of sends costs one wake-up. Never blocks: when the
-//! queue is full the message is dropped and counted. Tells its owner when the queue is filling
+//! queue is full, `try_send` gives the message back (the actor holds it) and `send` drops and
+//! counts it (only at shutdown). Tells its owner when the queue is filling
 //! ([`OutboundSender::congested`]) and when it has room again, so model output can wait upstream
 //! instead of being dropped here.
 

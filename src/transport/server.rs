@@ -1,7 +1,8 @@
 //! The transport thread: owns the ROUTER, the PUB and the wake-up socket, and is the only thread
 //! that touches them. Turns frames into decoded requests for the core and sends what the core
 //! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
-//! oversized messages, `server_busy` and `shutting_down`.
+//! oversized messages, `too_many_pending`, `server_busy` and `shutting_down`; and each new
+//! subscription, with `instance.welcome`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
