@@ -395,12 +395,34 @@ fn percentile(samples: &[Duration], q: f64) -> Duration {
 /// than a debug build welcomes them, so a newcomer's welcome waits behind them. Its events do
 /// not: the XPUB matches a subscription as soon as it arrives.
 fn late_joiner(d: &Daemon, session_id: &str) -> String {
+    // Events first: a heartbeat subscriber's first heartbeat shows the subscription applied,
+    // whether or not its welcome has come.
+    let events = d.ctx.socket(zmq::SUB).unwrap();
+    events.set_linger(0).unwrap();
+    events.set_subscribe(b"instance.heartbeat").unwrap();
+    events.connect(&d.pub_).unwrap();
+    let started = Instant::now();
+    let mut first_event = None;
+    while first_event.is_none() && started.elapsed() < WAIT {
+        if let Some(frames) = recv_within(&events, Duration::from_millis(100)) {
+            if !String::from_utf8_lossy(&frames[1]).contains("\"instance.welcome\"") {
+                first_event = Some(started.elapsed());
+            }
+        }
+    }
+    let first_event = match first_event {
+        Some(t) => format!("first heartbeat after {t:.1?}"),
+        None => format!("no heartbeat within {WAIT:?}"),
+    };
     let started = Instant::now();
     let prefix = format!("llm.token/{session_id}");
     let bound = 2 * WELCOME_RETRY;
     match Subscriber::connect_live(&d.ctx, &d.pub_, &[&prefix], bound) {
-        Ok(_) => format!("live after {:.1?}", started.elapsed()),
-        Err(e) => format!("not live within {bound:?}: {e}"),
+        Ok(_) => format!(
+            "{first_event}; live (welcomed) after {:.1?}",
+            started.elapsed()
+        ),
+        Err(e) => format!("{first_event}; not welcomed within {bound:?}: {e}"),
     }
 }
 
