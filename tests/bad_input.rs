@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{recv_within, spawn_daemon, spawn_daemon_with, Daemon, WAIT};
+use common::{
+    garbage, port_of, recv_within, spawn_daemon, spawn_daemon_with, zmtp3_greeting, zmtp3_ready,
+    Daemon, WAIT,
+};
 
 /// How long a socket must stay silent to count as "got no reply". Only used where the server has
 /// already shown (by a monitor event) that it dropped the peer, so nothing could be in flight.
@@ -658,52 +661,11 @@ fn frames_over_twice_the_limit_disconnect_only_that_peer() {
 // Peers that do not speak ZMTP
 // ---------------------------------------------------------------------------------------------
 
-fn rpc_port(d: &Daemon) -> u16 {
-    let port = d.rpc.rsplit(':').next().expect("tcp endpoint");
-    port.parse()
-        .unwrap_or_else(|e| panic!("port of {}: {e}", d.rpc))
-}
-
 fn tcp(d: &Daemon) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", rpc_port(d))).expect("tcp connect");
+    let s = TcpStream::connect(("127.0.0.1", port_of(&d.rpc))).expect("tcp connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
     s
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so a failure can be replayed.
-fn garbage(len: usize, mut state: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// A ZMTP 3.0 greeting offering the NULL mechanism as a client.
-fn zmtp3_greeting() -> Vec<u8> {
-    let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
-    let mut mechanism = b"NULL".to_vec();
-    mechanism.resize(20, 0);
-    g.extend(mechanism);
-    g.push(0); // as-server
-    g.resize(64, 0); // filler
-    g
-}
-
-/// The NULL mechanism's READY command announcing a DEALER.
-fn zmtp3_ready() -> Vec<u8> {
-    let mut body = b"\x05READY".to_vec();
-    body.push(11);
-    body.extend(b"Socket-Type");
-    body.extend(6u32.to_be_bytes());
-    body.extend(b"DEALER");
-    let mut frame = vec![0x04, body.len() as u8];
-    frame.extend(body);
-    frame
 }
 
 /// Reads until the server closes the connection; panics if it is still open after `WAIT`.
@@ -744,7 +706,7 @@ fn hostile_tcp_peers_do_not_disturb_other_clients() {
     // A correct handshake, then a frame header claiming 1 TiB (long-frame flag, 8-byte length).
     let mut huge = tcp(&d);
     huge.write_all(&zmtp3_greeting()).unwrap();
-    huge.write_all(&zmtp3_ready()).unwrap();
+    huge.write_all(&zmtp3_ready("DEALER")).unwrap();
     let mut server_greeting = [0u8; 64];
     huge.read_exact(&mut server_greeting)
         .expect("server greeting");
