@@ -109,25 +109,12 @@ impl OutboundSender {
         result
     }
 
-    /// Queues `msg`; drops and counts it if the queue is full. Returns whether it was queued.
-    pub fn send(&self, msg: Outbound) -> bool {
-        // Counted before the send, so the transport thread never takes one it has not counted.
-        self.signals.queued.fetch_add(1, Ordering::SeqCst);
-        let queued = match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
-                Stats::bump(&self.stats.outbound_dropped);
-                tracing::warn!("transport queue full: message dropped");
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.signals.queued.fetch_sub(1, Ordering::SeqCst);
-                false
-            }
-        };
-        self.wake();
-        queued
+    /// Queues `msg`; drops and counts it if the queue is full (only the end of shutdown does).
+    pub fn send(&self, msg: Outbound) {
+        if self.try_send(msg).is_err() {
+            Stats::bump(&self.stats.outbound_dropped);
+            tracing::warn!("transport queue full: message dropped");
+        }
     }
 
     /// Whether the queue is more than half full. When it is, this also asks the transport

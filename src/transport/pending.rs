@@ -49,7 +49,11 @@ impl Pending {
             self.peers.retain(|_, n| Arc::strong_count(n) > 1);
             self.sweep_at = (self.peers.len() * 2).max(SWEEP_AT);
         }
-        let count = self.peers.entry(peer.to_vec()).or_default();
+        // A known peer's key is not copied again: this runs for every request.
+        let count = match self.peers.get(peer) {
+            Some(count) => count,
+            None => self.peers.entry(peer.to_vec()).or_default(),
+        };
         if count.load(Ordering::Acquire) >= self.limit {
             return None;
         }
