@@ -3,20 +3,18 @@
 //! committed) with requests, model output and ticks. Owns back-pressure to the models,
 //! cancellation and the shutdown sequence.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 mod actor;
 mod fair;
+mod outbox;
 
 use actor::Actor;
-use fair::RoundRobin;
+pub use actor::Stopped;
 
 use crate::config::{Config, ModelConfig, Promotion, StoreConfig};
 use crate::core::{ids::UuidV7, Core, CoreConfig, InstanceMeta};
@@ -29,21 +27,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 use crate::transport::{Inputs, Transport, TransportError};
-
-/// Model output waiting for the core; a full queue slows the models, not the core.
-const MODEL_QUEUE: usize = 4_096;
-/// Model events taken in one go before their effects are applied: bounds how long requests and
-/// ticks wait behind a fast stream.
-const MODEL_BURST: usize = 256;
-/// Requests taken off the transport's queue into the per-peer lines at most; beyond it they
-/// wait in that queue, and when it too is full new ones get `server_busy`.
-const MAX_TAKEN_REQUESTS: usize = 1_024;
-/// Requests served before the loop looks at its other inputs again.
-const REQUEST_ROUND: usize = 32;
-/// How long shutdown waits for room in the transport's queue for what is still held.
-const SHUTDOWN_ROOM_WAIT: Duration = Duration::from_secs(2);
-/// How often running turns are considered for a checkpoint.
-const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
 
 /// What a started server tells its caller.
 #[derive(Debug, Clone)]
@@ -162,37 +145,21 @@ impl Server {
         &self.ready
     }
 
-    /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order:
-    /// stop taking requests, end running turns, publish `instance.shutdown`, answer what was
-    /// already queued, flush the store, release what waited on it, drain the PUB (bounded by
-    /// its linger), close the sockets.
-    pub async fn run(self, shutdown: impl Future<Output = String>) {
+    /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order
+    /// (see [`actor::Actor::run`]) and closes the sockets, queued events getting up to the PUB's
+    /// linger to leave. Says whether changes had to be given up.
+    pub async fn run(self, shutdown: impl Future<Output = String>) -> Stopped {
         let Server {
             ready: _,
             transport,
-            inputs: Inputs {
-                requests: mut inbound,
-            },
+            inputs: Inputs { requests },
             core,
             model,
             writer,
             heartbeat_interval,
             promotion,
         } = self;
-        let (model_tx, mut model_rx) = mpsc::channel(MODEL_QUEUE);
-        let mut committed = writer.committed();
-        let mut actor = Actor {
-            core,
-            model,
-            model_tx,
-            transport: &transport,
-            turns: HashMap::new(),
-            committed: writer.committed(),
-            writer,
-            required: 0,
-            held: VecDeque::new(),
-            requests: RoundRobin::default(),
-        };
+        let (mut actor, model_rx) = Actor::new(core, model, &transport, writer);
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
         let started = now();
@@ -202,89 +169,15 @@ impl Server {
             actor.core.promoted(p.previous_instance_id, started);
         }
         actor.apply_effects();
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + heartbeat_interval,
+        let inputs = actor::Inputs {
+            requests,
             heartbeat_interval,
-        );
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut checkpoint = tokio::time::interval(CHECKPOINT_TICK);
-        checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-
-        let reason = loop {
-            let waiting = actor.waiting_for_room();
-            tokio::select! {
-                reason = &mut shutdown => break reason,
-                Some(inb) = inbound.recv(), if actor.requests.len() < MAX_TAKEN_REQUESTS => {
-                    actor.requests.push(inb.route.identity.clone(), inb);
-                    actor.serve_requests(&mut inbound);
-                }
-                () = std::future::ready(()), if !actor.requests.is_empty() => {
-                    actor.serve_requests(&mut inbound);
-                }
-                // While the transport's queue is short of room, model output waits in its own
-                // queue (slowing the models) rather than piling up here or being dropped.
-                () = transport.outbound.room(), if waiting => actor.release(),
-                Some((turn, ev)) = model_rx.recv(), if !waiting => {
-                    actor.core.model_event(turn, ev, now());
-                    // Take what else is ready before applying effects: a burst of tokens then
-                    // costs one hand-off to the transport thread instead of one per token.
-                    for _ in 1..MODEL_BURST {
-                        let Ok((turn, ev)) = model_rx.try_recv() else { break };
-                        actor.core.model_event(turn, ev, now());
-                    }
-                }
-                Ok(()) = committed.changed() => actor.release(),
-                _ = heartbeat.tick() => actor.core.heartbeat(now()),
-                _ = checkpoint.tick() => actor.core.checkpoint(now()),
-            }
-            actor.apply_effects();
+            shutdown,
         };
-
-        tracing::info!(%reason, "shutting down");
-        transport.drain();
-        actor.core.shutdown(&reason, now());
-        actor.apply_effects();
-        // Requests that reached the queue before the drain still get their answer.
-        while let Some(inb) = actor.requests.pop() {
-            actor.on_inbound(inb);
-            actor.apply_effects();
-        }
-        while let Ok(inb) = inbound.try_recv() {
-            actor.on_inbound(inb);
-            actor.apply_effects();
-        }
-        let Actor { writer, held, .. } = actor;
-        let last = tokio::task::spawn_blocking(move || writer.close())
-            .await
-            .unwrap_or(0);
-        let mut unsaved = 0;
-        // The transport thread is still sending: wait for room rather than drop (bounded).
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_ROOM_WAIT;
-        for (needs, msg) in held {
-            if needs > last {
-                unsaved += 1;
-                continue;
-            }
-            let mut msg = msg;
-            while let Err(back) = transport.outbound.try_send(msg) {
-                if tokio::time::Instant::now() >= deadline {
-                    transport.outbound.send(back);
-                    break;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(10), transport.outbound.room())
-                    .await;
-                msg = back;
-            }
-        }
-        if unsaved > 0 {
-            tracing::error!(
-                unsaved,
-                "replies and events withheld: their changes were not saved"
-            );
-        }
+        let stopped = actor.run(inputs, model_rx).await;
         let _ = tokio::task::spawn_blocking(move || transport.close()).await;
         tracing::info!("stopped");
+        stopped
     }
 }
 

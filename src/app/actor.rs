@@ -1,22 +1,52 @@
-//! The actor: the one owner of the core while the server runs. Turns requests (served one peer
-//! at a time in turn), model output and ticks into core inputs, and carries out the core's effects
-//! in order: changes go to the store's writer, and every reply and event waits until the changes
-//! decided before it are committed and the transport's queue has room.
+//! The actor: the one owner of the core while the server runs. Its loop turns requests (served
+//! one peer at a time in turn), model output, store health and ticks into core inputs, and
+//! carries out the core's effects in order: changes go to the store's writer, replies and events
+//! to the [`Outbox`], which decides when they may leave. Owns back-pressure to the models and the
+//! shutdown sequence.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
 
 use super::fair::RoundRobin;
-use super::{now, MAX_TAKEN_REQUESTS, REQUEST_ROUND};
+use super::outbox::Outbox;
 use crate::core::{CallContext, Core, Effect, ModelEvent};
 use crate::model::runner::{spawn_turn, TurnHandle};
 use crate::model::Model;
+use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::TurnId;
-use crate::store::writer::Writer;
-use crate::transport::{Inbound, Outbound, Route, Transport};
+use crate::store::writer::{Closed, StoreFailure, Writer};
+use crate::transport::{Inbound, Outbound, Transport};
+
+/// Model output waiting for the core; a full queue slows the models, not the core.
+const MODEL_QUEUE: usize = 4_096;
+/// Model events taken in one go before their effects are applied: bounds how long requests and
+/// ticks wait behind a fast stream.
+const MODEL_BURST: usize = 256;
+/// Requests taken off the transport's queue into the per-peer lines at most; beyond it they
+/// wait in that queue, and when it too is full new ones get `server_busy`.
+const MAX_TAKEN_REQUESTS: usize = 1_024;
+/// Requests served before the loop looks at its other inputs again.
+const REQUEST_ROUND: usize = 32;
+/// How long shutdown waits for room in the transport's queue for what is still held.
+const SHUTDOWN_ROOM_WAIT: Duration = Duration::from_secs(2);
+/// How often running turns are considered for a checkpoint.
+const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Changes the store could not save before the end: lost. Non-zero makes `serve` exit 1.
+    pub unsaved_changes: usize,
+    /// Replies and events withheld because the changes they show were not saved.
+    pub withheld: usize,
+}
 
 /// The one owner of the core.
 pub(super) struct Actor<'t> {
@@ -29,15 +59,159 @@ pub(super) struct Actor<'t> {
     pub(super) writer: Writer,
     /// The number of the last change the store has committed.
     pub(super) committed: watch::Receiver<u64>,
-    /// The number of the last gating change submitted: what anything sent now depends on.
-    pub(super) required: u64,
-    /// Replies and events waiting for the store, in order, with the change each needs.
-    pub(super) held: VecDeque<(u64, Outbound)>,
+    /// `Some` while the store cannot commit.
+    pub(super) health: watch::Receiver<Option<StoreFailure>>,
+    pub(super) outbox: Outbox,
     /// Requests taken from the transport's queue, served in turn by peer.
     pub(super) requests: RoundRobin<Inbound>,
 }
 
-impl Actor<'_> {
+/// What the actor's loop listens to besides its own state.
+pub(super) struct Inputs<S> {
+    pub requests: mpsc::Receiver<Inbound>,
+    pub heartbeat_interval: Duration,
+    pub shutdown: S,
+}
+
+impl<'t> Actor<'t> {
+    pub(super) fn new(
+        core: Core,
+        model: Arc<dyn Model>,
+        transport: &'t Transport,
+        writer: Writer,
+    ) -> (Self, mpsc::Receiver<(TurnId, ModelEvent)>) {
+        let (model_tx, model_rx) = mpsc::channel(MODEL_QUEUE);
+        let actor = Actor {
+            core,
+            model,
+            model_tx,
+            transport,
+            turns: HashMap::new(),
+            committed: writer.committed(),
+            health: writer.health(),
+            writer,
+            outbox: Outbox::default(),
+            requests: RoundRobin::default(),
+        };
+        (actor, model_rx)
+    }
+
+    /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order:
+    /// stop taking requests, end running turns, publish `instance.shutdown`, answer what was
+    /// already queued, flush the store, release what waited on it.
+    pub(super) async fn run<S: Future<Output = String>>(
+        mut self,
+        inputs: Inputs<S>,
+        mut model_rx: mpsc::Receiver<(TurnId, ModelEvent)>,
+    ) -> Stopped {
+        let Inputs {
+            requests: mut inbound,
+            heartbeat_interval,
+            shutdown,
+        } = inputs;
+        let mut committed = self.committed.clone();
+        let mut health = self.health.clone();
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + heartbeat_interval,
+            heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_TICK);
+        checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+
+        let reason = loop {
+            // Output waiting for room, or too much of it held: take no new work that would add
+            // to it (requests wait in the transport's queue, model output in its own).
+            let waiting = self.waiting_for_room();
+            let full = self.outbox.over_budget();
+            let transport = self.transport;
+            tokio::select! {
+                reason = &mut shutdown => break reason,
+                Some(inb) = inbound.recv(), if !full && self.requests.len() < MAX_TAKEN_REQUESTS => {
+                    self.requests.push(inb.route.identity.clone(), inb);
+                    self.serve_requests(&mut inbound);
+                }
+                () = std::future::ready(()), if !full && !self.requests.is_empty() => {
+                    self.serve_requests(&mut inbound);
+                }
+                () = transport.outbound.room(), if waiting => self.release(),
+                Some((turn, ev)) = model_rx.recv(), if !waiting && !full => {
+                    self.core.model_event(turn, ev, now());
+                    // Take what else is ready before applying effects: a burst of tokens then
+                    // costs one hand-off to the transport thread instead of one per token.
+                    for _ in 1..MODEL_BURST {
+                        let Ok((turn, ev)) = model_rx.try_recv() else { break };
+                        self.core.model_event(turn, ev, now());
+                    }
+                }
+                Ok(()) = committed.changed() => self.release(),
+                Ok(()) = health.changed() => self.on_health(),
+                _ = heartbeat.tick() => self.core.heartbeat(now()),
+                _ = checkpoint.tick() => self.core.checkpoint(now()),
+            }
+            self.apply_effects();
+        };
+        self.shut_down(&reason, &mut inbound).await
+    }
+
+    async fn shut_down(mut self, reason: &str, inbound: &mut mpsc::Receiver<Inbound>) -> Stopped {
+        tracing::info!(%reason, "shutting down");
+        self.transport.drain();
+        self.core.shutdown(reason, now());
+        self.apply_effects();
+        // Requests that reached the queue before the drain still get their answer.
+        while let Some(inb) = self.requests.pop() {
+            self.on_inbound(inb);
+            self.apply_effects();
+        }
+        while let Ok(inb) = inbound.try_recv() {
+            self.on_inbound(inb);
+            self.apply_effects();
+        }
+        let Actor {
+            writer,
+            outbox,
+            transport,
+            ..
+        } = self;
+        let closed = tokio::task::spawn_blocking(move || writer.close())
+            .await
+            .unwrap_or(Closed {
+                committed: 0,
+                unsaved: 0,
+            });
+        let mut withheld = 0;
+        // The transport thread is still sending: wait for room rather than drop (bounded).
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_ROOM_WAIT;
+        for (needs, msg) in outbox.into_held() {
+            if needs > closed.committed {
+                withheld += 1;
+                continue;
+            }
+            let mut msg = msg;
+            while let Err(back) = transport.outbound.try_send(msg) {
+                if tokio::time::Instant::now() >= deadline {
+                    transport.outbound.send(back);
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(10), transport.outbound.room())
+                    .await;
+                msg = back;
+            }
+        }
+        if withheld > 0 {
+            tracing::error!(
+                withheld,
+                "replies and events withheld: their changes were not saved"
+            );
+        }
+        Stopped {
+            unsaved_changes: closed.unsaved,
+            withheld,
+        }
+    }
+
     /// Serves up to [`REQUEST_ROUND`] requests, one peer at a time in turn. Before each, what
     /// has reached the transport's queue joins its peer's line, so a newcomer waits for at most
     /// one request of each busy peer, not for everything they queued earlier.
@@ -55,66 +229,61 @@ impl Actor<'_> {
     }
 
     pub(super) fn on_inbound(&mut self, inb: Inbound) {
-        // `_slot` gives the request's place back to its peer once it has been answered.
-        let Inbound {
-            route,
-            calls,
-            slot: _slot,
-        } = inb;
+        let Inbound { route, calls, slot } = inb;
         let ctx = CallContext {
             now: now(),
             drops: self.transport.stats.snapshot(),
         };
+        let refusal = calls.refusal();
         if let Some(body) = self.core.answer(calls, &ctx) {
-            self.reply(route, body);
+            // The reply follows the events and changes its call decided, so it never overtakes
+            // its events and never shows state that is not yet committed. It carries the
+            // request's slot, so a reply still waiting counts against its peer.
+            self.apply_effects();
+            let msg = Outbound::Reply { route, body, slot };
+            self.outbox.push(
+                msg,
+                refusal,
+                *self.committed.borrow(),
+                &*self.transport.outbound,
+            );
         }
     }
 
-    /// Queues a reply after the events and changes its call decided, so a reply never overtakes
-    /// its events and never shows state that is not yet committed.
-    pub(super) fn reply(&mut self, route: Route, body: Vec<u8>) {
-        self.apply_effects();
-        self.send(Outbound::Reply { route, body });
-    }
-
-    /// Sends now if everything it depends on is committed and nothing is waiting ahead of it;
-    /// otherwise holds it, in order.
-    pub(super) fn send(&mut self, msg: Outbound) {
-        if self.held.is_empty() && *self.committed.borrow() >= self.required {
-            // A full queue keeps the message here, in order, until the transport has room:
-            // the loop stops taking model output meanwhile, so this stays bounded.
-            if let Err(msg) = self.transport.outbound.try_send(msg) {
-                self.held.push_back((0, msg));
-            }
-        } else {
-            self.held.push_back((self.required, msg));
-        }
-    }
-
-    /// Whether output is waiting for room in the transport's queue (it is over half full, or
-    /// a message the store has released could not be queued). Model output then waits too.
-    pub(super) fn waiting_for_room(&self) -> bool {
+    /// Whether output may leave but waits for room in the transport's queue (it is over half
+    /// full, or released output could not be queued). Model output then waits too.
+    fn waiting_for_room(&self) -> bool {
         self.transport.outbound.congested()
-            || self
-                .held
-                .front()
-                .is_some_and(|(needs, _)| *needs <= *self.committed.borrow())
+            || self.outbox.waiting_for_room(*self.committed.borrow())
     }
 
-    /// Sends the held messages whose changes are now committed, as far as the transport's queue
-    /// has room: the rest go when it has drained (the `room` arm of the loop calls this again).
-    pub(super) fn release(&mut self) {
+    /// Sends the held output the store has released, as far as the transport's queue has room:
+    /// the rest goes when it has drained (the `room` arm of the loop calls this again).
+    fn release(&mut self) {
         let done = *self.committed.borrow_and_update();
-        while let Some((needs, msg)) = self.held.pop_front() {
-            if needs > done {
-                self.held.push_front((needs, msg));
-                break;
+        self.outbox.release(done, &*self.transport.outbound);
+    }
+
+    /// The store failed or recovered. While it fails, the core refuses changes and says so in
+    /// `instance.status` and every heartbeat; output stops waiting for commits (see [`Outbox`]).
+    fn on_health(&mut self) {
+        let failure = self.health.borrow_and_update().clone();
+        let committed = *self.committed.borrow();
+        match &failure {
+            Some(f) => {
+                let error = RpcError::store_unavailable(&f.reason, Some(false));
+                let refused = self
+                    .outbox
+                    .degrade(&error, committed, &*self.transport.outbound);
+                tracing::error!(reason = %f.reason, permanent = f.permanent, refused,
+                    "store unavailable: refusing changes until it recovers");
             }
-            if let Err(msg) = self.transport.outbound.try_send(msg) {
-                self.held.push_front((needs, msg));
-                break;
+            None => {
+                tracing::info!("store available again");
+                self.outbox.recover();
             }
         }
+        self.core.store_health(failure.map(|f| describe(&f)), now());
     }
 
     pub(super) fn apply_effects(&mut self) {
@@ -123,7 +292,7 @@ impl Actor<'_> {
                 Effect::Persist { change, gating } => {
                     let n = self.writer.submit(change);
                     if gating {
-                        self.required = n;
+                        self.outbox.gate(n);
                     }
                 }
                 Effect::Publish(p) => {
@@ -132,11 +301,17 @@ impl Actor<'_> {
                         self.turns.remove(&end.turn_id);
                     }
                     tracing::trace!(seq = p.seq, topic = p.event.topic(), "publish");
-                    self.send(Outbound::Event {
+                    let msg = Outbound::Event {
                         seq: p.seq,
                         key: p.key,
                         body: p.body,
-                    });
+                    };
+                    self.outbox.push(
+                        msg,
+                        None,
+                        *self.committed.borrow(),
+                        &*self.transport.outbound,
+                    );
                 }
                 Effect::StartTurn(start) => {
                     tracing::debug!(turn_id = %start.turn_id, session_id = %start.session_id, "turn start");
@@ -153,4 +328,17 @@ impl Actor<'_> {
             }
         }
     }
+}
+
+/// The reason clients are given.
+fn describe(f: &StoreFailure) -> String {
+    if f.permanent {
+        f.reason.clone()
+    } else {
+        format!("{} (retrying)", f.reason)
+    }
+}
+
+pub(super) fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
 }

@@ -101,9 +101,12 @@ pub fn main() -> i32 {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log));
-    // Colours only for a terminal: a log file or journal gets plain `key=value` fields.
+    // Colours only for a terminal: a log file or journal gets plain `key=value` fields. A log
+    // that cannot be written (its disk is full) loses lines; it must never take a thread down,
+    // and tracing-subscriber's report of a failed write is an `eprint!`, which panics then.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();

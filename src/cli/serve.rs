@@ -1,6 +1,7 @@
 //! `zcoord serve`: resolves the configuration, refuses to start over a live instance, binds,
 //! writes the discovery file, serves until SIGINT/SIGTERM, and removes the file on the way out.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,7 +82,8 @@ pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
     match serve(args, &data_dir) {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: a log on a full disk must not turn this exit into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             EXIT_ERROR
         }
     }
@@ -308,8 +310,14 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
             println!("  auth: PLAIN over tcp; the secret is in the discovery file");
         }
         println!("  discovery: {}", disc_path.display());
-        server.run(shutdown_signal()).await;
+        let stopped = server.run(shutdown_signal()).await;
         discovery::remove_if_ours(disc_path, ready.instance_id);
+        if stopped.unsaved_changes > 0 {
+            anyhow::bail!(
+                "stopped with {} change(s) the store could not save (see the log above); they are lost",
+                stopped.unsaved_changes
+            );
+        }
         anyhow::Ok(())
     })
 }

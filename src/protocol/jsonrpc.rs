@@ -261,7 +261,51 @@ pub enum Calls {
     Batch(Vec<Result<Request, Response>>),
 }
 
+/// Enough of a request to refuse every call in it later, after the request itself is gone: the
+/// ids of its calls, and for a batch the answers its invalid elements already have (they stand).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Single(Id),
+    Batch(Vec<Result<Id, Response>>),
+}
+
+impl Refusal {
+    /// Every call answered with `error`; `None` when nothing would be answered.
+    pub fn encode(&self, error: &RpcError) -> Option<Vec<u8>> {
+        match self {
+            Refusal::Single(id) => Some(Response::err(id.clone(), error.clone()).to_bytes()),
+            Refusal::Batch(items) => {
+                let responses: Vec<Response> = items
+                    .iter()
+                    .map(|item| match item {
+                        Ok(id) => Response::err(id.clone(), error.clone()),
+                        Err(resp) => resp.clone(),
+                    })
+                    .collect();
+                encode_batch(&responses)
+            }
+        }
+    }
+}
+
 impl Calls {
+    /// What refusing these calls takes; `None` for notifications only.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Calls::Single(req) => req.id.clone().map(Refusal::Single),
+            Calls::Batch(items) => {
+                let kept: Vec<Result<Id, Response>> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Ok(req) => req.id.clone().map(Ok),
+                        Err(resp) => Some(Err(resp.clone())),
+                    })
+                    .collect();
+                (!kept.is_empty()).then_some(Refusal::Batch(kept))
+            }
+        }
+    }
+
     /// Whether the core will send a reply: anything but notifications only.
     pub fn expects_reply(&self) -> bool {
         match self {

@@ -49,4 +49,13 @@ pub enum StoreError {
     },
     #[error("stored data is invalid: {0}")]
     Invalid(String),
+    #[error("the database file {path} was deleted or replaced while the server ran; changes are kept in memory but cannot be saved: restart the server")]
+    Replaced { path: PathBuf },
+}
+
+impl StoreError {
+    /// Retrying cannot help: the store stays unable to commit until the server restarts.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Replaced { .. })
+    }
 }

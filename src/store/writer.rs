@@ -1,9 +1,19 @@
 //! The writer thread: runs a `Store` off the core's hot path. Changes are numbered as they are
 //! submitted; the thread commits whatever has queued up as one transaction and publishes the
 //! number of the last committed change, which the actor waits on before showing anything that
-//! depends on it. A failed commit is retried with backoff (nothing is dropped while running).
+//! depends on it.
+//!
+//! A failed commit is kept and retried (nothing is dropped while running), with a backoff of at
+//! most [`MAX_BACKOFF`] so the store is back within a second of its cause going away; every
+//! failure and every recovery is published on [`Writer::health`] at once, so the core can refuse
+//! changes and tell clients within a second. A failure the store calls permanent (its file was
+//! deleted or replaced) is not retried: the changes wait for shutdown, where they are given up
+//! and counted. While a batch waits, a newer version of a message replaces the older one in it
+//! (a streaming reply's checkpoints rewrite one row), so a long outage does not pile up copies.
 
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -11,16 +21,39 @@ use tokio::sync::watch;
 
 use super::Store;
 use crate::core::persist::Change;
+use crate::protocol::ids::MessageId;
 
 /// Most changes in one transaction.
 const MAX_BATCH: usize = 4_096;
 /// At close, a batch that keeps failing is given up after this many tries.
 const CLOSE_ATTEMPTS: u32 = 3;
+/// Longest wait between two tries of a failing commit.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why the store cannot commit, as the writer last found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    pub reason: String,
+    /// Retrying cannot help (the database file is gone or replaced): writes stay refused until
+    /// the server is restarted.
+    pub permanent: bool,
+}
+
+/// What closing the writer left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// The number of the last committed change.
+    pub committed: u64,
+    /// Changes given up because the store kept failing: not saved.
+    pub unsaved: usize,
+}
 
 pub struct Writer {
     tx: Option<mpsc::Sender<(u64, Change)>>,
     committed: watch::Receiver<u64>,
-    thread: Option<JoinHandle<()>>,
+    health: watch::Receiver<Option<StoreFailure>>,
+    /// Returns the changes it gave up; `None` if it crashed.
+    thread: Option<JoinHandle<Option<usize>>>,
     submitted: u64,
 }
 
@@ -28,12 +61,43 @@ impl Writer {
     pub fn spawn(store: Box<dyn Store>) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = watch::channel(0u64);
+        let (health_tx, health_rx) = watch::channel(None);
+        let health_tx = Arc::new(health_tx);
         let thread = std::thread::Builder::new()
             .name("zcoord-store".into())
-            .spawn(move || run(store, rx, done_tx))?;
+            .spawn(move || {
+                let thread = WriterThread {
+                    store,
+                    rx,
+                    done: done_tx,
+                    health: health_tx.clone(),
+                    batch: Batch::default(),
+                    closed: false,
+                };
+                // A panic below (in the store or its driver) must not leave the server
+                // acknowledging nothing in silence: it is a permanent failure, said as such.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run())) {
+                    Ok(unsaved) => Some(unsaved),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        tracing::error!(%what, "store writer crashed");
+                        health_tx.send_replace(Some(StoreFailure {
+                            reason: format!("the store writer crashed: {what}; restart the server"),
+                            permanent: true,
+                        }));
+                        // What it held is gone with it: `close` counts it.
+                        None
+                    }
+                }
+            })?;
         Ok(Writer {
             tx: Some(tx),
             committed: done_rx,
+            health: health_rx,
             thread: Some(thread),
             submitted: 0,
         })
@@ -55,89 +119,202 @@ impl Writer {
         self.committed.clone()
     }
 
-    /// Commits what is queued and stops the thread; returns the last committed change number.
-    /// Blocking.
-    pub fn close(mut self) -> u64 {
+    /// Watches the store's health: `Some` while commits fail.
+    pub fn health(&self) -> watch::Receiver<Option<StoreFailure>> {
+        self.health.clone()
+    }
+
+    /// Commits what is queued and stops the thread; says what was committed and what had to be
+    /// given up. Blocking.
+    pub fn close(mut self) -> Closed {
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let given_up = self.thread.take().and_then(|t| t.join().ok().flatten());
+        let committed = *self.committed.borrow();
+        Closed {
+            committed,
+            // A crashed thread lost everything not committed.
+            unsaved: given_up.unwrap_or((self.submitted - committed) as usize),
         }
-        *self.committed.borrow()
     }
 }
 
-fn run(mut store: Box<dyn Store>, rx: Receiver<(u64, Change)>, done: watch::Sender<u64>) {
-    let mut batch: Vec<Change> = Vec::new();
-    let mut last = 0u64;
-    let mut closed = false;
-    let mut failures = 0u32;
-    loop {
-        if batch.is_empty() {
-            match rx.recv() {
-                Ok((n, c)) => {
-                    batch.push(c);
-                    last = n;
+/// The changes of the next transaction, in order, and the number of the last one.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    last: u64,
+    /// Where each message's latest upsert sits in `changes`.
+    messages: HashMap<MessageId, usize>,
+}
+
+impl Batch {
+    fn push(&mut self, n: u64, change: Change) {
+        self.last = n;
+        if let Change::MessageUpsert(m) = &change {
+            // A later version of a row replaces the earlier one in place: the batch is one
+            // transaction, so only its end state matters.
+            if let Some(&i) = self.messages.get(&m.id) {
+                self.changes[i] = change;
+                return;
+            }
+            self.messages.insert(m.id, self.changes.len());
+        }
+        self.changes.push(change);
+    }
+
+    fn clear(&mut self) {
+        self.changes.clear();
+        self.messages.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+struct WriterThread {
+    store: Box<dyn Store>,
+    rx: Receiver<(u64, Change)>,
+    done: watch::Sender<u64>,
+    health: Arc<watch::Sender<Option<StoreFailure>>>,
+    batch: Batch,
+    /// The sender is gone: commit what is left, then stop.
+    closed: bool,
+}
+
+impl WriterThread {
+    /// Returns how many changes were given up.
+    fn run(mut self) -> usize {
+        let mut failures = 0u32;
+        loop {
+            if self.batch.is_empty() {
+                match self.rx.recv() {
+                    Ok((n, c)) => self.batch.push(n, c),
+                    Err(_) => return 0,
                 }
-                Err(_) => break,
+            }
+            self.take_queued();
+            match self.store.commit(&self.batch.changes) {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(attempts = failures + 1, "store commits again");
+                        self.health.send_replace(None);
+                    }
+                    failures = 0;
+                    self.batch.clear();
+                    self.done.send_replace(self.batch.last);
+                }
+                Err(e) => {
+                    failures += 1;
+                    let failure = StoreFailure {
+                        reason: e.to_string(),
+                        permanent: e.is_permanent(),
+                    };
+                    tracing::error!(error = %e, changes = self.batch.len(), attempt = failures,
+                        permanent = failure.permanent, "store commit failed; keeping the changes");
+                    self.health.send_if_modified(|h| {
+                        let changed = h.as_ref() != Some(&failure);
+                        *h = Some(failure.clone());
+                        changed
+                    });
+                    if failure.permanent {
+                        return self.hold_until_close();
+                    }
+                    if self.closed && failures >= CLOSE_ATTEMPTS {
+                        return self.give_up();
+                    }
+                    self.wait(backoff(failures));
+                }
+            }
+            if self.closed && self.batch.is_empty() {
+                // Anything that raced with the close.
+                match self.rx.try_recv() {
+                    Ok((n, c)) => self.batch.push(n, c),
+                    Err(_) => return 0,
+                }
             }
         }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((n, c)) => {
-                    batch.push(c);
-                    last = n;
-                }
+    }
+
+    /// Adds what is already queued to the batch, up to [`MAX_BATCH`].
+    fn take_queued(&mut self) {
+        while self.batch.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok((n, c)) => self.batch.push(n, c),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    closed = true;
+                    self.closed = true;
                     break;
                 }
             }
         }
-        match store.commit(&batch) {
-            Ok(()) => {
-                failures = 0;
-                batch.clear();
-                done.send_replace(last);
+    }
+
+    /// Waits `d` before the next try, taking new changes into the batch meanwhile (coalesced,
+    /// so checkpoints of one reply do not pile up) and noticing a close at once.
+    fn wait(&mut self, d: Duration) {
+        let until = std::time::Instant::now() + d;
+        while !self.closed {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.batch.len() >= MAX_BATCH {
+                return;
             }
-            Err(e) => {
-                failures += 1;
-                tracing::error!(error = %e, changes = batch.len(), attempt = failures, "store commit failed; retrying");
-                if closed && failures >= CLOSE_ATTEMPTS {
-                    tracing::error!(
-                        changes = batch.len(),
-                        "giving up at shutdown: these changes are not saved"
-                    );
-                    return;
-                }
-                let backoff = Duration::from_millis(100 << failures.min(6));
-                std::thread::sleep(backoff);
+            match self.rx.recv_timeout(left) {
+                Ok((n, c)) => self.batch.push(n, c),
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
             }
-        }
-        if closed && batch.is_empty() {
-            // Drain anything that raced with the close.
-            if let Ok((n, c)) = rx.try_recv() {
-                batch.push(c);
-                last = n;
-                continue;
-            }
-            break;
         }
     }
+
+    /// The store cannot take changes again: keep taking them (nothing is lost while the server
+    /// runs, and readers of the core still see them) until the close, then give them all up.
+    fn hold_until_close(mut self) -> usize {
+        while let Ok((n, c)) = self.rx.recv() {
+            self.batch.push(n, c);
+        }
+        self.give_up()
+    }
+
+    fn give_up(mut self) -> usize {
+        while let Ok((n, c)) = self.rx.try_recv() {
+            self.batch.push(n, c);
+        }
+        let unsaved = self.batch.len();
+        tracing::error!(
+            unsaved,
+            "giving up at shutdown: these changes are not saved"
+        );
+        unsaved
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50 << failures.min(5)).min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::persist::Snapshot;
+    use crate::core::persist::{MessageRecord, Snapshot, StoredStatus};
+    use crate::protocol::ids::SessionId;
+    use crate::protocol::types::Role;
     use crate::store::StoreError;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
 
-    /// Fails the first `fail` commits, then records batch sizes.
+    /// Fails the first `fail` commits (forever while `broken`, permanently when `gone`), then
+    /// records each batch.
+    #[derive(Default, Clone)]
     struct Flaky {
         fail: Arc<AtomicU32>,
-        batches: Arc<std::sync::Mutex<Vec<usize>>>,
+        broken: Arc<AtomicBool>,
+        gone: bool,
+        batches: Arc<Mutex<Vec<Vec<Change>>>>,
     }
 
     impl Store for Flaky {
@@ -145,11 +322,19 @@ mod tests {
             Ok(Snapshot::default())
         }
         fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+            if self.gone {
+                return Err(StoreError::Replaced {
+                    path: "/x/zcoord.db".into(),
+                });
+            }
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(StoreError::Invalid("disk full".into()));
+            }
             if self.fail.load(Ordering::SeqCst) > 0 {
                 self.fail.fetch_sub(1, Ordering::SeqCst);
                 return Err(StoreError::Invalid("disk on fire".into()));
             }
-            self.batches.lock().unwrap().push(changes.len());
+            self.batches.lock().unwrap().push(changes.to_vec());
             Ok(())
         }
         fn describe(&self) -> String {
@@ -157,13 +342,27 @@ mod tests {
         }
     }
 
+    fn message(id: u128, content: &str) -> Change {
+        Change::MessageUpsert(MessageRecord {
+            id: MessageId(uuid::Uuid::from_u128(id)),
+            session_id: SessionId(uuid::Uuid::from_u128(1)),
+            position: 0,
+            turn_id: None,
+            role: Role::Assistant,
+            content: content.into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            status: StoredStatus::Streaming,
+            tool: None,
+        })
+    }
+
     #[test]
     fn retries_failed_commits_and_acks_everything_in_order() {
-        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
         let store = Flaky {
             fail: Arc::new(AtomicU32::new(2)),
-            batches: batches.clone(),
+            ..Flaky::default()
         };
+        let batches = store.batches.clone();
         let mut w = Writer::spawn(Box::new(store)).unwrap();
         let mut last = 0;
         for _ in 0..100 {
@@ -172,9 +371,93 @@ mod tests {
         assert_eq!(last, 100);
         assert_eq!(
             w.close(),
-            100,
+            Closed {
+                committed: 100,
+                unsaved: 0
+            },
             "every change committed despite two failures"
         );
-        assert_eq!(batches.lock().unwrap().iter().sum::<usize>(), 100);
+        let total: usize = batches.lock().unwrap().iter().map(Vec::len).sum();
+        assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn a_failing_store_is_reported_at_once_and_its_recovery_too() {
+        let store = Flaky::default();
+        store.broken.store(true, Ordering::SeqCst);
+        let broken = store.broken.clone();
+        let mut w = Writer::spawn(Box::new(store)).unwrap();
+        let mut health = w.health();
+        w.submit(Change::ActiveSession(None));
+        let failure = wait_for(&mut health, |h| h.is_some())
+            .flatten()
+            .expect("failure reported");
+        assert!(failure.reason.contains("disk full"), "{failure:?}");
+        assert!(!failure.permanent);
+        assert_eq!(*w.committed().borrow(), 0, "nothing acknowledged");
+        broken.store(false, Ordering::SeqCst);
+        wait_for(&mut health, |h| h.is_none()).expect("recovery reported");
+        assert_eq!(w.close().committed, 1);
+    }
+
+    #[test]
+    fn a_permanent_failure_keeps_the_changes_and_gives_them_up_only_at_close() {
+        let store = Flaky {
+            gone: true,
+            ..Flaky::default()
+        };
+        let mut w = Writer::spawn(Box::new(store)).unwrap();
+        let mut health = w.health();
+        w.submit(Change::ActiveSession(None));
+        let failure = wait_for(&mut health, |h| h.is_some())
+            .flatten()
+            .expect("failure reported");
+        assert!(failure.permanent, "{failure:?}");
+        w.submit(Change::ActiveSession(None));
+        assert_eq!(
+            w.close(),
+            Closed {
+                committed: 0,
+                unsaved: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_waiting_batch_keeps_only_the_latest_version_of_each_message() {
+        let mut b = Batch::default();
+        b.push(1, message(7, "a"));
+        b.push(2, Change::ActiveSession(None));
+        b.push(3, message(7, "ab"));
+        b.push(4, message(8, "x"));
+        b.push(5, message(7, "abc"));
+        assert_eq!(b.last, 5);
+        assert_eq!(
+            b.changes,
+            vec![
+                message(7, "abc"),
+                Change::ActiveSession(None),
+                message(8, "x")
+            ]
+        );
+    }
+
+    /// Waits (at most 10 s) until the watched health satisfies `done`; returns it, or `None`
+    /// on timeout.
+    fn wait_for(
+        rx: &mut watch::Receiver<Option<StoreFailure>>,
+        done: impl Fn(&Option<StoreFailure>) -> bool,
+    ) -> Option<Option<StoreFailure>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let seen = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|h| done(h)));
+            match seen.await {
+                Ok(Ok(h)) => Some(h.clone()),
+                _ => None,
+            }
+        })
     }
 }

@@ -10,14 +10,19 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use super::framing::Route;
+use super::pending::Slot;
 use super::stats::Stats;
 
 /// One thing for the transport thread to send.
 #[derive(Debug)]
 pub enum Outbound {
+    /// `slot` is the request's place in its peer's pending count: it travels with the reply
+    /// until the transport thread has handed it to the socket, so replies waiting for the store
+    /// or for room count against the peer that asked.
     Reply {
         route: Route,
         body: Vec<u8>,
+        slot: Option<Slot>,
     },
     /// Frames shared with the replay ring: queuing an event copies no bytes. `seq` is the
     /// event's number, which welcomes report as the point their subscription is covered from.

@@ -22,7 +22,7 @@ use super::Inbound;
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
-use crate::protocol::jsonrpc::{decode, encode_batch, Calls, Id, Incoming, Request, Response};
+use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 
 /// Frames kept of one message; the rest are read and discarded (the count is still known).
 const MAX_FRAMES_KEPT: usize = 4;
@@ -144,7 +144,9 @@ impl Server {
     fn send_one(&self, msg: Outbound) {
         self.signals.taken();
         match msg {
-            Outbound::Reply { route, body } => self.reply(&route, &body),
+            // The reply leaves this process's queues here: its slot (dropped with it) gives the
+            // peer's place back.
+            Outbound::Reply { route, body, .. } => self.reply(&route, &body),
             Outbound::Event { seq, key, body } => {
                 self.last_seq.set(seq);
                 self.publish(key.as_bytes(), &body)
@@ -329,22 +331,8 @@ impl Server {
 
     /// Answers every call in `calls` with `error` (notifications get nothing, per JSON-RPC).
     fn refuse(&self, route: &Route, calls: Calls, error: RpcError) {
-        let answer = |r: Result<Request, Response>| match r {
-            Ok(req) => req.id.map(|id| Response::err(id, error.clone())),
-            Err(resp) => Some(resp),
-        };
-        match calls {
-            Calls::Single(req) => {
-                if let Some(resp) = answer(Ok(req)) {
-                    self.reply(route, &resp.to_bytes());
-                }
-            }
-            Calls::Batch(items) => {
-                let responses: Vec<Response> = items.into_iter().filter_map(answer).collect();
-                if let Some(body) = encode_batch(&responses) {
-                    self.reply(route, &body);
-                }
-            }
+        if let Some(body) = calls.refusal().and_then(|r| r.encode(&error)) {
+            self.reply(route, &body);
         }
     }
 }

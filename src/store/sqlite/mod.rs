@@ -41,6 +41,10 @@ pub struct SqliteStore {
     key_count: Option<u64>,
     /// Prune down to this many keys once the table holds a hundredth more.
     key_limit: u64,
+    /// The file `path` named when it was opened (device, inode): a commit first checks that
+    /// `path` still names it, since SQLite goes on writing to a deleted or replaced file and
+    /// what it writes there is lost at the next start.
+    file: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -61,6 +65,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             key_count: None,
             key_limit: MAX_REQUEST_KEYS,
+            file: file_identity(path),
         });
         if result.is_err() && created {
             // Ours, empty, and about to be useless: leave the directory as we found it.
@@ -70,12 +75,23 @@ impl SqliteStore {
     }
 }
 
+/// The (device, inode) `path` names now, if it names anything.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 impl Store for SqliteStore {
     fn load(&mut self, request_key_capacity: usize) -> Result<Snapshot, StoreError> {
         load::snapshot(&mut self.conn, &self.path, request_key_capacity)
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if self.file.is_some() && file_identity(&self.path) != self.file {
+            return Err(StoreError::Replaced {
+                path: self.path.clone(),
+            });
+        }
         apply::commit(
             &mut self.conn,
             &self.path,

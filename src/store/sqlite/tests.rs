@@ -124,3 +124,19 @@ fn order_within_a_batch_does_not_matter_to_foreign_keys() {
     store.commit(&[message, session(1)]).expect("commit");
     assert_eq!(store.load(10).expect("load").sessions[0].1.len(), 1);
 }
+
+#[test]
+fn a_deleted_or_replaced_database_file_refuses_every_commit() {
+    for replace in [false, true] {
+        let (dir, mut store) = new_store();
+        store.commit(&[session(1)]).expect("first commit");
+        let path = dir.path().join("zcoord.db");
+        std::fs::remove_file(&path).expect("delete");
+        if replace {
+            std::fs::write(&path, b"").expect("a new file at the same path");
+        }
+        let e = store.commit(&[session(2)]).expect_err("refused");
+        assert!(e.is_permanent(), "{e}");
+        assert!(e.to_string().contains("deleted or replaced"), "{e}");
+    }
+}

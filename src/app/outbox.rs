@@ -1,0 +1,311 @@
+//! When a reply or an event may leave. Output goes out in the order the core decided it, and none
+//! of it shows a change before the store has committed that change: each message waits for the
+//! last gating change decided before it, and for everything ahead of it. What waits is held here,
+//! counted in bytes; over [`MAX_HELD_BYTES`] the actor stops taking requests and model output
+//! until it drains, so a slow store slows the server instead of filling its memory.
+//!
+//! While the store cannot commit at all (degraded), waiting would stall every client, pings and
+//! heartbeats included: [`Outbox::degrade`] refuses the held replies (`store_unavailable`, their
+//! change not saved, not acknowledged) and lets the held events go, and from then until
+//! [`Outbox::recover`] output no longer waits for commits. Pure bookkeeping over a [`Sink`]: no
+//! clock, no sockets, tested on its own.
+
+use std::collections::VecDeque;
+
+use crate::protocol::errors::RpcError;
+use crate::protocol::jsonrpc::Refusal;
+use crate::transport::{Outbound, OutboundSender};
+
+/// Bytes of replies and events held for the store or for room before the actor stops taking
+/// work. Requests then wait in the transport's queue (and are refused `server_busy` when it is
+/// full), model output in its own bounded queue.
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// Where output goes once it may leave: the transport's bounded queue.
+pub trait Sink {
+    /// Queues `msg`, or gives it back when there is no room.
+    fn try_send(&self, msg: Outbound) -> Result<(), Outbound>;
+}
+
+impl Sink for OutboundSender {
+    fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+        OutboundSender::try_send(self, msg)
+    }
+}
+
+struct Held {
+    /// The change that must be committed before this may leave (0: none).
+    needs: u64,
+    msg: Outbound,
+    /// For a reply: how to refuse it instead, should the store fail before it leaves.
+    refusal: Option<Refusal>,
+}
+
+#[derive(Default)]
+pub struct Outbox {
+    held: VecDeque<Held>,
+    held_bytes: usize,
+    /// The number of the last gating change decided: what output decided now depends on.
+    required: u64,
+    degraded: bool,
+}
+
+fn size(msg: &Outbound) -> usize {
+    match msg {
+        Outbound::Reply { body, route, .. } => body.len() + route.identity.len(),
+        Outbound::Event { key, body, .. } => key.len() + body.len(),
+    }
+}
+
+impl Outbox {
+    /// A gating change numbered `n` was decided: output decided after it waits for it.
+    pub fn gate(&mut self, n: u64) {
+        self.required = n;
+    }
+
+    /// Sends `msg` if everything it depends on is committed and nothing waits ahead of it,
+    /// else holds it, in order. `refusal` (for replies) is how to refuse it if the store fails.
+    pub fn push(
+        &mut self,
+        msg: Outbound,
+        refusal: Option<Refusal>,
+        committed: u64,
+        sink: &impl Sink,
+    ) {
+        let needs = if self.degraded { 0 } else { self.required };
+        if self.held.is_empty() && committed >= needs {
+            match sink.try_send(msg) {
+                Ok(()) => return,
+                // Its change is committed: only room is missing, and it cannot be refused.
+                Err(back) => return self.hold(0, back, None),
+            }
+        }
+        self.hold(needs, msg, refusal);
+    }
+
+    fn hold(&mut self, needs: u64, msg: Outbound, refusal: Option<Refusal>) {
+        self.held_bytes += size(&msg);
+        self.held.push_back(Held {
+            needs,
+            msg,
+            refusal,
+        });
+    }
+
+    /// Sends what `committed` has released, as far as the sink has room.
+    pub fn release(&mut self, committed: u64, sink: &impl Sink) {
+        while let Some(h) = self.held.pop_front() {
+            if h.needs > committed {
+                self.held.push_front(h);
+                return;
+            }
+            let bytes = size(&h.msg);
+            match sink.try_send(h.msg) {
+                Ok(()) => self.held_bytes -= bytes,
+                Err(msg) => {
+                    self.held.push_front(Held { msg, ..h });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The store cannot commit: replies still waiting for a change are refused with `error`
+    /// (their change is not saved), everything held may leave, and new output stops waiting for
+    /// commits. Returns how many replies were refused.
+    pub fn degrade(&mut self, error: &RpcError, committed: u64, sink: &impl Sink) -> usize {
+        self.degraded = true;
+        let mut refused = 0;
+        for h in &mut self.held {
+            if h.needs > committed {
+                if let (Outbound::Reply { body, .. }, Some(refusal)) = (&mut h.msg, &h.refusal) {
+                    if let Some(refusal) = refusal.encode(error) {
+                        self.held_bytes = self.held_bytes - body.len() + refusal.len();
+                        *body = refusal;
+                        refused += 1;
+                    }
+                }
+            }
+            h.needs = 0;
+            h.refusal = None;
+        }
+        self.release(committed, sink);
+        refused
+    }
+
+    /// The store commits again: output decided from now on waits for its changes again.
+    pub fn recover(&mut self) {
+        self.degraded = false;
+    }
+
+    /// Output that may leave is waiting for room in the sink.
+    pub fn waiting_for_room(&self, committed: u64) -> bool {
+        self.held.front().is_some_and(|h| h.needs <= committed)
+    }
+
+    /// More is held than [`MAX_HELD_BYTES`]: take no new work until it drains.
+    pub fn over_budget(&self) -> bool {
+        self.held_bytes > MAX_HELD_BYTES
+    }
+
+    #[cfg(test)]
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// What is still held, in order, with the change each waits for (for shutdown).
+    pub fn into_held(self) -> impl Iterator<Item = (u64, Outbound)> {
+        self.held.into_iter().map(|h| (h.needs, h.msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::protocol::jsonrpc::Id;
+    use crate::transport::Route;
+
+    /// A sink with room for `room` messages; records what it got as text.
+    struct Fake {
+        room: RefCell<usize>,
+        got: RefCell<Vec<String>>,
+    }
+
+    impl Fake {
+        fn with_room(n: usize) -> Self {
+            Fake {
+                room: RefCell::new(n),
+                got: RefCell::new(Vec::new()),
+            }
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.got.borrow_mut())
+        }
+    }
+
+    impl Sink for Fake {
+        fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+            let mut room = self.room.borrow_mut();
+            if *room == 0 {
+                return Err(msg);
+            }
+            *room -= 1;
+            let text = match &msg {
+                Outbound::Reply { body, .. } => String::from_utf8_lossy(body).into_owned(),
+                Outbound::Event { seq, .. } => format!("event {seq}"),
+            };
+            self.got.borrow_mut().push(text);
+            Ok(())
+        }
+    }
+
+    fn reply(text: &str) -> Outbound {
+        Outbound::Reply {
+            route: Route {
+                identity: b"peer".to_vec(),
+                delimiter: false,
+            },
+            body: text.as_bytes().to_vec(),
+            slot: None,
+        }
+    }
+
+    fn event(seq: u64) -> Outbound {
+        Outbound::Event {
+            seq,
+            key: Arc::from("instance.heartbeat"),
+            body: Arc::from(vec![b'x'; 10]),
+        }
+    }
+
+    fn refusal(id: i64) -> Option<Refusal> {
+        Some(Refusal::Single(Id::from(id)))
+    }
+
+    #[test]
+    fn output_waits_for_its_change_and_for_everything_ahead_of_it() {
+        let sink = Fake::with_room(100);
+        let mut o = Outbox::default();
+        o.push(event(1), None, 0, &sink);
+        o.gate(5);
+        o.push(reply("r1"), refusal(1), 4, &sink);
+        // Depends on nothing new, but must not overtake what waits.
+        o.push(event(2), None, 4, &sink);
+        assert_eq!(sink.take(), ["event 1"]);
+        assert!(o.held_bytes() > 0);
+        o.release(4, &sink);
+        assert!(sink.take().is_empty());
+        o.release(5, &sink);
+        assert_eq!(sink.take(), ["r1", "event 2"]);
+        assert_eq!(o.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_sink_holds_output_in_order_until_there_is_room() {
+        let sink = Fake::with_room(1);
+        let mut o = Outbox::default();
+        o.push(event(1), None, 0, &sink);
+        o.push(event(2), None, 0, &sink);
+        o.push(event(3), None, 0, &sink);
+        assert!(o.waiting_for_room(0));
+        *sink.room.borrow_mut() = 5;
+        o.release(0, &sink);
+        assert_eq!(sink.take(), ["event 1", "event 2", "event 3"]);
+        assert!(!o.waiting_for_room(0));
+    }
+
+    #[test]
+    fn a_failing_store_refuses_the_waiting_replies_and_lets_the_rest_go() {
+        let sink = Fake::with_room(100);
+        let mut o = Outbox::default();
+        o.gate(3);
+        o.push(reply("{\"result\":\"created\"}"), refusal(7), 2, &sink);
+        o.push(event(9), None, 2, &sink);
+        o.push(reply("{\"result\":\"pong\"}"), refusal(8), 2, &sink);
+        assert!(sink.take().is_empty(), "everything waits for change 3");
+        let error = RpcError::store_unavailable("disk full", Some(false));
+        assert_eq!(o.degrade(&error, 2, &sink), 2);
+        let got = sink.take();
+        assert_eq!(got.len(), 3);
+        for (i, id) in [(0, 7), (2, 8)] {
+            let v: serde_json::Value = serde_json::from_str(&got[i]).unwrap();
+            assert_eq!(v["id"], id);
+            assert_eq!(v["error"]["data"]["kind"], "store_unavailable");
+            assert_eq!(v["error"]["data"]["saved"], false);
+        }
+        assert_eq!(got[1], "event 9");
+        // While degraded, new output does not wait for commits.
+        o.gate(4);
+        o.push(event(10), None, 2, &sink);
+        assert_eq!(sink.take(), ["event 10"]);
+        // Once recovered, it does again.
+        o.recover();
+        o.gate(5);
+        o.push(event(11), None, 4, &sink);
+        assert!(sink.take().is_empty());
+        o.release(5, &sink);
+        assert_eq!(sink.take(), ["event 11"]);
+    }
+
+    #[test]
+    fn held_bytes_are_counted_and_the_budget_is_felt() {
+        let sink = Fake::with_room(0);
+        let mut o = Outbox::default();
+        let big = "x".repeat(1 << 20);
+        for _ in 0..63 {
+            o.push(reply(&big), None, 0, &sink);
+        }
+        assert!(!o.over_budget());
+        o.push(reply(&big), None, 0, &sink);
+        o.push(reply(&big), None, 0, &sink);
+        assert!(o.over_budget());
+        *sink.room.borrow_mut() = 1_000;
+        o.release(0, &sink);
+        assert_eq!(o.held_bytes(), 0);
+        assert!(!o.over_budget());
+    }
+}

@@ -1,0 +1,212 @@
+//! A store that cannot commit, through the real binary and sockets: the server stays up, changes
+//! are refused within a second with `store_unavailable`, reads, pings and heartbeats go on and say
+//! `degraded`, it recovers by itself when the cause goes, and a shutdown that must give changes
+//! up exits non-zero. The fault is real: the server's file-size limit (`RLIMIT_FSIZE`, set on the
+//! running process with `prlimit`) makes every write to the database fail with `EFBIG`, as a full
+//! disk makes them fail with `ENOSPC`; deleting the database file is the other fault.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{eventually, live_subscriber, Events, WAIT};
+use rustix::process::{prlimit, Pid, Resource, Rlimit};
+use serde_json::{json, Value};
+use zcoord::client::{ClientError, RpcClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
+
+struct Server {
+    child: Child,
+    rpc: String,
+    pub_: String,
+    log: std::path::PathBuf,
+}
+
+/// `zcoord serve` with SQLite on ipc, ignoring `SIGXFSZ` (as a shell's `trap "" XFSZ` leaves it
+/// across `exec`), so an exceeded file-size limit is an `EFBIG` write error, not a kill.
+fn serve(dir: &Path) -> Server {
+    let log = dir.join("server.log");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; exec "$0" "$@""#)
+        .arg(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--heartbeat-interval", "0.1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let disc = dir.join("instance.json");
+    let d: Value = eventually("discovery file", || {
+        std::fs::read(&disc)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .filter(|d| d["pid"] == child.id())
+    });
+    Server {
+        rpc: d["endpoints"]["rpc"].as_str().unwrap().to_owned(),
+        pub_: d["endpoints"]["pub"].as_str().unwrap().to_owned(),
+        child,
+        log,
+    }
+}
+
+impl Server {
+    /// Sets the server's file-size limit: `Some(0)` fails every write, `None` lifts it.
+    fn limit_file_size(&self, bytes: Option<u64>) {
+        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        let limit = Rlimit {
+            current: bytes,
+            maximum: None,
+        };
+        prlimit(Some(pid), Resource::Fsize, limit).expect("prlimit on our own child");
+    }
+
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = eventually("server exit", || self.child.try_wait().unwrap());
+        (status.code(), std::fs::read_to_string(&self.log).unwrap())
+    }
+}
+
+fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
+    match client.call(method, params) {
+        Err(ClientError::Rpc(e)) => serde_json::to_value(e).unwrap(),
+        other => panic!("{method}: expected an error reply, got {other:?}"),
+    }
+}
+
+/// The next event of `topic` (others skipped), within `WAIT`.
+fn next_of(events: &Events, topic: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(e) = events.try_next(Duration::from_millis(100)) {
+            if e.envelope.topic == topic {
+                return e.envelope.payload;
+            }
+        }
+    }
+    panic!("no {topic} within {WAIT:?}");
+}
+
+#[test]
+fn a_store_that_cannot_write_refuses_changes_keeps_serving_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let server = serve(dir.path());
+    let status = live_subscriber(&ctx, &server.pub_, &["instance.status"]);
+    let beats = live_subscriber(&ctx, &server.pub_, &["instance.heartbeat"]);
+    let ends = live_subscriber(&ctx, &server.pub_, &["llm.end"]);
+    let mut client = RpcClient::connect(&ctx, &server.rpc, WAIT).unwrap();
+    let before = client
+        .call("message.send", json!({"content": "before"}))
+        .unwrap();
+    let sid = before["session_id"].as_str().unwrap().to_owned();
+    ends.until_turn("llm.end", before["turn_id"].as_str().unwrap());
+
+    server.limit_file_size(Some(0));
+    let asked = Instant::now();
+    // Decided before the failure was known: its change is kept, but it is not acknowledged.
+    let e = refused(
+        &mut client,
+        "message.send",
+        json!({"session_id": sid, "content": "during"}),
+    );
+    let waited = asked.elapsed();
+    assert_eq!(e["code"], -32011, "{e}");
+    assert_eq!(e["data"]["kind"], "store_unavailable");
+    assert_eq!(e["data"]["saved"], false);
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+    let degraded = next_of(&status, "instance.status");
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    // From now on changes are refused outright; reads, pings and heartbeats go on.
+    let e = refused(&mut client, "session.create", json!({}));
+    assert_eq!(e["data"]["kind"], "store_unavailable");
+    assert!(e["data"].get("saved").is_none(), "{e}");
+    client.call("instance.ping", json!({})).unwrap();
+    client
+        .call("message.list", json!({"session_id": sid}))
+        .unwrap();
+    let info = client.call("instance.info", json!({})).unwrap();
+    assert_eq!(info["status"], "degraded");
+    assert!(info["degraded"]["reason"].as_str().is_some(), "{info}");
+    for _ in 0..2 {
+        assert_eq!(next_of(&beats, "instance.heartbeat")["status"], "degraded");
+    }
+
+    server.limit_file_size(None);
+    let back = next_of(&status, "instance.status");
+    assert_eq!(back["status"], "ok", "{back}");
+    let after = client
+        .call(
+            "message.send",
+            json!({"session_id": sid, "content": "after"}),
+        )
+        .unwrap();
+    ends.until_turn("llm.end", after["turn_id"].as_str().unwrap());
+    // The change kept during the outage was saved when the store came back.
+    let list = client
+        .call("message.list", json!({"session_id": sid}))
+        .unwrap();
+    let users: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["before", "during", "after"]);
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_shutdown_that_gives_changes_up_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let server = serve(dir.path());
+    let mut client = RpcClient::connect(&ctx, &server.rpc, WAIT).unwrap();
+    server.limit_file_size(Some(0));
+    let e = refused(&mut client, "session.create", json!({"title": "lost"}));
+    assert_eq!(e["data"]["kind"], "store_unavailable", "{e}");
+    // The log is on the same failing "disk": only the exit code can tell.
+    let (code, log) = server.terminate();
+    assert_eq!(code, Some(1), "{log}");
+}
+
+#[test]
+fn a_deleted_database_refuses_changes_until_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let server = serve(dir.path());
+    let mut client = RpcClient::connect(&ctx, &server.rpc, WAIT).unwrap();
+    client
+        .call("session.create", json!({"title": "kept"}))
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("zcoord.db{suffix}")));
+    }
+    let e = refused(&mut client, "session.create", json!({"title": "lost"}));
+    assert_eq!(e["data"]["kind"], "store_unavailable", "{e}");
+    assert!(
+        e["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deleted or replaced"),
+        "{e}"
+    );
+    let e = refused(&mut client, "session.create", json!({"title": "again"}));
+    assert_eq!(e["data"]["kind"], "store_unavailable", "{e}");
+    client.call("instance.ping", json!({})).unwrap();
+    let (code, log) = server.terminate();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("deleted or replaced"), "{log}");
+}
