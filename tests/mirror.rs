@@ -62,3 +62,46 @@ fn the_mirror_converges_with_the_primary() {
         .keys()
         .any(|k| Some(k.to_string().as_str()) == doomed["id"].as_str()));
 }
+
+/// Events carry at most 8 KiB of a message and `message.list` pages are bounded: the mirror
+/// still holds every message of a long history, and long messages whole.
+#[test]
+fn the_mirror_holds_long_histories_and_long_messages_whole() {
+    let d = spawn_daemon();
+    let long = "word ".repeat(4_000); // 20,000 bytes: over the 8 KiB an event carries
+    let first = send(&d, None, &long);
+    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let idle = || {
+        eventually("the turn to end", || {
+            let s = d.call("session.get", json!({"session_id": sid}));
+            (s["status"] == "idle").then_some(())
+        })
+    };
+    idle();
+    // 50 more turns: 102 messages, past the default page of 100.
+    for i in 0..50 {
+        send(&d, Some(&sid), &format!("m{i}"));
+        idle();
+    }
+    let mirror = Mirror::start(&d.rpc, &d.pub_, Duration::from_secs(5));
+    eventually("the first sync", || {
+        mirror
+            .changes()
+            .try_iter()
+            .any(|c| matches!(c, Change::Synced { .. }))
+            .then_some(())
+    });
+    // One more long message after the sync: the mirror learns it from a clipped event.
+    send(&d, Some(&sid), &long);
+    idle();
+    let mut rpc = d.client();
+    let want = view_of_primary(&mut rpc);
+    assert_eq!(want.2[&sid].len(), 104);
+    eventually("the replica to match the primary", || {
+        (view_of_replica(&mirror.replica()) == want).then_some(())
+    });
+    let r = mirror.replica();
+    let held = &r.messages[&r.sessions.keys().next().copied().unwrap()];
+    let longest = held.iter().map(|m| m.content.len()).max().unwrap();
+    assert!(longest >= long.trim_end().len(), "longest held: {longest}");
+}

@@ -167,8 +167,9 @@ class Rpc:
 
 
 def fetch_messages(rpc: Rpc, session_id: str) -> list[dict]:
-    """A session's whole history, oldest first (pages with `after` should the server cap it)."""
-    messages, params = [], {"session_id": session_id}
+    """A session's whole history, oldest first. Pages are bounded (at most 1,000 messages and
+    about 1 MiB): take the newest, then page backwards with `before` while `has_more`."""
+    messages, params = [], {"session_id": session_id, "limit": 1000}
     while True:
         try:
             page = rpc.call("message.list", params)
@@ -176,10 +177,10 @@ def fetch_messages(rpc: Rpc, session_id: str) -> list[dict]:
             if e.kind == "session_not_found":  # deleted since the snapshot: its event follows
                 return []
             raise
-        messages += page["messages"]
+        messages[0:0] = page["messages"]
         if not page.get("has_more") or not page["messages"]:
             return messages
-        params = {"session_id": session_id, "after": page["messages"][-1]["id"]}
+        params = {"session_id": session_id, "limit": 1000, "before": page["messages"][0]["id"]}
 
 
 # --- a live subscription --------------------------------------------------------------------
@@ -424,9 +425,11 @@ class Mirror:
             if topic == "session.activated":
                 r.set_active(p["id"])
         elif topic == "session.list":
+            # A truncated list holds only the newest sessions: the others are not gone.
             listed = {s["id"] for s in p["sessions"]}
-            for sid in [sid for sid in r.sessions if sid not in listed]:
-                r.remove_session(sid)
+            if not p.get("truncated"):
+                for sid in [sid for sid in r.sessions if sid not in listed]:
+                    r.remove_session(sid)
             for s in reversed(p["sessions"]):
                 r.upsert_session(s)
         elif topic == "session.deleted":
@@ -434,6 +437,15 @@ class Mirror:
         elif topic == "message.append":
             if p["session_id"] not in r.sessions:
                 raise Resync(f"message.append for unknown session {p['session_id']}")
+            if p.get("content_truncated"):
+                # Events carry at most 8 KiB of a message: fetch the whole of a longer one.
+                try:
+                    whole = self.rpc.call(
+                        "message.get", {"session_id": p["session_id"], "message_id": p["message_id"]}
+                    )
+                    p = dict(p, content=whole["content"])
+                except (RpcError, RpcTimeout):
+                    pass  # keep the part we have
             r.append_message(p["session_id"], p)
         elif topic == "instance.heartbeat":
             r.set_active(p.get("active_session_id"))

@@ -21,6 +21,8 @@ pub enum CoreError {
     },
     #[error("{count} sessions held, the limit is {limit}")]
     TooManySessions { count: usize, limit: usize },
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 impl From<CoreError> for RpcError {
@@ -41,6 +43,7 @@ impl From<CoreError> for RpcError {
             CoreError::TooManySessions { count, limit } => {
                 RpcError::too_many_sessions(count, limit)
             }
+            CoreError::StoreUnavailable(reason) => RpcError::store_unavailable(&reason, None),
         }
     }
 }

@@ -15,6 +15,8 @@ mod streaming;
 pub mod turn;
 
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod welcome_replay_tests;

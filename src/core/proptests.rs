@@ -307,6 +307,7 @@ impl Mirror {
             }
             Event::InstancePromoted(_) => panic!("never promoted here"),
             Event::InstanceWelcome(_) => panic!("welcomes are the transport's, never the core's"),
+            Event::InstanceStatus(_) => panic!("the store never fails here"),
         }
     }
 

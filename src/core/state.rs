@@ -17,14 +17,14 @@ use super::session::{clip_title, title_from, Message, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, EventEncoder, HeartbeatPayload, LlmStartPayload, MessageAppendPayload,
-    PromotedPayload, SessionListPayload, ShutdownPayload,
+    EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
+    MessageAppendPayload, PromotedPayload, SessionListPayload, ShutdownPayload, StatusPayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
-use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
+use crate::protocol::limits::{DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX};
 use crate::protocol::methods::{
-    Call, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult, MessageSend,
-    OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
+    Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult,
+    MessageSend, OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
     SessionListResult, StateSyncResult,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
@@ -97,6 +97,15 @@ pub struct Core {
     pub(super) ring: EventRing,
     /// Reused buffers for encoding events.
     pub(super) encoder: EventEncoder,
+    /// Set while the store cannot commit: calls that change state are refused.
+    pub(super) degraded: Option<Degraded>,
+}
+
+/// Why and since when the store cannot commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    pub reason: String,
+    pub since: OffsetDateTime,
 }
 
 impl Core {
@@ -118,6 +127,7 @@ impl Core {
             effects: Vec::new(),
             ring,
             encoder: EventEncoder::default(),
+            degraded: None,
         }
     }
 
@@ -164,18 +174,21 @@ impl Core {
             }
             Call::SessionCreate { title } => {
                 self.refuse_if_shutting_down()?;
+                self.refuse_if_degraded()?;
                 let title = clip_title(title.as_deref().unwrap_or(""));
                 let id = self.create_session(title, now)?;
                 Ok(Reply::Session(self.sessions[&id].payload()))
             }
             Call::SessionDelete { session_id } => {
                 self.refuse_if_shutting_down()?;
+                self.refuse_if_degraded()?;
                 let id = self.session(&session_id)?.id;
                 self.delete_session(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
             }
             Call::SessionActivate { session_id } => {
                 self.refuse_if_shutting_down()?;
+                self.refuse_if_degraded()?;
                 let id = self.session(&session_id)?.id;
                 self.activate(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
@@ -202,6 +215,21 @@ impl Core {
                         .collect(),
                     has_more,
                 }))
+            }
+            Call::MessageGet {
+                session_id,
+                message_id,
+            } => {
+                let s = self.session(&session_id)?;
+                let m = s
+                    .messages
+                    .iter()
+                    .find(|m| m.id.to_string() == message_id)
+                    .ok_or(CoreError::MessageNotFound {
+                        field: "message_id",
+                        id: message_id,
+                    })?;
+                Ok(Reply::Message(s.message_payload(m)))
             }
             Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
         }
@@ -246,6 +274,8 @@ impl Core {
             uptime: self.uptime(now),
             started_at: self.meta.started_at,
             promoted_from: self.promoted_from,
+            status: self.health(),
+            reason: self.degraded.as_ref().map(|d| d.reason.clone()),
         };
         self.publish(Event::InstanceHeartbeat(payload), now);
     }
@@ -281,6 +311,9 @@ impl Core {
     }
 
     fn send(&mut self, send: MessageSend, now: OffsetDateTime) -> Result<SendResult, CoreError> {
+        // Before the idempotency lookup: a remembered answer may describe a change the failing
+        // store has not saved, and must not be acknowledged again until it has.
+        self.refuse_if_degraded()?;
         if let Some(done) = send.request_id.as_ref().and_then(|r| self.sent.get(r)) {
             return Ok(done.clone());
         }
@@ -345,16 +378,21 @@ impl Core {
         self.persist(Change::SessionUpsert(session_record));
 
         self.publish(
-            Event::MessageAppend(MessageAppendPayload {
-                session_id,
-                message_id,
-                role: Role::User,
-                content: send.content,
-                turn_id: Some(turn_id),
-                status: MessageStatus::Complete,
-                created_at: now,
-                tool: None,
-            }),
+            Event::MessageAppend(
+                MessageAppendPayload {
+                    session_id,
+                    message_id,
+                    role: Role::User,
+                    content: send.content,
+                    turn_id: Some(turn_id),
+                    status: MessageStatus::Complete,
+                    created_at: now,
+                    tool: None,
+                    content_bytes: None,
+                    content_truncated: false,
+                }
+                .clipped(),
+            ),
             now,
         );
         self.publish(
@@ -478,9 +516,18 @@ impl Core {
             .map(|m| m.content.as_str())
     }
 
+    /// `session.list`: the newest sessions only, so the event stays small (see its payload).
     fn publish_session_list(&mut self, now: OffsetDateTime) {
-        let sessions = self.session_list();
-        self.publish(Event::SessionList(SessionListPayload { sessions }), now);
+        let mut sessions = self.session_list();
+        let session_count = sessions.len() as u64;
+        let truncated = sessions.len() > SESSION_LIST_EVENT_MAX;
+        sessions.truncate(SESSION_LIST_EVENT_MAX);
+        let payload = SessionListPayload {
+            sessions,
+            session_count,
+            truncated,
+        };
+        self.publish(Event::SessionList(payload), now);
     }
 
     /// Queues a change that what follows depends on (a reply or event after it waits for it).
@@ -519,6 +566,42 @@ impl Core {
         SessionId::parse(raw)
             .and_then(|id| self.sessions.get(&id))
             .ok_or_else(|| CoreError::SessionNotFound(raw.to_owned()))
+    }
+
+    fn refuse_if_degraded(&self) -> Result<(), CoreError> {
+        match &self.degraded {
+            Some(d) => Err(CoreError::StoreUnavailable(d.reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        if self.degraded.is_some() {
+            Health::Degraded
+        } else {
+            Health::Ok
+        }
+    }
+
+    /// The store's health changed: `Some(reason)` while it cannot commit. While degraded, calls
+    /// that change state are refused with `store_unavailable`; reads, pings and events go on.
+    /// Publishes `instance.status` when the health changes (not when only the reason does).
+    pub fn store_health(&mut self, failing: Option<String>, now: OffsetDateTime) {
+        let was = self.health();
+        self.degraded = failing.map(|reason| Degraded {
+            since: self.degraded.as_ref().map_or(now, |d| d.since),
+            reason,
+        });
+        if self.health() == was {
+            return;
+        }
+        let payload = StatusPayload {
+            instance_id: self.meta.instance_id,
+            status: self.health(),
+            reason: self.degraded.as_ref().map(|d| d.reason.clone()),
+            since: self.degraded.as_ref().map(|d| d.since),
+        };
+        self.publish(Event::InstanceStatus(payload), now);
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), CoreError> {
@@ -560,6 +643,11 @@ impl Core {
                 max_events: self.config.replay.max_events as u64,
                 max_bytes: self.config.replay.max_bytes as u64,
             },
+            status: self.health(),
+            degraded: self.degraded.as_ref().map(|d| DegradedInfo {
+                reason: d.reason.clone(),
+                since: d.since,
+            }),
         }
     }
 }

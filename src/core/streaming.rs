@@ -14,6 +14,7 @@ use crate::protocol::events::{
     ToolStartPayload,
 };
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::limits::{clip_text, MAX_TOKEN_BYTES};
 use crate::protocol::types::{MessageStatus, Role, ToolCallInfo};
 
 impl Core {
@@ -33,6 +34,15 @@ impl Core {
                     turn.tokens_in = tokens_in;
                     turn.reported_tokens_out = Some(tokens_out);
                 }
+            }
+            ModelEvent::Token(token) if token.len() > MAX_TOKEN_BYTES => {
+                // One event per piece, so no event carries more than the bound.
+                let mut rest = token.as_str();
+                while let Some(head) = clip_text(rest, MAX_TOKEN_BYTES) {
+                    self.token(turn_id, session_id, head.to_owned(), now);
+                    rest = &rest[head.len()..];
+                }
+                self.token(turn_id, session_id, rest.to_owned(), now);
             }
             ModelEvent::Token(token) => self.token(turn_id, session_id, token, now),
             ModelEvent::ToolStart {
@@ -56,13 +66,17 @@ impl Core {
                     started_at: now,
                 });
                 self.publish(
-                    Event::ToolStart(ToolStartPayload {
-                        session_id,
-                        turn_id,
-                        tool_name,
-                        call_id,
-                        params,
-                    }),
+                    Event::ToolStart(
+                        ToolStartPayload {
+                            session_id,
+                            turn_id,
+                            tool_name,
+                            call_id,
+                            params,
+                            params_truncated: false,
+                        }
+                        .clipped(),
+                    ),
                     now,
                 );
             }
@@ -161,14 +175,18 @@ impl Core {
             ended_at: now,
         });
         self.publish(
-            Event::ToolEnd(ToolEndPayload {
-                session_id,
-                turn_id,
-                tool_name: call.tool_name.clone(),
-                call_id: call.call_id.clone(),
-                is_error,
-                result: result.clone(),
-            }),
+            Event::ToolEnd(
+                ToolEndPayload {
+                    session_id,
+                    turn_id,
+                    tool_name: call.tool_name.clone(),
+                    call_id: call.call_id.clone(),
+                    is_error,
+                    result: result.clone(),
+                    result_truncated: false,
+                }
+                .clipped(),
+            ),
             now,
         );
         let id = MessageId(self.ids.next_id());
@@ -225,7 +243,10 @@ impl Core {
             status: message.status,
             created_at: message.created_at,
             tool: message.tool.clone(),
-        };
+            content_bytes: None,
+            content_truncated: false,
+        }
+        .clipped();
         session.messages.push(message);
         self.persist(Change::MessageUpsert(record));
         Some(append)

@@ -154,6 +154,16 @@ impl Worker {
                 }
                 match replica.apply(&ev.envelope) {
                     Ok(changes) => {
+                        for (session_id, message_id) in std::mem::take(&mut replica.incomplete) {
+                            let whole = rpc.call(
+                                "message.get",
+                                json!({"session_id": session_id, "message_id": message_id}),
+                            );
+                            // A message deleted since, or a timeout: keep the part we have.
+                            if let Ok(Ok(m)) = whole.map(serde_json::from_value::<MessagePayload>) {
+                                replica.complete(m);
+                            }
+                        }
                         self.publish(&replica);
                         for c in changes {
                             let _ = self.tx.send(c);
@@ -183,10 +193,23 @@ impl Worker {
             serde_json::from_value(rpc.call("state.sync", json!({}))?).map_err(bad)?;
         let mut messages: HashMap<SessionId, Vec<MessagePayload>> = HashMap::new();
         for s in &sync.sessions {
-            let list: MessageListResult =
-                serde_json::from_value(rpc.call("message.list", json!({"session_id": s.id}))?)
-                    .map_err(bad)?;
-            messages.insert(s.id, list.messages);
+            // Pages are bounded: the newest first, then backwards while older ones remain.
+            let mut all: Vec<MessagePayload> = Vec::new();
+            let mut params = json!({"session_id": s.id, "limit": 1000});
+            loop {
+                let page: MessageListResult =
+                    serde_json::from_value(rpc.call("message.list", params.clone())?)
+                        .map_err(bad)?;
+                let more = page.has_more && !page.messages.is_empty();
+                if let Some(first) = page.messages.first() {
+                    params["before"] = json!(first.id);
+                }
+                all.splice(0..0, page.messages);
+                if !more {
+                    break;
+                }
+            }
+            messages.insert(s.id, all);
         }
         Ok(Replica::from_snapshot(sync, messages))
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use crate::protocol::events::{topic, MessageAppendPayload, ReceivedEnvelope, SessionListPayload};
-use crate::protocol::ids::{InstanceId, SessionId};
+use crate::protocol::ids::{InstanceId, MessageId, SessionId};
 use crate::protocol::methods::StateSyncResult;
 use crate::protocol::types::{MessagePayload, SessionPayload};
 
@@ -49,6 +49,9 @@ pub struct Replica {
     pub sessions: BTreeMap<SessionId, SessionPayload>,
     pub active: Option<SessionId>,
     pub messages: HashMap<SessionId, Vec<MessagePayload>>,
+    /// Messages whose `message.append` carried only the first part of their content (events
+    /// are bounded in size): the mirror fetches them whole with `message.get`.
+    pub incomplete: Vec<(SessionId, MessageId)>,
 }
 
 impl Replica {
@@ -64,12 +67,24 @@ impl Replica {
             sessions: sync.sessions.into_iter().map(|s| (s.id, s)).collect(),
             active: sync.active_session_id,
             messages,
+            incomplete: Vec::new(),
         };
         let change = Change::Synced {
             instance_id: sync.instance_id,
             seq: sync.seq,
         };
         (replica, change)
+    }
+
+    /// Replaces a message held in part with the whole of it (from `message.get`).
+    pub fn complete(&mut self, whole: MessagePayload) {
+        if let Some(m) = self
+            .messages
+            .get_mut(&whole.session_id)
+            .and_then(|list| list.iter_mut().find(|m| m.id == whole.id))
+        {
+            *m = whole;
+        }
     }
 
     /// Applies one event. Events at or below the replica's `seq` are already reflected and
@@ -118,10 +133,12 @@ impl Replica {
                 let list: SessionListPayload = decode(topic_name, payload)?;
                 let listed: std::collections::HashSet<SessionId> =
                     list.sessions.iter().map(|s| s.id).collect();
+                // A truncated list names only the newest sessions: the others are not gone
+                // (deletions come as `session.deleted` anyway).
                 let gone: Vec<SessionId> = self
                     .sessions
                     .keys()
-                    .filter(|id| !listed.contains(id))
+                    .filter(|id| !list.truncated && !listed.contains(id))
                     .copied()
                     .collect();
                 for id in gone {
@@ -157,6 +174,9 @@ impl Replica {
                 let m: MessageAppendPayload = decode(topic_name, payload)?;
                 let list = self.messages.entry(m.session_id).or_default();
                 if !list.iter().any(|x| x.id == m.message_id) {
+                    if m.content_truncated {
+                        self.incomplete.push((m.session_id, m.message_id));
+                    }
                     let message = MessagePayload {
                         id: m.message_id,
                         session_id: m.session_id,

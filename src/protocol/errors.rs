@@ -22,6 +22,7 @@ pub mod code {
     pub const REPLAY_UNAVAILABLE: i64 = -32008;
     pub const TOO_MANY_PENDING: i64 = -32009;
     pub const TOO_MANY_SESSIONS: i64 = -32010;
+    pub const STORE_UNAVAILABLE: i64 = -32011;
 }
 
 /// The `error` member of a response.
@@ -111,6 +112,11 @@ impl RpcError {
         Self::over_limit("content", "content_too_long", what, bytes, limit)
     }
 
+    pub fn request_id_too_long(bytes: usize, limit: usize) -> Self {
+        let what = format!("{bytes} bytes");
+        Self::over_limit("request_id", "request_id_too_long", what, bytes, limit)
+    }
+
     pub fn internal(detail: &str) -> Self {
         RpcError::new(code::INTERNAL_ERROR, format!("internal error: {detail}"))
     }
@@ -170,6 +176,23 @@ impl RpcError {
         .with_kind("too_many_sessions")
         .with_data("limit", json!(limit))
         .with_data("actual", json!(count))
+    }
+
+    /// The store cannot commit (disk full, I/O error, the database file deleted or replaced):
+    /// calls that change state are refused until it recovers. `saved: false` says the call was
+    /// decided just before the failure was known and its change is not saved: it is kept and
+    /// saved if the store recovers before the server stops (PROTOCOL.md §12).
+    pub fn store_unavailable(reason: &str, saved: Option<bool>) -> Self {
+        let e = RpcError::new(
+            code::STORE_UNAVAILABLE,
+            format!("store unavailable: {reason}; reads still work, retry changes later"),
+        )
+        .with_kind("store_unavailable")
+        .with_data("reason", json!(reason));
+        match saved {
+            Some(saved) => e.with_data("saved", json!(saved)),
+            None => e,
+        }
     }
 
     pub fn shutting_down() -> Self {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::limits::{clip_text, MAX_EVENT_TEXT_BYTES};
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 
 pub mod topic {
@@ -25,11 +26,46 @@ pub mod topic {
     pub const INSTANCE_SHUTDOWN: &str = "instance.shutdown";
     pub const INSTANCE_PROMOTED: &str = "instance.promoted";
     pub const INSTANCE_WELCOME: &str = "instance.welcome";
+    pub const INSTANCE_STATUS: &str = "instance.status";
 }
 
+/// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
+/// (calls that change state are then refused with `store_unavailable`; reads still answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Ok,
+    Degraded,
+}
+
+/// `instance.status`: published when the health changes, so clients hear of a failing store
+/// at once rather than at the next heartbeat. `reason` and `since` are set while degraded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusPayload {
+    pub instance_id: InstanceId,
+    pub status: Health,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub since: Option<OffsetDateTime>,
+}
+
+/// The set of sessions changed (one was created or deleted). `sessions` holds the most recently
+/// updated ones, at most `limits::SESSION_LIST_EVENT_MAX`, so the event stays small however many
+/// sessions there are; `truncated` says some were left out (the `session.list` method has them
+/// all).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionListPayload {
     pub sessions: Vec<SessionPayload>,
+    #[serde(default)]
+    pub session_count: u64,
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +82,25 @@ pub struct MessageAppendPayload {
     /// Set on `tool` messages only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolCallInfo>,
+    /// Set when `content` is only the first `limits::MAX_EVENT_TEXT_BYTES` of the message:
+    /// its full length in bytes (`message.get` returns it whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_truncated: bool,
+}
+
+impl MessageAppendPayload {
+    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
+    pub fn clipped(mut self) -> Self {
+        let full = self.content.len();
+        if let Some(cut) = clip_text(&self.content, MAX_EVENT_TEXT_BYTES) {
+            self.content = cut.to_owned();
+            self.content_bytes = Some(full as u64);
+            self.content_truncated = true;
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,8 +144,22 @@ pub struct ToolStartPayload {
     pub turn_id: TurnId,
     pub tool_name: String,
     pub call_id: String,
-    /// The call's JSON arguments, as a string (as the spec has it).
+    /// The call's JSON arguments, as a string (as the spec has it); cut like a message's
+    /// content when longer than `limits::MAX_EVENT_TEXT_BYTES` (`params_truncated`).
     pub params: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub params_truncated: bool,
+}
+
+impl ToolStartPayload {
+    /// Cuts `params` to [`MAX_EVENT_TEXT_BYTES`].
+    pub fn clipped(mut self) -> Self {
+        if let Some(cut) = clip_text(&self.params, MAX_EVENT_TEXT_BYTES) {
+            self.params = cut.to_owned();
+            self.params_truncated = true;
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +169,22 @@ pub struct ToolEndPayload {
     pub tool_name: String,
     pub call_id: String,
     pub is_error: bool,
+    /// Cut like a message's content when longer than `limits::MAX_EVENT_TEXT_BYTES`
+    /// (`result_truncated`); the `tool` message that follows holds it whole in the store.
     pub result: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_truncated: bool,
+}
+
+impl ToolEndPayload {
+    /// Cuts `result` to [`MAX_EVENT_TEXT_BYTES`].
+    pub fn clipped(mut self) -> Self {
+        if let Some(cut) = clip_text(&self.result, MAX_EVENT_TEXT_BYTES) {
+            self.result = cut.to_owned();
+            self.result_truncated = true;
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +200,11 @@ pub struct HeartbeatPayload {
     /// failover miss the one-time `instance.promoted`; every heartbeat tells them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<InstanceId>,
+    /// `degraded` while the store cannot commit, with the reason.
+    #[serde(default)]
+    pub status: Health,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A standby became the primary. `previous_instance_id` is the primary it replaced, when known.
@@ -159,6 +248,7 @@ pub enum Event {
     InstanceShutdown(ShutdownPayload),
     InstancePromoted(PromotedPayload),
     InstanceWelcome(WelcomePayload),
+    InstanceStatus(StatusPayload),
 }
 
 impl Event {
@@ -178,6 +268,7 @@ impl Event {
             Event::InstanceShutdown(_) => topic::INSTANCE_SHUTDOWN,
             Event::InstancePromoted(_) => topic::INSTANCE_PROMOTED,
             Event::InstanceWelcome(_) => topic::INSTANCE_WELCOME,
+            Event::InstanceStatus(_) => topic::INSTANCE_STATUS,
         }
     }
 
@@ -197,7 +288,8 @@ impl Event {
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
             | Event::InstancePromoted(_)
-            | Event::InstanceWelcome(_) => None,
+            | Event::InstanceWelcome(_)
+            | Event::InstanceStatus(_) => None,
         }
     }
 
@@ -241,6 +333,7 @@ impl Event {
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),
             topic::INSTANCE_WELCOME => Event::InstanceWelcome(v(payload)?),
+            topic::INSTANCE_STATUS => Event::InstanceStatus(v(payload)?),
             other => return Err(DecodeError::UnknownTopic(other.to_owned())),
         };
         Ok(ev)

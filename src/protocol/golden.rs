@@ -113,6 +113,11 @@ fn method_results() {
                 max_events: 50_000,
                 max_bytes: 1 << 25,
             },
+            status: Health::Degraded,
+            degraded: Some(DegradedInfo {
+                reason: "database or disk is full (retrying)".into(),
+                since: T,
+            }),
         },
         json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
                "started_at": T_JSON, "uptime": "0s",
@@ -124,7 +129,9 @@ fn method_results() {
                          "requests_refused_busy": 0, "requests_dropped": 0},
                "store": "memory", "recovered_turns": 1,
                "replay": {"events": 7, "bytes": 2048, "oldest_seq": 1,
-                          "max_events": 50_000, "max_bytes": 33_554_432}}),
+                          "max_events": 50_000, "max_bytes": 33_554_432},
+               "status": "degraded",
+               "degraded": {"reason": "database or disk is full (retrying)", "since": T_JSON}}),
     );
     both_ways(
         &ReplayResult {
@@ -186,8 +193,10 @@ fn events_payloads_and_keys() {
         (
             Event::SessionList(SessionListPayload {
                 sessions: vec![session()],
+                session_count: 20,
+                truncated: true,
             }),
-            json!({"sessions": [session_json()]}),
+            json!({"sessions": [session_json()], "session_count": 20, "truncated": true}),
             "session.list".into(),
         ),
         (
@@ -215,9 +224,29 @@ fn events_payloads_and_keys() {
                 status: MessageStatus::Complete,
                 created_at: T,
                 tool: None,
+                content_bytes: None,
+                content_truncated: false,
             }),
             json!({"session_id": S, "message_id": M, "role": "user", "content": "q",
                    "turn_id": TU, "status": "complete", "created_at": T_JSON}),
+            format!("message.append/{S}"),
+        ),
+        (
+            Event::MessageAppend(MessageAppendPayload {
+                session_id: sid(),
+                message_id: mid(),
+                role: Role::User,
+                content: "q".into(),
+                turn_id: Some(tid()),
+                status: MessageStatus::Complete,
+                created_at: T,
+                tool: None,
+                content_bytes: Some(9000),
+                content_truncated: true,
+            }),
+            json!({"session_id": S, "message_id": M, "role": "user", "content": "q",
+                   "turn_id": TU, "status": "complete", "created_at": T_JSON,
+                   "content_bytes": 9000, "content_truncated": true}),
             format!("message.append/{S}"),
         ),
         (
@@ -258,6 +287,7 @@ fn events_payloads_and_keys() {
                 tool_name: "clock".into(),
                 call_id: "call_1".into(),
                 params: "{}".into(),
+                params_truncated: false,
             }),
             json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
                    "params": "{}"}),
@@ -271,9 +301,24 @@ fn events_payloads_and_keys() {
                 call_id: "call_1".into(),
                 is_error: false,
                 result: "now".into(),
+                result_truncated: false,
             }),
             json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
                    "is_error": false, "result": "now"}),
+            format!("tool.end/{S}"),
+        ),
+        (
+            Event::ToolEnd(ToolEndPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                tool_name: "clock".into(),
+                call_id: "call_1".into(),
+                is_error: false,
+                result: "n".into(),
+                result_truncated: true,
+            }),
+            json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
+                   "is_error": false, "result": "n", "result_truncated": true}),
             format!("tool.end/{S}"),
         ),
         (
@@ -284,9 +329,23 @@ fn events_payloads_and_keys() {
                 uptime: "5s".into(),
                 started_at: T,
                 promoted_from: None,
+                status: Health::Ok,
+                reason: None,
             }),
-            json!({"instance_id": I, "session_count": 0, "uptime": "5s", "started_at": T_JSON}),
+            json!({"instance_id": I, "session_count": 0, "uptime": "5s", "started_at": T_JSON,
+                   "status": "ok"}),
             "instance.heartbeat".into(),
+        ),
+        (
+            Event::InstanceStatus(StatusPayload {
+                instance_id: iid(),
+                status: Health::Degraded,
+                reason: Some("database or disk is full".into()),
+                since: Some(T),
+            }),
+            json!({"instance_id": I, "status": "degraded", "reason": "database or disk is full",
+                   "since": T_JSON}),
+            "instance.status".into(),
         ),
         (
             Event::InstanceShutdown(ShutdownPayload {
@@ -313,7 +372,8 @@ fn events_payloads_and_keys() {
             "llm.token/".into(),
         ),
     ];
-    assert_eq!(cases.len(), 14, "every topic");
+    let topics: std::collections::HashSet<&str> = cases.iter().map(|(e, ..)| e.topic()).collect();
+    assert_eq!(topics.len(), 15, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),

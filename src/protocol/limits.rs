@@ -24,6 +24,26 @@ pub const MAX_PARAMS_DEPTH: usize = 32;
 pub const MAX_PARAMS_BYTES: usize = 512 << 10;
 /// Longest `message.send` `content`, in UTF-8 bytes: a long pasted document, not a data dump.
 pub const MAX_CONTENT_BYTES: usize = 256 << 10;
+/// Longest `message.send` `request_id`, in UTF-8 bytes. The server remembers 10,000 of them, so
+/// their length is part of its memory bound; a UUID or a hash fits many times over.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+/// `message.list`: messages in a page when `limit` is absent, and at most (larger values are
+/// lowered). A page also stops before the message that would take its encoded messages past
+/// [`MAX_PAGE_BYTES`] (the first message is always included), and says so with `has_more`.
+pub const DEFAULT_PAGE_ITEMS: usize = 100;
+pub const MAX_PAGE_ITEMS: usize = 1_000;
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+/// Longest text an event carries in one field (`message.append` `content`, `tool.start`
+/// `params`, `tool.end` `result`), in UTF-8 bytes: longer text is cut on a character boundary
+/// and the event says so (`content_truncated`, `content_bytes`, …); the whole text is in the
+/// store (`message.get`, `message.list`). Bounds what one event pins in every subscriber's queue.
+pub const MAX_EVENT_TEXT_BYTES: usize = 8 << 10;
+/// Longest `llm.token`, in UTF-8 bytes: a longer piece of model output is published as several
+/// tokens (their concatenation is unchanged).
+pub const MAX_TOKEN_BYTES: usize = 4 << 10;
+/// `session.list` events carry at most this many sessions (the most recently updated), with
+/// `session_count` and `truncated`; the `session.list` method returns them all.
+pub const SESSION_LIST_EVENT_MAX: usize = 16;
 /// Longest title a client may give, in characters (Unicode scalar values), before trimming.
 /// Titles are then stored clipped to `core::session::TITLE_MAX_CHARS`.
 pub const MAX_TITLE_CHARS: usize = 256;
@@ -64,6 +84,29 @@ pub fn check_title(title: &str) -> Result<(), RpcError> {
         return Err(RpcError::title_too_long(chars, MAX_TITLE_CHARS));
     }
     Ok(())
+}
+
+/// Refuses a `request_id` over [`MAX_REQUEST_ID_BYTES`] (`request_id_too_long`).
+pub fn check_request_id(request_id: &str) -> Result<(), RpcError> {
+    if request_id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(RpcError::request_id_too_long(
+            request_id.len(),
+            MAX_REQUEST_ID_BYTES,
+        ));
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes on a character boundary; `None` when it fits as it is.
+pub fn clip_text(text: &str, max: usize) -> Option<&str> {
+    if text.len() <= max {
+        return None;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&text[..end])
 }
 
 /// Refuses message content over [`MAX_CONTENT_BYTES`] (`content_too_long`).
@@ -124,7 +167,7 @@ fn brackets_and_commas(n: usize) -> usize {
 }
 
 /// The compact JSON length of a scalar or a key, escapes included, written nowhere.
-fn encoded_len<T: Serialize + ?Sized>(v: &T) -> usize {
+pub fn encoded_len<T: Serialize + ?Sized>(v: &T) -> usize {
     let mut count = Count(0);
     // Writing to `Count` cannot fail, and a scalar has no map key that could.
     let _ = serde_json::to_writer(&mut count, v);

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::errors::RpcError;
+use super::events::Health;
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits;
 use super::types::{MessagePayload, SessionPayload};
@@ -19,6 +20,7 @@ pub const SESSION_ACTIVATE: &str = "session.activate";
 pub const SESSION_INTERRUPT: &str = "session.interrupt";
 pub const MESSAGE_SEND: &str = "message.send";
 pub const MESSAGE_LIST: &str = "message.list";
+pub const MESSAGE_GET: &str = "message.get";
 pub const INSTANCE_PING: &str = "instance.ping";
 pub const INSTANCE_INFO: &str = "instance.info";
 pub const EVENTS_REPLAY: &str = "events.replay";
@@ -41,6 +43,7 @@ pub const ALL: &[&str] = &[
     SESSION_INTERRUPT,
     MESSAGE_SEND,
     MESSAGE_LIST,
+    MESSAGE_GET,
     INSTANCE_PING,
     INSTANCE_INFO,
     EVENTS_REPLAY,
@@ -74,6 +77,10 @@ pub enum Call {
         session_id: String,
         page: PageRequest,
     },
+    MessageGet {
+        session_id: String,
+        message_id: String,
+    },
     InstancePing,
     InstanceInfo,
     EventsReplay(ReplayRequest),
@@ -92,7 +99,8 @@ pub struct ReplayRequest {
 }
 
 /// `message.list` paging: at most `limit` messages strictly `before` or `after` a message id.
-/// With neither, the newest `limit`; with no `limit`, everything on that side.
+/// With neither, the newest `limit`. No `limit` means [`limits::DEFAULT_PAGE_ITEMS`]; a page is
+/// also bounded in items and bytes (`limits::MAX_PAGE_ITEMS`, `limits::MAX_PAGE_BYTES`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: Option<usize>,
@@ -150,10 +158,14 @@ impl Call {
                 if content.trim().is_empty() {
                     return Err(RpcError::invalid_params("content", "must not be empty"));
                 }
+                let request_id = p.opt_str("request_id")?;
+                if let Some(r) = &request_id {
+                    limits::check_request_id(r)?;
+                }
                 Call::MessageSend(MessageSend {
                     session_id: p.opt_str("session_id")?,
                     content,
-                    request_id: p.opt_str("request_id")?,
+                    request_id,
                 })
             }
             MESSAGE_LIST => {
@@ -173,6 +185,10 @@ impl Call {
                     page,
                 }
             }
+            MESSAGE_GET => Call::MessageGet {
+                session_id: p.req_str("session_id")?,
+                message_id: p.req_str("message_id")?,
+            },
             INSTANCE_PING => Call::InstancePing,
             INSTANCE_INFO => Call::InstanceInfo,
             EVENTS_REPLAY => Call::EventsReplay(ReplayRequest {
@@ -200,6 +216,7 @@ impl Call {
             Call::SessionInterrupt { .. } => SESSION_INTERRUPT,
             Call::MessageSend(_) => MESSAGE_SEND,
             Call::MessageList { .. } => MESSAGE_LIST,
+            Call::MessageGet { .. } => MESSAGE_GET,
             Call::InstancePing => INSTANCE_PING,
             Call::InstanceInfo => INSTANCE_INFO,
             Call::EventsReplay(_) => EVENTS_REPLAY,
@@ -372,6 +389,19 @@ pub struct InfoResult {
     pub promoted_from: Option<InstanceId>,
     /// What `events.replay` can still serve.
     pub replay: ReplayInfo,
+    /// `degraded` while the store cannot commit; `degraded` then says why and since when.
+    #[serde(default)]
+    pub status: Health,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<DegradedInfo>,
+}
+
+/// Why the instance is degraded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DegradedInfo {
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
 }
 
 /// The replay ring's contents and bounds.
@@ -439,6 +469,7 @@ pub enum Reply {
     Ok(OkResult),
     Send(SendResult),
     MessageList(MessageListResult),
+    Message(MessagePayload),
     Interrupt(InterruptResult),
     Replay(ReplayResult),
 }
@@ -588,7 +619,7 @@ mod tests {
 
     #[test]
     fn every_listed_method_parses_and_names_itself() {
-        let params = json!({"session_id": "s", "content": "c", "after_seq": 0});
+        let params = json!({"session_id": "s", "content": "c", "after_seq": 0, "message_id": "m"});
         for m in ALL {
             let call = Call::parse(m, Some(params.clone())).unwrap();
             assert_eq!(call.method(), *m);

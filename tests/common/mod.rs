@@ -278,7 +278,9 @@ pub fn view_of_primary(rpc: &mut RpcClient) -> View {
                 s["status"].as_str().unwrap().to_owned(),
             ),
         );
-        let list = rpc.call("message.list", json!({"session_id": id})).unwrap();
+        let list = rpc
+            .call("message.list", json!({"session_id": id, "limit": 1000}))
+            .unwrap();
         let msgs = list["messages"]
             .as_array()
             .unwrap()
