@@ -191,3 +191,57 @@ fn in_a_batch_each_call_is_refused_on_its_own_with_its_id() {
     assert_eq!(answers[2]["error"]["data"]["kind"], "params_too_deep");
     assert_alive(&d);
 }
+
+/// A subscription longer than any key is refused by dropping its subscriber: no welcome, no
+/// events; one at the limit is welcomed; everyone else is unaffected.
+#[test]
+fn subscriptions_longer_than_the_limit_are_refused() {
+    use zcoord::protocol::limits::MAX_SUBSCRIPTION_BYTES;
+    let d = spawn_daemon();
+    let sub = |prefix: &[u8]| {
+        let s = d.ctx.socket(zmq::SUB).unwrap();
+        s.set_linger(0).unwrap();
+        s.connect(&d.pub_).unwrap();
+        s.set_subscribe(prefix).unwrap();
+        s
+    };
+    // The welcome comes back keyed by the subscription itself.
+    let welcomed = |s: &zmq::Socket, prefix: &[u8]| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Some(frames) = recv_within(s, std::time::Duration::from_millis(200)) {
+                if frames[0] == prefix && frames[1].windows(16).any(|w| w == b"instance.welcome") {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let at_limit = vec![b'x'; MAX_SUBSCRIPTION_BYTES];
+    assert!(welcomed(&sub(&at_limit), &at_limit), "256 bytes are fine");
+
+    // libzmq's SUB keeps its own subscriptions in a trie it walks recursively, a frame per
+    // byte (to subscribe, to resend them after a reconnect, to free them): everything done
+    // with a 60,000-byte prefix needs a deep stack on the client's side.
+    let too_long = vec![b'y'; 60_000];
+    let everyone = d.subscriber(&["instance.heartbeat"]);
+    let heard = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(512 << 20)
+            .spawn_scoped(scope, || {
+                let hostile = sub(&too_long);
+                recv_within(&hostile, std::time::Duration::from_millis(500))
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    assert!(
+        heard.is_none(),
+        "no welcome, nothing, for a 60,000-byte subscription"
+    );
+    everyone
+        .try_next(WAIT)
+        .expect("heartbeats still reach a normal subscriber");
+    assert_alive(&d);
+}

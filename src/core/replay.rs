@@ -25,7 +25,7 @@ impl Default for ReplayLimits {
 /// Bookkeeping charged per event on top of its frames (the entry and the two `Arc` headers).
 const ENTRY_OVERHEAD: usize = 64;
 /// One replay answer carries at most this many bytes of envelopes; the client continues.
-const MAX_PAGE_BYTES: usize = 4 << 20;
+const MAX_PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Entry {

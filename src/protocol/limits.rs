@@ -44,6 +44,9 @@ pub const MAX_TOKEN_BYTES: usize = 4 << 10;
 /// `session.list` events carry at most this many sessions (the most recently updated), with
 /// `session_count` and `truncated`; the `session.list` method returns them all.
 pub const SESSION_LIST_EVENT_MAX: usize = 16;
+/// Longest subscription prefix the PUB accepts, in bytes; a longer one disconnects its
+/// subscriber. The longest key is a topic, `/` and a session id (about 60 bytes).
+pub const MAX_SUBSCRIPTION_BYTES: usize = 256;
 /// Longest title a client may give, in characters (Unicode scalar values), before trimming.
 /// Titles are then stored clipped to `core::session::TITLE_MAX_CHARS`.
 pub const MAX_TITLE_CHARS: usize = 256;

@@ -25,6 +25,7 @@ pub use stats::Stats;
 
 use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
+use crate::protocol::limits::MAX_SUBSCRIPTION_BYTES;
 use auth::{Secret, ZapHandler};
 use outbound::Signals;
 use pending::Pending;
@@ -163,8 +164,11 @@ impl Transport {
         publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
         publisher.set_linger(config.pub_linger_ms)?;
-        // Subscribers only send subscriptions; anything big from them is hostile.
-        publisher.set_maxmsgsize(64 * 1024)?;
+        // Subscribers only send subscriptions, and a prefix longer than any key matches nothing
+        // while costing libzmq's subscription trie ~33 bytes a byte: a longer one disconnects
+        // its subscriber. The message is the prefix plus at most 10 bytes: ZMTP 3.1's
+        // `\x09SUBSCRIBE` command name, or ZMTP 3.0's one flag byte.
+        publisher.set_maxmsgsize(MAX_SUBSCRIPTION_BYTES as i64 + 10)?;
         set_heartbeats(&publisher, config)?;
         if let Some(zap) = &zap {
             auth::require_plain(&publisher)?;
