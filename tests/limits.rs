@@ -245,3 +245,49 @@ fn subscriptions_longer_than_the_limit_are_refused() {
         .expect("heartbeats still reach a normal subscriber");
     assert_alive(&d);
 }
+
+/// A client's requests in flight are bounded in bytes, counted decoded (a JSON array of zeros
+/// takes some 40 times its size once parsed): with a reply of its still waiting for the store, a
+/// big request is refused with `too_many_pending`; alone, the same request is served.
+#[test]
+fn a_clients_bytes_in_flight_are_bounded() {
+    use zcoord::config::StoreConfig;
+    use zcoord::store::memory::MemoryStore;
+    let d = spawn_daemon_with(|c| {
+        c.store = StoreConfig::Memory(MemoryStore::with_commit_delay(
+            std::time::Duration::from_millis(400),
+        ));
+        c.transport.per_peer_bytes = 1 << 20;
+    });
+    let dealer = d.raw(zmq::DEALER);
+    let zeros = vec![0u8; 100_000]; // 400 KB of JSON, about 8 MB decoded
+    let big = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "instance.ping", "params": {"pad": zeros}})
+            .to_string()
+    };
+    let send = json!({"jsonrpc": "2.0", "id": 1, "method": "message.send",
+                      "params": {"content": "held for the store"}});
+    dealer.send(send.to_string().as_bytes(), 0).unwrap();
+    dealer.send(big(2).as_bytes(), 0).unwrap();
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < 2 {
+        let frames = recv_within(&dealer, WAIT).expect("every request is answered");
+        let v: Value = serde_json::from_slice(&frames[0]).unwrap();
+        replies.insert(v["id"].as_u64().unwrap(), v);
+    }
+    assert!(
+        replies[&1]["result"]["ok"].as_bool().unwrap(),
+        "{}",
+        replies[&1]
+    );
+    let e = &replies[&2]["error"];
+    assert_eq!(e["code"], -32009, "{e}");
+    assert_eq!(e["data"]["kind"], "too_many_pending");
+    assert_eq!(e["data"]["limit_bytes"], 1 << 20);
+    // Alone, the same request is served: a client is always let in with one request.
+    dealer.send(big(3).as_bytes(), 0).unwrap();
+    let frames = recv_within(&dealer, WAIT).expect("answered");
+    let v: Value = serde_json::from_slice(&frames[0]).unwrap();
+    assert_eq!(v["result"]["status"], "ok", "{v}");
+    assert_alive(&d);
+}

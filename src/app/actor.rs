@@ -229,7 +229,11 @@ impl<'t> Actor<'t> {
     }
 
     pub(super) fn on_inbound(&mut self, inb: Inbound) {
-        let Inbound { route, calls, slot } = inb;
+        let Inbound {
+            route,
+            calls,
+            mut slot,
+        } = inb;
         let ctx = CallContext {
             now: now(),
             drops: self.transport.stats.snapshot(),
@@ -240,6 +244,10 @@ impl<'t> Actor<'t> {
             // its events and never shows state that is not yet committed. It carries the
             // request's slot, so a reply still waiting counts against its peer.
             self.apply_effects();
+            if let Some(slot) = &mut slot {
+                // From here the reply, not the request, is what the peer holds in flight.
+                slot.resize(body.len());
+            }
             let msg = Outbound::Reply { route, body, slot };
             self.outbox.push(
                 msg,

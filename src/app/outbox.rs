@@ -50,13 +50,6 @@ pub struct Outbox {
     degraded: bool,
 }
 
-fn size(msg: &Outbound) -> usize {
-    match msg {
-        Outbound::Reply { body, route, .. } => body.len() + route.identity.len(),
-        Outbound::Event { key, body, .. } => key.len() + body.len(),
-    }
-}
-
 impl Outbox {
     /// A gating change numbered `n` was decided: output decided after it waits for it.
     pub fn gate(&mut self, n: u64) {
@@ -84,7 +77,7 @@ impl Outbox {
     }
 
     fn hold(&mut self, needs: u64, msg: Outbound, refusal: Option<Refusal>) {
-        self.held_bytes += size(&msg);
+        self.held_bytes += msg.size();
         self.held.push_back(Held {
             needs,
             msg,
@@ -99,7 +92,7 @@ impl Outbox {
                 self.held.push_front(h);
                 return;
             }
-            let bytes = size(&h.msg);
+            let bytes = h.msg.size();
             match sink.try_send(h.msg) {
                 Ok(()) => self.held_bytes -= bytes,
                 Err(msg) => {

@@ -157,14 +157,19 @@ impl RpcError {
         .with_kind("server_busy")
     }
 
-    /// This peer already has `limit` requests waiting for the core: wait for answers first.
-    pub fn too_many_pending(limit: usize) -> Self {
+    /// This peer already has `limit` requests, or `limit_bytes` of requests and unsent
+    /// replies, in flight: read the replies before sending more.
+    pub fn too_many_pending(limit: usize, limit_bytes: usize) -> Self {
         RpcError::new(
             code::TOO_MANY_PENDING,
-            format!("too many requests pending for this client (limit {limit}); wait for replies"),
+            format!(
+                "too many requests pending for this client (limit {limit} requests or {} MiB of requests and unread replies); read replies before sending more",
+                limit_bytes >> 20
+            ),
         )
         .with_kind("too_many_pending")
         .with_data("limit", json!(limit))
+        .with_data("limit_bytes", json!(limit_bytes))
     }
 
     /// The server already holds `limit` sessions: delete one before creating another.

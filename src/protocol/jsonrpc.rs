@@ -306,6 +306,22 @@ impl Calls {
         }
     }
 
+    /// About what these calls hold in memory, decoded: their params' text and values (see
+    /// [`super::limits::DECODED_VALUE_BYTES`]) plus each call's method and id.
+    pub fn held_bytes(&self) -> usize {
+        let one = |req: &Request| {
+            let params = req.params.as_ref().map_or(0, |p| {
+                let m = super::limits::measure(p);
+                m.bytes + m.values * super::limits::DECODED_VALUE_BYTES
+            });
+            params + req.method.len() + 64
+        };
+        match self {
+            Calls::Single(req) => one(req),
+            Calls::Batch(items) => items.iter().map(|i| i.as_ref().map_or(128, one)).sum(),
+        }
+    }
+
     /// Whether the core will send a reply: anything but notifications only.
     pub fn expects_reply(&self) -> bool {
         match self {

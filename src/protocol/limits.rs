@@ -65,7 +65,16 @@ pub struct Measure {
     pub depth: usize,
     /// Bytes of the value encoded as compact JSON (as `serde_json::to_vec` writes it).
     pub bytes: usize,
+    /// Values in it, containers and scalars alike: each costs a decoded tree about
+    /// [`DECODED_VALUE_BYTES`] on top of its text.
+    pub values: usize,
 }
+
+/// What one decoded JSON value costs in memory besides its text, about: the `Value` itself, a
+/// number's own allocation (numbers keep their digits: `arbitrary_precision`) or a container's
+/// slot. `[0,0,…]` takes some 40 times its encoded size once decoded, so a request's bytes are
+/// counted decoded, not as they came.
+pub const DECODED_VALUE_BYTES: usize = 80;
 
 /// Refuses `params` deeper than [`MAX_PARAMS_DEPTH`] (`params_too_deep`) or larger than
 /// [`MAX_PARAMS_BYTES`] (`params_too_large`); depth is checked first.
@@ -129,11 +138,16 @@ enum Open<'a> {
 /// Depth and encoded size in one walk. The stack holds one iterator per open container, so it
 /// grows with the depth, never with the width, and no call recurses whatever the input.
 pub fn measure(value: &Value) -> Measure {
-    let mut m = Measure { depth: 0, bytes: 0 };
+    let mut m = Measure {
+        depth: 0,
+        bytes: 0,
+        values: 0,
+    };
     let mut open: Vec<Open<'_>> = Vec::new();
     let mut next = Some(value);
     loop {
         if let Some(v) = next.take() {
+            m.values += 1;
             match v {
                 Value::Array(items) => {
                     m.bytes += brackets_and_commas(items.len());

@@ -54,6 +54,11 @@ pub struct TransportConfig {
     pub outbound_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
+    /// Bytes one peer's requests (decoded) and unsent replies may hold; beyond it,
+    /// `too_many_pending`.
+    pub per_peer_bytes: usize,
+    /// Bytes all peers' requests and unsent replies may hold together; beyond it, `server_busy`.
+    pub pending_bytes: usize,
     /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
     /// by the ZAP handler. `None` is no authentication (ipc, or an embedder's explicit choice;
     /// `zcoord serve` always sets one for tcp).
@@ -74,6 +79,8 @@ impl Default for TransportConfig {
             inbound_queue: 1_024,
             outbound_queue: 65_536,
             per_peer_pending: 64,
+            per_peer_bytes: 32 << 20,
+            pending_bytes: 128 << 20,
             secret: None,
         }
     }
@@ -202,7 +209,11 @@ impl Transport {
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
-            pending: RefCell::new(Pending::new(config.per_peer_pending)),
+            pending: RefCell::new(Pending::new(pending::Limits {
+                requests: config.per_peer_pending,
+                peer_bytes: config.per_peer_bytes,
+                total_bytes: config.pending_bytes,
+            })),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())

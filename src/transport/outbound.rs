@@ -33,6 +33,20 @@ pub enum Outbound {
     },
 }
 
+/// Bytes the queue to the transport thread may hold; a message that would take it past this
+/// waits with its sender (unless the queue is empty: one message of any size always fits).
+pub const MAX_QUEUED_BYTES: usize = 32 << 20;
+
+impl Outbound {
+    /// The bytes this message holds.
+    pub fn size(&self) -> usize {
+        match self {
+            Outbound::Reply { body, route, .. } => body.len() + route.identity.len(),
+            Outbound::Event { key, body, .. } => key.len() + body.len(),
+        }
+    }
+}
+
 /// Shared between the sender side and the transport thread.
 #[derive(Debug, Default)]
 pub struct Signals {
@@ -45,15 +59,18 @@ pub struct Signals {
     pub closing: AtomicBool,
     /// Messages in the queue (sent and not yet taken by the transport thread).
     pub queued: AtomicUsize,
+    /// Their bytes: the queue is bounded by [`MAX_QUEUED_BYTES`] as well as by count.
+    pub queued_bytes: AtomicUsize,
     /// The sender is waiting for room; the transport thread notifies `room` when it has drained.
     pub needs_room: AtomicBool,
     pub room: tokio::sync::Notify,
 }
 
 impl Signals {
-    /// The transport thread took a message off the queue.
-    pub fn taken(&self) {
+    /// The transport thread took `msg` off the queue.
+    pub fn taken(&self, msg: &Outbound) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
+        self.queued_bytes.fetch_sub(msg.size(), Ordering::SeqCst);
     }
 
     /// The transport thread emptied the queue: release a sender waiting for room.
@@ -95,11 +112,20 @@ impl OutboundSender {
     /// Queues `msg`, or gives it back if the queue is full (nothing is counted: the caller keeps
     /// it and tries again after [`OutboundSender::room`]).
     pub fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+        let size = msg.size();
+        let before = self.signals.queued_bytes.fetch_add(size, Ordering::SeqCst);
+        if before > 0 && before + size > MAX_QUEUED_BYTES {
+            self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
+            self.signals.needs_room.store(true, Ordering::SeqCst);
+            self.wake();
+            return Err(msg);
+        }
         self.signals.queued.fetch_add(1, Ordering::SeqCst);
         let result = match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(msg)) => {
                 self.signals.queued.fetch_sub(1, Ordering::SeqCst);
+                self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
                 // The caller will wait for room: make sure the drain is announced.
                 self.signals.needs_room.store(true, Ordering::SeqCst);
                 Err(msg)
@@ -107,6 +133,7 @@ impl OutboundSender {
             // The transport thread is gone: nothing will ever send it.
             Err(TrySendError::Disconnected(_)) => {
                 self.signals.queued.fetch_sub(1, Ordering::SeqCst);
+                self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
                 Ok(())
             }
         };
@@ -122,16 +149,20 @@ impl OutboundSender {
         }
     }
 
-    /// Whether the queue is more than half full. When it is, this also asks the transport
-    /// thread to signal [`OutboundSender::room`] once it has emptied the queue: a caller that
+    /// Whether the queue is more than half full, in messages or in bytes. When it is, this also
+    /// asks the transport thread to signal [`OutboundSender::room`] once it has emptied the queue: a caller that
     /// sees `true` may wait for that instead of adding more.
     pub fn congested(&self) -> bool {
-        if self.signals.queued.load(Ordering::SeqCst) <= self.high_water {
+        let over = || {
+            self.signals.queued.load(Ordering::SeqCst) > self.high_water
+                || self.signals.queued_bytes.load(Ordering::SeqCst) > MAX_QUEUED_BYTES / 2
+        };
+        if !over() {
             return false;
         }
         // Ask first, then look again: a drain finishing between the two cannot be missed.
         self.signals.needs_room.store(true, Ordering::SeqCst);
-        self.signals.queued.load(Ordering::SeqCst) > self.high_water
+        over()
     }
 
     /// Resolves after the transport thread has emptied the queue (or at once if it did since
@@ -170,5 +201,49 @@ impl OutboundSender {
                 let _ = sock.send(&[][..], zmq::DONTWAIT);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+
+    fn reply(bytes: usize) -> Outbound {
+        Outbound::Reply {
+            route: Route {
+                identity: Vec::new(),
+                delimiter: false,
+            },
+            body: vec![0; bytes],
+            slot: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_but_always_takes_one_message() {
+        let ctx = zmq::Context::new();
+        let waker = ctx.socket(zmq::PAIR).unwrap();
+        waker.set_linger(0).unwrap();
+        let (tx, rx) = sync_channel(1_000);
+        let signals = Arc::new(Signals::default());
+        let sender = OutboundSender::new(tx, 1_000, waker, signals.clone(), Arc::default());
+        // One message larger than the bound goes in: it must be able to leave at all.
+        sender.try_send(reply(MAX_QUEUED_BYTES + 1)).expect("alone");
+        assert!(sender.congested());
+        assert!(sender.try_send(reply(1)).is_err(), "nothing more fits");
+        let taken = rx.try_recv().unwrap();
+        signals.taken(&taken);
+        assert!(!sender.congested());
+        for _ in 0..3 {
+            sender.try_send(reply(MAX_QUEUED_BYTES / 4)).expect("fits");
+        }
+        assert!(sender.congested(), "over half full in bytes");
+        sender
+            .try_send(reply(MAX_QUEUED_BYTES / 4))
+            .expect("up to the bound");
+        assert!(sender.try_send(reply(1)).is_err(), "past the bound");
+        sender.close_waker();
     }
 }

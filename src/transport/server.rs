@@ -16,7 +16,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::framing::{classify, Framed, Route};
 use super::outbound::{Outbound, Signals};
-use super::pending::Pending;
+use super::pending::{Pending, Refused};
 use super::stats::Stats;
 use super::Inbound;
 use crate::protocol::errors::RpcError;
@@ -142,7 +142,7 @@ impl Server {
     }
 
     fn send_one(&self, msg: Outbound) {
-        self.signals.taken();
+        self.signals.taken(&msg);
         match msg {
             // The reply leaves this process's queues here: its slot (dropped with it) gives the
             // peer's place back.
@@ -303,14 +303,23 @@ impl Server {
             return false;
         }
         let slot = if calls.expects_reply() {
-            let slot = self.pending.borrow_mut().take(&route.identity);
-            if slot.is_none() {
-                Stats::bump(&self.stats.requests_refused_busy);
-                let limit = self.pending.borrow().limit();
-                self.refuse(&route, calls, RpcError::too_many_pending(limit));
-                return false;
+            let bytes = calls.held_bytes();
+            let taken = self.pending.borrow_mut().take(&route.identity, bytes);
+            match taken {
+                Ok(slot) => Some(slot),
+                Err(why) => {
+                    Stats::bump(&self.stats.requests_refused_busy);
+                    let error = match why {
+                        Refused::Peer => {
+                            let limits = self.pending.borrow().limits();
+                            RpcError::too_many_pending(limits.requests, limits.peer_bytes)
+                        }
+                        Refused::Server => RpcError::server_busy(),
+                    };
+                    self.refuse(&route, calls, error);
+                    return false;
+                }
             }
-            slot
         } else {
             None
         };
