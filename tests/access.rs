@@ -30,7 +30,11 @@ fn serve_cmd(data_dir: &Path, extra: &[&str]) -> Command {
 
 /// Runs a `serve` that is expected to refuse to start; kills it if it serves instead.
 fn refused(data_dir: &Path, extra: &[&str]) -> Output {
-    let mut child = serve_cmd(data_dir, extra)
+    refused_cmd(serve_cmd(data_dir, extra))
+}
+
+fn refused_cmd(mut cmd: Command) -> Output {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -309,4 +313,29 @@ fn peers_without_plain_are_logged_although_the_zap_handler_never_sees_them() {
             .any(|l| l.contains(&format!("endpoint={pub_}")))
             .then_some(())
     });
+}
+
+#[test]
+fn a_short_secret_is_refused_from_the_environment_as_from_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tcp = ["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"];
+    let mut cmd = serve_cmd(&tmp.path().join("env"), &tcp);
+    cmd.env("ZCOORD_SECRET", "a");
+    let err = stderr(&refused_cmd(cmd));
+    assert!(
+        err.contains("ZCOORD_SECRET is shorter than 16 characters"),
+        "{err}"
+    );
+
+    let file = tmp.path().join("secret");
+    fs::write(&file, "fifteen-chars-x\n").unwrap();
+    chmod(&file, 0o600);
+    let file_arg = file.display().to_string();
+    let mut args = tcp.to_vec();
+    args.extend(["--secret-file", &file_arg]);
+    let err = stderr(&refused(&tmp.path().join("file"), &args));
+    assert!(
+        err.contains(&format!("{file_arg} is shorter than 16 characters")),
+        "{err}"
+    );
 }

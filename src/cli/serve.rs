@@ -68,7 +68,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_remote: bool,
     /// For tcp endpoints: read the secret from this file (it must not be readable by group or
-    /// others) instead of `ZCOORD_SECRET` or a fresh random one.
+    /// others) instead of `ZCOORD_SECRET` or a fresh random one. Either must have at least 16
+    /// characters.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
     /// If a primary already runs for this data directory, wait as its standby and take over
@@ -168,12 +169,13 @@ fn tcp_secret(args: &ServeArgs, endpoints: &[&str]) -> anyhow::Result<Option<Sec
         }
     }
     if let Ok(s) = std::env::var(SECRET_ENV) {
+        // Empty is unset, as for the clients (target.rs).
         if !s.is_empty() {
-            return Ok(Some(Secret::new(s)));
+            return Ok(Some(Secret::given(&s, SECRET_ENV)?));
         }
     }
     if let Some(path) = &args.secret_file {
-        return Ok(Some(Secret::new(read_secret_file(path)?)));
+        return Ok(Some(read_secret_file(path)?));
     }
     Ok(Some(Secret::generate()))
 }
@@ -194,7 +196,7 @@ fn is_loopback(endpoint: &str) -> bool {
     }
 }
 
-fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -211,14 +213,7 @@ fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the secret file {}: {e}", path.display()))?;
-    let secret = text.trim().to_owned();
-    if secret.len() < 16 {
-        anyhow::bail!(
-            "the secret in {} is shorter than 16 characters",
-            path.display()
-        );
-    }
-    Ok(secret)
+    Ok(Secret::given(text.trim(), &path.display().to_string())?)
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {

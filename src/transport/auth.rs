@@ -1,6 +1,7 @@
-//! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks the PLAIN credentials of
-//! every peer of the ROUTER and the PUB against the instance's secret, on its own thread, before
-//! the peer can send or receive a single message. The same thread reads the handshakes libzmq
+//! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks every peer of the ROUTER
+//! and the PUB, on its own thread, before the peer can send or receive a single message: the
+//! PLAIN credentials against the instance's secret, or the CURVE client key against the
+//! authorised keys file. The same thread reads the handshakes libzmq
 //! refuses without asking it (peers with no PLAIN at all; see [`super::monitor`]). Refusals are
 //! logged at most once a second, with a count of those not logged: with the peer address when
 //! the ZAP request carries it, with the server's endpoint only when the monitor reported it.
@@ -20,6 +21,9 @@ const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 pub const ZAP_DOMAIN: &str = "zcoord";
 /// The PLAIN user name clients present; the password is the secret.
 pub const PLAIN_USERNAME: &str = "zcoord";
+/// The shortest secret accepted from the user (`ZCOORD_SECRET`, `--secret-file`); a generated
+/// one is 32 characters.
+pub const MIN_SECRET_CHARS: usize = 16;
 /// How often the handler looks at its stop flag.
 const STOP_POLL_MS: i64 = 100;
 /// Monitor messages read from one socket before the next ZAP request gets its turn.
@@ -29,9 +33,31 @@ const MONITOR_BATCH: usize = 64;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// A secret the user gave that is too short to resist guessing.
+#[derive(Debug, thiserror::Error)]
+#[error("the secret in {origin} is shorter than {MIN_SECRET_CHARS} characters ({len}); use a longer one")]
+pub struct SecretTooShort {
+    /// Where it came from: the variable's name or the file's path.
+    pub origin: String,
+    pub len: usize,
+}
+
 impl Secret {
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
+    }
+
+    /// A secret from the user (`origin` names where from, for the error): the one rule every
+    /// source of a secret meets, at least [`MIN_SECRET_CHARS`] characters.
+    pub fn given(text: &str, origin: &str) -> Result<Secret, SecretTooShort> {
+        let len = text.chars().count();
+        if len < MIN_SECRET_CHARS {
+            return Err(SecretTooShort {
+                origin: origin.to_owned(),
+                len,
+            });
+        }
+        Ok(Secret(text.to_owned()))
     }
 
     /// A fresh random secret: a v4 UUID as 32 hex digits, 122 bits from the OS generator.
@@ -330,6 +356,24 @@ mod tests {
         assert_eq!(log.admit(at(999)), None);
         assert_eq!(log.admit(at(1000)), Some(2));
         assert_eq!(log.admit(at(5000)), Some(0));
+    }
+
+    #[test]
+    fn a_given_secret_needs_16_characters_wherever_it_comes_from() {
+        for origin in ["ZCOORD_SECRET", "/home/me/secret"] {
+            let err = Secret::given("qz", origin).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(origin), "{msg}");
+            assert!(msg.contains("shorter than 16 characters"), "{msg}");
+            assert!(!msg.contains("qz"), "the secret itself is not shown: {msg}");
+            assert!(Secret::given(&"x".repeat(15), origin).is_err());
+            assert_eq!(
+                Secret::given(&"x".repeat(16), origin).unwrap().expose(),
+                "x".repeat(16)
+            );
+        }
+        // Characters, not bytes: 15 two-byte characters are still too short.
+        assert!(Secret::given(&"é".repeat(15), "ZCOORD_SECRET").is_err());
     }
 
     #[test]
