@@ -4,6 +4,7 @@
 //! directions, so neither side ever blocks the other.
 
 pub mod auth;
+pub mod curve;
 pub mod framing;
 pub mod ipc;
 mod monitor;
@@ -25,7 +26,7 @@ pub use stats::Stats;
 
 use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
-use auth::{Secret, ZapHandler};
+use auth::{TcpAuth, ZapHandler};
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
@@ -53,10 +54,11 @@ pub struct TransportConfig {
     pub outbound_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
-    /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
-    /// by the ZAP handler. `None` is no authentication (ipc, or an embedder's explicit choice;
-    /// `zcoord serve` always sets one for tcp).
-    pub secret: Option<Secret>,
+    /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
+    /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
+    /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
+    /// for tcp).
+    pub auth: Option<TcpAuth>,
 }
 
 impl Default for TransportConfig {
@@ -73,7 +75,7 @@ impl Default for TransportConfig {
             inbound_queue: 1_024,
             outbound_queue: 65_536,
             per_peer_pending: 64,
-            secret: None,
+            auth: None,
         }
     }
 }
@@ -116,7 +118,7 @@ pub struct Transport {
     pub pub_endpoint: String,
     pub outbound: Arc<OutboundSender>,
     pub stats: Arc<Stats>,
-    /// Whether peers must authenticate (PLAIN over tcp).
+    /// Whether peers must authenticate (PLAIN or CURVE over tcp).
     pub authenticated: bool,
     thread: Option<JoinHandle<()>>,
     zap: Option<ZapHandler>,
@@ -134,10 +136,10 @@ impl Transport {
         let context = zmq::Context::new();
         let tcp = is_tcp(&config.rpc_endpoint) || is_tcp(&config.pub_endpoint);
         // The handler must be bound before a socket that asks it accepts its first peer.
-        let zap = match (&config.secret, tcp) {
-            (Some(secret), true) => Some(ZapHandler::start(&context, secret.clone())?),
-            _ => None,
-        };
+        let auth = config.auth.as_ref().filter(|_| tcp);
+        let zap = auth
+            .map(|a| ZapHandler::start(&context, a.clone()))
+            .transpose()?;
         // The hard limit libzmq enforces by disconnecting the peer; between `max_message_bytes` and
         // this, the peer gets a `message_too_large` reply instead.
         let hard_limit = (config.max_message_bytes as i64)
@@ -151,8 +153,8 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
-        if let Some(zap) = &zap {
-            auth::require_plain(&router)?;
+        if let (Some(auth), Some(zap)) = (auth, &zap) {
+            auth.require(&router)?;
             zap.watch(&context, &router)?;
         }
         bind(&router, &config.rpc_endpoint)?;
@@ -166,8 +168,8 @@ impl Transport {
         // Subscribers only send subscriptions; anything big from them is hostile.
         publisher.set_maxmsgsize(64 * 1024)?;
         set_heartbeats(&publisher, config)?;
-        if let Some(zap) = &zap {
-            auth::require_plain(&publisher)?;
+        if let (Some(auth), Some(zap)) = (auth, &zap) {
+            auth.require(&publisher)?;
             zap.watch(&context, &publisher)?;
         }
         bind(&publisher, &config.pub_endpoint)?;
