@@ -336,7 +336,7 @@ fn judge(request: &[Vec<u8>], check: &Check) -> Verdict {
                 Some(key) if keys.contains(&key) => Verdict::Allowed { user: key.z85() },
                 // The key is public: logging it lets the user authorise it if it is theirs.
                 Some(key) => refuse(&format!(
-                    "client key {} is not in the authorised keys",
+                    "client key \"{}\" is not in the authorised keys",
                     key.z85()
                 )),
                 None => refuse("malformed CURVE key"),
