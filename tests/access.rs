@@ -429,6 +429,16 @@ fn over_curve_only_authorised_keys_that_know_the_server_get_replies_and_events()
     assert_eq!(mode_of(&data.join("curve_server.key")), 0o600);
     let ctx = zmq::Context::new();
 
+    // The CLI speaks PLAIN only, and says so instead of timing out.
+    let ping = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ping", "--timeout-ms", "3000"])
+        .output()
+        .unwrap();
+    assert_eq!(ping.status.code(), Some(3));
+    assert!(stderr(&ping).contains("speaks CURVE"), "{}", stderr(&ping));
+
     let authorised = CurvePeer::connect(&ctx, &s, &key, &alice);
     assert_eq!(authorised.ping(WAIT).as_deref(), Some("ok"));
     assert!(authorised.hears_events(WAIT));
