@@ -540,6 +540,12 @@ fn allow_remote_means_curve_and_warns_when_no_key_is_authorised() {
     args.extend(["--curve", "--authorized-keys", &keys_arg]);
     let err = stderr(&refused(&data, &args));
     assert!(err.contains("chmod go-w"), "{err}");
+    // Keys without CURVE would guard nothing: refused rather than ignored.
+    let err = stderr(&refused(
+        &data,
+        &[&TCP[..], &["--authorized-keys", &keys_arg]].concat(),
+    ));
+    assert!(err.contains("--authorized-keys is for CURVE"), "{err}");
     // So is a line that is not a key, with its number.
     chmod(&keys, 0o600);
     fs::write(&keys, "# one\nssh-ed25519 AAAAC3Nza me@host\n").unwrap();

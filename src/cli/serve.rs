@@ -182,6 +182,10 @@ fn tcp_auth(
     if args.curve || args.allow_remote {
         return Ok(Some(curve_auth(args, data_dir)?));
     }
+    if args.authorized_keys.is_some() {
+        // Silently ignoring it would leave the user believing keys guard a PLAIN server.
+        anyhow::bail!("--authorized-keys is for CURVE: add --curve (or --allow-remote)");
+    }
     Ok(Some(TcpAuth::Plain(plain_secret(args)?)))
 }
 

@@ -22,8 +22,9 @@ const Z85_ALPHABET: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum CurveError {
     #[error(
-        "this zcoord's libzmq has no CURVE (it was built without libsodium); build on a target \
-         .cargo/config.toml links to the system's libzmq, with libzmq3-dev installed (README)"
+        "this zcoord's libzmq has no CURVE (built without libsodium): build zcoord where \
+         .cargo/config.toml links the system's libzmq (x86-64 or arm64 Linux, with libzmq3-dev \
+         installed: README)"
     )]
     Unavailable,
     #[error("cannot read {path}: {source}")]
