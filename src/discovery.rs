@@ -27,6 +27,10 @@ pub struct Discovery {
     /// user can read it). Absent for ipc-only instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The server's CURVE public key (Z85) when tcp peers must use CURVE: the key clients set
+    /// as `ZMQ_CURVE_SERVERKEY`. Public, but only as trustworthy as the way it reached the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_public_key: Option<String>,
 }
 
 /// The data directory of a workspace (the directory an app works in): one per workspace under
@@ -191,6 +195,7 @@ mod tests {
             protocol_version: 1,
             version: "0".into(),
             secret: None,
+            curve_public_key: Some("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".into()),
         };
         write(&path, &d).unwrap();
         assert_eq!(read(&path).unwrap(), d);

@@ -1,7 +1,8 @@
 //! Who may connect, as the `zcoord` binary enforces it at start-up and at the handshake: ipc
 //! socket directories closed to other users, stale sockets from dead instances cleared, a live
-//! server's socket never taken, and peers without PLAIN logged although libzmq refuses them
-//! before the ZAP handler hears of them.
+//! server's socket never taken, peers without PLAIN logged although libzmq refuses them
+//! before the ZAP handler hears of them, secrets too short refused, and CURVE letting in only
+//! authorised client keys that know the server's key.
 
 mod common;
 
@@ -12,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, WAIT};
+use common::{eventually, recv_within, WAIT};
 use serde_json::Value;
+use zcoord::transport::auth::present_curve;
+use zcoord::transport::curve::PublicKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
 
@@ -30,7 +33,11 @@ fn serve_cmd(data_dir: &Path, extra: &[&str]) -> Command {
 
 /// Runs a `serve` that is expected to refuse to start; kills it if it serves instead.
 fn refused(data_dir: &Path, extra: &[&str]) -> Output {
-    let mut child = serve_cmd(data_dir, extra)
+    refused_cmd(serve_cmd(data_dir, extra))
+}
+
+fn refused_cmd(mut cmd: Command) -> Output {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -263,7 +270,8 @@ fn peers_without_plain_are_logged_although_the_zap_handler_never_sees_them() {
     // Which side notices first is a race: the server reads the NULL in the client's greeting,
     // or the client, having read the server's PLAIN, hangs up before it gets there.
     assert!(
-        line.contains("no PLAIN credentials") || line.contains("handshake not completed"),
+        line.contains("no credentials for this server's mechanism")
+            || line.contains("handshake not completed"),
         "{line}"
     );
     assert!(line.contains("peer=\"unknown\""), "{line}");
@@ -309,4 +317,238 @@ fn peers_without_plain_are_logged_although_the_zap_handler_never_sees_them() {
             .any(|l| l.contains(&format!("endpoint={pub_}")))
             .then_some(())
     });
+}
+
+#[test]
+fn a_short_secret_is_refused_from_the_environment_as_from_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tcp = ["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"];
+    let mut cmd = serve_cmd(&tmp.path().join("env"), &tcp);
+    cmd.env("ZCOORD_SECRET", "a");
+    let err = stderr(&refused_cmd(cmd));
+    assert!(
+        err.contains("ZCOORD_SECRET is shorter than 16 characters"),
+        "{err}"
+    );
+
+    let file = tmp.path().join("secret");
+    fs::write(&file, "fifteen-chars-x\n").unwrap();
+    chmod(&file, 0o600);
+    let file_arg = file.display().to_string();
+    let mut args = tcp.to_vec();
+    args.extend(["--secret-file", &file_arg]);
+    let err = stderr(&refused(&tmp.path().join("file"), &args));
+    assert!(
+        err.contains(&format!("{file_arg} is shorter than 16 characters")),
+        "{err}"
+    );
+}
+
+/// How long a refused client waits before the test concludes it got nothing.
+const SILENCE: Duration = Duration::from_millis(700);
+
+const TCP: [&str; 4] = ["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"];
+
+/// A CURVE client's two sockets: a DEALER and a SUB subscribed to everything.
+struct CurvePeer {
+    dealer: zmq::Socket,
+    sub: zmq::Socket,
+}
+
+impl CurvePeer {
+    fn connect(
+        ctx: &zmq::Context,
+        s: &Served,
+        server_key: &PublicKey,
+        me: &zmq::CurveKeyPair,
+    ) -> CurvePeer {
+        let sock = |kind, endpoint: &str| {
+            let sock = ctx.socket(kind).unwrap();
+            sock.set_linger(0).unwrap();
+            present_curve(&sock, server_key, me).unwrap();
+            sock.connect(endpoint).unwrap();
+            sock
+        };
+        let sub = sock(zmq::SUB, &s.endpoint("pub"));
+        sub.set_subscribe(b"").unwrap();
+        CurvePeer {
+            dealer: sock(zmq::DEALER, &s.endpoint("rpc")),
+            sub,
+        }
+    }
+
+    /// The status `instance.ping` answers, or `None` without an answer within `wait`.
+    fn ping(&self, wait: Duration) -> Option<String> {
+        self.dealer
+            .send(r#"{"jsonrpc":"2.0","id":1,"method":"instance.ping"}"#, 0)
+            .unwrap();
+        let reply = recv_within(&self.dealer, wait)?;
+        let v: Value = serde_json::from_slice(reply.last()?).ok()?;
+        v["result"]["status"].as_str().map(str::to_owned)
+    }
+
+    /// Whether any event (a welcome, a heartbeat) arrives within `wait`.
+    fn hears_events(&self, wait: Duration) -> bool {
+        recv_within(&self.sub, wait).is_some()
+    }
+}
+
+fn z85(key: &[u8; 32]) -> String {
+    zmq::z85_encode(key).unwrap()
+}
+
+fn server_key(s: &Served) -> PublicKey {
+    let text = s.discovery["curve_public_key"]
+        .as_str()
+        .expect("the discovery file holds the server's CURVE key");
+    PublicKey::from_z85(text).unwrap()
+}
+
+#[test]
+fn over_curve_only_authorised_keys_that_know_the_server_get_replies_and_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let alice = zmq::CurveKeyPair::new().unwrap();
+    let mallory = zmq::CurveKeyPair::new().unwrap();
+    let keys_file = data.join("authorized_keys");
+    fs::write(
+        &keys_file,
+        format!("# alice\n{} alice@laptop\n", z85(&alice.public_key)),
+    )
+    .unwrap();
+    chmod(&keys_file, 0o600);
+    let mut args = TCP.to_vec();
+    args.extend(["--curve", "--heartbeat-interval", "0.05"]);
+    let s = Served::start(&data, &args);
+    assert!(
+        s.discovery.get("secret").is_none(),
+        "no PLAIN secret with CURVE"
+    );
+    let key = server_key(&s);
+    assert_eq!(mode_of(&data.join("curve_server.key")), 0o600);
+    let ctx = zmq::Context::new();
+
+    // The CLI speaks PLAIN only, and says so instead of timing out.
+    let ping = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ping", "--timeout-ms", "3000"])
+        .output()
+        .unwrap();
+    assert_eq!(ping.status.code(), Some(3));
+    assert!(stderr(&ping).contains("speaks CURVE"), "{}", stderr(&ping));
+
+    let authorised = CurvePeer::connect(&ctx, &s, &key, &alice);
+    assert_eq!(authorised.ping(WAIT).as_deref(), Some("ok"));
+    assert!(authorised.hears_events(WAIT));
+
+    // An unknown key gets nothing at all; the refusal names the key, so that its owner can
+    // authorise it. (Checked before any other refused peer: refusals share one log line a
+    // second.)
+    let stranger = CurvePeer::connect(&ctx, &s, &key, &mallory);
+    assert_eq!(
+        stranger.ping(SILENCE),
+        None,
+        "an unauthorised key got a reply"
+    );
+    assert!(
+        !stranger.hears_events(SILENCE),
+        "an unauthorised key got an event"
+    );
+    let refusal = format!(
+        "client key \"{}\" is not in the authorised keys",
+        z85(&mallory.public_key)
+    );
+    eventually("the refusal of the unauthorised key", || {
+        s.log().contains(&refusal).then_some(())
+    });
+    drop(stranger);
+
+    // The right key talking to a server it does not know: nothing either.
+    let wrong_server = zmq::CurveKeyPair::new().unwrap();
+    let fooled = CurvePeer::connect(
+        &ctx,
+        &s,
+        &PublicKey::from_bytes(&wrong_server.public_key).unwrap(),
+        &alice,
+    );
+    assert_eq!(fooled.ping(SILENCE), None, "a wrong server key got a reply");
+    assert!(
+        !fooled.hears_events(SILENCE),
+        "a wrong server key got an event"
+    );
+    drop(fooled);
+
+    // PLAIN (with anything for a secret) is no way in either.
+    let plain = ctx.socket(zmq::DEALER).unwrap();
+    plain.set_linger(0).unwrap();
+    zcoord::transport::auth::present_plain(&plain, "0123456789abcdef0123").unwrap();
+    plain.connect(&s.endpoint("rpc")).unwrap();
+    plain
+        .send(r#"{"jsonrpc":"2.0","id":1,"method":"instance.ping"}"#, 0)
+        .unwrap();
+    assert!(
+        recv_within(&plain, SILENCE).is_none(),
+        "a PLAIN peer got a reply"
+    );
+
+    // The file is read at every handshake: a key added now lets its owner in without a restart.
+    fs::write(
+        &keys_file,
+        format!("{}\n{}\n", z85(&alice.public_key), z85(&mallory.public_key)),
+    )
+    .unwrap();
+    let admitted = CurvePeer::connect(&ctx, &s, &key, &mallory);
+    assert_eq!(admitted.ping(WAIT).as_deref(), Some("ok"));
+    drop(s);
+
+    // The key pair is the server's identity: the same after a restart.
+    let again = Served::start(&data, &args);
+    assert_eq!(server_key(&again), key);
+    let back = CurvePeer::connect(&ctx, &again, &key, &alice);
+    assert_eq!(back.ping(WAIT).as_deref(), Some("ok"));
+}
+
+#[test]
+fn allow_remote_means_curve_and_warns_when_no_key_is_authorised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Loopback only: --allow-remote's CURVE is the same on any address, and tests bind nothing
+    // else.
+    let mut args = TCP.to_vec();
+    args.push("--allow-remote");
+    let s = Served::start(&data, &args);
+    server_key(&s);
+    assert!(s.discovery.get("secret").is_none());
+    let log = eventually("the warning", || {
+        let log = s.log();
+        log.contains("no client key is authorised").then_some(log)
+    });
+    assert!(
+        log.contains(&data.join("authorized_keys").display().to_string()),
+        "{log}"
+    );
+    drop(s);
+
+    // A key file that others can write would let them authorise themselves: refused.
+    let keys = tmp.path().join("keys");
+    fs::write(&keys, "# none yet\n").unwrap();
+    chmod(&keys, 0o666);
+    let keys_arg = keys.display().to_string();
+    let mut args = TCP.to_vec();
+    args.extend(["--curve", "--authorized-keys", &keys_arg]);
+    let err = stderr(&refused(&data, &args));
+    assert!(err.contains("chmod go-w"), "{err}");
+    // Keys without CURVE would guard nothing: refused rather than ignored.
+    let err = stderr(&refused(
+        &data,
+        &[&TCP[..], &["--authorized-keys", &keys_arg]].concat(),
+    ));
+    assert!(err.contains("--authorized-keys is for CURVE"), "{err}");
+    // So is a line that is not a key, with its number.
+    chmod(&keys, 0o600);
+    fs::write(&keys, "# one\nssh-ed25519 AAAAC3Nza me@host\n").unwrap();
+    let err = stderr(&refused(&data, &args));
+    assert!(err.contains("line 2"), "{err}");
 }

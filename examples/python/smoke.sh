@@ -327,4 +327,43 @@ rc=0
 wait "$SERVER" || rc=$?
 SERVER=""
 [ "$rc" = 0 ] || fail "tcp server exited $rc after SIGTERM"
+
+# 9. CURVE over tcp (serve --curve; --allow-remote implies it, on loopback here as everywhere in
+#    this script): curve.py makes client key pairs, one of them is authorised in the server's
+#    authorized_keys, and the server's public key comes from the discovery file. The authorised
+#    client gets a reply and an event; an unauthorised key, or the authorised key with a wrong
+#    server key, gets neither.
+CUR="$DIR/curve"
+mkdir -p "$CUR"
+"$PY" "$HERE/curve.py" keygen "$DIR/alice.key" >"$DIR/alice.pub" || fail "curve.py keygen exited $?"
+"$PY" "$HERE/curve.py" keygen "$DIR/mallory.key" >"$DIR/mallory.pub" || fail "curve.py keygen exited $?"
+{ echo "# alice"; cat "$DIR/alice.pub"; } >"$CUR/authorized_keys"
+chmod 600 "$CUR/authorized_keys"
+timeout 60 "$BIN" --data-dir "$CUR" serve --store memory --curve --heartbeat-interval 0.2 \
+    --rpc tcp://127.0.0.1:0 --pub tcp://127.0.0.1:0 >"$DIR/serve.log" 2>&1 &
+SERVER=$!
+wait_for 10 server_ready_in "$CUR" || fail "CURVE server did not write $CUR/instance.json"
+timeout 20 "$PY" "$HERE/curve.py" --data-dir "$CUR" --key "$DIR/alice.key" >"$DIR/out" 2>"$DIR/err" \
+    || fail "curve.py with an authorised key exited $?"
+grep -qx 'reply: ok' "$DIR/out" && grep -q '^event: ' "$DIR/out" \
+    || fail "curve.py with an authorised key got no reply or no event"
+echo "ok   CURVE: an authorised key gets a reply and an event ($(grep '^event' "$DIR/out"))"
+rc=0
+timeout 20 "$PY" "$HERE/curve.py" --data-dir "$CUR" --key "$DIR/mallory.key" --timeout-ms 700 \
+    >"$DIR/out" 2>"$DIR/err" || rc=$?
+[ "$rc" = 3 ] || fail "curve.py with an unauthorised key exited $rc, want 3 (nothing at all)"
+wait_for 5 grep -qF "client key \"$(cat "$DIR/mallory.pub")\" is not in the authorised keys" \
+    "$DIR/serve.log" || fail "the server did not log the unauthorised key"
+echo "ok   CURVE: an unauthorised key gets no reply and no event"
+WRONG=$("$PY" -c 'import zmq; print(zmq.curve_keypair()[0].decode())')
+rc=0
+timeout 20 "$PY" "$HERE/curve.py" --data-dir "$CUR" --key "$DIR/alice.key" --server-key "$WRONG" \
+    --timeout-ms 700 >"$DIR/out" 2>"$DIR/err" || rc=$?
+[ "$rc" = 3 ] || fail "curve.py with a wrong server key exited $rc, want 3 (nothing at all)"
+echo "ok   CURVE: a client with the wrong server key gets no reply and no event"
+kill -TERM "$SERVER"
+rc=0
+wait "$SERVER" || rc=$?
+SERVER=""
+[ "$rc" = 0 ] || fail "CURVE server exited $rc after SIGTERM"
 echo "PASS"

@@ -17,7 +17,8 @@ use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
-use crate::transport::auth::Secret;
+use crate::transport::auth::{Secret, TcpAuth};
+use crate::transport::curve::{self, AuthorizedKeys, CurveError, ServerKeyPair};
 use crate::transport::ipc;
 use crate::transport::TransportConfig;
 
@@ -64,12 +65,23 @@ pub struct ServeArgs {
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
-    /// Allow binding tcp to an address other than loopback. Peers still need the secret (PLAIN),
-    /// but PLAIN does not encrypt: anyone on the path reads every conversation.
+    /// Allow binding tcp to an address other than loopback. Implies --curve: the traffic is
+    /// encrypted and only clients whose key is authorised get in.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Over tcp, use ZeroMQ CURVE instead of PLAIN, on loopback too: encrypted, the server
+    /// proves itself with its key pair (<data-dir>/curve_server.key, made on first start) and
+    /// clients with a public key listed in --authorized-keys. Needs a libzmq with CURVE.
+    #[arg(long)]
+    pub curve: bool,
+    /// With CURVE: the client public keys allowed in, one Z85 key a line (`#` comments), read
+    /// at every handshake; group and others must not be able to write it
+    /// [default: <data-dir>/authorized_keys].
+    #[arg(long)]
+    pub authorized_keys: Option<PathBuf>,
     /// For tcp endpoints: read the secret from this file (it must not be readable by group or
-    /// others) instead of `ZCOORD_SECRET` or a fresh random one.
+    /// others) instead of `ZCOORD_SECRET` or a fresh random one. Either must have at least 16
+    /// characters.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
     /// If a primary already runs for this data directory, wait as its standby and take over
@@ -124,12 +136,12 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
         .pub_
         .clone()
         .map_or_else(|| default_ep("pub.sock"), Ok)?;
-    let secret = tcp_secret(args, &[&rpc_endpoint, &pub_endpoint])?;
+    let auth = tcp_auth(args, data_dir, &[&rpc_endpoint, &pub_endpoint])?;
     Ok(Config {
         transport: TransportConfig {
             rpc_endpoint,
             pub_endpoint,
-            secret,
+            auth,
             max_message_bytes: args.max_message_bytes,
             pub_sndhwm: args.pub_hwm,
             ..TransportConfig::default()
@@ -146,9 +158,14 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// For tcp endpoints, the secret peers must present; refuses a non-loopback bind without
-/// `--allow-remote`, and warns when one is allowed. `None` when every endpoint is ipc.
-fn tcp_secret(args: &ServeArgs, endpoints: &[&str]) -> anyhow::Result<Option<Secret>> {
+/// For tcp endpoints, how peers must authenticate: CURVE with `--curve` or `--allow-remote`,
+/// else PLAIN with the secret. Refuses a non-loopback bind without `--allow-remote`. `None`
+/// when every endpoint is ipc.
+fn tcp_auth(
+    args: &ServeArgs,
+    data_dir: &Path,
+    endpoints: &[&str],
+) -> anyhow::Result<Option<TcpAuth>> {
     let tcp: Vec<&str> = endpoints
         .iter()
         .copied()
@@ -157,27 +174,71 @@ fn tcp_secret(args: &ServeArgs, endpoints: &[&str]) -> anyhow::Result<Option<Sec
     if tcp.is_empty() {
         return Ok(None);
     }
-    for ep in &tcp {
-        if !is_loopback(ep) {
-            if !args.allow_remote {
-                anyhow::bail!(
-                    "{ep} is not a loopback address: anyone who can reach it could try to connect; pass --allow-remote to bind it anyway"
-                );
-            }
-            eprintln!(
-                "warning: {ep} is reachable from other hosts. Peers must present the secret (ZeroMQ PLAIN), but PLAIN does not encrypt: anyone on the network path can read every message and the secret itself. See proto-docs/SECURITY.md."
+    if let Some(ep) = tcp.iter().find(|ep| !is_loopback(ep)) {
+        if !args.allow_remote {
+            anyhow::bail!(
+                "{ep} is not a loopback address: anyone who can reach it could try to connect; pass --allow-remote to bind it anyway (peers then need CURVE)"
             );
         }
     }
+    if args.curve || args.allow_remote {
+        return Ok(Some(curve_auth(args, data_dir)?));
+    }
+    if args.authorized_keys.is_some() {
+        // Silently ignoring it would leave the user believing keys guard a PLAIN server.
+        anyhow::bail!("--authorized-keys is for CURVE: add --curve (or --allow-remote)");
+    }
+    Ok(Some(TcpAuth::Plain(plain_secret(args)?)))
+}
+
+/// The PLAIN secret: `ZCOORD_SECRET`, else `--secret-file`, else a fresh one.
+fn plain_secret(args: &ServeArgs) -> anyhow::Result<Secret> {
     if let Ok(s) = std::env::var(SECRET_ENV) {
+        // Empty is unset, as for the clients (target.rs).
         if !s.is_empty() {
-            return Ok(Some(Secret::new(s)));
+            return Ok(Secret::given(&s, SECRET_ENV)?);
         }
     }
     if let Some(path) = &args.secret_file {
-        return Ok(Some(Secret::new(read_secret_file(path)?)));
+        return read_secret_file(path);
     }
-    Ok(Some(Secret::generate()))
+    Ok(Secret::generate())
+}
+
+/// The server's key pair (made on first start) and the authorised keys file, checked now so
+/// that a mistake in it shows at start-up rather than as refused clients.
+fn curve_auth(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<TcpAuth> {
+    if !curve::available() {
+        return Err(CurveError::Unavailable.into());
+    }
+    if args.secret_file.is_some() {
+        anyhow::bail!(
+            "--secret-file is for PLAIN; with --curve or --allow-remote clients authenticate with their CURVE key (--authorized-keys)"
+        );
+    }
+    let (keys, created) = ServerKeyPair::load_or_create(data_dir)?;
+    if created {
+        eprintln!(
+            "created the server's CURVE key pair in {}",
+            data_dir.join(curve::KEY_PAIR_FILE).display()
+        );
+    }
+    let authorized_keys = args
+        .authorized_keys
+        .clone()
+        .unwrap_or_else(|| data_dir.join(curve::AUTHORIZED_KEYS_FILE));
+    // Starting anyway lets the user read the server's key first; the file is read again at
+    // every handshake, so adding a key needs no restart.
+    if AuthorizedKeys::load(&authorized_keys)?.is_empty() {
+        eprintln!(
+            "warning: no client key is authorised in {}: nobody can connect until one is added there (one Z85 public key a line)",
+            authorized_keys.display()
+        );
+    }
+    Ok(TcpAuth::Curve {
+        keys,
+        authorized_keys,
+    })
 }
 
 /// The host part of `tcp://host:port` is loopback (127.0.0.0/8, ::1, localhost, lo).
@@ -196,7 +257,7 @@ fn is_loopback(endpoint: &str) -> bool {
     }
 }
 
-fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -213,14 +274,7 @@ fn read_secret_file(path: &Path) -> anyhow::Result<String> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the secret file {}: {e}", path.display()))?;
-    let secret = text.trim().to_owned();
-    if secret.len() < 16 {
-        anyhow::bail!(
-            "the secret in {} is shorter than 16 characters",
-            path.display()
-        );
-    }
-    Ok(secret)
+    Ok(Secret::given(text.trim(), &path.display().to_string())?)
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
@@ -270,7 +324,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let promoted = config.promotion.clone();
-        let secret = config.transport.secret.clone();
+        let auth = config.transport.auth.clone();
         let server = app::start(config)?;
         let ready = server.ready().clone();
         discovery::write(
@@ -285,7 +339,14 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
                 started_at: ready.started_at,
                 protocol_version: PROTOCOL_VERSION,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                secret: secret.as_ref().map(|s| s.expose().to_owned()),
+                secret: match &auth {
+                    Some(TcpAuth::Plain(s)) => Some(s.expose().to_owned()),
+                    _ => None,
+                },
+                curve_public_key: match &auth {
+                    Some(TcpAuth::Curve { keys, .. }) => Some(keys.public.z85()),
+                    _ => None,
+                },
             },
         )?;
         println!(
@@ -306,8 +367,21 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
         }
         println!("  rpc: {}", ready.rpc_endpoint);
         println!("  pub: {}", ready.pub_endpoint);
-        if secret.is_some() {
-            println!("  auth: PLAIN over tcp; the secret is in the discovery file");
+        match &auth {
+            Some(TcpAuth::Plain(_)) => {
+                println!("  auth: PLAIN over tcp; the secret is in the discovery file")
+            }
+            Some(TcpAuth::Curve {
+                keys,
+                authorized_keys,
+            }) => {
+                println!(
+                    "  auth: CURVE over tcp; server public key {}",
+                    keys.public.z85()
+                );
+                println!("  authorized keys: {}", authorized_keys.display());
+            }
+            None => {}
         }
         println!("  discovery: {}", disc_path.display());
         let stopped = server.run(shutdown_signal()).await;

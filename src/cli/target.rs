@@ -47,6 +47,14 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             );
             Err(EXIT_UNREACHABLE)
         }
+        // Said now rather than after a timeout: the handshake would fail without a word.
+        Ok(d) if d.curve_public_key.is_some() => {
+            eprintln!(
+                "error: the server in {} speaks CURVE (serve --curve or --allow-remote); the zcoord CLI speaks PLAIN only: use a CURVE client such as examples/python/curve.py",
+                path.display()
+            );
+            Err(EXIT_UNREACHABLE)
+        }
         Ok(d) => Ok(Target {
             rpc: args.rpc.clone().unwrap_or(d.endpoints.rpc),
             pub_: args.pub_.clone().unwrap_or(d.endpoints.pub_),

@@ -44,9 +44,12 @@ pub const MAX_TOKEN_BYTES: usize = 4 << 10;
 /// `session.list` events carry at most this many sessions (the most recently updated), with
 /// `session_count` and `truncated`; the `session.list` method returns them all.
 pub const SESSION_LIST_EVENT_MAX: usize = 16;
-/// Longest subscription prefix the PUB accepts, in bytes; a longer one disconnects its
-/// subscriber. The longest key is a topic, `/` and a session id (about 60 bytes).
-pub const MAX_SUBSCRIPTION_BYTES: usize = 256;
+/// Largest message the PUB accepts from a subscriber, in bytes: a subscription (its prefix plus
+/// at most 10 bytes of command name, plus about 40 of encryption under CURVE) or a handshake
+/// command (CURVE's INITIATE takes 300 to 600). A larger one disconnects its subscriber. The
+/// longest key is a topic, `/` and a session id (about 60 bytes), so a prefix of up to about
+/// 950 bytes is accepted and anything longer is of no use to anyone.
+pub const MAX_SUBSCRIPTION_MESSAGE_BYTES: usize = 1024;
 /// Longest title a client may give, in characters (Unicode scalar values), before trimming.
 /// Titles are then stored clipped to `core::session::TITLE_MAX_CHARS`.
 pub const MAX_TITLE_CHARS: usize = 256;

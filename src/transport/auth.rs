@@ -1,17 +1,20 @@
-//! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks the PLAIN credentials of
-//! every peer of the ROUTER and the PUB against the instance's secret, on its own thread, before
-//! the peer can send or receive a single message. The same thread reads the handshakes libzmq
+//! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks every peer of the ROUTER
+//! and the PUB, on its own thread, before the peer can send or receive a single message: the
+//! PLAIN credentials against the instance's secret, or the CURVE client key against the
+//! authorised keys file. The same thread reads the handshakes libzmq
 //! refuses without asking it (peers with no PLAIN at all; see [`super::monitor`]). Refusals are
 //! logged at most once a second, with a count of those not logged: with the peer address when
 //! the ZAP request carries it, with the server's endpoint only when the monitor reported it.
 //! Knows nothing of JSON-RPC.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::curve::{AuthorizedKeys, PublicKey, ServerKeyPair};
 use super::monitor;
 
 /// The ZAP endpoint libzmq asks, in the sockets' own context.
@@ -20,6 +23,9 @@ const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 pub const ZAP_DOMAIN: &str = "zcoord";
 /// The PLAIN user name clients present; the password is the secret.
 pub const PLAIN_USERNAME: &str = "zcoord";
+/// The shortest secret accepted from the user (`ZCOORD_SECRET`, `--secret-file`); a generated
+/// one is 32 characters.
+pub const MIN_SECRET_CHARS: usize = 16;
 /// How often the handler looks at its stop flag.
 const STOP_POLL_MS: i64 = 100;
 /// Monitor messages read from one socket before the next ZAP request gets its turn.
@@ -29,9 +35,31 @@ const MONITOR_BATCH: usize = 64;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// A secret the user gave that is too short to resist guessing.
+#[derive(Debug, thiserror::Error)]
+#[error("the secret in {origin} is shorter than {MIN_SECRET_CHARS} characters ({len}); use a longer one")]
+pub struct SecretTooShort {
+    /// Where it came from: the variable's name or the file's path.
+    pub origin: String,
+    pub len: usize,
+}
+
 impl Secret {
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
+    }
+
+    /// A secret from the user (`origin` names where from, for the error): the one rule every
+    /// source of a secret meets, at least [`MIN_SECRET_CHARS`] characters.
+    pub fn given(text: &str, origin: &str) -> Result<Secret, SecretTooShort> {
+        let len = text.chars().count();
+        if len < MIN_SECRET_CHARS {
+            return Err(SecretTooShort {
+                origin: origin.to_owned(),
+                len,
+            });
+        }
+        Ok(Secret(text.to_owned()))
     }
 
     /// A fresh random secret: a v4 UUID as 32 hex digits, 122 bits from the OS generator.
@@ -60,16 +88,52 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Makes `sock` a PLAIN server whose peers the ZAP handler checks.
-pub fn require_plain(sock: &zmq::Socket) -> Result<(), zmq::Error> {
-    sock.set_zap_domain(ZAP_DOMAIN)?;
-    sock.set_plain_server(true)
+/// How tcp peers prove who they are; the ZAP handler checks it at every handshake.
+#[derive(Debug, Clone)]
+pub enum TcpAuth {
+    /// ZeroMQ PLAIN (RFC 24): user name `zcoord` and the secret, in clear text, as is all the
+    /// traffic after it. For loopback, where nobody else is on the path.
+    Plain(Secret),
+    /// ZeroMQ CURVE (RFC 26): encrypted, and authenticated both ways. The server proves itself
+    /// with `keys` (clients pin its public key); a client with its own key pair, whose public
+    /// key must be listed in `authorized_keys` (read again at every handshake).
+    Curve {
+        keys: ServerKeyPair,
+        authorized_keys: PathBuf,
+    },
+}
+
+impl TcpAuth {
+    /// Makes `sock` a server of this mechanism whose peers the ZAP handler checks. Peers that
+    /// offer another mechanism (NULL, PLAIN to a CURVE server) are refused by libzmq itself.
+    pub fn require(&self, sock: &zmq::Socket) -> Result<(), zmq::Error> {
+        sock.set_zap_domain(ZAP_DOMAIN)?;
+        match self {
+            TcpAuth::Plain(_) => sock.set_plain_server(true),
+            TcpAuth::Curve { keys, .. } => {
+                sock.set_curve_server(true)?;
+                sock.set_curve_secretkey(keys.secret_bytes())
+            }
+        }
+    }
 }
 
 /// Makes `sock` present the PLAIN credentials for `secret` (clients).
 pub fn present_plain(sock: &zmq::Socket, secret: &str) -> Result<(), zmq::Error> {
     sock.set_plain_username(Some(PLAIN_USERNAME))?;
     sock.set_plain_password(Some(secret))
+}
+
+/// Makes `sock` a CURVE client of the server whose public key is `server`, proving itself with
+/// `client` (whose public key the server must authorise). Set before `connect`.
+pub fn present_curve(
+    sock: &zmq::Socket,
+    server: &PublicKey,
+    client: &zmq::CurveKeyPair,
+) -> Result<(), zmq::Error> {
+    sock.set_curve_serverkey(server.as_bytes())?;
+    sock.set_curve_publickey(&client.public_key)?;
+    sock.set_curve_secretkey(&client.secret_key)
 }
 
 /// The running ZAP handler; stop it before the context terminates.
@@ -83,7 +147,7 @@ pub struct ZapHandler {
 impl ZapHandler {
     /// Binds the ZAP endpoint in `ctx` (before any socket that needs it binds) and starts
     /// answering.
-    pub fn start(ctx: &zmq::Context, secret: Secret) -> Result<ZapHandler, zmq::Error> {
+    pub fn start(ctx: &zmq::Context, auth: TcpAuth) -> Result<ZapHandler, zmq::Error> {
         let sock = ctx.socket(zmq::REP)?;
         sock.set_linger(0)?;
         sock.bind(ZAP_ENDPOINT)?;
@@ -92,7 +156,7 @@ impl ZapHandler {
         let (watches, new_watches) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("zcoord-zap".into())
-            .spawn(move || serve(sock, secret, new_watches, flag))
+            .spawn(move || serve(sock, auth, new_watches, flag))
             .map_err(|_| zmq::Error::EMFILE)?;
         Ok(ZapHandler {
             stop,
@@ -130,7 +194,7 @@ impl Drop for ZapHandler {
 
 fn serve(
     sock: zmq::Socket,
-    secret: Secret,
+    auth: TcpAuth,
     new_watches: mpsc::Receiver<zmq::Socket>,
     stop: Arc<AtomicBool>,
 ) {
@@ -161,10 +225,10 @@ fn serve(
         let Ok(request) = sock.recv_multipart(0) else {
             continue;
         };
-        let verdict = judge(&request, &secret);
+        let verdict = decide(&request, &auth);
         if let Verdict::Refused { address, why } = &verdict {
             if let Some(suppressed) = log.admit(Instant::now()) {
-                tracing::warn!(peer = %address, reason = why, suppressed, "connection refused at the handshake");
+                tracing::warn!(peer = %address, reason = %why, suppressed, "connection refused at the handshake");
             }
         }
         let reply = reply_to(&request, &verdict);
@@ -192,21 +256,54 @@ fn log_failed_handshakes(watch: &zmq::Socket, log: &mut RefusalLog) {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Allowed,
-    Refused { address: String, why: &'static str },
+    /// `user` is the RFC 27 user id: `zcoord` for PLAIN, the client's Z85 key for CURVE.
+    Allowed {
+        user: String,
+    },
+    Refused {
+        address: String,
+        why: String,
+    },
+}
+
+/// What a request is checked against.
+enum Check<'a> {
+    Plain(&'a Secret),
+    Curve(&'a AuthorizedKeys),
+}
+
+/// Judges one request under `auth`. For CURVE the authorised keys file is read now, so an edit
+/// counts from the next handshake on, as with ssh; a file that has become unreadable or
+/// invalid refuses everyone until it is fixed (said in the refusal).
+fn decide(request: &[Vec<u8>], auth: &TcpAuth) -> Verdict {
+    match auth {
+        TcpAuth::Plain(secret) => judge(request, &Check::Plain(secret)),
+        TcpAuth::Curve {
+            authorized_keys, ..
+        } => match AuthorizedKeys::load(authorized_keys) {
+            Ok(keys) => judge(request, &Check::Curve(&keys)),
+            Err(e) => Verdict::Refused {
+                address: request
+                    .get(3)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .unwrap_or_default(),
+                why: e.to_string(),
+            },
+        },
+    }
 }
 
 /// RFC 27 request: version, request id, domain, address, identity, mechanism, credentials….
-fn judge(request: &[Vec<u8>], secret: &Secret) -> Verdict {
+fn judge(request: &[Vec<u8>], check: &Check) -> Verdict {
     let text = |i: usize| {
         request
             .get(i)
             .map(|f| String::from_utf8_lossy(f).into_owned())
     };
     let address = text(3).unwrap_or_default();
-    let refuse = |why| Verdict::Refused {
+    let refuse = |why: &str| Verdict::Refused {
         address: address.clone(),
-        why,
+        why: why.to_owned(),
     };
     if request.len() < 6 || request[0] != b"1.0" {
         return refuse("malformed ZAP request");
@@ -214,21 +311,44 @@ fn judge(request: &[Vec<u8>], secret: &Secret) -> Verdict {
     if request[2] != ZAP_DOMAIN.as_bytes() {
         return refuse("unknown ZAP domain");
     }
-    if request[5] != b"PLAIN" {
-        return refuse("not PLAIN (unauthenticated peer)");
-    }
-    match (request.get(6), request.get(7)) {
-        (Some(user), Some(pass)) if user == PLAIN_USERNAME.as_bytes() && secret.matches(pass) => {
-            Verdict::Allowed
+    match check {
+        Check::Plain(secret) => {
+            if request[5] != b"PLAIN" {
+                return refuse("not PLAIN (unauthenticated peer)");
+            }
+            match (request.get(6), request.get(7)) {
+                (Some(user), Some(pass))
+                    if user == PLAIN_USERNAME.as_bytes() && secret.matches(pass) =>
+                {
+                    Verdict::Allowed {
+                        user: PLAIN_USERNAME.to_owned(),
+                    }
+                }
+                _ => refuse("wrong user name or secret"),
+            }
         }
-        _ => refuse("wrong user name or secret"),
+        Check::Curve(keys) => {
+            if request[5] != b"CURVE" {
+                return refuse("not CURVE (unauthenticated peer)");
+            }
+            // libzmq has already checked that the client holds this key's secret half.
+            match request.get(6).and_then(|k| PublicKey::from_bytes(k)) {
+                Some(key) if keys.contains(&key) => Verdict::Allowed { user: key.z85() },
+                // The key is public: logging it lets the user authorise it if it is theirs.
+                Some(key) => refuse(&format!(
+                    "client key \"{}\" is not in the authorised keys",
+                    key.z85()
+                )),
+                None => refuse("malformed CURVE key"),
+            }
+        }
     }
 }
 
 fn reply_to(request: &[Vec<u8>], verdict: &Verdict) -> Vec<Vec<u8>> {
     let request_id = request.get(1).cloned().unwrap_or_default();
     let (code, text, user): (&[u8], &[u8], &[u8]) = match verdict {
-        Verdict::Allowed => (b"200", b"OK", PLAIN_USERNAME.as_bytes()),
+        Verdict::Allowed { user } => (b"200", b"OK", user.as_bytes()),
         Verdict::Refused { .. } => (b"400", b"refused", b""),
     };
     vec![
@@ -278,10 +398,13 @@ mod tests {
 
     #[test]
     fn only_the_right_plain_credentials_pass() {
-        let s = Secret::new("s3cret");
+        let secret = Secret::new("s3cret");
+        let s = Check::Plain(&secret);
         assert_eq!(
             judge(&request("PLAIN", &["zcoord", "s3cret"]), &s),
-            Verdict::Allowed
+            Verdict::Allowed {
+                user: "zcoord".into()
+            }
         );
         for bad in [
             request("PLAIN", &["zcoord", "s3cre"]),
@@ -303,18 +426,65 @@ mod tests {
     }
 
     #[test]
+    fn only_an_authorised_curve_key_passes() {
+        let mine = zmq::CurveKeyPair::new().unwrap();
+        let keys =
+            AuthorizedKeys::parse(&format!("{}\n", zmq::z85_encode(&mine.public_key).unwrap()))
+                .unwrap();
+        let c = Check::Curve(&keys);
+        let curve = |key: &[u8]| {
+            let mut r = request("CURVE", &[]);
+            r.push(key.to_vec());
+            r
+        };
+        assert_eq!(
+            judge(&curve(&mine.public_key), &c),
+            Verdict::Allowed {
+                user: zmq::z85_encode(&mine.public_key).unwrap()
+            }
+        );
+        let stranger = zmq::CurveKeyPair::new().unwrap();
+        match judge(&curve(&stranger.public_key), &c) {
+            Verdict::Refused { why, .. } => {
+                assert!(
+                    why.contains(&zmq::z85_encode(&stranger.public_key).unwrap()),
+                    "{why}"
+                )
+            }
+            v => panic!("{v:?}"),
+        }
+        for bad in [
+            curve(&mine.public_key[..31]),
+            request("CURVE", &[]),
+            request("PLAIN", &["zcoord", "s3cret"]),
+            request("NULL", &[]),
+        ] {
+            assert!(
+                matches!(judge(&bad, &c), Verdict::Refused { .. }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn replies_follow_rfc_27_and_echo_the_request_id() {
         let r = request("PLAIN", &["zcoord", "x"]);
-        let ok = reply_to(&r, &Verdict::Allowed);
+        let ok = reply_to(
+            &r,
+            &Verdict::Allowed {
+                user: "zcoord".into(),
+            },
+        );
         assert_eq!(ok[0], b"1.0");
         assert_eq!(ok[1], b"7");
         assert_eq!(ok[2], b"200");
+        assert_eq!(ok[4], b"zcoord");
         assert_eq!(ok.len(), 6);
         let no = reply_to(
             &r,
             &Verdict::Refused {
                 address: String::new(),
-                why: "x",
+                why: "x".into(),
             },
         );
         assert_eq!(no[2], b"400");
@@ -330,6 +500,24 @@ mod tests {
         assert_eq!(log.admit(at(999)), None);
         assert_eq!(log.admit(at(1000)), Some(2));
         assert_eq!(log.admit(at(5000)), Some(0));
+    }
+
+    #[test]
+    fn a_given_secret_needs_16_characters_wherever_it_comes_from() {
+        for origin in ["ZCOORD_SECRET", "/home/me/secret"] {
+            let err = Secret::given("qz", origin).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(origin), "{msg}");
+            assert!(msg.contains("shorter than 16 characters"), "{msg}");
+            assert!(!msg.contains("qz"), "the secret itself is not shown: {msg}");
+            assert!(Secret::given(&"x".repeat(15), origin).is_err());
+            assert_eq!(
+                Secret::given(&"x".repeat(16), origin).unwrap().expose(),
+                "x".repeat(16)
+            );
+        }
+        // Characters, not bytes: 15 two-byte characters are still too short.
+        assert!(Secret::given(&"é".repeat(15), "ZCOORD_SECRET").is_err());
     }
 
     #[test]

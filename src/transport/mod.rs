@@ -4,6 +4,7 @@
 //! directions, so neither side ever blocks the other.
 
 pub mod auth;
+pub mod curve;
 pub mod framing;
 pub mod ipc;
 mod monitor;
@@ -25,8 +26,8 @@ pub use stats::Stats;
 
 use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
-use crate::protocol::limits::MAX_SUBSCRIPTION_BYTES;
-use auth::{Secret, ZapHandler};
+use crate::protocol::limits::MAX_SUBSCRIPTION_MESSAGE_BYTES;
+use auth::{TcpAuth, ZapHandler};
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
@@ -59,10 +60,11 @@ pub struct TransportConfig {
     pub per_peer_bytes: usize,
     /// Bytes all peers' requests and unsent replies may hold together; beyond it, `server_busy`.
     pub pending_bytes: usize,
-    /// When set and either endpoint is tcp, both sockets require PLAIN with this secret, checked
-    /// by the ZAP handler. `None` is no authentication (ipc, or an embedder's explicit choice;
-    /// `zcoord serve` always sets one for tcp).
-    pub secret: Option<Secret>,
+    /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
+    /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
+    /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
+    /// for tcp).
+    pub auth: Option<TcpAuth>,
 }
 
 impl Default for TransportConfig {
@@ -81,7 +83,7 @@ impl Default for TransportConfig {
             per_peer_pending: 64,
             per_peer_bytes: 32 << 20,
             pending_bytes: 128 << 20,
-            secret: None,
+            auth: None,
         }
     }
 }
@@ -124,7 +126,7 @@ pub struct Transport {
     pub pub_endpoint: String,
     pub outbound: Arc<OutboundSender>,
     pub stats: Arc<Stats>,
-    /// Whether peers must authenticate (PLAIN over tcp).
+    /// Whether peers must authenticate (PLAIN or CURVE over tcp).
     pub authenticated: bool,
     thread: Option<JoinHandle<()>>,
     zap: Option<ZapHandler>,
@@ -142,10 +144,10 @@ impl Transport {
         let context = zmq::Context::new();
         let tcp = is_tcp(&config.rpc_endpoint) || is_tcp(&config.pub_endpoint);
         // The handler must be bound before a socket that asks it accepts its first peer.
-        let zap = match (&config.secret, tcp) {
-            (Some(secret), true) => Some(ZapHandler::start(&context, secret.clone())?),
-            _ => None,
-        };
+        let auth = config.auth.as_ref().filter(|_| tcp);
+        let zap = auth
+            .map(|a| ZapHandler::start(&context, a.clone()))
+            .transpose()?;
         // The hard limit libzmq enforces by disconnecting the peer; between `max_message_bytes` and
         // this, the peer gets a `message_too_large` reply instead.
         let hard_limit = (config.max_message_bytes as i64)
@@ -159,8 +161,8 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
-        if let Some(zap) = &zap {
-            auth::require_plain(&router)?;
+        if let (Some(auth), Some(zap)) = (auth, &zap) {
+            auth.require(&router)?;
             zap.watch(&context, &router)?;
         }
         bind(&router, &config.rpc_endpoint)?;
@@ -171,14 +173,13 @@ impl Transport {
         publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
         publisher.set_linger(config.pub_linger_ms)?;
-        // Subscribers only send subscriptions, and a prefix longer than any key matches nothing
-        // while costing libzmq's subscription trie ~33 bytes a byte: a longer one disconnects
-        // its subscriber. The message is the prefix plus at most 10 bytes: ZMTP 3.1's
-        // `\x09SUBSCRIBE` command name, or ZMTP 3.0's one flag byte.
-        publisher.set_maxmsgsize(MAX_SUBSCRIPTION_BYTES as i64 + 10)?;
+        // Subscribers only send subscriptions (and handshake commands), and a prefix longer
+        // than any key matches nothing while costing libzmq's subscription trie ~33 bytes a
+        // byte: a larger message disconnects its subscriber (see the constant for the sizes).
+        publisher.set_maxmsgsize(MAX_SUBSCRIPTION_MESSAGE_BYTES as i64)?;
         set_heartbeats(&publisher, config)?;
-        if let Some(zap) = &zap {
-            auth::require_plain(&publisher)?;
+        if let (Some(auth), Some(zap)) = (auth, &zap) {
+            auth.require(&publisher)?;
             zap.watch(&context, &publisher)?;
         }
         bind(&publisher, &config.pub_endpoint)?;

@@ -1,5 +1,6 @@
-//! Handshakes libzmq fails on its own, before any ZAP request: a peer that offers no PLAIN (the
-//! NULL mechanism: a client without credentials), speaks no ZMTP, or hangs up mid-handshake. They
+//! Handshakes libzmq fails on its own, before any ZAP request: a peer that offers another
+//! mechanism (NULL: a client without credentials), fails CURVE's cryptography (a wrong server
+//! key), speaks no ZMTP, or hangs up mid-handshake. They
 //! are read from a socket monitor (`zmq_socket_monitor`, event format v1: a 6-byte frame holding
 //! the event (u16) and its value (u32) in native byte order, then a frame with the endpoint).
 //! libzmq 4.3 names the server's own side of the connection there (the bound address), never
@@ -21,7 +22,7 @@ const FAILED_AUTH: u16 = zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as u16;
 const WATCHED: u16 = FAILED_NO_DETAIL | FAILED_PROTOCOL;
 
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h; the zmq crate does not export the codes):
-/// the peer offered another mechanism than PLAIN.
+/// the peer offered another mechanism than the server's (PLAIN or CURVE).
 const MECHANISM_MISMATCH: u32 = 0x1100_0002;
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC`.
 const CRYPTOGRAPHIC: u32 = 0x1100_0001;
@@ -62,7 +63,7 @@ pub fn decode(frames: &[Vec<u8>]) -> Option<HandshakeFailure> {
 fn describe(event: u16, value: u32) -> Option<String> {
     Some(match (event, value) {
         (FAILED_PROTOCOL, MECHANISM_MISMATCH) => {
-            "no PLAIN credentials (the peer offered another security mechanism, e.g. NULL)".into()
+            "no credentials for this server's mechanism (the peer offered another: NULL, or PLAIN to CURVE or the reverse)".into()
         }
         (FAILED_PROTOCOL, CRYPTOGRAPHIC) => "cryptographic error".into(),
         (FAILED_PROTOCOL, v) if v >> 28 == 0x2 => format!("ZAP protocol error 0x{v:08x}"),
@@ -98,7 +99,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(f.endpoint, "tcp://127.0.0.1:5555");
-        assert!(f.why.contains("no PLAIN credentials"), "{}", f.why);
+        assert!(
+            f.why.contains("no credentials for this server's mechanism"),
+            "{}",
+            f.why
+        );
     }
 
     #[test]
