@@ -67,8 +67,13 @@ fn the_mirror_converges_with_the_primary() {
 /// still holds every message of a long history, and long messages whole.
 #[test]
 fn the_mirror_holds_long_histories_and_long_messages_whole() {
-    let d = spawn_daemon();
-    let long = "word ".repeat(4_000); // 20,000 bytes: over the 8 KiB an event carries
+    let d = common::spawn_daemon_with(|c| {
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: Duration::ZERO,
+        }
+    });
+    // 10,800 bytes in 400 words: over the 8 KiB an event carries, and a short stream.
+    let long = "abcdefghijklmnopqrstuvwxyz ".repeat(400);
     let first = send(&d, None, &long);
     let sid = first["session_id"].as_str().unwrap().to_owned();
     let idle = || {

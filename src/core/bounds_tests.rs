@@ -204,3 +204,53 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
     c.call(Call::SessionCreate { title: None }, &ctx(7))
         .expect("changes accepted again");
 }
+
+#[test]
+fn a_model_that_will_not_stop_is_cut_short_at_the_turn_bound() {
+    use crate::protocol::events::EndReason;
+    use crate::protocol::limits::MAX_TURN_TEXT_BYTES;
+    let mut c = core();
+    let sent = send(&mut c, None, "go on forever", 1);
+    c.take_effects();
+    let piece = "x".repeat(MAX_TOKEN_BYTES);
+    for _ in 0..MAX_TURN_TEXT_BYTES / MAX_TOKEN_BYTES {
+        c.model_event(sent.turn_id, ModelEvent::Token(piece.clone()), at(2));
+    }
+    c.take_effects();
+    // Exactly at the bound; one more byte ends the turn.
+    c.model_event(sent.turn_id, ModelEvent::Token("y".into()), at(3));
+    let effects = c.take_effects();
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::CancelTurn(t) if *t == sent.turn_id)));
+    let events: Vec<&Event> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Publish(p) => Some(&p.event),
+            _ => None,
+        })
+        .collect();
+    let end = events
+        .iter()
+        .find_map(|e| match e {
+            Event::LlmEnd(end) => Some(end),
+            _ => None,
+        })
+        .expect("llm.end");
+    assert_eq!(end.reason, EndReason::Error);
+    assert!(
+        end.error.as_deref().unwrap().contains("cut short"),
+        "{end:?}"
+    );
+    let append = events
+        .iter()
+        .find_map(|e| match e {
+            Event::MessageAppend(m) => Some(m),
+            _ => None,
+        })
+        .expect("the reply so far");
+    assert_eq!(append.content_bytes, Some(MAX_TURN_TEXT_BYTES as u64));
+    // Later output of that turn is ignored.
+    c.model_event(sent.turn_id, ModelEvent::Token("z".into()), at(4));
+    assert!(c.take_effects().is_empty());
+}

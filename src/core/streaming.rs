@@ -4,6 +4,7 @@
 
 use time::OffsetDateTime;
 
+use super::effects::Effect;
 use super::effects::ModelEvent;
 use super::persist::{Change, MessageRecord, StoredStatus, TurnEnd, TurnStatus};
 use super::session::Message;
@@ -14,7 +15,7 @@ use crate::protocol::events::{
     ToolStartPayload,
 };
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
-use crate::protocol::limits::{clip_text, MAX_TOKEN_BYTES};
+use crate::protocol::limits::{clip_text, MAX_TOKEN_BYTES, MAX_TURN_TEXT_BYTES};
 use crate::protocol::types::{MessageStatus, Role, ToolCallInfo};
 
 impl Core {
@@ -111,6 +112,15 @@ impl Core {
         if token.is_empty() {
             return;
         }
+        let streamed = self.turns.get(&turn_id).map_or(0, |t| t.streamed_bytes);
+        if streamed + token.len() > MAX_TURN_TEXT_BYTES {
+            // A model that will not stop cannot fill the server: the turn ends here, keeping
+            // what streamed so far (the token that crossed the bound is not published).
+            self.effects.push(Effect::CancelTurn(turn_id));
+            let error = format!("the reply passed {} bytes: cut short", MAX_TURN_TEXT_BYTES);
+            self.end_turn(turn_id, EndReason::Error, Some(error), now);
+            return;
+        }
         let opening = self
             .turns
             .get(&turn_id)
@@ -140,6 +150,7 @@ impl Core {
             return;
         };
         segment.text.push_str(&token);
+        turn.streamed_bytes += token.len();
         let due = now - segment.checkpointed_at >= interval;
         let index = turn.next_index;
         turn.next_index += 1;

@@ -34,6 +34,9 @@ pub struct Turn {
     pub started_at: OffsetDateTime,
     /// Index of the next `llm.token`.
     pub next_index: u64,
+    /// Bytes of text the turn has streamed, over all its segments: bounded by
+    /// `limits::MAX_TURN_TEXT_BYTES`.
+    pub streamed_bytes: usize,
     pub tokens_in: u64,
     /// Last count the model reported; `None` until it reports one.
     pub reported_tokens_out: Option<u64>,
@@ -49,6 +52,7 @@ impl Turn {
             session_id,
             started_at: now,
             next_index: 0,
+            streamed_bytes: 0,
             tokens_in: 0,
             reported_tokens_out: None,
             open_tools: Vec::new(),
