@@ -290,3 +290,49 @@ fn a_clients_bytes_in_flight_are_bounded() {
     assert_eq!(v["result"]["status"], "ok", "{v}");
     assert_alive(&d);
 }
+
+/// A client that does not read its replies has them count against it until they leave for the
+/// wire, wherever they wait (the server's queues or libzmq's): past 64 in flight its requests
+/// are refused with `too_many_pending`, none silently dropped, and it holds at most that much.
+#[test]
+fn replies_a_client_does_not_read_count_against_it() {
+    let d = spawn_daemon();
+    let mut rpc = d.client();
+    for i in 0..400 {
+        rpc.call(
+            "session.create",
+            json!({"title": format!("session {i:04} {}", "t".repeat(200))}),
+        )
+        .unwrap();
+    }
+    let dealer = d.ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.set_rcvhwm(1).unwrap();
+    dealer.set_rcvbuf(16 << 10).unwrap();
+    dealer.connect(&d.rpc).unwrap();
+    const ASKED: u64 = 400;
+    for id in 0..ASKED {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": "session.list"});
+        dealer.send(req.to_string().as_bytes(), 0).unwrap();
+    }
+    // Every request is answered, once: with the list, or refused once 64 are in flight.
+    let mut seen = std::collections::HashSet::new();
+    let mut refused = 0;
+    while seen.len() < ASKED as usize {
+        let frames = recv_within(&dealer, WAIT).expect("every request is answered");
+        let v: Value = serde_json::from_slice(&frames[0]).unwrap();
+        assert!(
+            seen.insert(v["id"].as_u64().unwrap()),
+            "answered twice: {}",
+            v["id"]
+        );
+        if v.get("error").is_some() {
+            assert_eq!(v["error"]["data"]["kind"], "too_many_pending", "{v}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "a client that did not read was never refused");
+    let info = d.call("instance.info", json!({}));
+    assert_eq!(info["drops"]["replies_dropped"], 0, "{info}");
+    assert_alive(&d);
+}

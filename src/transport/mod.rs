@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod curve;
 pub mod framing;
+mod held;
 pub mod ipc;
 mod monitor;
 pub mod outbound;
@@ -154,7 +155,7 @@ impl Transport {
             .saturating_mul(2)
             .max(64 * 1024);
 
-        let router = context.socket(zmq::ROUTER)?;
+        let mut router = context.socket(zmq::ROUTER)?;
         router.set_router_mandatory(true)?;
         router.set_maxmsgsize(hard_limit)?;
         router.set_sndhwm(config.router_hwm)?;
@@ -199,6 +200,7 @@ impl Transport {
         let signals = Arc::new(Signals::default());
         let stats = Arc::new(Stats::default());
         let server = Server {
+            router_raw: held::RawSocket::of(&mut router),
             router,
             publisher,
             wake,

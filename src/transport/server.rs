@@ -15,8 +15,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
 use super::framing::{classify, Framed, Route};
+use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
-use super::pending::{Pending, Refused};
+use super::pending::{Pending, Refused, Slot};
 use super::stats::Stats;
 use super::Inbound;
 use crate::protocol::errors::RpcError;
@@ -33,6 +34,8 @@ const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 pub(super) struct Server {
     pub router: zmq::Socket,
+    /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
+    pub router_raw: RawSocket,
     pub publisher: zmq::Socket,
     pub wake: zmq::Socket,
     pub outbound: Receiver<Outbound>,
@@ -146,7 +149,7 @@ impl Server {
         match msg {
             // The reply leaves this process's queues here: its slot (dropped with it) gives the
             // peer's place back.
-            Outbound::Reply { route, body, .. } => self.reply(&route, &body),
+            Outbound::Reply { route, body, slot } => self.reply_held(&route, body, slot),
             Outbound::Event { seq, key, body } => {
                 self.last_seq.set(seq);
                 self.publish(key.as_bytes(), &body)
@@ -169,13 +172,20 @@ impl Server {
     /// Sends a reply without waiting: a gone peer (EHOSTUNREACH, thanks to ROUTER_MANDATORY) or a
     /// full one (EAGAIN) costs a counted drop, never a stall for everyone else.
     fn reply(&self, route: &Route, body: &[u8]) {
+        self.reply_held(route, body.to_vec(), None);
+    }
+
+    /// As [`Server::reply`], the body going to libzmq without a copy and `slot` (the request's
+    /// count against its client) released only when libzmq frees it: a client that does not
+    /// read its replies has them count against it until it does, however many libzmq queues.
+    fn reply_held(&self, route: &Route, body: Vec<u8>, slot: Option<Slot>) {
         let flags = zmq::SNDMORE | zmq::DONTWAIT;
         let mut result = self.router.send(&route.identity[..], flags);
         if result.is_ok() && route.delimiter {
             result = self.router.send(&[][..], flags);
         }
         if result.is_ok() {
-            result = self.router.send(body, zmq::DONTWAIT);
+            result = held::send(self.router_raw, body, slot, zmq::DONTWAIT);
         }
         if let Err(e) = result {
             Stats::bump(&self.stats.replies_dropped);

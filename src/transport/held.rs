@@ -1,0 +1,124 @@
+//! Frames whose bytes libzmq holds until it is done with them, and which say when. A frame sent
+//! the usual way is copied into libzmq and forgotten, so a reply waiting in libzmq's queue for a
+//! client that does not read would count against nobody. Sent through here, the frame's buffer
+//! and whatever is attached to it (a request's [`Slot`], which counts its bytes against its
+//! client and the server) go to libzmq without a copy and are dropped only when libzmq frees the
+//! message: after it has written the frame to the connection, or dropped it. So a client's bytes
+//! in flight include its replies all the way to the wire.
+//!
+//! The one place in zcoord that calls libzmq directly (`zmq_msg_init_data`, `zmq_msg_send`):
+//! the `zmq` crate copies every frame and has no way to learn when libzmq lets go of it.
+
+use std::os::raw::{c_int, c_void};
+
+use super::pending::Slot;
+
+/// What libzmq holds for one frame: its bytes, and what is released with them.
+struct Held {
+    body: Vec<u8>,
+    _slot: Option<Slot>,
+}
+
+/// Called by libzmq, on whichever of its threads closes the message last, exactly once.
+unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the `Box<Held>` leaked in `send`, and libzmq calls this once per
+    // message, after which it no longer reads `_data` (which points into that box).
+    drop(unsafe { Box::from_raw(hint.cast::<Held>()) });
+}
+
+/// A socket's raw handle, for [`send`]. Valid while the socket it came from is alive; used
+/// only by the thread that owns that socket.
+#[derive(Clone, Copy)]
+pub struct RawSocket(*mut c_void);
+
+// SAFETY: the handle moves to the transport thread together with the socket it names, and is
+// used there only, as the socket is (a libzmq socket may change threads, never be shared).
+unsafe impl Send for RawSocket {}
+
+impl RawSocket {
+    pub fn of(sock: &mut zmq::Socket) -> RawSocket {
+        RawSocket(sock.as_mut_ptr())
+    }
+}
+
+/// Sends `body` as one frame with `flags`, keeping `slot` alive until libzmq frees it. On
+/// failure libzmq did not take the message, and everything is released at once.
+pub fn send(
+    sock: RawSocket,
+    body: Vec<u8>,
+    slot: Option<Slot>,
+    flags: i32,
+) -> Result<(), zmq::Error> {
+    let held = Box::new(Held { body, _slot: slot });
+    let data = held.body.as_ptr().cast_mut().cast::<c_void>();
+    let len = held.body.len();
+    let hint = Box::into_raw(held).cast::<c_void>();
+    let mut msg = zmq_sys::zmq_msg_t::default();
+    // SAFETY: `msg` is a fresh message; `data` and `len` describe the box's buffer, which stays
+    // where it is until `release` frees the box; `hint` is that box.
+    let rc = unsafe { zmq_sys::zmq_msg_init_data(&mut msg, data, len, Some(release), hint) };
+    if rc != 0 {
+        let e = zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() });
+        // SAFETY: libzmq did not take the box (it allocates before it stores anything).
+        drop(unsafe { Box::from_raw(hint.cast::<Held>()) });
+        return Err(e);
+    }
+    // SAFETY: `sock` is a live socket used only on this thread; `msg` is initialised.
+    let rc = unsafe { zmq_sys::zmq_msg_send(&mut msg, sock.0, flags as c_int) };
+    if rc == -1 {
+        let e = zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() });
+        // SAFETY: a message that was not sent is still ours to close; closing it calls
+        // `release`, which frees the box.
+        unsafe { zmq_sys::zmq_msg_close(&mut msg) };
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pending::{Limits, Pending};
+    use super::*;
+
+    #[test]
+    fn a_slot_is_released_when_the_peer_has_read_the_frame_not_before() {
+        let ctx = zmq::Context::new();
+        let mut push = ctx.socket(zmq::PAIR).unwrap();
+        let pull = ctx.socket(zmq::PAIR).unwrap();
+        push.bind("inproc://held-test").unwrap();
+        pull.connect("inproc://held-test").unwrap();
+        let mut p = Pending::new(Limits {
+            requests: 1,
+            peer_bytes: 1 << 30,
+            total_bytes: 1 << 30,
+        });
+        let slot = p.take(b"peer", 5).unwrap();
+        send(RawSocket::of(&mut push), b"hello".to_vec(), Some(slot), 0).unwrap();
+        assert!(p.take(b"peer", 1).is_err(), "the frame is still in libzmq");
+        assert_eq!(pull.recv_bytes(0).unwrap(), b"hello");
+        // Over inproc the message is freed when the reader has taken it.
+        assert!(p.take(b"peer", 1).is_ok(), "released once read");
+    }
+
+    #[test]
+    fn a_frame_that_cannot_be_sent_releases_everything_at_once() {
+        let ctx = zmq::Context::new();
+        let mut router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_router_mandatory(true).unwrap();
+        let mut p = Pending::new(Limits {
+            requests: 1,
+            peer_bytes: 1 << 30,
+            total_bytes: 1 << 30,
+        });
+        let slot = p.take(b"peer", 7).unwrap();
+        // No such peer: EHOSTUNREACH, and the slot comes back.
+        let e = send(
+            RawSocket::of(&mut router),
+            b"nobody".to_vec(),
+            Some(slot),
+            zmq::SNDMORE,
+        );
+        assert_eq!(e, Err(zmq::Error::EHOSTUNREACH));
+        assert!(p.take(b"peer", 7).is_ok());
+    }
+}
