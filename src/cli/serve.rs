@@ -17,6 +17,7 @@ use crate::protocol::methods::Endpoints;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
 use crate::transport::auth::Secret;
+use crate::transport::fdlimit;
 use crate::transport::ipc;
 use crate::transport::TransportConfig;
 
@@ -222,6 +223,9 @@ fn read_secret_file(path: &Path) -> anyhow::Result<String> {
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
+    // Before anything opens a descriptor: the connection limits are fitted to what this allows.
+    let nofile = fdlimit::raise();
+    tracing::info!(was = ?nofile.was, soft = ?nofile.soft, hard = ?nofile.hard, "descriptor limit (soft raised to hard)");
     discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
     let mut backoff = Duration::from_secs(1);

@@ -4,6 +4,7 @@
 //! directions, so neither side ever blocks the other.
 
 pub mod auth;
+pub mod fdlimit;
 pub mod framing;
 pub mod ipc;
 mod monitor;
