@@ -76,6 +76,17 @@ pub struct ServeArgs {
     /// when it is gone (instead of exiting with an error).
     #[arg(long, env = "ZCOORD_STANDBY")]
     pub standby: bool,
+    /// Connections each socket (rpc, pub) holds at once; more are closed as they arrive, and
+    /// ZeroMQ clients retry. Lowered, with a warning, when the descriptor limit (raised to the
+    /// hard limit at start) cannot hold both sockets' plus 128.
+    #[arg(long, default_value_t = TransportConfig::default().max_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Milliseconds a peer may take to complete its ZeroMQ handshake (and, over tcp, PLAIN)
+    /// before it is dropped.
+    #[arg(long, default_value_t = TransportConfig::default().handshake_ivl_ms,
+          value_parser = clap::builder::RangedI64ValueParser::<i32>::new().range(1..=600_000))]
+    pub handshake_timeout_ms: i32,
 }
 
 pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
@@ -131,6 +142,8 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             secret,
             max_message_bytes: args.max_message_bytes,
             pub_sndhwm: args.pub_hwm,
+            max_connections: args.max_connections,
+            handshake_ivl_ms: args.handshake_timeout_ms,
             ..TransportConfig::default()
         },
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
