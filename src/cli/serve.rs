@@ -236,9 +236,6 @@ fn read_secret_file(path: &Path) -> anyhow::Result<String> {
 }
 
 fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
-    // Before anything opens a descriptor: the connection limits are fitted to what this allows.
-    let nofile = fdlimit::raise();
-    tracing::info!(was = ?nofile.was, soft = ?nofile.soft, hard = ?nofile.hard, "descriptor limit (soft raised to hard)");
     discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
     let mut backoff = Duration::from_secs(1);
@@ -279,6 +276,9 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
 /// Starts the server and serves until a signal. Every error comes from starting (store,
 /// endpoints, discovery file): once serving, only a signal ends it.
 fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
+    // Before the transport starts: its connection limits are fitted to what this allows.
+    let nofile = fdlimit::raise();
+    tracing::info!(was = ?nofile.was, soft = ?nofile.soft, hard = ?nofile.hard, "descriptor limit (soft raised to hard)");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
