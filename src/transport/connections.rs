@@ -174,27 +174,32 @@ impl Gate {
             self.audit(me, endpoint, now);
         }
         if self.live.contains(&fd) || self.live.len() < self.limit {
-            // Already counted: its earlier engine ended without a DISCONNECTED, and this is
-            // the descriptor reused; the count stays right.
+            // Room for it; or already counted (its earlier engine ended without a DISCONNECTED
+            // and this is the descriptor reused), and the set keeps the count right.
             self.live.insert(fd);
             self.refused.remove(&fd);
             (self.gauge)(stats).store(self.live.len() as u64, Ordering::Relaxed);
             return;
         }
-        Stats::bump(&stats.connections_refused);
         let first = !std::mem::replace(&mut self.full, true);
         match me.map(|me| shut(me, fd, endpoint)) {
             Some(Ok(true)) => {
+                Stats::bump(&stats.connections_refused);
                 self.refused.insert(fd);
             }
             // Not the connection the event named any more (it ended and the descriptor was
             // reused): nothing to refuse.
             Some(Ok(false)) => return,
+            // Still open, so still counted: the count must never say fewer than there are.
             Some(Err(e)) => {
                 tracing::warn!(socket = self.name, error = %e, "cannot refuse a connection over the limit");
+                self.live.insert(fd);
             }
-            None => {}
+            None => {
+                self.live.insert(fd);
+            }
         }
+        (self.gauge)(stats).store(self.live.len() as u64, Ordering::Relaxed);
         if let Some(suppressed) = log.admit(now) {
             tracing::warn!(
                 socket = self.name,
