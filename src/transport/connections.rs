@@ -5,12 +5,14 @@
 //! fails on its own.
 //!
 //! Why refuse after the accept rather than stop accepting: `zmq_unbind` is libzmq's only way to
-//! stop a listener, and it ends every connection the listener accepted (they are its children),
-//! so a full server would drop all its clients, rebind, and fill up again. Instead each
+//! stop a listener, and it ends every connection the listener accepted (they are its children;
+//! `tests::unbinding_drops_the_connections_already_accepted`), so a full server would drop all
+//! its clients, rebind, and fill up again. Instead each
 //! connection accepted over the limit is shut down (`shutdown(2)` on a duplicate of its
 //! descriptor, taken with `pidfd_getfd(2)`: no `unsafe`, and libzmq keeps its own descriptor
 //! and closes it as usual when it sees the end of stream). The peer sees its connection closed
-//! before any greeting; libzmq clients try again after their reconnect interval. The count of
+//! before the handshake (it may have read the server's greeting); libzmq clients try again after
+//! their reconnect interval. The count of
 //! live connections is a set of descriptors, from `ACCEPTED` to `DISCONNECTED`, so a duplicate
 //! event cannot make it drift; while full, it is checked against the descriptors themselves
 //! (at most once a second), in case an engine ended without saying so.
