@@ -19,6 +19,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::store::memory::MemoryStore;
 use crate::transport::auth::{Secret, TcpAuth};
 use crate::transport::curve::{self, AuthorizedKeys, CurveError, ServerKeyPair};
+use crate::transport::fdlimit;
 use crate::transport::ipc;
 use crate::transport::TransportConfig;
 
@@ -88,6 +89,17 @@ pub struct ServeArgs {
     /// when it is gone (instead of exiting with an error).
     #[arg(long, env = "ZCOORD_STANDBY")]
     pub standby: bool,
+    /// Connections each socket (rpc, pub) holds at once; more are closed as they arrive, and
+    /// ZeroMQ clients retry. Lowered, with a warning, when the descriptor limit (raised to the
+    /// hard limit at start) cannot hold both sockets' plus 128.
+    #[arg(long, default_value_t = TransportConfig::default().max_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Milliseconds a peer may take to complete its ZeroMQ handshake (and, over tcp, PLAIN)
+    /// before it is dropped.
+    #[arg(long, default_value_t = TransportConfig::default().handshake_ivl_ms,
+          value_parser = clap::builder::RangedI64ValueParser::<i32>::new().range(1..=600_000))]
+    pub handshake_timeout_ms: i32,
 }
 
 pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
@@ -144,6 +156,8 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             auth,
             max_message_bytes: args.max_message_bytes,
             pub_sndhwm: args.pub_hwm,
+            max_connections: args.max_connections,
+            handshake_ivl_ms: args.handshake_timeout_ms,
             ..TransportConfig::default()
         },
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
@@ -318,6 +332,9 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
 /// Starts the server and serves until a signal. Every error comes from starting (store,
 /// endpoints, discovery file): once serving, only a signal ends it.
 fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
+    // Before the transport starts: its connection limits are fitted to what this allows.
+    let nofile = fdlimit::raise();
+    tracing::info!(was = ?nofile.was, soft = ?nofile.soft, hard = ?nofile.hard, "descriptor limit (soft raised to hard)");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,21 +1,20 @@
 //! Who may connect over tcp: a ZAP handler (ZeroMQ RFC 27) that checks every peer of the ROUTER
 //! and the PUB, on its own thread, before the peer can send or receive a single message: the
 //! PLAIN credentials against the instance's secret, or the CURVE client key against the
-//! authorised keys file. The same thread reads the handshakes libzmq
-//! refuses without asking it (peers with no PLAIN at all; see [`super::monitor`]). Refusals are
-//! logged at most once a second, with a count of those not logged: with the peer address when
-//! the ZAP request carries it, with the server's endpoint only when the monitor reported it.
-//! Knows nothing of JSON-RPC.
+//! authorised keys file. The handshakes libzmq refuses without asking it (peers with no
+//! credentials for the mechanism at all) are read by the transport thread from the sockets'
+//! monitors (see [`super::connections`]). Refusals are logged at most once a second
+//! ([`RefusalLog`]), with a count of those not logged: with the peer address when the ZAP request
+//! carries it, with the server's endpoint only when the monitor reported it. Knows nothing of
+//! JSON-RPC.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::curve::{AuthorizedKeys, PublicKey, ServerKeyPair};
-use super::monitor;
 
 /// The ZAP endpoint libzmq asks, in the sockets' own context.
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
@@ -28,8 +27,6 @@ pub const PLAIN_USERNAME: &str = "zcoord";
 pub const MIN_SECRET_CHARS: usize = 16;
 /// How often the handler looks at its stop flag.
 const STOP_POLL_MS: i64 = 100;
-/// Monitor messages read from one socket before the next ZAP request gets its turn.
-const MONITOR_BATCH: usize = 64;
 
 /// The shared secret of one instance. Never printed: `Debug` shows its length only.
 #[derive(Clone, PartialEq, Eq)]
@@ -139,8 +136,6 @@ pub fn present_curve(
 /// The running ZAP handler; stop it before the context terminates.
 pub struct ZapHandler {
     stop: Arc<AtomicBool>,
-    /// Monitor sockets for the thread to read (see [`ZapHandler::watch`]).
-    watches: mpsc::Sender<zmq::Socket>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -153,26 +148,14 @@ impl ZapHandler {
         sock.bind(ZAP_ENDPOINT)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let (watches, new_watches) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("zcoord-zap".into())
-            .spawn(move || serve(sock, auth, new_watches, flag))
+            .spawn(move || serve(sock, auth, flag))
             .map_err(|_| zmq::Error::EMFILE)?;
         Ok(ZapHandler {
             stop,
-            watches,
             thread: Some(thread),
         })
-    }
-
-    /// Also logs the handshakes `sock` (in `ctx`) fails before asking this handler. Call it
-    /// before `sock` binds. What fails in between waits in the monitor socket until the thread
-    /// takes it over (within one poll interval).
-    pub fn watch(&self, ctx: &zmq::Context, sock: &zmq::Socket) -> Result<(), zmq::Error> {
-        let reader = monitor::watch(ctx, sock)?;
-        // The thread only ends when stopped, which takes `self`: it is there to receive.
-        let _ = self.watches.send(reader);
-        Ok(())
     }
 
     pub fn stop(mut self) {
@@ -192,20 +175,10 @@ impl Drop for ZapHandler {
     }
 }
 
-fn serve(
-    sock: zmq::Socket,
-    auth: TcpAuth,
-    new_watches: mpsc::Receiver<zmq::Socket>,
-    stop: Arc<AtomicBool>,
-) {
+fn serve(sock: zmq::Socket, auth: TcpAuth, stop: Arc<AtomicBool>) {
     let mut log = RefusalLog::default();
-    // Monitor sockets must be read for as long as their sockets live: libzmq blocks an I/O
-    // thread on a monitor nobody reads. The transport closes its sockets before stopping us.
-    let mut watches: Vec<zmq::Socket> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        watches.extend(new_watches.try_iter());
-        let mut items = vec![sock.as_poll_item(zmq::POLLIN)];
-        items.extend(watches.iter().map(|w| w.as_poll_item(zmq::POLLIN)));
+        let mut items = [sock.as_poll_item(zmq::POLLIN)];
         match zmq::poll(&mut items, STOP_POLL_MS) {
             Ok(0) | Err(zmq::Error::EINTR) => continue,
             Ok(_) => {}
@@ -213,14 +186,6 @@ fn serve(
                 tracing::error!(error = %e, "ZAP handler poll failed; refusing all peers from now on");
                 return;
             }
-        }
-        let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
-        drop(items);
-        for (watch, _) in watches.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-            log_failed_handshakes(watch, &mut log);
-        }
-        if !ready[0] {
-            continue;
         }
         let Ok(request) = sock.recv_multipart(0) else {
             continue;
@@ -234,22 +199,6 @@ fn serve(
         let reply = reply_to(&request, &verdict);
         if let Err(e) = sock.send_multipart(reply, 0) {
             tracing::warn!(error = %e, "ZAP reply failed");
-        }
-    }
-}
-
-/// Logs what one monitor reported, a bounded batch at a time: a flood of bad handshakes must
-/// not keep ZAP requests waiting.
-fn log_failed_handshakes(watch: &zmq::Socket, log: &mut RefusalLog) {
-    for _ in 0..MONITOR_BATCH {
-        let Ok(frames) = watch.recv_multipart(zmq::DONTWAIT) else {
-            return;
-        };
-        let Some(f) = monitor::decode(&frames) else {
-            continue;
-        };
-        if let Some(suppressed) = log.admit(Instant::now()) {
-            tracing::warn!(peer = "unknown", endpoint = %f.endpoint, reason = %f.why, suppressed, "connection refused at the handshake (libzmq does not report this peer's address)");
         }
     }
 }
@@ -361,16 +310,17 @@ fn reply_to(request: &[Vec<u8>], verdict: &Verdict) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Lets one refusal a second be logged, and counts the others.
+/// Lets one refusal a second be logged, and counts the others. Also used by the transport
+/// thread for what the sockets' monitors report (`connections.rs`).
 #[derive(Default)]
-struct RefusalLog {
+pub(super) struct RefusalLog {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl RefusalLog {
     /// `Some(n)`: log this refusal, and say `n` went unlogged since the last line.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
+    pub(super) fn admit(&mut self, now: Instant) -> Option<u64> {
         if self
             .last
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))

@@ -4,7 +4,9 @@
 //! directions, so neither side ever blocks the other.
 
 pub mod auth;
+mod connections;
 pub mod curve;
+pub mod fdlimit;
 pub mod framing;
 mod held;
 pub mod ipc;
@@ -29,6 +31,7 @@ use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
 use crate::protocol::limits::MAX_SUBSCRIPTION_MESSAGE_BYTES;
 use auth::{TcpAuth, ZapHandler};
+use connections::Connections;
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
@@ -48,6 +51,12 @@ pub struct TransportConfig {
     /// ZMTP heartbeat interval and timeout, in milliseconds (dead peers are dropped).
     pub zmtp_heartbeat_ivl_ms: i32,
     pub zmtp_heartbeat_timeout_ms: i32,
+    /// How long a peer may take to complete its handshake (greeting, PLAIN, ZAP) before it is
+    /// dropped, in milliseconds (`ZMQ_HANDSHAKE_IVL`; libzmq's default is 30 s).
+    pub handshake_ivl_ms: i32,
+    /// Connections each socket holds at once; more are shut down as they are accepted. Lowered
+    /// at start when the descriptor limit cannot hold both sockets' (see `fdlimit.rs`).
+    pub max_connections: usize,
     /// How long queued events may still go out after close (the PUB drain bound), in ms.
     pub pub_linger_ms: i32,
     /// Requests waiting for the core; beyond it requests get `server_busy`.
@@ -78,6 +87,8 @@ impl Default for TransportConfig {
             router_hwm: 1_000,
             zmtp_heartbeat_ivl_ms: 5_000,
             zmtp_heartbeat_timeout_ms: 15_000,
+            handshake_ivl_ms: 5_000,
+            max_connections: 1_024,
             pub_linger_ms: 1_000,
             inbound_queue: 1_024,
             outbound_queue: 65_536,
@@ -162,11 +173,9 @@ impl Transport {
         router.set_rcvhwm(config.router_hwm)?;
         router.set_linger(0)?;
         set_heartbeats(&router, config)?;
-        if let (Some(auth), Some(zap)) = (auth, &zap) {
+        if let Some(auth) = auth {
             auth.require(&router)?;
-            zap.watch(&context, &router)?;
         }
-        bind(&router, &config.rpc_endpoint)?;
 
         // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
         // answer with `instance.welcome` (verbose: repeated subscriptions too, one per client).
@@ -179,10 +188,15 @@ impl Transport {
         // byte: a larger message disconnects its subscriber (see the constant for the sizes).
         publisher.set_maxmsgsize(MAX_SUBSCRIPTION_MESSAGE_BYTES as i64)?;
         set_heartbeats(&publisher, config)?;
-        if let (Some(auth), Some(zap)) = (auth, &zap) {
+        if let Some(auth) = auth {
             auth.require(&publisher)?;
-            zap.watch(&context, &publisher)?;
         }
+
+        // Both monitors are attached before either socket binds, so no connection goes uncounted.
+        let stats = Arc::new(Stats::default());
+        let limit = connection_limit(config.max_connections);
+        let connections = Connections::watch(&context, &router, &publisher, limit, stats.clone())?;
+        bind(&router, &config.rpc_endpoint)?;
         bind(&publisher, &config.pub_endpoint)?;
 
         let wake_addr = format!("inproc://zcoord-wake-{}", uuid::Uuid::now_v7());
@@ -198,7 +212,6 @@ impl Transport {
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
         let signals = Arc::new(Signals::default());
-        let stats = Arc::new(Stats::default());
         let server = Server {
             router_raw: held::RawSocket::of(&mut router),
             router,
@@ -217,6 +230,7 @@ impl Transport {
                 peer_bytes: config.per_peer_bytes,
                 total_bytes: config.pending_bytes,
             })),
+            connections: RefCell::new(connections),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())
@@ -284,7 +298,26 @@ fn is_tcp(endpoint: &str) -> bool {
     endpoint.starts_with("tcp://")
 }
 
+/// `wanted`, or what fits the process's descriptor limit, with a warning when that is less.
+fn connection_limit(wanted: usize) -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let limit = fdlimit::per_socket(wanted as u64, soft);
+    if limit < wanted as u64 {
+        tracing::warn!(
+            wanted,
+            limit,
+            descriptors = soft,
+            reserve = fdlimit::RESERVE,
+            "the descriptor limit cannot hold two sockets of --max-connections each plus the reserve: lowered the limit per socket (raise `ulimit -n` to allow more)"
+        );
+    }
+    usize::try_from(limit).unwrap_or(wanted)
+}
+
+/// Peers that never finish their handshake (a raw tcp connection that sends nothing) are dropped
+/// after `handshake_ivl_ms`, so they hold one of `max_connections` for that long at most.
 fn set_heartbeats(sock: &zmq::Socket, config: &TransportConfig) -> Result<(), zmq::Error> {
+    sock.set_handshake_ivl(config.handshake_ivl_ms)?;
     sock.set_heartbeat_ivl(config.zmtp_heartbeat_ivl_ms)?;
     sock.set_heartbeat_timeout(config.zmtp_heartbeat_timeout_ms)?;
     sock.set_heartbeat_ttl(config.zmtp_heartbeat_timeout_ms)?;

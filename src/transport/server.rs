@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
+use super::connections::Connections;
 use super::framing::{classify, Framed, Route};
 use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
@@ -52,6 +53,9 @@ pub(super) struct Server {
     /// Requests each peer has waiting for the core; beyond the limit that peer gets
     /// `too_many_pending`, so one flooding peer cannot fill the queue everyone shares.
     pub pending: RefCell<Pending>,
+    /// Each socket's monitor: live connections against the limit, and failed handshakes. Read
+    /// first on every turn: libzmq's I/O thread blocks on a monitor queue nobody empties.
+    pub connections: RefCell<Connections>,
 }
 
 impl Server {
@@ -63,17 +67,21 @@ impl Server {
             if self.flush_outbound() || self.signals.closing.load(Ordering::SeqCst) {
                 break;
             }
-            let (router_ready, wake_ready, pub_ready) = {
+            let (router_ready, wake_ready, pub_ready, monitors_ready) = {
+                let connections = self.connections.borrow();
                 let mut items = [
                     self.router.as_poll_item(zmq::POLLIN),
                     self.wake.as_poll_item(zmq::POLLIN),
                     self.publisher.as_poll_item(zmq::POLLIN),
+                    connections.rpc.monitor.as_poll_item(zmq::POLLIN),
+                    connections.pub_.monitor.as_poll_item(zmq::POLLIN),
                 ];
                 match zmq::poll(&mut items, -1) {
                     Ok(_) => (
                         items[0].is_readable(),
                         items[1].is_readable(),
                         items[2].is_readable(),
+                        [items[3].is_readable(), items[4].is_readable()],
                     ),
                     Err(zmq::Error::EINTR) => continue,
                     Err(e) => {
@@ -84,6 +92,7 @@ impl Server {
             };
             // Awake: until we clear the flag again, senders need not wake us.
             self.signals.wake_pending.store(true, Ordering::SeqCst);
+            self.connections.borrow_mut().read(monitors_ready);
             if wake_ready {
                 while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
             }

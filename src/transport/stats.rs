@@ -1,5 +1,6 @@
 //! Counters of what the transport dropped or refused, shared with the core actor for
-//! `instance.info`. Atomics, because the transport thread and the actor both touch them.
+//! `instance.info`, and the sockets' connection counts. Atomics, because the transport thread
+//! and the actor both touch them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +12,12 @@ pub struct Stats {
     pub outbound_dropped: AtomicU64,
     pub requests_refused_busy: AtomicU64,
     pub requests_dropped: AtomicU64,
+    /// Live connections on the ROUTER and the PUB (see `connections.rs`); not yet in
+    /// `instance.info`.
+    pub connections_rpc: AtomicU64,
+    pub connections_pub: AtomicU64,
+    /// Connections shut down at accept because their socket was at its limit.
+    pub connections_refused: AtomicU64,
 }
 
 impl Stats {
