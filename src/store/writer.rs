@@ -4,9 +4,9 @@
 //! depends on it.
 //!
 //! A failed commit is kept and retried (nothing is dropped while running), with a backoff of at
-//! most [`MAX_BACKOFF`] so the store is back within a second of its cause going away; every
-//! failure and every recovery is published on [`Writer::health`] at once, so the core can refuse
-//! changes and tell clients within a second. A failure the store calls permanent (its file was
+//! most [`MAX_BACKOFF`] so the store is back within a second of its cause going away; a failure
+//! that outlasts one retry (100 ms), and every recovery, is published on [`Writer::health`] at
+//! once, so the core can refuse changes and tell clients within a second. A failure the store calls permanent (its file was
 //! deleted or replaced) is not retried: the changes wait for shutdown, where they are given up
 //! and counted. While a batch waits, a newer version of a message replaces the older one in it
 //! (a streaming reply's checkpoints rewrite one row), so a long outage does not pile up copies.
@@ -27,6 +27,8 @@ use crate::protocol::ids::MessageId;
 const MAX_BATCH: usize = 4_096;
 /// At close, a batch that keeps failing is given up after this many tries.
 const CLOSE_ATTEMPTS: u32 = 3;
+/// Failed tries in a row before the failure is reported (the first retry comes 100 ms later).
+const REPORT_AFTER: u32 = 2;
 /// Longest wait between two tries of a failing commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -216,11 +218,15 @@ impl WriterThread {
                     };
                     tracing::error!(error = %e, changes = self.batch.len(), attempt = failures,
                         permanent = failure.permanent, "store commit failed; keeping the changes");
-                    self.health.send_if_modified(|h| {
-                        let changed = h.as_ref() != Some(&failure);
-                        *h = Some(failure.clone());
-                        changed
-                    });
+                    // One failed try may be a blip the next one (100 ms on) gets past; a
+                    // second, or a failure that retrying cannot help, is reported.
+                    if failures >= REPORT_AFTER || failure.permanent {
+                        self.health.send_if_modified(|h| {
+                            let changed = h.as_ref() != Some(&failure);
+                            *h = Some(failure.clone());
+                            changed
+                        });
+                    }
                     if failure.permanent {
                         return self.hold_until_close();
                     }
