@@ -72,13 +72,7 @@ impl Served {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let disc = data_dir.join("instance.json");
-        let discovery = eventually("discovery file", || {
-            fs::read(&disc)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .filter(|d| d["pid"] == child.id())
-        });
+        let discovery = common::discovery_of(data_dir, &child);
         Served {
             child,
             log,

@@ -35,14 +35,7 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn zcoord serve");
-        let disc = data_dir.join("instance.json");
-        // Wait for the file this process wrote (a stale one from a dead server may be there first).
-        let d: Value = eventually("discovery file", || {
-            std::fs::read(&disc)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .filter(|d| d["pid"] == child.id())
-        });
+        let d = common::discovery_of(data_dir, &child);
         Served {
             child: Some(child),
             data_dir: data_dir.to_owned(),

@@ -56,13 +56,7 @@ impl Limited {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let disc = data_dir.join("instance.json");
-        let discovery = eventually("discovery file", || {
-            fs::read(&disc)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .filter(|d| d["pid"] == child.id())
-        });
+        let discovery = common::discovery_of(data_dir, &child);
         Limited {
             child,
             log,

@@ -174,13 +174,7 @@ fn serve_sqlite(dir: &Path, extra: &[&str]) -> (Child, String, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let disc = dir.join("instance.json");
-    let d: Value = eventually("discovery file", || {
-        std::fs::read(&disc)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .filter(|d| d["pid"] == child.id())
-    });
+    let d = common::discovery_of(dir, &child);
     let rpc = d["endpoints"]["rpc"].as_str().unwrap().to_owned();
     let pub_ = d["endpoints"]["pub"].as_str().unwrap().to_owned();
     (child, rpc, pub_)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{eventually, send, spawn_daemon, view_of_primary, view_of_replica};
 use serde_json::json;
-use zcoord::mirror::{Change, Mirror};
+use zcoord::mirror::Mirror;
 
 #[test]
 fn the_mirror_converges_with_the_primary() {
@@ -15,13 +15,7 @@ fn the_mirror_converges_with_the_primary() {
     // Activity before the mirror starts is in its snapshot; activity after, in its events.
     let first = send(&d, None, "before the mirror");
     let mirror = Mirror::start(&d.rpc, &d.pub_, Duration::from_secs(5));
-    eventually("the first sync", || {
-        mirror
-            .changes()
-            .try_iter()
-            .any(|c| matches!(c, Change::Synced { .. }))
-            .then_some(())
-    });
+    common::synced(&mirror);
     let sid = first["session_id"].as_str().unwrap();
     // The first turn must be over before the session takes another message.
     eventually("the first turn to end", || {
@@ -89,13 +83,7 @@ fn the_mirror_holds_long_histories_and_long_messages_whole() {
         idle();
     }
     let mirror = Mirror::start(&d.rpc, &d.pub_, Duration::from_secs(5));
-    eventually("the first sync", || {
-        mirror
-            .changes()
-            .try_iter()
-            .any(|c| matches!(c, Change::Synced { .. }))
-            .then_some(())
-    });
+    common::synced(&mirror);
     // One more long message after the sync: the mirror learns it from a clipped event.
     send(&d, Some(&sid), &long);
     idle();

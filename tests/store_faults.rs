@@ -40,13 +40,7 @@ fn serve(dir: &Path) -> Server {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let disc = dir.join("instance.json");
-    let d: Value = eventually("discovery file", || {
-        std::fs::read(&disc)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .filter(|d| d["pid"] == child.id())
-    });
+    let d = common::discovery_of(dir, &child);
     Server {
         rpc: d["endpoints"]["rpc"].as_str().unwrap().to_owned(),
         pub_: d["endpoints"]["pub"].as_str().unwrap().to_owned(),

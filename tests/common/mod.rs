@@ -197,6 +197,29 @@ pub fn topics(events: &[ReceivedEvent]) -> Vec<String> {
     events.iter().map(|e| e.envelope.topic.clone()).collect()
 }
 
+/// The discovery file `child` (a `zcoord serve` of `data_dir`) wrote, once it has: a stale one
+/// from a dead server may be there first, so the file must name this process.
+pub fn discovery_of(data_dir: &std::path::Path, child: &std::process::Child) -> Value {
+    let disc = data_dir.join("instance.json");
+    eventually("discovery file", || {
+        std::fs::read(&disc)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .filter(|d| d["pid"] == child.id())
+    })
+}
+
+/// Waits until `mirror` has announced its first sync.
+pub fn synced(mirror: &zcoord::mirror::Mirror) {
+    eventually("the first sync", || {
+        mirror
+            .changes()
+            .try_iter()
+            .any(|c| matches!(c, zcoord::mirror::Change::Synced { .. }))
+            .then_some(())
+    });
+}
+
 /// Polls `check` until it returns `Some`, or panics after `WAIT`.
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
