@@ -673,6 +673,29 @@ def row2(c: Ctx):
     c.checks["no acknowledged send lost"] = missing == 0
 
 
+def stall_commits(c: Ctx, s: Server, writer: Rpc, limit=15.0):
+    """Writes until one is not answered within 1 s (its commit is stuck on the full disk);
+    returns the seconds that took, or None. A database with history may still commit into its
+    WAL's or free pages' space after the disk is full, so each answered write is followed by a
+    256 KiB one (which needs new pages) and a refill."""
+    t0 = time.monotonic()
+    sid = None
+    i = 0
+    while time.monotonic() - t0 < limit and s.alive():
+        i += 1
+        rep = writer.call("session.create", {"title": f"probe {i}"}, timeout=1.0)
+        if rep is None:
+            return round(time.monotonic() - t0, 2)
+        sid = sid or (result(rep) or {}).get("id")
+        if sid:
+            rep = writer.call("message.send", {"session_id": sid, "content": "p" * CONTENT_MAX},
+                              timeout=1.0)
+            if rep is None:
+                return round(time.monotonic() - t0, 2)
+        c.tmpfs.fill()
+    return None
+
+
 def row3(c: Ctx):
     """Disk full, one client pipelining session.list over 2,000 sessions."""
     if not disk_full_setup(c):
@@ -685,6 +708,7 @@ def row3(c: Ctx):
     c.begin_load()
     c.facts["filler_bytes"] = c.tmpfs.fill()
     writer = Rpc(s)
+    c.facts["commit_stalled_after_s"] = stall_commits(c, s, writer)
     pipe = s.socket(zmq.DEALER, sndhwm=100000, rcvhwm=100000)
     t_end = time.monotonic() + c.args.seconds
     sent = replies = pending_refusals = other_errors = 0
@@ -700,6 +724,8 @@ def row3(c: Ctx):
             except zmq.Again:
                 pass
             next_write = now + 0.5
+            if writes % 10 == 0:
+                c.tmpfs.fill()  # take back whatever space the server freed
             while writer.sock.poll(0, zmq.POLLIN):
                 writer.sock.recv_multipart()
         for _ in range(50):  # at most ~5,000 requests a second
@@ -735,49 +761,17 @@ def row4(c: Ctx):
     rpc = Rpc(s)
     nsess = 16
     sids = [result(rpc.call("session.create", {"title": f"big {i}"}))["id"] for i in range(nsess)]
-    ends = s.socket(zmq.SUB, rcvhwm=100000)
-    ends.setsockopt(zmq.SUBSCRIBE, b"llm.end")
-    wait_welcome(ends, b"llm.end", 5)
     content = ("x" * (CONTENT_MAX - 8)) + " y"
     c.begin_load()
-    t_end = time.monotonic() + c.args.seconds
-    free = list(sids)
-    busy: dict[int, str] = {}
-    sent = acked = refused = 0
-    kinds: dict = {}
-    while c.loading(t_end, s):
-        while free and len(busy) < nsess:
-            sid = free.pop()
-            try:
-                busy[rpc.send("message.send", {"session_id": sid, "content": content})] = sid
-                sent += 1
-            except zmq.Again:
-                free.append(sid)
-                break
-        if rpc.sock.poll(50, zmq.POLLIN):
-            rep = json.loads(rpc.sock.recv_multipart()[-1])
-            sid = busy.pop(rep.get("id"), None)
-            if "error" in rep:
-                refused += 1
-                k = err_kind(rep)
-                kinds[k] = kinds.get(k, 0) + 1
-                if sid:
-                    free.append(sid)  # retry later (session_busy: its llm.end frees it)
-            else:
-                acked += 1
-        while ends.poll(0, zmq.POLLIN):
-            frames = ends.recv_multipart()
-            sid = frames[0].decode().partition("/")[2]
-            if sid in sids and sid not in free and sid not in busy.values():
-                free.append(sid)
+    load = send_load(c, s, sids, content, c.args.seconds)
     c.end_load()
-    ends.close(0)
     wait_idle(rpc, sids, 30)
     db = s.data_dir / "zcoord.db"
     db_bytes = sum((s.data_dir / f).stat().st_size for f in os.listdir(s.data_dir)
                    if f.startswith("zcoord.db"))
-    c.facts.update(messages_sent=sent, sends_acked=acked, sends_refused=refused,
-                   refusal_kinds=kinds, content_bytes=len(content),
+    c.facts.update(messages_sent=load["sends"], sends_acked=load["acked"],
+                   sends_refused=load["refused"], refusal_kinds=load["refusal_kinds"],
+                   content_bytes=len(content),
                    db_mib=round(db_bytes / MiB, 1), db_file=str(db))
     rpc.close()
     c.watch_recovery()
@@ -876,24 +870,26 @@ def row6(c: Ctx):
 
 
 def send_load(c: Ctx, s: Server, sids, content: str, seconds: float):
-    """message.send to each session in turn as soon as its previous turn ended (llm.end)."""
+    """message.send to each session again as soon as its reply is in and its turn has ended
+    (llm.end, which may arrive before the reply: they travel on different sockets)."""
     rpc = Rpc(s)
     ends = s.socket(zmq.SUB, rcvhwm=100000)
     ends.setsockopt(zmq.SUBSCRIBE, b"llm.end")
     wait_welcome(ends, b"llm.end", 5)
     t_end = time.monotonic() + seconds
     free, busy = list(sids), {}
-    idset = set(sids)
+    running: dict[str, str] = {}  # turn_id -> session, reply in, llm.end not yet
+    ended: set[str] = set()  # turns whose llm.end came before their reply
     sent = acked = refused = 0
     kinds: dict = {}
     while c.loading(t_end, s):
         while free and len(busy) < 64:
-            sid = free.pop()
+            sid = free.pop(0)
             try:
                 busy[rpc.send("message.send", {"session_id": sid, "content": content})] = sid
                 sent += 1
             except zmq.Again:
-                free.append(sid)
+                free.insert(0, sid)
                 break
         if rpc.sock.poll(20, zmq.POLLIN):
             rep = json.loads(rpc.sock.recv_multipart()[-1])
@@ -902,14 +898,28 @@ def send_load(c: Ctx, s: Server, sids, content: str, seconds: float):
                 refused += 1
                 k = err_kind(rep)
                 kinds[k] = kinds.get(k, 0) + 1
-            else:
+                if sid:
+                    free.append(sid)
+            elif sid:
                 acked += 1
+                tid = rep["result"]["turn_id"]
+                if tid in ended:
+                    ended.discard(tid)
+                    free.append(sid)
+                else:
+                    running[tid] = sid
         n = 0
         while n < 1000 and ends.poll(0, zmq.POLLIN):
             n += 1
-            sid = ends.recv_multipart()[0].decode().partition("/")[2]
-            if sid in idset and sid not in free and sid not in busy.values():
-                free.append(sid)
+            body = ends.recv_multipart()[-1]
+            try:
+                tid = json.loads(body)["payload"]["turn_id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if tid in running:
+                free.append(running.pop(tid))
+            elif len(ended) < 100000:
+                ended.add(tid)
     ends.close(0)
     rpc.close()
     return {"sends": sent, "acked": acked, "refused": refused, "refusal_kinds": kinds}
@@ -1415,6 +1425,8 @@ def main() -> int:
         if args.json:  # written after every row, so an interrupted run keeps what it measured
             write_json(args, version, results)
     print(table(results))
+    client = max((r.get("client_rss_mib") or 0 for r in results), default=0)
+    print(f"\nthis client's own RSS: at most {client} MiB")
     failed = [r["row"] for r in results if r.get("pass") is False]
     print(f"\nrows failing: {failed or 'none'}; aims: RSS <= {RSS_LIMIT_MIB} MiB, back under 2x "
           f"start within {args.recover:g} s, alive, and each row's own checks")
