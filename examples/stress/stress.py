@@ -1291,15 +1291,20 @@ def run_row(args, row: int) -> dict:
     out: dict = {"row": row, "title": title}
     t0 = time.monotonic()
     error = None
+    aborted = False
     try:
         fn(c)
     except Exception as e:  # noqa: BLE001 -- a broken scenario is a row result, not a crash
         error = f"{type(e).__name__}: {e}"
         log(f"  row {row}: error: {error}\n{traceback.format_exc()}")
+    except BaseException:
+        aborted = True  # interrupted: clean up at once, then stop
+        raise
     finally:
         try:
             if c.server is not None:
-                if c.t_load is not None and not c.recover_done and c.server.alive():
+                if (c.t_load is not None and not c.recover_done and c.server.alive()
+                        and not aborted):
                     if c.t_load_end is None:
                         c.end_load()
                     c.watch_recovery()
@@ -1409,6 +1414,13 @@ def main() -> int:
                          "the machine (default 6144; the row fails the 512 MiB aim anyway)")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every row's clean-up
+
+    # A background job of a non-interactive shell starts with SIGINT ignored: take it back.
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
