@@ -1,5 +1,9 @@
 //! The `zcoord` binary: parses the command line and hands off to `cli`. Nothing else.
 
+/// jemalloc, for memory that goes back to the system after a spike (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     std::process::exit(zcoord::cli::main());
 }
