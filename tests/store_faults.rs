@@ -108,16 +108,28 @@ fn a_store_that_cannot_write_refuses_changes_keeps_serving_and_recovers() {
 
     server.limit_file_size(Some(0));
     let asked = Instant::now();
-    // Decided before the failure was known: its change is kept, but it is not acknowledged.
-    let e = refused(
-        &mut client,
-        "message.send",
-        json!({"session_id": sid, "content": "during"}),
-    );
+    // A send decided before the failure was known, and a ping right behind it: the send's
+    // change is kept but not acknowledged; the ping, which changed nothing, is answered.
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.connect(&server.rpc).unwrap();
+    let during = json!({"jsonrpc": "2.0", "id": 1, "method": "message.send",
+                        "params": {"session_id": sid, "content": "during"}});
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "instance.ping"});
+    dealer.send(during.to_string().as_bytes(), 0).unwrap();
+    dealer.send(ping.to_string().as_bytes(), 0).unwrap();
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < 2 {
+        let frames = common::recv_within(&dealer, WAIT).expect("both answered");
+        let v: Value = serde_json::from_slice(&frames[0]).unwrap();
+        replies.insert(v["id"].as_u64().unwrap(), v);
+    }
     let waited = asked.elapsed();
+    let e = &replies[&1]["error"];
     assert_eq!(e["code"], -32011, "{e}");
     assert_eq!(e["data"]["kind"], "store_unavailable");
     assert_eq!(e["data"]["saved"], false);
+    assert_eq!(replies[&2]["result"]["status"], "ok", "{}", replies[&2]);
     assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
     let degraded = next_of(&status, "instance.status");
     assert_eq!(degraded["status"], "degraded", "{degraded}");

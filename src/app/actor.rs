@@ -239,6 +239,7 @@ impl<'t> Actor<'t> {
             drops: self.transport.stats.snapshot(),
         };
         let refusal = calls.refusal();
+        let required = self.outbox.required();
         if let Some(body) = self.core.answer(calls, &ctx) {
             // The reply follows the events and changes its call decided, so it never overtakes
             // its events and never shows state that is not yet committed. It carries the
@@ -249,6 +250,10 @@ impl<'t> Actor<'t> {
                 slot.resize(body.len());
             }
             let msg = Outbound::Reply { route, body, slot };
+            // Only a call that changed something is refused should the store fail before its
+            // change is saved; a read or a ping waiting behind it is answered as it is.
+            let changed = self.outbox.required() != required;
+            let refusal = refusal.filter(|_| changed);
             self.outbox.push(
                 msg,
                 refusal,
