@@ -171,6 +171,7 @@ impl Harness {
         let ctx = CallContext {
             now: self.now,
             drops: DropCounters::default(),
+            transport: Default::default(),
         };
         let body = self.core.answer(calls, &ctx);
         if promised != body.is_some() {

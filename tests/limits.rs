@@ -336,3 +336,33 @@ fn replies_a_client_does_not_read_count_against_it() {
     assert_eq!(info["drops"]["replies_dropped"], 0, "{info}");
     assert_alive(&d);
 }
+
+/// `instance.info` says what libzmq holds for subscribers that fall behind: it grows while a
+/// subscriber does not read, and goes back to nothing once it leaves. Connections are counted.
+#[test]
+fn info_shows_the_bytes_a_stalled_subscriber_pins() {
+    let d = spawn_daemon();
+    let held = |d: &Daemon| d.call("instance.info", json!({}))["transport"].clone();
+    let stalled = d.ctx.socket(zmq::SUB).unwrap();
+    stalled.set_linger(0).unwrap();
+    stalled.set_rcvhwm(1).unwrap();
+    stalled.set_rcvbuf(4 << 10).unwrap();
+    stalled.set_subscribe(b"").unwrap();
+    stalled.connect(&d.pub_).unwrap();
+    let mut rpc = d.client();
+    // Enough events that kernel buffers cannot take them all: libzmq must hold some.
+    let title = "t".repeat(200);
+    let pinned = common::eventually("events pinned by the stalled subscriber", || {
+        for _ in 0..50 {
+            rpc.call("session.create", json!({"title": title})).unwrap();
+        }
+        let t = held(&d);
+        (t["pub_bytes_held"].as_u64().unwrap() > 100_000).then_some(t)
+    });
+    assert!(pinned["connections_pub"].as_u64().unwrap() >= 1, "{pinned}");
+    assert!(pinned["connections_rpc"].as_u64().unwrap() >= 1, "{pinned}");
+    drop(stalled);
+    common::eventually("the stalled subscriber's events freed", || {
+        (held(&d)["pub_bytes_held"].as_u64() < Some(10_000)).then_some(())
+    });
+}

@@ -237,6 +237,7 @@ impl<'t> Actor<'t> {
         let ctx = CallContext {
             now: now(),
             drops: self.transport.stats.snapshot(),
+            transport: self.transport.stats.gauges(),
         };
         let refusal = calls.refusal();
         let required = self.outbox.required();

@@ -357,6 +357,7 @@ impl Harness {
         let ctx = CallContext {
             now: self.now,
             drops: DropCounters::default(),
+            transport: Default::default(),
         };
         self.core.call(call, &ctx)
     }

@@ -25,7 +25,7 @@ use crate::protocol::limits::{DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX};
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult,
     MessageSend, OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
-    SessionListResult, StateSyncResult,
+    SessionListResult, StateSyncResult, TransportInfo,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
 use crate::protocol::PROTOCOL_VERSION;
@@ -72,6 +72,7 @@ impl Default for CoreConfig {
 pub struct CallContext {
     pub now: OffsetDateTime,
     pub drops: DropCounters,
+    pub transport: TransportInfo,
 }
 
 pub struct Core {
@@ -633,6 +634,7 @@ impl Core {
             seq: self.seq,
             running_turns: self.turns.len() as u64,
             drops: ctx.drops.clone(),
+            transport: ctx.transport.clone(),
             store: self.meta.store.clone(),
             recovered_turns: self.recovered_turns,
             promoted_from: self.promoted_from,

@@ -44,6 +44,7 @@ pub(super) fn ctx(secs: i64) -> CallContext {
     CallContext {
         now: at(secs),
         drops: DropCounters::default(),
+        transport: Default::default(),
     }
 }
 

@@ -113,6 +113,12 @@ fn method_results() {
                 max_events: 50_000,
                 max_bytes: 1 << 25,
             },
+            transport: TransportInfo {
+                connections_rpc: 2,
+                connections_pub: 3,
+                connections_refused: 0,
+                pub_bytes_held: 4096,
+            },
             status: Health::Degraded,
             degraded: Some(DegradedInfo {
                 reason: "database or disk is full (retrying)".into(),
@@ -130,6 +136,8 @@ fn method_results() {
                "store": "memory", "recovered_turns": 1,
                "replay": {"events": 7, "bytes": 2048, "oldest_seq": 1,
                           "max_events": 50_000, "max_bytes": 33_554_432},
+               "transport": {"connections_rpc": 2, "connections_pub": 3, "connections_refused": 0,
+                             "pub_bytes_held": 4096},
                "status": "degraded",
                "degraded": {"reason": "database or disk is full (retrying)", "since": T_JSON}}),
     );

@@ -389,11 +389,27 @@ pub struct InfoResult {
     pub promoted_from: Option<InstanceId>,
     /// What `events.replay` can still serve.
     pub replay: ReplayInfo,
+    /// The transport's connections and what libzmq holds for subscribers now.
+    #[serde(default)]
+    pub transport: TransportInfo,
     /// `degraded` while the store cannot commit; `degraded` then says why and since when.
     #[serde(default)]
     pub status: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<DegradedInfo>,
+}
+
+/// Gauges of the transport, read when `instance.info` is answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportInfo {
+    /// Live connections on the ROUTER and on the PUB.
+    pub connections_rpc: u64,
+    pub connections_pub: u64,
+    /// Connections closed at accept since start because their socket was at its limit.
+    pub connections_refused: u64,
+    /// Bytes of events libzmq holds for subscribers that have not been sent them yet: what
+    /// subscribers that fall behind pin (each up to `--pub-hwm` events).
+    pub pub_bytes_held: u64,
 }
 
 /// Why the instance is degraded.

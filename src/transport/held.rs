@@ -6,17 +6,52 @@
 //! message: after it has written the frame to the connection, or dropped it. So a client's bytes
 //! in flight include its replies all the way to the wire.
 //!
+//! Events go the same way: their bytes are shared with the replay ring (no copy), and a gauge
+//! counts what libzmq holds for subscribers that have not been sent them yet.
+//!
 //! The one place in zcoord that calls libzmq directly (`zmq_msg_init_data`, `zmq_msg_send`):
 //! the `zmq` crate copies every frame and has no way to learn when libzmq lets go of it.
 
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::pending::Slot;
+use super::stats::Stats;
+
+/// A frame's bytes: a reply's own, or an event's, shared with the replay ring.
+enum Body {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Body {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Owned(v) => v,
+            Body::Shared(a) => a,
+        }
+    }
+}
+
+/// A gauge of bytes libzmq holds, taken back when the frame is freed.
+struct Gauge {
+    stats: Arc<Stats>,
+    field: fn(&Stats) -> &AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.field)(&self.stats).fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// What libzmq holds for one frame: its bytes, and what is released with them.
 struct Held {
-    body: Vec<u8>,
+    body: Body,
     _slot: Option<Slot>,
+    _gauge: Option<Gauge>,
 }
 
 /// Called by libzmq, on whichever of its threads closes the message last, exactly once.
@@ -49,9 +84,49 @@ pub fn send(
     slot: Option<Slot>,
     flags: i32,
 ) -> Result<(), zmq::Error> {
-    let held = Box::new(Held { body, _slot: slot });
-    let data = held.body.as_ptr().cast_mut().cast::<c_void>();
-    let len = held.body.len();
+    send_held(
+        sock,
+        Held {
+            body: Body::Owned(body),
+            _slot: slot,
+            _gauge: None,
+        },
+        flags,
+    )
+}
+
+/// Sends an event's body (shared with the replay ring, so not copied) as one frame, counting
+/// its bytes in `Stats::pub_bytes_held` until libzmq frees it: after the last subscriber it was
+/// queued for has had it written, or has gone. So the server can say how much its subscribers'
+/// queues hold, a figure libzmq itself does not keep.
+pub fn send_shared(
+    sock: RawSocket,
+    body: Arc<[u8]>,
+    stats: &Arc<Stats>,
+    flags: i32,
+) -> Result<(), zmq::Error> {
+    let bytes = body.len() as u64;
+    stats.pub_bytes_held.fetch_add(bytes, Ordering::Relaxed);
+    let gauge = Gauge {
+        stats: stats.clone(),
+        field: |s| &s.pub_bytes_held,
+        bytes,
+    };
+    send_held(
+        sock,
+        Held {
+            body: Body::Shared(body),
+            _slot: None,
+            _gauge: Some(gauge),
+        },
+        flags,
+    )
+}
+
+fn send_held(sock: RawSocket, held: Held, flags: i32) -> Result<(), zmq::Error> {
+    let held = Box::new(held);
+    let data = held.body.as_slice().as_ptr().cast_mut().cast::<c_void>();
+    let len = held.body.as_slice().len();
     let hint = Box::into_raw(held).cast::<c_void>();
     let mut msg = zmq_sys::zmq_msg_t::default();
     // SAFETY: `msg` is a fresh message; `data` and `len` describe the box's buffer, which stays
@@ -98,6 +173,23 @@ mod tests {
         assert_eq!(pull.recv_bytes(0).unwrap(), b"hello");
         // Over inproc the message is freed when the reader has taken it.
         assert!(p.take(b"peer", 1).is_ok(), "released once read");
+    }
+
+    #[test]
+    fn shared_bytes_are_counted_until_libzmq_lets_go() {
+        let ctx = zmq::Context::new();
+        let mut push = ctx.socket(zmq::PAIR).unwrap();
+        let pull = ctx.socket(zmq::PAIR).unwrap();
+        push.bind("inproc://held-shared").unwrap();
+        pull.connect("inproc://held-shared").unwrap();
+        let stats = Arc::new(Stats::default());
+        let body: Arc<[u8]> = Arc::from(&b"an event"[..]);
+        send_shared(RawSocket::of(&mut push), body.clone(), &stats, 0).unwrap();
+        assert_eq!(stats.pub_bytes_held.load(Ordering::Relaxed), 8);
+        assert_eq!(Arc::strong_count(&body), 2, "shared, not copied");
+        assert_eq!(pull.recv_bytes(0).unwrap(), b"an event");
+        assert_eq!(stats.pub_bytes_held.load(Ordering::Relaxed), 0);
+        assert_eq!(Arc::strong_count(&body), 1);
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Transport {
 
         // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
         // answer with `instance.welcome` (verbose: repeated subscriptions too, one per client).
-        let publisher = context.socket(zmq::XPUB)?;
+        let mut publisher = context.socket(zmq::XPUB)?;
         publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
         publisher.set_linger(config.pub_linger_ms)?;
@@ -214,6 +214,7 @@ impl Transport {
         let signals = Arc::new(Signals::default());
         let server = Server {
             router_raw: held::RawSocket::of(&mut router),
+            publisher_raw: held::RawSocket::of(&mut publisher),
             router,
             publisher,
             wake,

@@ -37,6 +37,8 @@ pub(super) struct Server {
     pub router: zmq::Socket,
     /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
     pub router_raw: RawSocket,
+    /// The same XPUB, for event bodies shared with the replay ring (`held`).
+    pub publisher_raw: RawSocket,
     pub publisher: zmq::Socket,
     pub wake: zmq::Socket,
     pub outbound: Receiver<Outbound>,
@@ -161,17 +163,18 @@ impl Server {
             Outbound::Reply { route, body, slot } => self.reply_held(&route, body, slot),
             Outbound::Event { seq, key, body } => {
                 self.last_seq.set(seq);
-                self.publish(key.as_bytes(), &body)
+                self.publish(key.as_bytes(), body)
             }
         }
     }
 
-    fn publish(&self, key: &[u8], body: &[u8]) {
-        // PUB never blocks: a subscriber at its high-water mark simply misses the message.
+    fn publish(&self, key: &[u8], body: Arc<[u8]>) {
+        // PUB never blocks: a subscriber at its high-water mark simply misses the message. The
+        // body goes to libzmq without a copy, counted while libzmq holds it (`held`).
         let sent = self
             .publisher
             .send(key, zmq::SNDMORE | zmq::DONTWAIT)
-            .and_then(|_| self.publisher.send(body, zmq::DONTWAIT));
+            .and_then(|_| held::send_shared(self.publisher_raw, body, &self.stats, zmq::DONTWAIT));
         if let Err(e) = sent {
             Stats::bump(&self.stats.outbound_dropped);
             tracing::warn!(error = %e, "publish failed");
@@ -239,7 +242,7 @@ impl Server {
         let mut encoder = self.encoder.borrow_mut();
         for prefix in &burst {
             let welcome = encoder.welcome(prefix, self.last_seq.get(), now, self.instance_id);
-            self.publish(welcome.key.as_bytes(), &welcome.body);
+            self.publish(welcome.key.as_bytes(), welcome.body);
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::methods::DropCounters;
+use crate::protocol::methods::{DropCounters, TransportInfo};
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -12,17 +12,29 @@ pub struct Stats {
     pub outbound_dropped: AtomicU64,
     pub requests_refused_busy: AtomicU64,
     pub requests_dropped: AtomicU64,
-    /// Live connections on the ROUTER and the PUB (see `connections.rs`); not yet in
-    /// `instance.info`.
+    /// Live connections on the ROUTER and the PUB (see `connections.rs`).
     pub connections_rpc: AtomicU64,
     pub connections_pub: AtomicU64,
     /// Connections shut down at accept because their socket was at its limit.
     pub connections_refused: AtomicU64,
+    /// Bytes of events libzmq holds for subscribers that have not been sent them (a gauge:
+    /// `held::send_shared` adds, libzmq's free callback takes back).
+    pub pub_bytes_held: AtomicU64,
 }
 
 impl Stats {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gauges `instance.info` shows under `transport`.
+    pub fn gauges(&self) -> TransportInfo {
+        TransportInfo {
+            connections_rpc: self.connections_rpc.load(Ordering::Relaxed),
+            connections_pub: self.connections_pub.load(Ordering::Relaxed),
+            connections_refused: self.connections_refused.load(Ordering::Relaxed),
+            pub_bytes_held: self.pub_bytes_held.load(Ordering::Relaxed),
+        }
     }
 
     pub fn snapshot(&self) -> DropCounters {
