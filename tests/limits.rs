@@ -366,3 +366,40 @@ fn info_shows_the_bytes_a_stalled_subscriber_pins() {
         (held(&d)["pub_bytes_held"].as_u64() < Some(10_000)).then_some(())
     });
 }
+
+/// What libzmq holds for subscribers that fall behind is bounded in bytes: past the bound, the
+/// subscriber furthest behind is disconnected, and one that keeps reading is not.
+#[test]
+fn a_subscriber_far_behind_is_disconnected_past_the_bound() {
+    let d = spawn_daemon_with(|c| c.transport.pub_held_bytes = 256 << 10);
+    let stalled = d.ctx.socket(zmq::SUB).unwrap();
+    stalled.set_linger(0).unwrap();
+    stalled.set_rcvhwm(1).unwrap();
+    stalled.set_rcvbuf(4 << 10).unwrap();
+    stalled.set_subscribe(b"").unwrap();
+    stalled.connect(&d.pub_).unwrap();
+    let reading = d.subscriber(&["session.update"]);
+    let mut rpc = d.client();
+    let title = "t".repeat(200);
+    let mut heard = 0;
+    let info = common::eventually("the stalled subscriber disconnected", || {
+        for _ in 0..50 {
+            rpc.call("session.create", json!({"title": title})).unwrap();
+        }
+        while reading
+            .try_next(std::time::Duration::from_millis(5))
+            .is_some()
+        {
+            heard += 1;
+        }
+        let t = d.call("instance.info", json!({}))["transport"].clone();
+        (t["subscribers_evicted"].as_u64() >= Some(1)).then_some(t)
+    });
+    assert!(heard > 0, "the reading subscriber heard nothing: {info}");
+    // It keeps hearing: it was not the one disconnected.
+    rpc.call("session.create", json!({"title": "after"}))
+        .unwrap();
+    reading
+        .try_next(WAIT)
+        .expect("the reading subscriber still hears events");
+}

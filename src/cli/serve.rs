@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Per-subscriber PUB queue in messages; a subscriber further behind misses events.
     #[arg(long, default_value_t = 10_000)]
     pub pub_hwm: i32,
+    /// Bytes of events libzmq may hold for subscribers that have not been sent them; past it
+    /// the subscriber furthest behind is disconnected (it reconnects and repairs its gap).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub pub_held_bytes: usize,
     /// Events kept for `events.replay` (the oldest go first).
     #[arg(long, default_value_t = ReplayLimits::default().max_events)]
     pub replay_events: usize,
@@ -156,6 +160,7 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             auth,
             max_message_bytes: args.max_message_bytes,
             pub_sndhwm: args.pub_hwm,
+            pub_held_bytes: args.pub_held_bytes,
             max_connections: args.max_connections,
             handshake_ivl_ms: args.handshake_timeout_ms,
             ..TransportConfig::default()

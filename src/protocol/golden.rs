@@ -118,6 +118,7 @@ fn method_results() {
                 connections_pub: 3,
                 connections_refused: 0,
                 pub_bytes_held: 4096,
+                subscribers_evicted: 1,
             },
             status: Health::Degraded,
             degraded: Some(DegradedInfo {
@@ -137,7 +138,7 @@ fn method_results() {
                "replay": {"events": 7, "bytes": 2048, "oldest_seq": 1,
                           "max_events": 50_000, "max_bytes": 33_554_432},
                "transport": {"connections_rpc": 2, "connections_pub": 3, "connections_refused": 0,
-                             "pub_bytes_held": 4096},
+                             "pub_bytes_held": 4096, "subscribers_evicted": 1},
                "status": "degraded",
                "degraded": {"reason": "database or disk is full (retrying)", "since": T_JSON}}),
     );

@@ -410,6 +410,9 @@ pub struct TransportInfo {
     /// Bytes of events libzmq holds for subscribers that have not been sent them yet: what
     /// subscribers that fall behind pin (each up to `--pub-hwm` events).
     pub pub_bytes_held: u64,
+    /// Subscribers disconnected since start because that figure passed its bound.
+    #[serde(default)]
+    pub subscribers_evicted: u64,
 }
 
 /// Why the instance is degraded.

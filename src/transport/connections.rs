@@ -61,6 +61,8 @@ pub(super) struct Gate {
     /// logging the transitions).
     full: bool,
     last_audit: Option<Instant>,
+    /// The endpoint its connections were accepted on, as the monitor names it.
+    endpoint: Option<String>,
     /// The gauge in [`Stats`] this gate keeps current.
     gauge: fn(&Stats) -> &AtomicU64,
 }
@@ -103,6 +105,7 @@ impl Connections {
                 failure: None,
                 full: false,
                 last_audit: None,
+                endpoint: None,
                 gauge,
             })
         };
@@ -162,6 +165,51 @@ impl Connections {
     }
 }
 
+impl Connections {
+    /// Shuts down the PUB connection with the most bytes its subscriber has not read (its
+    /// socket's send queue: full for a subscriber that stopped reading, near empty for one that
+    /// keeps up), which frees what libzmq holds for it alone. Returns those bytes, or `None` when
+    /// no connection could be looked at. Called when libzmq holds more for subscribers than the
+    /// server allows (`Server::bound_pub_queues`).
+    pub fn evict_furthest_behind(&mut self) -> Option<usize> {
+        let me = self.me.as_ref()?;
+        let gate = &mut self.pub_;
+        let endpoint = gate.endpoint.clone()?;
+        let (fd, unread) = gate
+            .live
+            .iter()
+            .filter_map(|&fd| {
+                let dup = rustix::process::pidfd_getfd(me, fd, PidfdGetfdFlags::empty()).ok()?;
+                Some((fd, unsent_bytes(&dup).ok()?))
+            })
+            .max_by_key(|&(_, unread)| unread)?;
+        match shut(me, fd, &endpoint) {
+            Ok(true) => {
+                gate.refused.insert(fd);
+                Stats::bump(&self.stats.subscribers_evicted);
+                Some(unread)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Bytes written to a socket that its peer has not read yet (`SIOCOUTQ`; for a unix socket,
+/// what waits in the peer's receive queue).
+fn unsent_bytes(fd: impl AsFd) -> io::Result<usize> {
+    /// `SIOCOUTQ`, alias `TIOCOUTQ`, on Linux.
+    const SIOCOUTQ: rustix::ioctl::Opcode = 0x5411;
+    // SAFETY: SIOCOUTQ writes one `c_int` through the pointer `Getter` passes, and reads
+    // nothing else.
+    let n = unsafe {
+        rustix::ioctl::ioctl(
+            fd,
+            rustix::ioctl::Getter::<SIOCOUTQ, std::os::raw::c_int>::new(),
+        )
+    }?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 impl Gate {
     fn accepted(
         &mut self,
@@ -172,6 +220,9 @@ impl Gate {
         stats: &Stats,
         now: Instant,
     ) {
+        if self.endpoint.is_none() {
+            self.endpoint = Some(endpoint.to_owned());
+        }
         if self.live.len() >= self.limit {
             self.audit(me, endpoint, now);
         }

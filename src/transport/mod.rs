@@ -70,6 +70,9 @@ pub struct TransportConfig {
     pub per_peer_bytes: usize,
     /// Bytes all peers' requests and unsent replies may hold together; beyond it, `server_busy`.
     pub pending_bytes: usize,
+    /// Bytes of events libzmq may hold for subscribers that have not been sent them; beyond it
+    /// the subscriber furthest behind is disconnected, one a second at most.
+    pub pub_held_bytes: usize,
     /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
     /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
     /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
@@ -95,6 +98,7 @@ impl Default for TransportConfig {
             per_peer_pending: 64,
             per_peer_bytes: 32 << 20,
             pending_bytes: 128 << 20,
+            pub_held_bytes: 64 << 20,
             auth: None,
         }
     }
@@ -232,6 +236,8 @@ impl Transport {
                 total_bytes: config.pending_bytes,
             })),
             connections: RefCell::new(connections),
+            pub_held_limit: config.pub_held_bytes,
+            last_eviction: Cell::new(None),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())

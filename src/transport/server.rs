@@ -58,7 +58,14 @@ pub(super) struct Server {
     /// Each socket's monitor: live connections against the limit, and failed handshakes. Read
     /// first on every turn: libzmq's I/O thread blocks on a monitor queue nobody empties.
     pub connections: RefCell<Connections>,
+    /// Most bytes libzmq may hold for subscribers that have not been sent them; past it the one
+    /// furthest behind is disconnected, one a second at most.
+    pub pub_held_limit: usize,
+    pub last_eviction: Cell<Option<std::time::Instant>>,
 }
+
+/// Least time between two subscribers disconnected for holding too much.
+const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Server {
     pub fn run(self) {
@@ -78,7 +85,9 @@ impl Server {
                     connections.rpc.monitor.as_poll_item(zmq::POLLIN),
                     connections.pub_.monitor.as_poll_item(zmq::POLLIN),
                 ];
-                match zmq::poll(&mut items, -1) {
+                // Over the bound, look again within a second even if nothing else happens.
+                let timeout = if self.pub_over_limit() { 1_000 } else { -1 };
+                match zmq::poll(&mut items, timeout) {
                     Ok(_) => (
                         items[0].is_readable(),
                         items[1].is_readable(),
@@ -108,10 +117,47 @@ impl Server {
             if pub_ready {
                 self.read_subscriptions();
             }
+            self.bound_pub_queues();
         }
         // Anything queued between the last flush and the close flag still goes out.
         self.flush_outbound();
         tracing::debug!("transport thread closing sockets");
+    }
+
+    fn pub_over_limit(&self) -> bool {
+        self.stats.pub_bytes_held.load(Ordering::Relaxed) as usize > self.pub_held_limit
+    }
+
+    /// libzmq has no byte high-water mark: a subscriber that stops reading pins up to
+    /// `--pub-hwm` events, and several that stall at different times each pin their own. When
+    /// what libzmq holds for subscribers passes its bound, the subscriber furthest behind is
+    /// disconnected (its libzmq reconnects it, and it repairs its gap with `events.replay`).
+    fn bound_pub_queues(&self) {
+        if !self.pub_over_limit() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .last_eviction
+            .get()
+            .is_some_and(|t| now.duration_since(t) < EVICT_EVERY)
+        {
+            return;
+        }
+        self.last_eviction.set(Some(now));
+        let held = self.stats.pub_bytes_held.load(Ordering::Relaxed);
+        match self.connections.borrow_mut().evict_furthest_behind() {
+            Some(unread) => tracing::warn!(
+                held_mib = held >> 20,
+                limit_mib = self.pub_held_limit >> 20,
+                unread,
+                "subscribers hold too much: disconnected the one furthest behind"
+            ),
+            None => tracing::warn!(
+                held_mib = held >> 20,
+                "subscribers hold too much, and none could be disconnected"
+            ),
+        }
     }
 
     /// Requests just went to the core, whose answer usually comes within microseconds: wait for

@@ -20,6 +20,8 @@ pub struct Stats {
     /// Bytes of events libzmq holds for subscribers that have not been sent them (a gauge:
     /// `held::send_shared` adds, libzmq's free callback takes back).
     pub pub_bytes_held: AtomicU64,
+    /// Subscribers disconnected because libzmq held more than allowed for them all.
+    pub subscribers_evicted: AtomicU64,
 }
 
 impl Stats {
@@ -34,6 +36,7 @@ impl Stats {
             connections_pub: self.connections_pub.load(Ordering::Relaxed),
             connections_refused: self.connections_refused.load(Ordering::Relaxed),
             pub_bytes_held: self.pub_bytes_held.load(Ordering::Relaxed),
+            subscribers_evicted: self.subscribers_evicted.load(Ordering::Relaxed),
         }
     }
 
