@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{eventually, recv_within, WAIT};
@@ -58,37 +58,18 @@ fn refused_cmd(mut cmd: Command) -> Output {
 }
 
 /// A `zcoord serve` whose stderr (its log) goes to a file; killed when dropped.
-struct Served {
-    child: Child,
-    log: PathBuf,
-    discovery: Value,
+struct Served(common::Spawned);
+
+impl std::ops::Deref for Served {
+    type Target = common::Spawned;
+    fn deref(&self) -> &common::Spawned {
+        &self.0
+    }
 }
 
 impl Served {
     fn start(data_dir: &Path, extra: &[&str]) -> Served {
-        let log = data_dir.with_extension("log");
-        let child = serve_cmd(data_dir, extra)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let discovery = common::discovery_of(data_dir, &child);
-        Served {
-            child,
-            log,
-            discovery,
-        }
-    }
-
-    fn endpoint(&self, which: &str) -> String {
-        self.discovery["endpoints"][which]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        Served(common::Spawned::start(serve_cmd(data_dir, extra), data_dir))
     }
 
     fn ping(&self, data_dir: &Path) -> bool {
@@ -101,13 +82,6 @@ impl Served {
             .unwrap()
             .status
             .success()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,16 +6,15 @@
 
 mod common;
 
-use std::fs;
 use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{eventually, port_of, WAIT};
-use serde_json::{json, Value};
+use serde_json::json;
 use zcoord::client::RpcClient;
 
 /// The binary under test; `ZCOORD_TEST_BIN` points it at another build (to show that an older
@@ -32,18 +31,20 @@ const PER_SOCKET: usize = 64;
 const FLOOD: usize = 400;
 
 /// A `zcoord serve` under `ulimit -n NOFILE`, its log (stderr) in a file; killed when dropped.
-struct Limited {
-    child: Child,
-    log: PathBuf,
-    discovery: Value,
+struct Limited(common::Spawned);
+
+impl std::ops::Deref for Limited {
+    type Target = common::Spawned;
+    fn deref(&self) -> &common::Spawned {
+        &self.0
+    }
 }
 
 impl Limited {
     fn start(data_dir: &Path, extra: &[&str]) -> Limited {
-        let log = data_dir.with_extension("log");
         // No unsafe `pre_exec` for the limit: a shell sets it and execs the server.
-        let child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\""))
             .arg(bin())
             .arg("--data-dir")
@@ -51,24 +52,8 @@ impl Limited {
             .args(["serve", "--store", "memory"])
             .args(extra)
             .env_remove("ZCOORD_SECRET")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let discovery = common::discovery_of(data_dir, &child);
-        Limited {
-            child,
-            log,
-            discovery,
-        }
-    }
-
-    fn endpoint(&self, which: &str) -> String {
-        self.discovery["endpoints"][which]
-            .as_str()
-            .unwrap()
-            .to_owned()
+            .env("RUST_LOG", "info");
+        Limited(common::Spawned::start(cmd, data_dir))
     }
 
     fn secret(&self) -> Option<String> {
@@ -80,13 +65,9 @@ impl Limited {
         RpcClient::connect_with(ctx, &self.endpoint("rpc"), WAIT, secret.as_deref()).unwrap()
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Panics, with the log, if the server has exited (on the old code: SIGABRT).
     fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
+        if let Some(status) = self.0.child.try_wait().unwrap() {
             panic!("the server exited ({status:?}); log:\n{}", self.log());
         }
     }
@@ -97,13 +78,6 @@ impl Limited {
             self.assert_alive();
             panic!("no ping answer {when} ({e}) after {:?}", started.elapsed());
         }
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

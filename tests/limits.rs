@@ -343,12 +343,7 @@ fn replies_a_client_does_not_read_count_against_it() {
 fn info_shows_the_bytes_a_stalled_subscriber_pins() {
     let d = spawn_daemon();
     let held = |d: &Daemon| d.call("instance.info", json!({}))["transport"].clone();
-    let stalled = d.ctx.socket(zmq::SUB).unwrap();
-    stalled.set_linger(0).unwrap();
-    stalled.set_rcvhwm(1).unwrap();
-    stalled.set_rcvbuf(4 << 10).unwrap();
-    stalled.set_subscribe(b"").unwrap();
-    stalled.connect(&d.pub_).unwrap();
+    let stalled = common::stalled_subscriber(&d.ctx, &d.pub_);
     let mut rpc = d.client();
     // Enough events that kernel buffers cannot take them all: libzmq must hold some.
     let title = "t".repeat(200);
@@ -372,12 +367,7 @@ fn info_shows_the_bytes_a_stalled_subscriber_pins() {
 #[test]
 fn a_subscriber_far_behind_is_disconnected_past_the_bound() {
     let d = spawn_daemon_with(|c| c.transport.pub_held_bytes = 256 << 10);
-    let stalled = d.ctx.socket(zmq::SUB).unwrap();
-    stalled.set_linger(0).unwrap();
-    stalled.set_rcvhwm(1).unwrap();
-    stalled.set_rcvbuf(4 << 10).unwrap();
-    stalled.set_subscribe(b"").unwrap();
-    stalled.connect(&d.pub_).unwrap();
+    let _stalled = common::stalled_subscriber(&d.ctx, &d.pub_);
     let reading = d.subscriber(&["session.update"]);
     let mut rpc = d.client();
     let title = "t".repeat(200);

@@ -209,6 +209,61 @@ pub fn discovery_of(data_dir: &std::path::Path, child: &std::process::Child) -> 
     })
 }
 
+/// A SUB subscribed to everything that never reads, with the smallest queues it can have, so
+/// the server's queue for it fills at once.
+pub fn stalled_subscriber(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
+    let s = ctx.socket(zmq::SUB).unwrap();
+    s.set_linger(0).unwrap();
+    s.set_rcvhwm(1).unwrap();
+    s.set_rcvbuf(4 << 10).unwrap();
+    s.set_subscribe(b"").unwrap();
+    s.connect(endpoint).unwrap();
+    s
+}
+
+/// A `zcoord serve` started from `cmd` for `data_dir`, its stderr (its log) in a file beside the
+/// data directory, its discovery file read; killed when dropped.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+    pub discovery: Value,
+}
+
+impl Spawned {
+    pub fn start(mut cmd: std::process::Command, data_dir: &std::path::Path) -> Spawned {
+        let log = data_dir.with_extension("log");
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let discovery = discovery_of(data_dir, &child);
+        Spawned {
+            child,
+            log,
+            discovery,
+        }
+    }
+
+    pub fn endpoint(&self, which: &str) -> String {
+        self.discovery["endpoints"][which]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits until `mirror` has announced its first sync.
 pub fn synced(mirror: &zcoord::mirror::Mirror) {
     eventually("the first sync", || {
