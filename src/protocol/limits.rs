@@ -43,8 +43,9 @@ pub const MAX_EVENT_TEXT_BYTES: usize = 8 << 10;
 pub const MAX_TOKEN_BYTES: usize = 4 << 10;
 /// Most text one turn may stream, in UTF-8 bytes, over all its assistant messages: a model that
 /// goes past it has its turn ended with `llm.end {reason: "error"}` (its text so far is kept).
-/// Far above any model's output limit; bounds what a running turn holds in memory.
-pub const MAX_TURN_TEXT_BYTES: usize = 1 << 20;
+/// Far above any model's output limit (128k tokens are about 0.5 MiB), and above the benchmark's
+/// 200,000-token turns (7 MB); bounds what a running turn holds in memory.
+pub const MAX_TURN_TEXT_BYTES: usize = 16 << 20;
 /// `session.list` events carry at most this many sessions (the most recently updated), with
 /// `session_count` and `truncated`; the `session.list` method returns them all.
 pub const SESSION_LIST_EVENT_MAX: usize = 16;
