@@ -25,8 +25,8 @@ fn bin() -> String {
 
 /// The server's descriptor limit, soft and hard.
 const NOFILE: u32 = 256;
-/// What `fdlimit::per_socket` makes of it: (256 - 128) / 2.
-const PER_SOCKET: usize = 64;
+/// What `fdlimit::per_socket` makes of it: (256 - 128) / 4.
+const PER_SOCKET: usize = 32;
 /// Peers in each flood: well past both the per-socket limit and the descriptor limit.
 const FLOOD: usize = 400;
 

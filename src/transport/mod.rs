@@ -315,7 +315,7 @@ fn connection_limit(wanted: usize) -> usize {
             limit,
             descriptors = soft,
             reserve = fdlimit::RESERVE,
-            "the descriptor limit cannot hold two sockets of --max-connections each plus the reserve: lowered the limit per socket (raise `ulimit -n` to allow more)"
+            "the descriptor limit cannot hold two sockets of --max-connections each plus the reserve and headroom: lowered the limit per socket (raise `ulimit -n` to allow more)"
         );
     }
     usize::try_from(limit).unwrap_or(wanted)
