@@ -90,15 +90,20 @@ pub struct MessageAppendPayload {
     pub content_truncated: bool,
 }
 
+/// Cuts `text` to [`MAX_EVENT_TEXT_BYTES`] on a character boundary; returns its full length in
+/// bytes when it was cut. The one rule for every text an event carries.
+fn clip_field(text: &mut String) -> Option<u64> {
+    let full = text.len();
+    let cut = clip_text(text, MAX_EVENT_TEXT_BYTES)?.len();
+    text.truncate(cut);
+    Some(full as u64)
+}
+
 impl MessageAppendPayload {
     /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
     pub fn clipped(mut self) -> Self {
-        let full = self.content.len();
-        if let Some(cut) = clip_text(&self.content, MAX_EVENT_TEXT_BYTES) {
-            self.content = cut.to_owned();
-            self.content_bytes = Some(full as u64);
-            self.content_truncated = true;
-        }
+        self.content_bytes = clip_field(&mut self.content);
+        self.content_truncated = self.content_bytes.is_some();
         self
     }
 }
@@ -154,10 +159,7 @@ pub struct ToolStartPayload {
 impl ToolStartPayload {
     /// Cuts `params` to [`MAX_EVENT_TEXT_BYTES`].
     pub fn clipped(mut self) -> Self {
-        if let Some(cut) = clip_text(&self.params, MAX_EVENT_TEXT_BYTES) {
-            self.params = cut.to_owned();
-            self.params_truncated = true;
-        }
+        self.params_truncated = clip_field(&mut self.params).is_some();
         self
     }
 }
@@ -179,10 +181,7 @@ pub struct ToolEndPayload {
 impl ToolEndPayload {
     /// Cuts `result` to [`MAX_EVENT_TEXT_BYTES`].
     pub fn clipped(mut self) -> Self {
-        if let Some(cut) = clip_text(&self.result, MAX_EVENT_TEXT_BYTES) {
-            self.result = cut.to_owned();
-            self.result_truncated = true;
-        }
+        self.result_truncated = clip_field(&mut self.result).is_some();
         self
     }
 }

@@ -394,10 +394,7 @@ mod tests {
         let broken = store.broken.clone();
         let mut w = Writer::spawn(Box::new(store)).unwrap();
         let mut health = w.health();
-        w.submit(Change::ActiveSession(None));
-        let failure = wait_for(&mut health, |h| h.is_some())
-            .flatten()
-            .expect("failure reported");
+        let failure = submit_until_reported(&mut w, &mut health);
         assert!(failure.reason.contains("disk full"), "{failure:?}");
         assert!(!failure.permanent);
         assert_eq!(*w.committed().borrow(), 0, "nothing acknowledged");
@@ -414,10 +411,7 @@ mod tests {
         };
         let mut w = Writer::spawn(Box::new(store)).unwrap();
         let mut health = w.health();
-        w.submit(Change::ActiveSession(None));
-        let failure = wait_for(&mut health, |h| h.is_some())
-            .flatten()
-            .expect("failure reported");
+        let failure = submit_until_reported(&mut w, &mut health);
         assert!(failure.permanent, "{failure:?}");
         w.submit(Change::ActiveSession(None));
         assert_eq!(
@@ -446,6 +440,17 @@ mod tests {
                 message(8, "x")
             ]
         );
+    }
+
+    /// Submits one change to a store that will not take it and waits for the failure reported.
+    fn submit_until_reported(
+        w: &mut Writer,
+        health: &mut watch::Receiver<Option<StoreFailure>>,
+    ) -> StoreFailure {
+        w.submit(Change::ActiveSession(None));
+        wait_for(health, |h| h.is_some())
+            .flatten()
+            .expect("failure reported")
     }
 
     /// Waits (at most 10 s) until the watched health satisfies `done`; returns it, or `None`

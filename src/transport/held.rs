@@ -155,18 +155,29 @@ mod tests {
     use super::super::pending::{Limits, Pending};
     use super::*;
 
-    #[test]
-    fn a_slot_is_released_when_the_peer_has_read_the_frame_not_before() {
-        let ctx = zmq::Context::new();
-        let mut push = ctx.socket(zmq::PAIR).unwrap();
+    /// Two connected PAIR sockets over inproc: the sending one, the reading one.
+    fn pair(ctx: &zmq::Context, name: &str) -> (zmq::Socket, zmq::Socket) {
+        let push = ctx.socket(zmq::PAIR).unwrap();
         let pull = ctx.socket(zmq::PAIR).unwrap();
-        push.bind("inproc://held-test").unwrap();
-        pull.connect("inproc://held-test").unwrap();
-        let mut p = Pending::new(Limits {
+        push.bind(&format!("inproc://{name}")).unwrap();
+        pull.connect(&format!("inproc://{name}")).unwrap();
+        (push, pull)
+    }
+
+    /// One request in flight per peer, bytes unbounded.
+    fn one_at_a_time() -> Pending {
+        Pending::new(Limits {
             requests: 1,
             peer_bytes: 1 << 30,
             total_bytes: 1 << 30,
-        });
+        })
+    }
+
+    #[test]
+    fn a_slot_is_released_when_the_peer_has_read_the_frame_not_before() {
+        let ctx = zmq::Context::new();
+        let (mut push, pull) = pair(&ctx, "held-test");
+        let mut p = one_at_a_time();
         let slot = p.take(b"peer", 5).unwrap();
         send(RawSocket::of(&mut push), b"hello".to_vec(), Some(slot), 0).unwrap();
         assert!(p.take(b"peer", 1).is_err(), "the frame is still in libzmq");
@@ -178,10 +189,7 @@ mod tests {
     #[test]
     fn shared_bytes_are_counted_until_libzmq_lets_go() {
         let ctx = zmq::Context::new();
-        let mut push = ctx.socket(zmq::PAIR).unwrap();
-        let pull = ctx.socket(zmq::PAIR).unwrap();
-        push.bind("inproc://held-shared").unwrap();
-        pull.connect("inproc://held-shared").unwrap();
+        let (mut push, pull) = pair(&ctx, "held-shared");
         let stats = Arc::new(Stats::default());
         let body: Arc<[u8]> = Arc::from(&b"an event"[..]);
         send_shared(RawSocket::of(&mut push), body.clone(), &stats, 0).unwrap();
@@ -197,11 +205,7 @@ mod tests {
         let ctx = zmq::Context::new();
         let mut router = ctx.socket(zmq::ROUTER).unwrap();
         router.set_router_mandatory(true).unwrap();
-        let mut p = Pending::new(Limits {
-            requests: 1,
-            peer_bytes: 1 << 30,
-            total_bytes: 1 << 30,
-        });
+        let mut p = one_at_a_time();
         let slot = p.take(b"peer", 7).unwrap();
         // No such peer: EHOSTUNREACH, and the slot comes back.
         let e = send(
