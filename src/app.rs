@@ -107,6 +107,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
             idempotency_capacity: config.idempotency_capacity,
             replay: config.replay,
             max_sessions: config.max_sessions,
+            context_bytes: model.context_bytes(),
             ..CoreConfig::default()
         },
         Box::new(UuidV7),
@@ -159,7 +160,7 @@ impl Server {
             heartbeat_interval,
             promotion,
         } = self;
-        let (mut actor, model_rx) = Actor::new(core, model, &transport, writer);
+        let (mut actor, receivers) = Actor::new(core, model, &transport, writer);
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
         let started = now();
@@ -174,7 +175,7 @@ impl Server {
             heartbeat_interval,
             shutdown,
         };
-        let stopped = actor.run(inputs, model_rx).await;
+        let stopped = actor.run(inputs, receivers).await;
         let _ = tokio::task::spawn_blocking(move || transport.close()).await;
         tracing::info!("stopped");
         stopped

@@ -16,6 +16,8 @@ use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::{InstanceId, TurnId};
 use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 use crate::protocol::methods::{DropCounters, Endpoints};
+use crate::store::memory::MemoryStore;
+use crate::store::{Rows, Store};
 use crate::transport::framing::{classify, Framed, Route};
 
 mod expect;
@@ -98,6 +100,8 @@ pub struct Harness {
     shut_down: bool,
     /// The first invariant broken inside the path (an event, the pending count), for `run`.
     broken: Option<String>,
+    /// Where the changes go and the reads come from, as the server's store.
+    store: MemoryStore,
 }
 
 impl Default for Harness {
@@ -132,6 +136,7 @@ impl Harness {
             events: EventChecks::default(),
             shut_down: false,
             broken: None,
+            store: MemoryStore::new(),
         }
     }
 
@@ -173,9 +178,9 @@ impl Harness {
             drops: DropCounters::default(),
             transport: Default::default(),
         };
-        let body = self.core.answer(calls, &ctx);
-        if promised != body.is_some() {
-            let sent = if body.is_some() {
+        let answer = self.core.answer(calls, &ctx);
+        if promised != answer.is_some() {
+            let sent = if answer.is_some() {
                 "sent"
             } else {
                 "did not send"
@@ -184,9 +189,15 @@ impl Harness {
                 format!("Calls::expects_reply() is {promised}, but the actor {sent} a reply")
             });
         }
+        // The changes reach the store before the reads run, as on the store's thread.
         self.apply_effects();
-        match body {
-            Some(body) => Outcome::Reply { route, body },
+        match answer {
+            Some(answer) => Outcome::Reply {
+                route,
+                body: answer
+                    .ready()
+                    .unwrap_or_else(|a| a.finish(&mut Rows(&mut self.store))),
+            },
             None => Outcome::Dropped,
         }
     }
@@ -294,9 +305,23 @@ impl Harness {
     fn check_effects(&mut self) -> Result<(), String> {
         for effect in self.core.take_effects() {
             match effect {
-                Effect::StartTurn(start) => self.turns.push(start.turn_id),
+                Effect::StartTurn {
+                    turn_id, context, ..
+                } => {
+                    self.turns.push(turn_id);
+                    let history = context
+                        .execute(&mut Rows(&mut self.store))
+                        .map_err(|e| format!("a turn's history could not be read: {e}"))?;
+                    if history.is_empty() {
+                        return Err("a turn started from no history".into());
+                    }
+                }
+                Effect::Persist { change, .. } => self
+                    .store
+                    .commit(std::slice::from_ref(&change))
+                    .map_err(|e| format!("the memory store refused a change: {e}"))?,
                 Effect::Publish(p) => self.events.check(&p)?,
-                Effect::CancelTurn(_) | Effect::Persist { .. } => {}
+                Effect::CancelTurn(_) => {}
             }
         }
         Ok(())

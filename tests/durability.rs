@@ -12,6 +12,7 @@ use common::{eventually, live_subscriber, send, spawn_daemon_with, WAIT};
 use serde_json::{json, Value};
 use zcoord::client::RpcClient;
 use zcoord::config::{ModelConfig, StoreConfig};
+use zcoord::core::read::Direction;
 use zcoord::store::memory::MemoryStore;
 use zcoord::store::Store;
 
@@ -83,12 +84,20 @@ fn replies_wait_until_what_they_show_is_committed() {
     let r = send(&d, None, "is this saved before the reply?");
     // The reply came back, so the user message must already be in the store.
     let snap = probe.load(10).unwrap();
-    let (_, msgs) = snap
+    let session = snap
         .sessions
         .iter()
-        .find(|(s, _)| s.id.to_string() == r["session_id"].as_str().unwrap())
+        .find(|s| s.record.id.to_string() == r["session_id"].as_str().unwrap())
         .expect("session committed before the reply");
-    assert_eq!(msgs[0].id.to_string(), r["message_id"].as_str().unwrap());
+    assert_eq!(session.message_count, 1);
+    let mut first = None;
+    probe
+        .scan_messages(session.record.id, 0..1, Direction::Forward, &mut |m| {
+            first = Some(m.id.to_string());
+            false
+        })
+        .unwrap();
+    assert_eq!(first.as_deref(), r["message_id"].as_str());
 }
 
 #[test]

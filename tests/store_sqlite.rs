@@ -11,8 +11,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use zcoord::core::persist::{
-    Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredStatus, TurnEnd, TurnStatus,
+    Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus, TurnEnd,
+    TurnStatus,
 };
+use zcoord::core::read::Direction;
 use zcoord::protocol::ids::{MessageId, SessionId, TurnId};
 use zcoord::protocol::methods::SendResult;
 use zcoord::protocol::types::Role;
@@ -181,6 +183,29 @@ fn scenario() -> Vec<Vec<Change>> {
     batches
 }
 
+/// Every message of every session in `snap`, read from `store` in position order.
+fn history(store: &mut dyn Store, snap: &Snapshot) -> Vec<Vec<MessageRecord>> {
+    snap.sessions
+        .iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            store
+                .scan_messages(
+                    s.record.id,
+                    0..s.message_count,
+                    Direction::Forward,
+                    &mut |m| {
+                        out.push(m);
+                        true
+                    },
+                )
+                .expect("scan");
+            assert_eq!(out.len() as u64, s.message_count, "positions are dense");
+            out
+        })
+        .collect()
+}
+
 fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
@@ -205,13 +230,18 @@ fn loads_what_the_memory_store_loads() {
             expected,
             "after batch {i}"
         );
+        assert_eq!(
+            history(&mut sqlite, &expected),
+            history(&mut memory, &expected),
+            "after batch {i}"
+        );
     }
 
     let expected = memory.load(KEY_CAPACITY).expect("memory load");
     // The scenario reaches every part of a snapshot.
     assert_eq!(expected.sessions.len(), 2);
-    assert_eq!(expected.sessions[0].1.len(), 4);
-    assert_eq!(expected.sessions[0].1[1].content, "Hi there!");
+    assert_eq!(expected.sessions[0].message_count, 4);
+    assert_eq!(history(&mut memory, &expected)[0][1].content, "Hi there!");
     assert_eq!(expected.active_session, Some(sid(2)));
     assert_eq!(expected.open_turns.len(), 1, "turn 3's session is deleted");
     assert_eq!(expected.request_keys.len(), KEY_CAPACITY);
@@ -283,32 +313,36 @@ fn migrates_a_version_1_database() {
             tool: None,
         };
     let expected = Snapshot {
-        sessions: vec![(
-            SessionRecord {
+        sessions: vec![StoredSession {
+            record: SessionRecord {
                 id: live,
                 title: "Live session".into(),
                 created_at: fixture_time(0),
                 updated_at: fixture_time(40),
             },
-            vec![
-                msg(1, 0, None, Role::User, "Hello", 10),
-                msg(2, 1, Some(done), Role::Assistant, "Hi there!", 11),
-                msg(3, 2, None, Role::User, "Tell me a story", 30),
-                msg(4, 3, Some(running), Role::Assistant, "Once upon a", 31),
-            ],
-        )],
+            message_count: 4,
+        }],
         active_session: Some(live),
         open_turns: vec![OpenTurn {
             id: running,
             session_id: live,
             started_at: fixture_time(30),
         }],
+        // Version 1 had no message status: every message migrates as complete.
+        streaming: vec![],
         request_keys: vec![],
     };
     assert_eq!(snap, expected);
+    let messages = vec![
+        msg(1, 0, None, Role::User, "Hello", 10),
+        msg(2, 1, Some(done), Role::Assistant, "Hi there!", 11),
+        msg(3, 2, None, Role::User, "Tell me a story", 30),
+        msg(4, 3, Some(running), Role::Assistant, "Once upon a", 31),
+    ];
+    assert_eq!(history(&mut store, &snap), vec![messages.clone()]);
 
     // The new columns and tables take writes: recover the crashed turn and record a key.
-    let mut partial = expected.sessions[0].1[3].clone();
+    let mut partial = messages[3].clone();
     partial.status = StoredStatus::Interrupted;
     let key = SendResult {
         ok: true,
@@ -339,12 +373,10 @@ fn migrates_a_version_1_database() {
 
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
     assert_eq!(SCHEMA_VERSION, 2);
-    let snap = SqliteStore::open(&path)
-        .expect("reopen")
-        .load(100)
-        .expect("load");
+    let mut store = SqliteStore::open(&path).expect("reopen");
+    let snap = store.load(100).expect("load");
     assert!(snap.open_turns.is_empty());
-    assert_eq!(snap.sessions[0].1[3], partial);
+    assert_eq!(history(&mut store, &snap)[0][3], partial);
     assert_eq!(snap.request_keys, vec![("r1".to_string(), key)]);
 }
 
@@ -678,7 +710,7 @@ fn load_time_10k_sessions_x_50_messages() {
     let snap = store.load(10_000).expect("load");
     let total = started.elapsed();
     assert_eq!(snap.sessions.len(), 10_000);
-    assert!(snap.sessions.iter().all(|(_, m)| m.len() == 50));
+    assert!(snap.sessions.iter().all(|s| s.message_count == 50));
     let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "10,000 sessions x 50 messages ({} MB): written in {writing:?}; open {opened:?}, open + load {total:?}",

@@ -1,8 +1,9 @@
 //! The actor: the one owner of the core while the server runs. Its loop turns requests (served
 //! one peer at a time in turn), model output, store health and ticks into core inputs, and
 //! carries out the core's effects in order: changes go to the store's writer, replies and events
-//! to the [`Outbox`], which decides when they may leave. Owns back-pressure to the models and the
-//! shutdown sequence.
+//! to the [`Outbox`], which decides when they may leave. Reads of the history (`message.list`,
+//! `message.get`, a turn's context) go to the store's thread and come back as [`ReadDone`]s or
+//! into the turn's task. Owns back-pressure to the models and the shutdown sequence.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +16,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::fair::RoundRobin;
 use super::outbox::Outbox;
+use crate::core::answer::Answer;
+use crate::core::read::MessageRows;
 use crate::core::{CallContext, Core, Effect, ModelEvent};
 use crate::model::runner::{spawn_turn, TurnHandle};
 use crate::model::Model;
@@ -22,7 +25,7 @@ use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::TurnId;
 use crate::store::writer::{Closed, StoreFailure, Writer};
-use crate::transport::{Inbound, Outbound, Transport};
+use crate::transport::{Inbound, Outbound, Route, Slot, Transport};
 
 /// Model output waiting for the core; a full queue slows the models, not the core.
 const MODEL_QUEUE: usize = 4_096;
@@ -64,6 +67,54 @@ pub(super) struct Actor<'t> {
     pub(super) outbox: Outbox,
     /// Requests taken from the transport's queue, served in turn by peer.
     pub(super) requests: RoundRobin<Inbound>,
+    /// Where the store's thread sends the replies it read.
+    pub(super) reads_tx: mpsc::UnboundedSender<ReadDone>,
+    /// The ticket of the next reply read from the store.
+    pub(super) next_ticket: u64,
+}
+
+/// A reply the store's thread has read, for the outbox place that waits for it.
+pub(super) struct ReadDone {
+    ticket: u64,
+    body: Vec<u8>,
+}
+
+/// An answer that waits for reads, on its way through the store's thread. Dropped unrun (the
+/// thread is gone), it still answers: its reads refused, so the reply's place is never stuck.
+struct ReplyRead {
+    answer: Option<Answer>,
+    ticket: u64,
+    tx: mpsc::UnboundedSender<ReadDone>,
+}
+
+impl ReplyRead {
+    fn run(mut self, rows: &mut dyn MessageRows) {
+        if let Some(answer) = self.answer.take() {
+            let body = answer.finish(rows);
+            let _ = self.tx.send(ReadDone {
+                ticket: self.ticket,
+                body,
+            });
+        }
+    }
+}
+
+impl Drop for ReplyRead {
+    fn drop(&mut self) {
+        if let Some(answer) = self.answer.take() {
+            let error = RpcError::internal("the store's thread is gone; restart the server");
+            let _ = self.tx.send(ReadDone {
+                ticket: self.ticket,
+                body: answer.fail(&error),
+            });
+        }
+    }
+}
+
+/// What the actor's own helpers send it: model output and replies read from the store.
+pub(super) struct Receivers {
+    pub model: mpsc::Receiver<(TurnId, ModelEvent)>,
+    pub reads: mpsc::UnboundedReceiver<ReadDone>,
 }
 
 /// What the actor's loop listens to besides its own state.
@@ -79,8 +130,10 @@ impl<'t> Actor<'t> {
         model: Arc<dyn Model>,
         transport: &'t Transport,
         writer: Writer,
-    ) -> (Self, mpsc::Receiver<(TurnId, ModelEvent)>) {
+    ) -> (Self, Receivers) {
         let (model_tx, model_rx) = mpsc::channel(MODEL_QUEUE);
+        // Unbounded in count, bounded by what was admitted: one per request waiting for a read.
+        let (reads_tx, reads_rx) = mpsc::unbounded_channel();
         let actor = Actor {
             core,
             model,
@@ -92,8 +145,16 @@ impl<'t> Actor<'t> {
             writer,
             outbox: Outbox::default(),
             requests: RoundRobin::default(),
+            reads_tx,
+            next_ticket: 0,
         };
-        (actor, model_rx)
+        (
+            actor,
+            Receivers {
+                model: model_rx,
+                reads: reads_rx,
+            },
+        )
     }
 
     /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order:
@@ -102,8 +163,12 @@ impl<'t> Actor<'t> {
     pub(super) async fn run<S: Future<Output = String>>(
         mut self,
         inputs: Inputs<S>,
-        mut model_rx: mpsc::Receiver<(TurnId, ModelEvent)>,
+        receivers: Receivers,
     ) -> Stopped {
+        let Receivers {
+            model: mut model_rx,
+            reads: mut reads_rx,
+        } = receivers;
         let Inputs {
             requests: mut inbound,
             heartbeat_interval,
@@ -146,16 +211,28 @@ impl<'t> Actor<'t> {
                     }
                 }
                 Ok(()) = committed.changed() => self.release(),
+                Some(done) = reads_rx.recv() => {
+                    self.outbox.fill(done.ticket, done.body);
+                    while let Ok(done) = reads_rx.try_recv() {
+                        self.outbox.fill(done.ticket, done.body);
+                    }
+                    self.release();
+                }
                 Ok(()) = health.changed() => self.on_health(),
                 _ = heartbeat.tick() => self.core.heartbeat(now()),
                 _ = checkpoint.tick() => self.core.checkpoint(now()),
             }
             self.apply_effects();
         };
-        self.shut_down(&reason, &mut inbound).await
+        self.shut_down(&reason, &mut inbound, reads_rx).await
     }
 
-    async fn shut_down(mut self, reason: &str, inbound: &mut mpsc::Receiver<Inbound>) -> Stopped {
+    async fn shut_down(
+        mut self,
+        reason: &str,
+        inbound: &mut mpsc::Receiver<Inbound>,
+        mut reads_rx: mpsc::UnboundedReceiver<ReadDone>,
+    ) -> Stopped {
         tracing::info!(%reason, "shutting down");
         self.transport.drain();
         self.core.shutdown(reason, now());
@@ -171,16 +248,22 @@ impl<'t> Actor<'t> {
         }
         let Actor {
             writer,
-            outbox,
+            mut outbox,
             transport,
+            reads_tx,
             ..
         } = self;
+        drop(reads_tx);
         let closed = tokio::task::spawn_blocking(move || writer.close())
             .await
             .unwrap_or(Closed {
                 committed: 0,
                 unsaved: 0,
             });
+        // The store's thread ran (or dropped, which answers too) every read before it stopped.
+        while let Ok(done) = reads_rx.try_recv() {
+            outbox.fill(done.ticket, done.body);
+        }
         let mut withheld = 0;
         // The transport thread is still sending: wait for room rather than drop (bounded).
         let deadline = tokio::time::Instant::now() + SHUTDOWN_ROOM_WAIT;
@@ -241,27 +324,57 @@ impl<'t> Actor<'t> {
         };
         let refusal = calls.refusal();
         let required = self.outbox.required();
-        if let Some(body) = self.core.answer(calls, &ctx) {
-            // The reply follows the events and changes its call decided, so it never overtakes
-            // its events and never shows state that is not yet committed. It carries the
-            // request's slot, so a reply still waiting counts against its peer.
-            self.apply_effects();
-            if let Some(slot) = &mut slot {
-                // From here the reply, not the request, is what the peer holds in flight.
-                slot.resize(body.len());
+        let Some(answer) = self.core.answer(calls, &ctx) else {
+            return;
+        };
+        // The reply follows the events and changes its call decided, so it never overtakes
+        // its events and never shows state that is not yet committed. It carries the
+        // request's slot, so a reply still waiting counts against its peer.
+        self.apply_effects();
+        // Only a call that changed something is refused should the store fail before its
+        // change is saved; a read or a ping waiting behind it is answered as it is.
+        let changed = self.outbox.required() != required;
+        let refusal = refusal.filter(|_| changed);
+        match answer.ready() {
+            Ok(body) => {
+                if let Some(slot) = &mut slot {
+                    // From here the reply, not the request, is what the peer holds in flight.
+                    slot.resize(body.len());
+                }
+                let msg = Outbound::Reply { route, body, slot };
+                self.outbox.push(
+                    msg,
+                    refusal,
+                    *self.committed.borrow(),
+                    &*self.transport.outbound,
+                );
             }
-            let msg = Outbound::Reply { route, body, slot };
-            // Only a call that changed something is refused should the store fail before its
-            // change is saved; a read or a ping waiting behind it is answered as it is.
-            let changed = self.outbox.required() != required;
-            let refusal = refusal.filter(|_| changed);
-            self.outbox.push(
-                msg,
-                refusal,
-                *self.committed.borrow(),
-                &*self.transport.outbound,
-            );
+            Err(answer) => self.read_reply(answer, route, slot, refusal),
         }
+    }
+
+    /// Holds the reply's place in the outbox and has the store's thread read its body.
+    fn read_reply(
+        &mut self,
+        answer: Answer,
+        route: Route,
+        slot: Option<Slot>,
+        refusal: Option<crate::protocol::jsonrpc::Refusal>,
+    ) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let placeholder = Outbound::Reply {
+            route,
+            body: Vec::new(),
+            slot,
+        };
+        self.outbox.push_reading(ticket, placeholder, refusal);
+        let job = ReplyRead {
+            answer: Some(answer),
+            ticket,
+            tx: self.reads_tx.clone(),
+        };
+        self.writer.read(Box::new(move |rows| job.run(rows)));
     }
 
     /// Whether output may leave but waits for room in the transport's queue (it is over half
@@ -327,11 +440,21 @@ impl<'t> Actor<'t> {
                         &*self.transport.outbound,
                     );
                 }
-                Effect::StartTurn(start) => {
-                    tracing::debug!(turn_id = %start.turn_id, session_id = %start.session_id, "turn start");
-                    let id = start.turn_id;
-                    let handle = spawn_turn(self.model.clone(), start, self.model_tx.clone());
-                    self.turns.insert(id, handle);
+                Effect::StartTurn {
+                    turn_id,
+                    session_id,
+                    context,
+                } => {
+                    tracing::debug!(%turn_id, %session_id, "turn start");
+                    // The history comes from the store's thread, after the turn's own message.
+                    let (history_tx, history) = tokio::sync::oneshot::channel();
+                    self.writer.read(Box::new(move |rows| {
+                        let _ = history_tx.send(context.execute(rows));
+                    }));
+                    let model = self.model.clone();
+                    let handle =
+                        spawn_turn(model, turn_id, session_id, history, self.model_tx.clone());
+                    self.turns.insert(turn_id, handle);
                 }
                 Effect::CancelTurn(turn_id) => {
                     tracing::debug!(%turn_id, "turn cancelled");

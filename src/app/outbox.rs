@@ -9,6 +9,10 @@
 //! change not saved, not acknowledged) and lets the held events go, and from then until
 //! [`Outbox::recover`] output no longer waits for commits. Pure bookkeeping over a [`Sink`]: no
 //! clock, no sockets, tested on its own.
+//!
+//! A reply that reads the history is held from the moment it is decided, as a placeholder
+//! ([`Outbox::push_reading`]) that [`Outbox::fill`] completes when the store's thread has read
+//! it: it keeps its place, so it still never overtakes the events decided before it.
 
 use std::collections::VecDeque;
 
@@ -39,6 +43,9 @@ struct Held {
     msg: Outbound,
     /// For a reply: how to refuse it instead, should the store fail before it leaves.
     refusal: Option<Refusal>,
+    /// For a reply being read from the store: its ticket until [`Outbox::fill`] completes it.
+    /// Nothing behind it leaves before it.
+    reading: Option<u64>,
 }
 
 #[derive(Default)]
@@ -87,13 +94,47 @@ impl Outbox {
             needs,
             msg,
             refusal,
+            reading: None,
         });
+    }
+
+    /// Holds `msg`, a reply whose body the store's thread is reading (ticket `ticket`), in its
+    /// place: it and everything behind it wait until [`Outbox::fill`] gives its body. A read
+    /// changes nothing; `refusal` is for a batch whose other calls did (refused whole, its
+    /// reads too, should the store fail first).
+    pub fn push_reading(&mut self, ticket: u64, msg: Outbound, refusal: Option<Refusal>) {
+        let needs = if self.degraded { 0 } else { self.required };
+        self.hold(needs, msg, refusal);
+        if let Some(h) = self.held.back_mut() {
+            h.reading = Some(ticket);
+        }
+    }
+
+    /// Gives the reply read under `ticket` its body; then [`Outbox::release`] may send it.
+    /// Returns false if no reply waits for that ticket.
+    pub fn fill(&mut self, ticket: u64, body: Vec<u8>) -> bool {
+        let Some(h) = self.held.iter_mut().find(|h| h.reading == Some(ticket)) else {
+            return false;
+        };
+        h.reading = None;
+        if let Outbound::Reply {
+            body: held, slot, ..
+        } = &mut h.msg
+        {
+            self.held_bytes = self.held_bytes - held.len() + body.len();
+            if let Some(slot) = slot {
+                // From here the reply, not the request, is what the peer holds in flight.
+                slot.resize(body.len());
+            }
+            *held = body;
+        }
+        true
     }
 
     /// Sends what `committed` has released, as far as the sink has room.
     pub fn release(&mut self, committed: u64, sink: &impl Sink) {
         while let Some(h) = self.held.pop_front() {
-            if h.needs > committed {
+            if h.needs > committed || h.reading.is_some() {
                 self.held.push_front(h);
                 return;
             }
@@ -120,6 +161,8 @@ impl Outbox {
                     if let Some(refusal) = refusal.encode(error) {
                         self.held_bytes = self.held_bytes - body.len() + refusal.len();
                         *body = refusal;
+                        // A read still running for it is answered already: its body is dropped.
+                        h.reading = None;
                         refused += 1;
                     }
                 }
@@ -138,7 +181,9 @@ impl Outbox {
 
     /// Output that may leave is waiting for room in the sink.
     pub fn waiting_for_room(&self, committed: u64) -> bool {
-        self.held.front().is_some_and(|h| h.needs <= committed)
+        self.held
+            .front()
+            .is_some_and(|h| h.needs <= committed && h.reading.is_none())
     }
 
     /// More is held than [`MAX_HELD_BYTES`]: take no new work until it drains.
@@ -287,6 +332,37 @@ mod tests {
         assert!(sink.take().is_empty());
         o.release(5, &sink);
         assert_eq!(sink.take(), ["event 11"]);
+    }
+
+    #[test]
+    fn a_reply_being_read_keeps_its_place_until_it_is_filled() {
+        let sink = Fake::with_room(100);
+        let mut o = Outbox::default();
+        o.push(event(1), None, 0, &sink);
+        o.push_reading(7, reply(""), None);
+        o.push(event(2), None, 0, &sink);
+        assert_eq!(sink.take(), ["event 1"]);
+        assert!(
+            !o.waiting_for_room(0),
+            "it waits for its read, not for room"
+        );
+        assert!(!o.fill(8, b"other".to_vec()), "unknown ticket");
+        o.release(0, &sink);
+        assert!(sink.take().is_empty());
+        assert!(o.fill(7, b"page".to_vec()));
+        assert_eq!(o.held_bytes(), 4 + 4 + 10 + "instance.heartbeat".len());
+        o.release(0, &sink);
+        assert_eq!(sink.take(), ["page", "event 2"]);
+        assert_eq!(o.held_bytes(), 0);
+        // A failing store does not refuse it: it changes nothing.
+        o.gate(3);
+        o.push_reading(9, reply(""), None);
+        let error = RpcError::store_unavailable("disk full", Some(false));
+        assert_eq!(o.degrade(&error, 2, &sink), 0);
+        assert!(sink.take().is_empty(), "still waiting for its read");
+        o.fill(9, b"late page".to_vec());
+        o.release(2, &sink);
+        assert_eq!(sink.take(), ["late page"]);
     }
 
     #[test]

@@ -1,41 +1,137 @@
 //! One decoded request frame through the core to the bytes of its answer: method parsing, the
 //! call, and the JSON-RPC encoding. The server's actor and the fuzz harness both call this, so the
 //! fuzzer covers exactly the code the server runs. Reads no clock: the caller passes the context.
+//!
+//! Calls the history answers (`message.list`, `message.get`) come out as [`Read`]s: the caller
+//! runs them where the history is (the store's thread) and finishes the answer with
+//! [`Answer::finish`].
 
+use super::read::{MessageRows, Read, ReadError};
 use super::state::{CallContext, Core};
 use crate::protocol::errors::RpcError;
-use crate::protocol::jsonrpc::{encode_result, join_batch, Calls, Request, Response};
-use crate::protocol::methods::Call;
+use crate::protocol::jsonrpc::{encode_result, join_batch, Calls, Id, Request, Response};
+use crate::protocol::methods::{Call, Reply};
+
+/// What a call decided: its reply, or the read that will make it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Reply(Reply),
+    Read(Read),
+}
+
+/// One frame's answer, possibly waiting for reads.
+#[derive(Debug)]
+pub struct Answer {
+    parts: Vec<Part>,
+    batch: bool,
+}
+
+#[derive(Debug)]
+enum Part {
+    Done(Vec<u8>),
+    Read { id: Id, read: Read },
+}
+
+impl Answer {
+    /// The encoded answer, if it needs no read; else the answer back.
+    pub fn ready(self) -> Result<Vec<u8>, Answer> {
+        if self.parts.iter().any(|p| matches!(p, Part::Read { .. })) {
+            return Err(self);
+        }
+        let mut parts: Vec<Vec<u8>> = self
+            .parts
+            .into_iter()
+            .filter_map(|p| match p {
+                Part::Done(b) => Some(b),
+                Part::Read { .. } => None,
+            })
+            .collect();
+        Ok(if self.batch {
+            join_batch(&parts).unwrap_or_default()
+        } else {
+            parts.pop().unwrap_or_default()
+        })
+    }
+
+    /// Runs the reads over `rows` and encodes the whole answer.
+    pub fn finish(self, rows: &mut dyn MessageRows) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = self
+            .parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Done(b) => b,
+                Part::Read { id, read } => match read.execute(rows) {
+                    Ok(reply) => encode_result(&id, &reply),
+                    Err(e) => Response::err(id, read_error(e)).to_bytes(),
+                },
+            })
+            .collect();
+        if self.batch {
+            join_batch(&parts).unwrap_or_default()
+        } else {
+            parts.pop().unwrap_or_default()
+        }
+    }
+}
+
+impl Answer {
+    /// The whole answer with every read refused with `error` (the reads could not run).
+    pub fn fail(self, error: &RpcError) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = self
+            .parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Done(b) => b,
+                Part::Read { id, .. } => Response::err(id, error.clone()).to_bytes(),
+            })
+            .collect();
+        if self.batch {
+            join_batch(&parts).unwrap_or_default()
+        } else {
+            parts.pop().unwrap_or_default()
+        }
+    }
+}
+
+/// How a failed read is answered.
+pub fn read_error(e: ReadError) -> RpcError {
+    match e {
+        ReadError::Core(e) => e.into(),
+        ReadError::Rows(e) => RpcError::internal(&format!("reading the history failed: {e}")),
+    }
+}
 
 impl Core {
     /// Answers every call of one frame; `None` when nothing goes back (notifications only).
     /// The events and changes the calls decide are queued as effects, before the answer is
     /// returned, so the caller can send the answer after them.
-    pub fn answer(&mut self, calls: Calls, ctx: &CallContext) -> Option<Vec<u8>> {
-        match calls {
-            Calls::Single(req) => self.answer_one(req, ctx),
+    pub fn answer(&mut self, calls: Calls, ctx: &CallContext) -> Option<Answer> {
+        let (parts, batch) = match calls {
+            Calls::Single(req) => (self.answer_one(req, ctx).into_iter().collect(), false),
             Calls::Batch(items) => {
-                let answers: Vec<Vec<u8>> = items
+                let parts: Vec<Part> = items
                     .into_iter()
                     .filter_map(|item| match item {
                         Ok(req) => self.answer_one(req, ctx),
-                        Err(resp) => Some(resp.to_bytes()),
+                        Err(resp) => Some(Part::Done(resp.to_bytes())),
                     })
                     .collect();
-                join_batch(&answers)
+                (parts, true)
             }
-        }
+        };
+        (!parts.is_empty()).then_some(Answer { parts, batch })
     }
 
-    /// One call; `None` for a notification (which still runs).
-    fn answer_one(&mut self, req: Request, ctx: &CallContext) -> Option<Vec<u8>> {
+    /// One call; `None` for a notification (which still runs; a read it would make is not).
+    fn answer_one(&mut self, req: Request, ctx: &CallContext) -> Option<Part> {
         let Request { id, method, params } = req;
         let outcome = Call::parse(&method, params)
             .and_then(|call| self.call(call, ctx).map_err(RpcError::from));
         let id = id?;
         Some(match outcome {
-            Ok(reply) => encode_result(&id, &reply),
-            Err(e) => Response::err(id, e).to_bytes(),
+            Ok(Outcome::Reply(reply)) => Part::Done(encode_result(&id, &reply)),
+            Ok(Outcome::Read(read)) => Part::Read { id, read },
+            Err(e) => Part::Done(Response::err(id, e).to_bytes()),
         })
     }
 }

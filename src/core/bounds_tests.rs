@@ -2,6 +2,7 @@
 //! of bounded size (`session.list`, clipped texts, split tokens), `message.get`, and the degraded
 //! mode (changes refused, reads and heartbeats going on, `instance.status` once per change).
 
+use super::testing::Stored;
 use super::tests::{at, core, ctx, send};
 use super::*;
 use crate::protocol::events::{Event, Health};
@@ -9,7 +10,11 @@ use crate::protocol::limits::{MAX_EVENT_TEXT_BYTES, MAX_TOKEN_BYTES, SESSION_LIS
 use crate::protocol::methods::{Call, MessageSend, Reply};
 
 fn published(c: &mut Core) -> Vec<Event> {
-    c.take_effects()
+    events_of(c.take_effects())
+}
+
+fn events_of(effects: Vec<Effect>) -> Vec<Event> {
+    effects
         .into_iter()
         .filter_map(|e| match e {
             Effect::Publish(p) => Some(p.event),
@@ -19,7 +24,7 @@ fn published(c: &mut Core) -> Vec<Event> {
 }
 
 fn create(c: &mut Core) {
-    c.call(Call::SessionCreate { title: None }, &ctx(1))
+    c.reply(Call::SessionCreate { title: None }, &ctx(1))
         .expect("created");
 }
 
@@ -48,7 +53,7 @@ fn session_list_events_carry_the_newest_sessions_only() {
     assert_eq!(list.session_count, SESSION_LIST_EVENT_MAX as u64 + 1);
     assert!(list.truncated);
     // The method still lists every session.
-    let Ok(Reply::SessionList(all)) = c.call(Call::SessionList, &ctx(2)) else {
+    let Ok(Reply::SessionList(all)) = c.reply(Call::SessionList, &ctx(2)) else {
         panic!("session.list failed")
     };
     assert_eq!(all.sessions.len(), SESSION_LIST_EVENT_MAX + 1);
@@ -57,9 +62,10 @@ fn session_list_events_carry_the_newest_sessions_only() {
 #[test]
 fn long_texts_are_clipped_in_events_and_whole_in_the_store() {
     let mut c = core();
+    let mut stored = Stored::default();
     let content = format!("{}é", "a".repeat(MAX_EVENT_TEXT_BYTES - 1));
     let sent = send(&mut c, None, &content, 1);
-    let append = published(&mut c)
+    let append = events_of(stored.sync(&mut c))
         .into_iter()
         .find_map(|e| match e {
             Event::MessageAppend(m) => Some(m),
@@ -70,8 +76,9 @@ fn long_texts_are_clipped_in_events_and_whole_in_the_store() {
     assert_eq!(append.content.len(), MAX_EVENT_TEXT_BYTES - 1);
     assert!(append.content_truncated);
     assert_eq!(append.content_bytes, Some(content.len() as u64));
-    let got = c
+    let got = stored
         .call(
+            &mut c,
             Call::MessageGet {
                 session_id: sent.session_id.to_string(),
                 message_id: sent.message_id.to_string(),
@@ -83,7 +90,8 @@ fn long_texts_are_clipped_in_events_and_whole_in_the_store() {
         panic!("{got:?}")
     };
     assert_eq!(m.content, content, "the message itself is whole");
-    let missing = c.call(
+    let missing = stored.call(
+        &mut c,
         Call::MessageGet {
             session_id: sent.session_id.to_string(),
             message_id: "nope".into(),
@@ -127,9 +135,10 @@ fn a_huge_model_token_is_published_in_pieces_that_add_up() {
 #[test]
 fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
     let mut c = core();
+    let mut stored = Stored::default();
     let sent = send(&mut c, None, "hello", 1);
     c.model_event(sent.turn_id, ModelEvent::Finished, at(1));
-    c.take_effects();
+    stored.sync(&mut c);
 
     c.store_health(Some("database or disk is full".into()), at(2));
     let status = published(&mut c);
@@ -158,7 +167,7 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
         }),
     ];
     for call in writes {
-        let e = c.call(call.clone(), &ctx(4)).expect_err("refused");
+        let e = c.reply(call.clone(), &ctx(4)).expect_err("refused");
         assert_eq!(
             e,
             CoreError::StoreUnavailable("disk I/O error".into()),
@@ -178,9 +187,11 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
             page: Default::default(),
         },
     ] {
-        c.call(call.clone(), &ctx(4)).expect("reads answer");
+        stored
+            .call(&mut c, call.clone(), &ctx(4))
+            .expect("reads answer");
     }
-    let Ok(Reply::Info(info)) = c.call(Call::InstanceInfo, &ctx(4)) else {
+    let Ok(Reply::Info(info)) = c.reply(Call::InstanceInfo, &ctx(4)) else {
         panic!("info")
     };
     assert_eq!(info.status, Health::Degraded);
@@ -201,7 +212,7 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
             && s.reason.is_none()),
         "{status:?}"
     );
-    c.call(Call::SessionCreate { title: None }, &ctx(7))
+    c.reply(Call::SessionCreate { title: None }, &ctx(7))
         .expect("changes accepted again");
 }
 

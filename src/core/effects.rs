@@ -2,6 +2,7 @@
 //! boundary besides its method calls.
 
 use super::persist::Change;
+use super::read::ContextRead;
 use crate::protocol::events::Published;
 use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::types::Role;
@@ -18,7 +19,8 @@ pub struct HistoryEntry {
 pub struct TurnStart {
     pub turn_id: TurnId,
     pub session_id: SessionId,
-    /// The session's messages in order, ending with the user message that started the turn.
+    /// The session's newest messages in order (as many as the model's context takes), ending
+    /// with the user message that started the turn.
     pub history: Vec<HistoryEntry>,
 }
 
@@ -27,8 +29,12 @@ pub struct TurnStart {
 pub enum Effect {
     /// Publish this event (already numbered).
     Publish(Published),
-    /// Start the model on this turn.
-    StartTurn(TurnStart),
+    /// Start the model on this turn, with the history `context` reads from the store.
+    StartTurn {
+        turn_id: TurnId,
+        session_id: SessionId,
+        context: ContextRead,
+    },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),
     /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be

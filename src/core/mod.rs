@@ -1,12 +1,12 @@
 //! The core state machine: inputs in, effects out. No I/O, no clock reads, no tokio or zmq types;
 //! deterministic under test with [`ids::Sequential`] and hand-picked times.
 
-mod answer;
+pub mod answer;
 pub mod effects;
 pub mod error;
 pub mod ids;
-pub mod paging;
 pub mod persist;
+pub mod read;
 pub mod replay;
 mod restore;
 pub mod session;
@@ -16,6 +16,8 @@ pub mod turn;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

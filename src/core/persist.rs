@@ -164,14 +164,27 @@ pub struct OpenTurn {
     pub started_at: OffsetDateTime,
 }
 
-/// Everything the core needs to resume, as a store loads it.
+/// A live session as loaded: its row and how many messages it holds (positions `0..count`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub record: SessionRecord,
+    /// One past the highest stored position: a reply checkpointed while its turn ran counts, as
+    /// start-up keeps it (marked interrupted).
+    pub message_count: u64,
+}
+
+/// Everything the core needs to resume, as a store loads it. The messages themselves stay in
+/// the store: the core holds counts, and reads go to the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Live (not deleted) sessions, each with its messages in position order.
-    pub sessions: Vec<(SessionRecord, Vec<MessageRecord>)>,
+    /// Live (not deleted) sessions, in id order.
+    pub sessions: Vec<StoredSession>,
     pub active_session: Option<SessionId>,
     /// Turns still marked running.
     pub open_turns: Vec<OpenTurn>,
+    /// Messages still marked streaming in live sessions: what was checkpointed of replies a
+    /// crash cut short. Start-up marks them interrupted.
+    pub streaming: Vec<MessageRecord>,
     /// The newest `request_id`s, oldest first.
     pub request_keys: Vec<(String, SendResult)>,
 }

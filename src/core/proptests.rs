@@ -21,7 +21,10 @@ use proptest::test_runner::Config;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::answer::Outcome;
 use super::persist::Change;
+use super::read::ReadError;
+use super::testing::Stored;
 use super::tests::{at, core};
 use super::*;
 use crate::protocol::events::{EndReason, Event, Published};
@@ -30,6 +33,7 @@ use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
+use crate::store::Rows;
 
 /// The `idempotency_capacity` `tests::core()` configures: small, so runs of sends with
 /// `request_id`s also exercise forgetting the oldest.
@@ -178,6 +182,8 @@ struct Mirror {
     /// The last stored position of each message.
     positions: HashMap<MessageId, u64>,
     shut_down: bool,
+    /// The store behind the core: its changes, committed; reads come from here.
+    stored: Stored,
 }
 
 impl Mirror {
@@ -189,12 +195,27 @@ impl Mirror {
     }
 
     fn absorb(&mut self, effects: &[Effect]) {
+        // Changes first, as the store's thread has them before the turn's read runs.
+        let changes: Vec<Effect> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Persist { .. }))
+            .cloned()
+            .collect();
+        self.stored.apply(&changes);
         for effect in effects {
             match effect {
                 Effect::Publish(p) => self.event(p),
-                Effect::StartTurn(start) => {
-                    assert_eq!(self.running.get(&start.turn_id), Some(&start.session_id));
-                    assert_eq!(start.history.len(), self.appended[&start.session_id].len());
+                Effect::StartTurn {
+                    turn_id,
+                    session_id,
+                    context,
+                } => {
+                    assert_eq!(self.running.get(turn_id), Some(session_id));
+                    // The history given is every message appended, read back from the store.
+                    let history = context
+                        .execute(&mut Rows(&mut self.stored.store))
+                        .expect("history reads");
+                    assert_eq!(history.len(), self.appended[session_id].len());
                 }
                 Effect::CancelTurn(turn) => {
                     assert!(
@@ -359,7 +380,16 @@ impl Harness {
             drops: DropCounters::default(),
             transport: Default::default(),
         };
-        self.core.call(call, &ctx)
+        match self.core.call(call, &ctx)? {
+            Outcome::Reply(r) => Ok(r),
+            // Every earlier step's changes are in the store: reads decide nothing new.
+            Outcome::Read(read) => read
+                .execute(&mut Rows(&mut self.mirror.stored.store))
+                .map_err(|e| match e {
+                    ReadError::Core(e) => e,
+                    ReadError::Rows(e) => panic!("memory store read failed: {e}"),
+                }),
+        }
     }
 
     /// Applies what the core decided since the last step to the mirror.

@@ -1,56 +1,47 @@
-//! Resuming from a store's snapshot: rebuilds sessions, messages, the active session and the
-//! idempotency keys, and closes the turns a crash left running as `aborted` (reason `crashed`),
-//! keeping their checkpointed partial replies, marked interrupted.
+//! Resuming from a store's snapshot: rebuilds sessions (with their message counts; the
+//! messages stay in the store), the active session and the idempotency keys, and closes the
+//! turns a crash left running as `aborted` (reason `crashed`), keeping their checkpointed
+//! partial replies, marked interrupted.
+
+use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
 use super::persist::{Change, MessageRecord, Snapshot, StoredStatus, TurnEnd, TurnStatus};
-use super::session::{Message, Session};
+use super::session::Session;
 use super::state::Core;
-use crate::protocol::types::MessageStatus;
+use crate::protocol::ids::TurnId;
 
 impl Core {
     /// Loads `snapshot` into an empty core. Returns how many crashed turns were recovered; the
     /// store changes that record the recovery are queued as effects.
     pub fn restore(&mut self, snapshot: Snapshot, now: OffsetDateTime) -> u64 {
-        let open: std::collections::HashSet<_> = snapshot.open_turns.iter().map(|t| t.id).collect();
-        for (record, messages) in snapshot.sessions {
+        for stored in snapshot.sessions {
+            let record = stored.record;
             let mut session = Session::new(record.id, record.title, record.created_at);
             session.updated_at = record.updated_at;
-            for m in messages {
-                // A reply still streaming when the process died is what survived of it.
-                let status = match m.status {
-                    StoredStatus::Complete => MessageStatus::Complete,
-                    StoredStatus::Interrupted => MessageStatus::Interrupted,
-                    StoredStatus::Streaming => {
-                        self.persist(Change::MessageUpsert(MessageRecord {
-                            status: StoredStatus::Interrupted,
-                            ..m.clone()
-                        }));
-                        MessageStatus::Interrupted
-                    }
-                };
-                session.messages.push(Message {
-                    id: m.id,
-                    turn_id: m.turn_id,
-                    role: m.role,
-                    content: m.content,
-                    created_at: m.created_at,
-                    status,
-                    tool: m.tool,
-                });
-            }
+            session.message_count = stored.message_count;
             self.insert_session(session);
+        }
+        // A reply still streaming when the process died is what survived of it.
+        let mut words: HashMap<TurnId, u64> = HashMap::new();
+        for m in snapshot.streaming {
+            if let Some(turn) = m.turn_id {
+                *words.entry(turn).or_default() += m.content.split_whitespace().count() as u64;
+            }
+            if let Some(s) = self.sessions.get_mut(&m.session_id) {
+                s.message_count = s.message_count.max(m.position + 1);
+            }
+            self.persist(Change::MessageUpsert(MessageRecord {
+                status: StoredStatus::Interrupted,
+                ..m
+            }));
         }
         self.set_active_restored(snapshot.active_session);
         for (request_id, result) in snapshot.request_keys {
             self.remember(request_id, result);
         }
         for turn in &snapshot.open_turns {
-            let tokens_out = self
-                .messages_of_turn(turn.session_id, turn.id)
-                .map(|content| content.split_whitespace().count() as u64)
-                .unwrap_or(0);
             self.persist(Change::TurnEnd(TurnEnd {
                 id: turn.id,
                 status: TurnStatus::Aborted,
@@ -58,10 +49,10 @@ impl Core {
                 error: Some("the server stopped while this turn ran".into()),
                 ended_at: now,
                 tokens_in: 0,
-                tokens_out,
+                tokens_out: words.get(&turn.id).copied().unwrap_or(0),
             }));
         }
-        self.recovered_turns = open.len() as u64;
+        self.recovered_turns = snapshot.open_turns.len() as u64;
         self.recovered_turns
     }
 }

@@ -1,17 +1,17 @@
-//! A session as the core holds it: its messages and whether a turn is running.
+//! A session as the core holds it: its row, how many messages it has (they live in the store)
+//! and whether a turn is running.
 
 use time::OffsetDateTime;
 
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
-use crate::protocol::types::{
-    MessagePayload, MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo,
-};
+use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo};
 
 /// Longest derived title, in characters.
 pub const TITLE_MAX_CHARS: usize = 60;
 /// Title of a session created without one.
 pub const DEFAULT_TITLE: &str = "New session";
 
+/// A message as the core decides it, on its way to the store and to `message.append`.
 #[derive(Debug, Clone)]
 pub struct Message {
     pub id: MessageId,
@@ -30,7 +30,8 @@ pub struct Session {
     pub title: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
-    pub messages: Vec<Message>,
+    /// Messages stored: positions `0..message_count`.
+    pub message_count: u64,
     /// The turn running now, if any: a session runs one turn at a time.
     pub running: Option<TurnId>,
 }
@@ -42,7 +43,7 @@ impl Session {
             title,
             created_at: now,
             updated_at: now,
-            messages: Vec::new(),
+            message_count: 0,
             running: None,
         }
     }
@@ -53,25 +54,12 @@ impl Session {
             title: self.title.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
-            message_count: self.messages.len() as u64,
+            message_count: self.message_count,
             status: if self.running.is_some() {
                 SessionStatus::Running
             } else {
                 SessionStatus::Idle
             },
-        }
-    }
-
-    pub fn message_payload(&self, m: &Message) -> MessagePayload {
-        MessagePayload {
-            id: m.id,
-            session_id: self.id,
-            turn_id: m.turn_id,
-            role: m.role,
-            content: m.content.clone(),
-            created_at: m.created_at,
-            status: m.status,
-            tool: m.tool.clone(),
         }
     }
 }

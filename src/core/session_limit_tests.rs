@@ -21,7 +21,7 @@ fn create(c: &mut Core, title: &str) -> Result<SessionId, CoreError> {
     let call = Call::SessionCreate {
         title: Some(title.into()),
     };
-    c.call(call, &ctx(1)).map(|r| match r {
+    c.reply(call, &ctx(1)).map(|r| match r {
         Reply::Session(s) => s.id,
         other => panic!("{other:?}"),
     })
@@ -33,18 +33,18 @@ fn send_new(c: &mut Core, request_id: &str) -> Result<Reply, CoreError> {
         content: "hello".into(),
         request_id: Some(request_id.into()),
     });
-    c.call(call, &ctx(2))
+    c.reply(call, &ctx(2))
 }
 
 fn delete(c: &mut Core, id: SessionId) {
     let call = Call::SessionDelete {
         session_id: id.to_string(),
     };
-    c.call(call, &ctx(3)).unwrap();
+    c.reply(call, &ctx(3)).unwrap();
 }
 
 fn max_sessions_in_info(c: &mut Core) -> (u64, u64) {
-    match c.call(Call::InstanceInfo, &ctx(4)).unwrap() {
+    match c.reply(Call::InstanceInfo, &ctx(4)).unwrap() {
         Reply::Info(info) => (info.session_count, info.max_sessions),
         other => panic!("{other:?}"),
     }
@@ -110,7 +110,10 @@ fn sessions_restored_over_a_lowered_limit_are_kept_and_new_ones_refused() {
             created_at: at(0),
             updated_at: at(0),
         };
-        (record, Vec::new())
+        crate::core::persist::StoredSession {
+            record,
+            message_count: 0,
+        }
     };
     let snapshot = Snapshot {
         sessions: vec![record(1), record(2)],

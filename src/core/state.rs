@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use time::OffsetDateTime;
 
-use super::effects::{Effect, HistoryEntry, TurnStart};
+use super::answer::Outcome;
+use super::effects::Effect;
 use super::error::CoreError;
 use super::ids::IdGen;
-use super::paging;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
+use super::read::{ContextRead, Read};
 use super::replay::{EventRing, ReplayLimits};
-use super::session::{clip_title, title_from, Message, Session};
+use super::session::{clip_title, title_from, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
@@ -21,10 +22,12 @@ use crate::protocol::events::{
     MessageAppendPayload, PromotedPayload, SessionListPayload, ShutdownPayload, StatusPayload,
 };
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
-use crate::protocol::limits::{DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX};
+use crate::protocol::limits::{
+    DEFAULT_CONTEXT_BYTES, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
+};
 use crate::protocol::methods::{
-    Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageListResult,
-    MessageSend, OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
+    Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
+    OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
     SessionListResult, StateSyncResult, TransportInfo,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
@@ -54,6 +57,9 @@ pub struct CoreConfig {
     /// Sessions held at once; creating one more (explicitly or by `message.send`) is refused
     /// with `too_many_sessions`. Deleted sessions do not count.
     pub max_sessions: usize,
+    /// Most bytes of message content a turn's model is given (the newest messages; the newest
+    /// always): the model's context window, so a long history is never read whole.
+    pub context_bytes: usize,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +69,7 @@ impl Default for CoreConfig {
             checkpoint_interval: time::Duration::seconds(1),
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            context_bytes: DEFAULT_CONTEXT_BYTES,
         }
     }
 }
@@ -150,11 +157,32 @@ impl Core {
         std::mem::take(&mut self.effects)
     }
 
-    /// Answers one call. Events it causes are queued as effects before this returns, so a reply
-    /// sent after them never overtakes them.
-    pub fn call(&mut self, call: Call, ctx: &CallContext) -> Result<Reply, CoreError> {
+    /// Answers one call, or says what to read from the store to answer it (the history lives
+    /// there). Events it causes are queued as effects before this returns, so a reply sent after
+    /// them never overtakes them.
+    pub fn call(&mut self, call: Call, ctx: &CallContext) -> Result<Outcome, CoreError> {
         let now = ctx.now;
-        match call {
+        let reply = match call {
+            // The history lives in the store: these are answered by reading it.
+            Call::MessageList { session_id, page } => {
+                let s = self.session(&session_id)?;
+                return Ok(Outcome::Read(Read::Page {
+                    session_id: s.id,
+                    count: s.message_count,
+                    page,
+                }));
+            }
+            Call::MessageGet {
+                session_id,
+                message_id,
+            } => {
+                let s = self.session(&session_id)?;
+                return Ok(Outcome::Read(Read::Message {
+                    session_id: s.id,
+                    count: s.message_count,
+                    message_id,
+                }));
+            }
             Call::InstancePing => Ok(Reply::Ping(PingResult {
                 status: "ok".into(),
                 instance_id: self.meta.instance_id,
@@ -206,34 +234,9 @@ impl Core {
                 }))
             }
             Call::MessageSend(send) => self.send(send, now).map(Reply::Send),
-            Call::MessageList { session_id, page } => {
-                let s = self.session(&session_id)?;
-                let (range, has_more) = paging::page(&s.messages, &page)?;
-                Ok(Reply::MessageList(MessageListResult {
-                    messages: s.messages[range]
-                        .iter()
-                        .map(|m| s.message_payload(m))
-                        .collect(),
-                    has_more,
-                }))
-            }
-            Call::MessageGet {
-                session_id,
-                message_id,
-            } => {
-                let s = self.session(&session_id)?;
-                let m = s
-                    .messages
-                    .iter()
-                    .find(|m| m.id.to_string() == message_id)
-                    .ok_or(CoreError::MessageNotFound {
-                        field: "message_id",
-                        id: message_id,
-                    })?;
-                Ok(Reply::Message(s.message_payload(m)))
-            }
             Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
-        }
+        };
+        reply.map(Outcome::Reply)
     }
 
     fn replay(&self, req: &ReplayRequest) -> Result<ReplayResult, CoreError> {
@@ -336,26 +339,15 @@ impl Core {
         let message_id = MessageId(self.ids.next_id());
         let turn_id = TurnId(self.ids.next_id());
         let session = self.sessions.get_mut(&session_id).expect("resolved above");
-        let position = session.messages.len() as u64;
-        session.messages.push(Message {
-            id: message_id,
-            turn_id: Some(turn_id),
-            role: Role::User,
-            content: send.content.clone(),
-            created_at: now,
-            status: MessageStatus::Complete,
-            tool: None,
-        });
+        let position = session.message_count;
+        session.message_count += 1;
         session.updated_at = now;
         session.running = Some(turn_id);
-        let history = session
-            .messages
-            .iter()
-            .map(|m| HistoryEntry {
-                role: m.role,
-                content: m.content.clone(),
-            })
-            .collect();
+        let context = ContextRead {
+            session_id,
+            count: session.message_count,
+            max_bytes: self.config.context_bytes,
+        };
         let session_payload = session.payload();
         let session_record = record_of(session);
         self.turns
@@ -404,11 +396,11 @@ impl Core {
             now,
         );
         self.publish(Event::SessionUpdate(session_payload), now);
-        self.effects.push(Effect::StartTurn(TurnStart {
+        self.effects.push(Effect::StartTurn {
             turn_id,
             session_id,
-            history,
-        }));
+            context,
+        });
 
         let result = SendResult {
             ok: true,
@@ -505,16 +497,6 @@ impl Core {
 
     pub(super) fn set_active_restored(&mut self, active: Option<SessionId>) {
         self.active = active.filter(|id| self.sessions.contains_key(id));
-    }
-
-    /// The assistant text kept for `turn_id`, if any.
-    pub(super) fn messages_of_turn(&self, session: SessionId, turn_id: TurnId) -> Option<&str> {
-        self.sessions
-            .get(&session)?
-            .messages
-            .iter()
-            .find(|m| m.turn_id == Some(turn_id) && m.role == Role::Assistant)
-            .map(|m| m.content.as_str())
     }
 
     /// `session.list`: the newest sessions only, so the event stays small (see its payload).

@@ -129,7 +129,7 @@ impl Core {
             let position = self
                 .sessions
                 .get(&session_id)
-                .map_or(0, |s| s.messages.len() as u64);
+                .map_or(0, |s| s.message_count);
             Segment {
                 id: MessageId(self.ids.next_id()),
                 position,
@@ -230,7 +230,7 @@ impl Core {
         message: Message,
     ) -> Option<MessageAppendPayload> {
         let session = self.sessions.get_mut(&session_id)?;
-        let position = position.unwrap_or(session.messages.len() as u64);
+        let position = position.unwrap_or(session.message_count);
         let record = MessageRecord {
             id: message.id,
             session_id,
@@ -258,7 +258,7 @@ impl Core {
             content_truncated: false,
         }
         .clipped();
-        session.messages.push(message);
+        session.message_count = session.message_count.max(position + 1);
         self.persist(Change::MessageUpsert(record));
         Some(append)
     }

@@ -4,12 +4,14 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::persist::{Change, StoredStatus, TurnStatus};
+use super::persist::{Change, StoredSession, StoredStatus, TurnStatus};
+use super::testing::Stored;
 use super::*;
 use crate::protocol::events::{EndReason, Event};
 use crate::protocol::ids::{InstanceId, SessionId, TurnId};
 use crate::protocol::methods::{Call, DropCounters, Endpoints, MessageSend, Reply, SendResult};
 use crate::protocol::types::{MessageStatus, Role, SessionStatus};
+use crate::store::Rows;
 
 const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
@@ -54,7 +56,7 @@ fn trace(effects: &[Effect]) -> Vec<String> {
         .iter()
         .filter_map(|e| match e {
             Effect::Publish(p) => Some(p.event.topic().to_owned()),
-            Effect::StartTurn(_) => Some("START".into()),
+            Effect::StartTurn { .. } => Some("START".into()),
             Effect::CancelTurn(_) => Some("CANCEL".into()),
             Effect::Persist { .. } => None,
         })
@@ -93,7 +95,7 @@ pub(super) fn send(
         content: content.into(),
         request_id: None,
     });
-    match c.call(call, &ctx(secs)).unwrap() {
+    match c.reply(call, &ctx(secs)).unwrap() {
         Reply::Send(r) => r,
         other => panic!("{other:?}"),
     }
@@ -101,7 +103,7 @@ pub(super) fn send(
 
 fn session_of(c: &mut Core, id: SessionId) -> crate::protocol::types::SessionPayload {
     match c
-        .call(
+        .reply(
             Call::SessionGet {
                 session_id: id.to_string(),
             },
@@ -131,13 +133,18 @@ fn send_without_session_creates_activates_and_starts_a_turn() {
             "START"
         ]
     );
-    let Some(Effect::StartTurn(start)) = fx.iter().find(|e| matches!(e, Effect::StartTurn(_)))
+    let Some(Effect::StartTurn {
+        turn_id, context, ..
+    }) = fx.iter().find(|e| matches!(e, Effect::StartTurn { .. }))
     else {
         panic!()
     };
-    assert_eq!(start.turn_id, r.turn_id);
-    assert_eq!(start.history.len(), 1);
-    assert_eq!(start.history[0].role, Role::User);
+    assert_eq!(*turn_id, r.turn_id);
+    let mut stored = Stored::default();
+    stored.apply(&fx);
+    let history = context.execute(&mut Rows(&mut stored.store)).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].role, Role::User);
     let s = session_of(&mut c, r.session_id);
     assert_eq!(s.title, "hello there");
     assert_eq!(s.status, SessionStatus::Running);
@@ -262,7 +269,7 @@ fn second_send_while_running_is_busy_and_changes_nothing() {
     let r = send(&mut c, None, "one", 1);
     c.take_effects();
     let err = c
-        .call(
+        .reply(
             Call::MessageSend(MessageSend {
                 session_id: Some(r.session_id.to_string()),
                 content: "two".into(),
@@ -320,7 +327,7 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
     let interrupt = || Call::SessionInterrupt {
         session_id: r.session_id.to_string(),
     };
-    let Reply::Interrupt(ir) = c.call(interrupt(), &ctx(3)).unwrap() else {
+    let Reply::Interrupt(ir) = c.reply(interrupt(), &ctx(3)).unwrap() else {
         panic!()
     };
     assert!(ir.interrupted);
@@ -351,7 +358,7 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
     // Late output from the cancelled model and a second interrupt change nothing.
     c.model_event(r.turn_id, ModelEvent::Token("tial".into()), at(4));
     c.model_event(r.turn_id, ModelEvent::Finished, at(4));
-    let Reply::Interrupt(ir) = c.call(interrupt(), &ctx(5)).unwrap() else {
+    let Reply::Interrupt(ir) = c.reply(interrupt(), &ctx(5)).unwrap() else {
         panic!()
     };
     assert!(!ir.interrupted);
@@ -385,15 +392,15 @@ fn request_id_is_idempotent_and_bounded() {
             request_id: Some(rid.into()),
         })
     };
-    let first = c.call(call("a"), &ctx(1)).unwrap();
+    let first = c.reply(call("a"), &ctx(1)).unwrap();
     c.take_effects();
-    assert_eq!(c.call(call("a"), &ctx(2)).unwrap(), first);
+    assert_eq!(c.reply(call("a"), &ctx(2)).unwrap(), first);
     assert!(c.take_effects().is_empty(), "a retry starts nothing");
     // Capacity is 2 in this core: "a" is forgotten after two newer keys.
-    c.call(call("b"), &ctx(3)).unwrap();
-    c.call(call("c"), &ctx(4)).unwrap();
+    c.reply(call("b"), &ctx(3)).unwrap();
+    c.reply(call("c"), &ctx(4)).unwrap();
     c.take_effects();
-    assert_ne!(c.call(call("a"), &ctx(5)).unwrap(), first);
+    assert_ne!(c.reply(call("a"), &ctx(5)).unwrap(), first);
 }
 
 #[test]
@@ -419,7 +426,7 @@ fn unknown_and_malformed_session_ids_are_not_found() {
             },
         ] {
             assert_eq!(
-                c.call(call, &ctx(0)).unwrap_err(),
+                c.reply(call, &ctx(0)).unwrap_err(),
                 CoreError::SessionNotFound(raw.into())
             );
         }
@@ -431,13 +438,13 @@ fn unknown_and_malformed_session_ids_are_not_found() {
 fn activation_publishes_only_on_change() {
     let mut c = core();
     let Reply::Session(a) = c
-        .call(Call::SessionCreate { title: None }, &ctx(1))
+        .reply(Call::SessionCreate { title: None }, &ctx(1))
         .unwrap()
     else {
         panic!()
     };
     let Reply::Session(b) = c
-        .call(
+        .reply(
             Call::SessionCreate {
                 title: Some(" B ".into()),
             },
@@ -462,12 +469,12 @@ fn activation_publishes_only_on_change() {
     let activate = |id: SessionId| Call::SessionActivate {
         session_id: id.to_string(),
     };
-    c.call(activate(a.id), &ctx(3)).unwrap();
+    c.reply(activate(a.id), &ctx(3)).unwrap();
     assert!(c.take_effects().is_empty());
-    c.call(activate(b.id), &ctx(3)).unwrap();
+    c.reply(activate(b.id), &ctx(3)).unwrap();
     assert_eq!(trace(&c.take_effects()), ["session.activated"]);
     let Reply::StateSync(sync) = c
-        .call(Call::StateSync { project_id: None }, &ctx(4))
+        .reply(Call::StateSync { project_id: None }, &ctx(4))
         .unwrap()
     else {
         panic!()
@@ -482,7 +489,7 @@ fn deleting_a_running_session_ends_its_turn_before_session_deleted() {
     let mut c = core();
     let r = send(&mut c, None, "hi", 1);
     c.take_effects();
-    c.call(
+    c.reply(
         Call::SessionDelete {
             session_id: r.session_id.to_string(),
         },
@@ -506,7 +513,7 @@ fn deleting_a_running_session_ends_its_turn_before_session_deleted() {
         "no event after session.deleted"
     );
     let Reply::StateSync(sync) = c
-        .call(Call::StateSync { project_id: None }, &ctx(4))
+        .reply(Call::StateSync { project_id: None }, &ctx(4))
         .unwrap()
     else {
         panic!()
@@ -536,7 +543,7 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
     assert_eq!(ends, [a.turn_id, b.turn_id]);
     assert_eq!(trace(&fx).last().unwrap(), "instance.shutdown");
     let err = c
-        .call(
+        .reply(
             Call::MessageSend(MessageSend {
                 session_id: None,
                 content: "late".into(),
@@ -556,13 +563,16 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
             session_id: sid.clone(),
         },
     ] {
-        assert_eq!(c.call(call, &ctx(10)).unwrap_err(), CoreError::ShuttingDown);
+        assert_eq!(
+            c.reply(call, &ctx(10)).unwrap_err(),
+            CoreError::ShuttingDown
+        );
     }
     // Reads still answer, interrupt finds nothing running, and nothing is published.
-    c.call(Call::StateSync { project_id: None }, &ctx(10))
+    c.reply(Call::StateSync { project_id: None }, &ctx(10))
         .unwrap();
     let Reply::Interrupt(ir) = c
-        .call(Call::SessionInterrupt { session_id: sid }, &ctx(10))
+        .reply(Call::SessionInterrupt { session_id: sid }, &ctx(10))
         .unwrap()
     else {
         panic!()
@@ -584,7 +594,7 @@ fn heartbeat_and_ping_report_uptime_go_style() {
     };
     assert_eq!(hb.uptime, "1h2m3s");
     assert_eq!(hb.session_count, 0);
-    let Reply::Ping(p) = c.call(Call::InstancePing, &ctx(61)).unwrap() else {
+    let Reply::Ping(p) = c.reply(Call::InstancePing, &ctx(61)).unwrap() else {
         panic!()
     };
     assert_eq!((p.status.as_str(), p.uptime.as_str()), ("ok", "1m1s"));
@@ -593,23 +603,24 @@ fn heartbeat_and_ping_report_uptime_go_style() {
 #[test]
 fn message_list_keeps_order_and_turn_links() {
     let mut c = core();
+    let mut stored = Stored::default();
     let r = send(&mut c, None, "q1", 1);
     c.model_event(r.turn_id, ModelEvent::Token("a1".into()), at(2));
     c.model_event(r.turn_id, ModelEvent::Finished, at(2));
     let r2 = send(&mut c, Some(r.session_id), "q2", 3);
-    let Effect::StartTurn(start) = c.take_effects().pop().unwrap() else {
-        panic!()
-    };
+    stored.sync(&mut c);
+    // The second turn's model is given the whole conversation, read back from the store.
+    let history = stored.started.pop().unwrap();
     assert_eq!(
-        start
-            .history
+        history
             .iter()
             .map(|h| h.content.as_str())
             .collect::<Vec<_>>(),
         ["q1", "a1", "q2"]
     );
-    let Reply::MessageList(list) = c
+    let Reply::MessageList(list) = stored
         .call(
+            &mut c,
             Call::MessageList {
                 session_id: r.session_id.to_string(),
                 page: Default::default(),
@@ -661,7 +672,7 @@ fn send_persists_the_user_message_turn_and_session_before_anything_shows() {
         content: "hi".into(),
         request_id: Some("k1".into()),
     });
-    let Reply::Send(r) = c.call(call, &ctx(1)).unwrap() else {
+    let Reply::Send(r) = c.reply(call, &ctx(1)).unwrap() else {
         panic!()
     };
     let ch = changes(&c.take_effects());
@@ -808,31 +819,30 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         message_id: MessageId(Uuid::from_u128(102)),
         turn_id: tid,
     };
+    // The store counts the user's question; the reply it checkpointed comes as streaming.
     let snapshot = Snapshot {
-        sessions: vec![(
-            SessionRecord {
+        sessions: vec![StoredSession {
+            record: SessionRecord {
                 id: sid,
                 title: "t".into(),
                 created_at: at(0),
                 updated_at: at(1),
             },
-            vec![
-                msg(102, 0, Role::User, "question", StoredStatus::Complete),
-                msg(
-                    103,
-                    1,
-                    Role::Assistant,
-                    "half an ans",
-                    StoredStatus::Streaming,
-                ),
-            ],
-        )],
+            message_count: 1,
+        }],
         active_session: Some(sid),
         open_turns: vec![OpenTurn {
             id: tid,
             session_id: sid,
             started_at: at(0),
         }],
+        streaming: vec![msg(
+            103,
+            1,
+            Role::Assistant,
+            "half an ans",
+            StoredStatus::Streaming,
+        )],
         request_keys: vec![("k".into(), kept.clone())],
     };
     let mut c = core();
@@ -856,7 +866,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
     let s = session_of(&mut c, sid);
     assert_eq!((s.status, s.message_count), (SessionStatus::Idle, 2));
     let Reply::StateSync(sync) = c
-        .call(Call::StateSync { project_id: None }, &ctx(51))
+        .reply(Call::StateSync { project_id: None }, &ctx(51))
         .unwrap()
     else {
         panic!()
@@ -866,7 +876,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         sync.seq, 0,
         "a restored instance starts its event sequence afresh"
     );
-    let Reply::Info(info) = c.call(Call::InstanceInfo, &ctx(51)).unwrap() else {
+    let Reply::Info(info) = c.reply(Call::InstanceInfo, &ctx(51)).unwrap() else {
         panic!()
     };
     assert_eq!(info.recovered_turns, 1);
@@ -876,7 +886,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         content: "question".into(),
         request_id: Some("k".into()),
     });
-    assert_eq!(c.call(retry, &ctx(52)).unwrap(), Reply::Send(kept));
+    assert_eq!(c.reply(retry, &ctx(52)).unwrap(), Reply::Send(kept));
     assert!(c.take_effects().is_empty());
     // And the session takes a new message.
     send(&mut c, Some(sid), "again", 53);
@@ -914,7 +924,7 @@ fn interrupting_mid_text_keeps_the_segment_as_interrupted() {
     let r = send(&mut c, None, "hi", 1);
     c.model_event(r.turn_id, ModelEvent::Token("par".into()), at(2));
     c.take_effects();
-    c.call(
+    c.reply(
         Call::SessionInterrupt {
             session_id: r.session_id.to_string(),
         },
@@ -961,9 +971,10 @@ fn text_tool_text_becomes_three_messages_in_order() {
     );
     c.model_event(t, ModelEvent::Token("it is noon".into()), at(0));
     c.model_event(t, ModelEvent::Finished, at(0));
-    c.take_effects();
-    let Reply::MessageList(list) = c
+    let mut stored = Stored::default();
+    let Reply::MessageList(list) = stored
         .call(
+            &mut c,
             Call::MessageList {
                 session_id: r.session_id.to_string(),
                 page: Default::default(),
@@ -1015,7 +1026,7 @@ fn a_promoted_instance_announces_itself_and_every_heartbeat_names_its_predecesso
         panic!()
     };
     assert_eq!(hb.promoted_from, Some(prev));
-    let Reply::Info(info) = c.call(Call::InstanceInfo, &ctx(6)).unwrap() else {
+    let Reply::Info(info) = c.reply(Call::InstanceInfo, &ctx(6)).unwrap() else {
         panic!()
     };
     assert_eq!(info.promoted_from, Some(prev));

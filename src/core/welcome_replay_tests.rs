@@ -16,7 +16,7 @@ fn replay(
         limit,
         instance_id: None,
     });
-    c.call(call, &ctx(9)).map(|r| match r {
+    c.reply(call, &ctx(9)).map(|r| match r {
         Reply::Replay(r) => r,
         other => panic!("{other:?}"),
     })
@@ -106,7 +106,7 @@ fn replay_refuses_what_it_cannot_serve_with_the_oldest_seq() {
         instance_id: Some("00000000-0000-0000-0000-000000000001".into()),
     });
     assert!(matches!(
-        c.call(other, &ctx(9)),
+        c.reply(other, &ctx(9)),
         Err(CoreError::ReplayUnavailable {
             reason: "instance_changed",
             ..
@@ -118,5 +118,5 @@ fn replay_refuses_what_it_cannot_serve_with_the_oldest_seq() {
         limit: 10,
         instance_id: Some(c.instance_id().to_string()),
     });
-    assert!(c.call(same, &ctx(9)).is_ok());
+    assert!(c.reply(same, &ctx(9)).is_ok());
 }

@@ -31,6 +31,11 @@ pub enum ModelError {
 pub trait Model: Send + Sync + 'static {
     /// Name shown in `instance.info`, e.g. `echo`.
     fn name(&self) -> String;
+    /// Most bytes of the session's newest messages a turn is given (see
+    /// `CoreConfig::context_bytes`): what the model can use of a history, read from the store.
+    fn context_bytes(&self) -> usize {
+        crate::protocol::limits::DEFAULT_CONTEXT_BYTES
+    }
     fn run(&self, turn: TurnStart, sink: TurnSink) -> BoxFuture<Result<(), ModelError>>;
 }
 

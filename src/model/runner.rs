@@ -1,13 +1,16 @@
-//! Drives one turn of a model as a tokio task: reports `Finished`/`Failed` when the model returns
-//! (or panics), and stops it at once when its handle is cancelled or dropped.
+//! Drives one turn of a model as a tokio task: waits for the turn's history (read from the store
+//! on the store's thread), runs the model on it, reports `Finished`/`Failed` when the model
+//! returns (or panics, or the history cannot be read), and stops it at once when its handle is
+//! cancelled or dropped.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Model, ModelError, TurnSink};
-use crate::core::{ModelEvent, TurnStart};
-use crate::protocol::ids::TurnId;
+use crate::core::read::RowsFailed;
+use crate::core::{HistoryEntry, ModelEvent, TurnStart};
+use crate::protocol::ids::{SessionId, TurnId};
 
 /// Owning this keeps the turn's model running; dropping it (or `cancel`) stops it.
 #[derive(Debug)]
@@ -19,15 +22,49 @@ impl TurnHandle {
     pub fn cancel(self) {}
 }
 
-/// Starts `model` on `turn`; its events go to `tx` tagged with the turn id.
+/// The history a turn starts from, as the store's thread will send it.
+pub type History = oneshot::Receiver<Result<Vec<HistoryEntry>, RowsFailed>>;
+
+/// Starts `model` on turn `turn_id` once `history` arrives; its events go to `tx` tagged with
+/// the turn id.
 pub fn spawn_turn(
     model: Arc<dyn Model>,
-    turn: TurnStart,
+    turn_id: TurnId,
+    session_id: SessionId,
+    history: History,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
 ) -> TurnHandle {
-    let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-    let sink = TurnSink::new(turn.turn_id, tx);
+    let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
+    let sink = TurnSink::new(turn_id, tx);
     tokio::spawn(async move {
+        let read = tokio::select! {
+            read = history => read,
+            _ = &mut cancel_rx => return,
+        };
+        let history = match read {
+            Ok(Ok(history)) => history,
+            Ok(Err(e)) => {
+                let _ = sink
+                    .emit(ModelEvent::Failed(format!(
+                        "could not read the session's history: {e}"
+                    )))
+                    .await;
+                return;
+            }
+            Err(_) => {
+                let _ = sink
+                    .emit(ModelEvent::Failed(
+                        "could not read the session's history: the store's thread is gone".into(),
+                    ))
+                    .await;
+                return;
+            }
+        };
+        let turn = TurnStart {
+            turn_id,
+            session_id,
+            history,
+        };
         let mut task = tokio::spawn(model.run(turn, sink.clone()));
         let outcome = tokio::select! {
             joined = &mut task => joined,

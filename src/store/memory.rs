@@ -3,10 +3,15 @@
 //! reference the SQLite store is tested against. Nothing survives the process.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use super::{Store, StoreError};
-use crate::core::persist::{Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, TurnStatus};
+use crate::core::persist::{
+    Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
+    TurnStatus,
+};
+use crate::core::read::Direction;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 
@@ -14,7 +19,10 @@ use crate::protocol::methods::SendResult;
 struct Data {
     sessions: BTreeMap<SessionId, SessionRecord>,
     deleted: std::collections::HashSet<SessionId>,
-    messages: HashMap<MessageId, MessageRecord>,
+    /// Messages by session and position, as SQLite's `(session_id, position)` index has them.
+    messages: BTreeMap<(SessionId, u64), MessageRecord>,
+    /// Where each message is in `messages`.
+    message_at: HashMap<MessageId, (SessionId, u64)>,
     active: Option<SessionId>,
     /// Turn id -> (session, started, status).
     turns: BTreeMap<TurnId, (OpenTurn, TurnStatus)>,
@@ -50,27 +58,32 @@ impl Store for MemoryStore {
             .data
             .lock()
             .map_err(|_| StoreError::Invalid("memory store poisoned".into()))?;
-        let mut by_session: HashMap<SessionId, Vec<MessageRecord>> = HashMap::new();
-        for m in data.messages.values() {
-            by_session.entry(m.session_id).or_default().push(m.clone());
-        }
+        let live = |id: &SessionId| data.sessions.contains_key(id) && !data.deleted.contains(id);
         let sessions = data
             .sessions
             .values()
-            .filter(|s| !data.deleted.contains(&s.id))
-            .map(|s| {
-                let mut msgs = by_session.remove(&s.id).unwrap_or_default();
-                msgs.sort_by_key(|m| m.position);
-                (s.clone(), msgs)
+            .filter(|s| live(&s.id))
+            .map(|s| StoredSession {
+                record: s.clone(),
+                message_count: data
+                    .messages
+                    .range((s.id, 0)..=(s.id, u64::MAX))
+                    .next_back()
+                    .map_or(0, |((_, p), _)| p + 1),
             })
             .collect();
-        let open_turns = data
+        let open_turns: Vec<OpenTurn> = data
             .turns
             .values()
-            .filter(|(t, status)| {
-                *status == TurnStatus::Running && !data.deleted.contains(&t.session_id)
-            })
+            .filter(|(t, status)| *status == TurnStatus::Running && live(&t.session_id))
             .map(|(t, _)| t.clone())
+            .collect();
+        let streaming = data
+            .messages
+            .values()
+            .filter(|m| m.status == StoredStatus::Streaming && live(&m.session_id))
+            .filter(|m| open_turns.iter().any(|t| Some(t.id) == m.turn_id))
+            .cloned()
             .collect();
         let skip = data.keys.len().saturating_sub(request_key_capacity);
         Ok(Snapshot {
@@ -79,6 +92,7 @@ impl Store for MemoryStore {
                 .active
                 .filter(|a| data.sessions.contains_key(a) && !data.deleted.contains(a)),
             open_turns,
+            streaming,
             request_keys: data.keys.iter().skip(skip).cloned().collect(),
         })
     }
@@ -101,7 +115,11 @@ impl Store for MemoryStore {
                 }
                 Change::ActiveSession(a) => data.active = *a,
                 Change::MessageUpsert(m) => {
-                    data.messages.insert(m.id, m.clone());
+                    let at = (m.session_id, m.position);
+                    if let Some(old) = data.message_at.insert(m.id, at) {
+                        data.messages.remove(&old);
+                    }
+                    data.messages.insert(at, m.clone());
                 }
                 Change::TurnStart {
                     id,
@@ -129,6 +147,52 @@ impl Store for MemoryStore {
                         data.keys.push_back((request_id.clone(), result.clone()));
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn message_position(
+        &mut self,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<u64>, StoreError> {
+        let data = self
+            .data
+            .lock()
+            .map_err(|_| StoreError::Invalid("memory store poisoned".into()))?;
+        Ok(data
+            .message_at
+            .get(&id)
+            .filter(|(s, _)| *s == session)
+            .map(|(_, p)| *p))
+    }
+
+    fn scan_messages(
+        &mut self,
+        session: SessionId,
+        positions: Range<u64>,
+        direction: Direction,
+        visit: &mut dyn FnMut(MessageRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let data = self
+            .data
+            .lock()
+            .map_err(|_| StoreError::Invalid("memory store poisoned".into()))?;
+        let range = data
+            .messages
+            .range((session, positions.start)..(session, positions.end));
+        let mut rows: Box<dyn Iterator<Item = (&(SessionId, u64), &MessageRecord)>> =
+            match direction {
+                Direction::Forward => Box::new(range),
+                Direction::Backward => Box::new(range.rev()),
+            };
+        for (_, m) in &mut rows {
+            if !visit(m.clone()) {
+                break;
             }
         }
         Ok(())

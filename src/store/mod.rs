@@ -5,17 +5,36 @@ pub mod memory;
 pub mod sqlite;
 pub mod writer;
 
+use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::core::persist::{Change, Snapshot};
+use crate::core::persist::{Change, MessageRecord, Snapshot};
+use crate::core::read::{Direction, MessageRows, RowsFailed};
+use crate::protocol::ids::{MessageId, SessionId};
 
 /// A place the core's state survives in.
 pub trait Store: Send + 'static {
-    /// Everything needed to resume: live sessions with their messages, the active session, turns
-    /// left running, and the newest `request_key_capacity` idempotency keys.
+    /// Everything needed to resume: live sessions with their message counts, the active
+    /// session, turns left running with their streaming rows, and the newest
+    /// `request_key_capacity` idempotency keys. Never the whole history: that stays here.
     fn load(&mut self, request_key_capacity: usize) -> Result<Snapshot, StoreError>;
     /// Applies `changes` in order as one transaction; durable when this returns `Ok`.
     fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError>;
+    /// The position of message `id` in session `session`, if it is stored there.
+    fn message_position(
+        &mut self,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Visits the stored messages of `session` whose positions lie in `positions`, in
+    /// `direction`, until `visit` returns false; rows past that are not read.
+    fn scan_messages(
+        &mut self,
+        session: SessionId,
+        positions: Range<u64>,
+        direction: Direction,
+        visit: &mut dyn FnMut(MessageRecord) -> bool,
+    ) -> Result<(), StoreError>;
     /// What to call this store in logs and `instance.info`, e.g. `sqlite:/path/zcoord.db`.
     fn describe(&self) -> String;
 }
@@ -57,5 +76,29 @@ impl StoreError {
     /// Retrying cannot help: the store stays unable to commit until the server restarts.
     pub fn is_permanent(&self) -> bool {
         matches!(self, StoreError::Replaced { .. })
+    }
+}
+
+/// A store's committed rows as the core's reads see them (the writer's thread adds the changes
+/// still waiting in its batch on top; see `writer`).
+pub struct Rows<'a>(pub &'a mut dyn Store);
+
+impl MessageRows for Rows<'_> {
+    fn position(&mut self, session: SessionId, id: MessageId) -> Result<Option<u64>, RowsFailed> {
+        self.0
+            .message_position(session, id)
+            .map_err(|e| RowsFailed(e.to_string()))
+    }
+
+    fn scan(
+        &mut self,
+        session: SessionId,
+        positions: Range<u64>,
+        direction: Direction,
+        visit: &mut dyn FnMut(MessageRecord) -> bool,
+    ) -> Result<(), RowsFailed> {
+        self.0
+            .scan_messages(session, positions, direction, visit)
+            .map_err(|e| RowsFailed(e.to_string()))
     }
 }

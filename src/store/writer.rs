@@ -10,8 +10,13 @@
 //! deleted or replaced) is not retried: the changes wait for shutdown, where they are given up
 //! and counted. While a batch waits, a newer version of a message replaces the older one in it
 //! (a streaming reply's checkpoints rewrite one row), so a long outage does not pile up copies.
+//!
+//! Reads of the history run here too, in order with the changes: a read sees every change
+//! submitted before it, committed or still waiting in the batch (through [`Overlaid`]), so it
+//! answers the same whether the store is healthy, slow or failing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,9 +24,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Store;
-use crate::core::persist::Change;
-use crate::protocol::ids::MessageId;
+use super::{Rows, Store};
+use crate::core::persist::{Change, MessageRecord};
+use crate::core::read::{Direction, MessageRows, RowsFailed};
+use crate::protocol::ids::{MessageId, SessionId};
 
 /// Most changes in one transaction.
 const MAX_BATCH: usize = 4_096;
@@ -50,8 +56,18 @@ pub struct Closed {
     pub unsaved: usize,
 }
 
+/// A read to run on the store's thread, over the rows as the changes submitted before it left
+/// them.
+pub type ReadJob = Box<dyn FnOnce(&mut dyn MessageRows) + Send>;
+
+/// What the writer's thread is given, in order.
+enum Job {
+    Change(u64, Change),
+    Read(ReadJob),
+}
+
 pub struct Writer {
-    tx: Option<mpsc::Sender<(u64, Change)>>,
+    tx: Option<mpsc::Sender<Job>>,
     committed: watch::Receiver<u64>,
     health: watch::Receiver<Option<StoreFailure>>,
     /// Returns the changes it gave up; `None` if it crashed.
@@ -109,11 +125,22 @@ impl Writer {
     pub fn submit(&mut self, change: Change) -> u64 {
         self.submitted += 1;
         if let Some(tx) = &self.tx {
-            if tx.send((self.submitted, change)).is_err() {
+            if tx.send(Job::Change(self.submitted, change)).is_err() {
                 tracing::error!("store writer is gone: change not saved");
             }
         }
         self.submitted
+    }
+
+    /// Runs `read` on the store's thread once every change submitted so far is committed or
+    /// waiting in its batch. If the thread is gone, `read` is dropped unrun (its sender sees its
+    /// channel close).
+    pub fn read(&self, read: ReadJob) {
+        if let Some(tx) = &self.tx {
+            if tx.send(Job::Read(read)).is_err() {
+                tracing::error!("store writer is gone: read not run");
+            }
+        }
     }
 
     /// Watches the number of the last committed change.
@@ -180,7 +207,7 @@ impl Batch {
 
 struct WriterThread {
     store: Box<dyn Store>,
-    rx: Receiver<(u64, Change)>,
+    rx: Receiver<Job>,
     done: watch::Sender<u64>,
     health: Arc<watch::Sender<Option<StoreFailure>>>,
     batch: Batch,
@@ -193,9 +220,9 @@ impl WriterThread {
     fn run(mut self) -> usize {
         let mut failures = 0u32;
         loop {
-            if self.batch.is_empty() {
+            while self.batch.is_empty() {
                 match self.rx.recv() {
-                    Ok((n, c)) => self.batch.push(n, c),
+                    Ok(job) => self.accept(job),
                     Err(_) => return 0,
                 }
             }
@@ -236,21 +263,36 @@ impl WriterThread {
                     self.wait(backoff(failures));
                 }
             }
-            if self.closed && self.batch.is_empty() {
+            while self.closed && self.batch.is_empty() {
                 // Anything that raced with the close.
                 match self.rx.try_recv() {
-                    Ok((n, c)) => self.batch.push(n, c),
+                    Ok(job) => self.accept(job),
                     Err(_) => return 0,
                 }
             }
         }
     }
 
-    /// Adds what is already queued to the batch, up to [`MAX_BATCH`].
+    /// Takes a change into the batch, or runs a read over the store and the batch.
+    fn accept(&mut self, job: Job) {
+        match job {
+            Job::Change(n, c) => self.batch.push(n, c),
+            Job::Read(read) => read(&mut Overlaid {
+                store: &mut *self.store,
+                batch: &self.batch,
+            }),
+        }
+    }
+
+    /// Adds what is already queued to the batch (running the reads among it), up to
+    /// [`MAX_BATCH`] jobs.
     fn take_queued(&mut self) {
-        while self.batch.len() < MAX_BATCH {
+        for _ in 0..MAX_BATCH {
+            if self.batch.len() >= MAX_BATCH {
+                break;
+            }
             match self.rx.try_recv() {
-                Ok((n, c)) => self.batch.push(n, c),
+                Ok(job) => self.accept(job),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.closed = true;
@@ -270,7 +312,7 @@ impl WriterThread {
                 return;
             }
             match self.rx.recv_timeout(left) {
-                Ok((n, c)) => self.batch.push(n, c),
+                Ok(job) => self.accept(job),
                 Err(RecvTimeoutError::Timeout) => return,
                 Err(RecvTimeoutError::Disconnected) => self.closed = true,
             }
@@ -280,15 +322,15 @@ impl WriterThread {
     /// The store cannot take changes again: keep taking them (nothing is lost while the server
     /// runs, and readers of the core still see them) until the close, then give them all up.
     fn hold_until_close(mut self) -> usize {
-        while let Ok((n, c)) = self.rx.recv() {
-            self.batch.push(n, c);
+        while let Ok(job) = self.rx.recv() {
+            self.accept(job);
         }
         self.give_up()
     }
 
     fn give_up(mut self) -> usize {
-        while let Ok((n, c)) = self.rx.try_recv() {
-            self.batch.push(n, c);
+        while let Ok(job) = self.rx.try_recv() {
+            self.accept(job);
         }
         let unsaved = self.batch.len();
         tracing::error!(
@@ -296,6 +338,95 @@ impl WriterThread {
             "giving up at shutdown: these changes are not saved"
         );
         unsaved
+    }
+}
+
+/// The rows a read sees: the store's, with the batch's newer versions over them (and its rows
+/// the store does not have yet).
+struct Overlaid<'a> {
+    store: &'a mut dyn Store,
+    batch: &'a Batch,
+}
+
+impl Overlaid<'_> {
+    /// The batch's versions of the session's messages in `positions`, by position.
+    fn pending(&self, session: SessionId, positions: &Range<u64>) -> BTreeMap<u64, MessageRecord> {
+        self.batch
+            .messages
+            .values()
+            .filter_map(|&i| match &self.batch.changes[i] {
+                Change::MessageUpsert(m)
+                    if m.session_id == session && positions.contains(&m.position) =>
+                {
+                    Some((m.position, m.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl MessageRows for Overlaid<'_> {
+    fn position(&mut self, session: SessionId, id: MessageId) -> Result<Option<u64>, RowsFailed> {
+        if let Some(&i) = self.batch.messages.get(&id) {
+            if let Change::MessageUpsert(m) = &self.batch.changes[i] {
+                return Ok((m.session_id == session).then_some(m.position));
+            }
+        }
+        Rows(&mut *self.store).position(session, id)
+    }
+
+    fn scan(
+        &mut self,
+        session: SessionId,
+        positions: Range<u64>,
+        direction: Direction,
+        visit: &mut dyn FnMut(MessageRecord) -> bool,
+    ) -> Result<(), RowsFailed> {
+        let mut pending = self.pending(session, &positions);
+        if pending.is_empty() {
+            return Rows(&mut *self.store).scan(session, positions, direction, visit);
+        }
+        // Merge in scan order: the batch's rows that come before each stored row go first, and
+        // the batch's version of a row replaces the stored one.
+        let ahead = |p: u64, q: u64| match direction {
+            Direction::Forward => p < q,
+            Direction::Backward => p > q,
+        };
+        let next_pending = |pending: &mut BTreeMap<u64, MessageRecord>| match direction {
+            Direction::Forward => pending.pop_first(),
+            Direction::Backward => pending.pop_last(),
+        };
+        let peek = |pending: &BTreeMap<u64, MessageRecord>| match direction {
+            Direction::Forward => pending.keys().next().copied(),
+            Direction::Backward => pending.keys().next_back().copied(),
+        };
+        let mut stopped = false;
+        Rows(&mut *self.store).scan(session, positions, direction, &mut |row| {
+            while let Some(p) = peek(&pending).filter(|&p| ahead(p, row.position)) {
+                let Some((_, m)) = next_pending(&mut pending) else {
+                    break;
+                };
+                debug_assert_eq!(p, m.position);
+                if !visit(m) {
+                    stopped = true;
+                    return false;
+                }
+            }
+            let row = pending.remove(&row.position).unwrap_or(row);
+            if !visit(row) {
+                stopped = true;
+                return false;
+            }
+            true
+        })?;
+        while !stopped {
+            let Some((_, m)) = next_pending(&mut pending) else {
+                break;
+            };
+            stopped = !visit(m);
+        }
+        Ok(())
     }
 }
 
@@ -307,6 +438,7 @@ fn backoff(failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::core::persist::{MessageRecord, Snapshot, StoredStatus};
+    use crate::core::read::Direction;
     use crate::protocol::ids::SessionId;
     use crate::protocol::types::Role;
     use crate::store::StoreError;
@@ -314,13 +446,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// Fails the first `fail` commits (forever while `broken`, permanently when `gone`), then
-    /// records each batch.
+    /// records each batch and keeps it in a memory store, where reads find it.
     #[derive(Default, Clone)]
     struct Flaky {
         fail: Arc<AtomicU32>,
         broken: Arc<AtomicBool>,
         gone: bool,
         batches: Arc<Mutex<Vec<Vec<Change>>>>,
+        kept: crate::store::memory::MemoryStore,
     }
 
     impl Store for Flaky {
@@ -341,7 +474,24 @@ mod tests {
                 return Err(StoreError::Invalid("disk on fire".into()));
             }
             self.batches.lock().unwrap().push(changes.to_vec());
-            Ok(())
+            self.kept.commit(changes)
+        }
+        fn message_position(
+            &mut self,
+            session: SessionId,
+            id: MessageId,
+        ) -> Result<Option<u64>, StoreError> {
+            self.kept.message_position(session, id)
+        }
+        fn scan_messages(
+            &mut self,
+            session: SessionId,
+            positions: Range<u64>,
+            direction: Direction,
+            visit: &mut dyn FnMut(MessageRecord) -> bool,
+        ) -> Result<(), StoreError> {
+            self.kept
+                .scan_messages(session, positions, direction, visit)
         }
         fn describe(&self) -> String {
             "flaky".into()
@@ -421,6 +571,95 @@ mod tests {
                 unsaved: 2
             }
         );
+    }
+
+    fn row(id: u128, position: u64, content: &str, status: StoredStatus) -> Change {
+        Change::MessageUpsert(MessageRecord {
+            id: MessageId(uuid::Uuid::from_u128(id)),
+            session_id: SessionId(uuid::Uuid::from_u128(1)),
+            position,
+            turn_id: None,
+            role: Role::User,
+            content: content.into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            status,
+            tool: None,
+        })
+    }
+
+    /// Reads the session's positions `0..count` in `direction` on the writer's thread, and where
+    /// message `probe` is.
+    fn read_all(
+        w: &Writer,
+        count: u64,
+        direction: Direction,
+        probe: u128,
+    ) -> (Vec<String>, Option<u64>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        w.read(Box::new(move |rows| {
+            let session = SessionId(uuid::Uuid::from_u128(1));
+            let mut seen = Vec::new();
+            let scanned = rows.scan(session, 0..count, direction, &mut |m| {
+                seen.push(m.content);
+                true
+            });
+            let at = rows.position(session, MessageId(uuid::Uuid::from_u128(probe)));
+            let _ = tx.send((scanned, seen, at));
+        }));
+        let (scanned, seen, at) = rx.recv_timeout(Duration::from_secs(10)).expect("read ran");
+        scanned.expect("scan");
+        (seen, at.expect("position"))
+    }
+
+    #[test]
+    fn reads_see_the_changes_before_them_committed_or_waiting() {
+        let store = Flaky::default();
+        let broken = store.broken.clone();
+        let mut w = Writer::spawn(Box::new(store)).unwrap();
+        let mut health = w.health();
+        w.submit(row(10, 0, "a", StoredStatus::Complete));
+        w.submit(row(11, 1, "b", StoredStatus::Streaming));
+        w.submit(row(12, 2, "c", StoredStatus::Complete));
+        let (seen, at) = read_all(&w, 3, Direction::Forward, 11);
+        assert_eq!(
+            (seen, at),
+            (vec!["a".into(), "b".into(), "c".into()], Some(1))
+        );
+
+        // The store fails: what waits in the batch is read over what is committed, in order,
+        // newer versions winning, whichever way the scan walks and wherever it stops.
+        broken.store(true, Ordering::SeqCst);
+        w.submit(row(11, 1, "B", StoredStatus::Complete));
+        w.submit(row(13, 3, "d", StoredStatus::Complete));
+        wait_for(&mut health, |h| h.is_some()).expect("failure reported");
+        w.submit(row(14, 4, "e", StoredStatus::Complete));
+        let (seen, at) = read_all(&w, 5, Direction::Forward, 14);
+        assert_eq!(seen, ["a", "B", "c", "d", "e"]);
+        assert_eq!(at, Some(4), "a row only the batch has is found");
+        let (seen, _) = read_all(&w, 5, Direction::Backward, 99);
+        assert_eq!(seen, ["e", "d", "c", "B", "a"]);
+        let (seen, at) = read_all(&w, 2, Direction::Backward, 99);
+        assert_eq!((seen, at), (vec!["B".into(), "a".into()], None));
+
+        broken.store(false, Ordering::SeqCst);
+        wait_for(&mut health, |h| h.is_none()).expect("recovery reported");
+        let (seen, _) = read_all(&w, 5, Direction::Forward, 10);
+        assert_eq!(seen, ["a", "B", "c", "d", "e"]);
+        assert_eq!(w.close().unsaved, 0);
+    }
+
+    #[test]
+    fn a_read_left_unrun_by_a_dead_thread_is_dropped_not_lost_silently() {
+        let mut w = Writer::spawn(Box::new(Flaky::default())).unwrap();
+        w.submit(Change::ActiveSession(None));
+        w.tx.take();
+        w.thread.take().map(|t| t.join());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // No thread takes it: the job (and the sender it owns) is dropped, which its owner sees.
+        w.read(Box::new(move |_| {
+            let _ = tx.send(());
+        }));
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
     }
 
     #[test]

@@ -78,6 +78,12 @@ impl Model for OpenAi {
         format!("openai:{}", self.inner.config.model)
     }
 
+    /// The context budget in bytes: at most four bytes a character and (as the prompt
+    /// estimates) four characters a token, so trimming to the budget never lacks a message.
+    fn context_bytes(&self) -> usize {
+        self.inner.config.context_budget_tokens.saturating_mul(16)
+    }
+
     fn run(&self, turn: TurnStart, sink: TurnSink) -> BoxFuture<Result<(), ModelError>> {
         let inner = Arc::clone(&self.inner);
         let span = tracing::debug_span!("openai_turn", turn_id = %turn.turn_id);

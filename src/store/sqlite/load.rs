@@ -1,19 +1,24 @@
-//! Loading the `Snapshot`: one read transaction, one query per table, each row checked as it is
-//! read, live sessions only.
+//! Loading the `Snapshot` (one read transaction, one query per table, each row checked as it is
+//! read, live sessions only, no history but what crashed turns left streaming) and reading
+//! messages a page at a time.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::ops::Range;
 use std::path::Path;
 
 use rusqlite::{Connection, Row, Transaction};
 
 use super::columns::{id, int, opt_id, parse_role, parsed, text, time_at};
 use super::schema::{sql_error, ACTIVE_SESSION_KEY};
-use crate::core::persist::{MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredStatus};
+use crate::core::persist::{
+    MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
+};
+use crate::core::read::Direction;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::store::StoreError;
 
-/// Reads everything in one transaction; see [`crate::store::Store::load`].
+/// Reads everything but the history in one transaction; see [`crate::store::Store::load`].
 pub(super) fn snapshot(
     conn: &mut Connection,
     path: &Path,
@@ -24,85 +29,157 @@ pub(super) fn snapshot(
         .transaction()
         .map_err(|e| sql_error(path, "starting to load", e))?;
     let mut sessions = load_sessions(&tx, path)?;
-    let index: HashMap<SessionId, usize> = sessions
-        .iter()
-        .enumerate()
-        .map(|(i, (s, _))| (s.id, i))
-        .collect();
-    load_messages(&tx, path, &index, &mut sessions)?;
+    let live: HashSet<SessionId> = sessions.iter().map(|s| s.record.id).collect();
     let active = load_active(&tx, path)?;
     let mut open_turns = load_open_turns(&tx, path)?;
+    let streaming = load_streaming(&tx, path, &live)?;
     let request_keys = load_request_keys(&tx, path, request_key_capacity)?;
     tx.finish()
         .map_err(|e| sql_error(path, "finishing the load", e))?;
 
-    for (_, messages) in &mut sessions {
-        // Already in order when SQLite walks the (session_id, position) index; cheap if so.
-        messages.sort_by_key(|m| m.position);
-    }
-    sessions.sort_by_key(|(s, _)| s.id);
+    sessions.sort_by_key(|s| s.record.id);
     open_turns.sort_by_key(|t| t.id);
     Ok(Snapshot {
         sessions,
-        active_session: active.filter(|id| index.contains_key(id)),
+        active_session: active.filter(|id| live.contains(id)),
         open_turns,
+        streaming,
         request_keys,
     })
 }
 
-fn load_sessions(
-    tx: &Transaction<'_>,
-    path: &Path,
-) -> Result<Vec<(SessionRecord, Vec<MessageRecord>)>, StoreError> {
+/// Live sessions with their message counts: one past the highest position, which the
+/// `(session_id, position)` index answers without reading a message.
+fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>, StoreError> {
     let err = |e| sql_error(path, "loading sessions", e);
     let mut st = tx
         .prepare_cached(
-            "SELECT id, title, created_at, updated_at FROM sessions WHERE deleted_at IS NULL",
+            "SELECT s.id, s.title, s.created_at, s.updated_at,
+                    (SELECT MAX(m.position) + 1 FROM messages m WHERE m.session_id = s.id),
+                    (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id)
+             FROM sessions s WHERE s.deleted_at IS NULL",
         )
         .map_err(err)?;
     let mut rows = st.query([]).map_err(err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(err)? {
-        let session = SessionRecord {
+        let record = SessionRecord {
             id: id(row, 0, "sessions.id", SessionId::parse)?,
             title: text(row, 1, "sessions.title")?.to_owned(),
             created_at: time_at(row, 2, "sessions.created_at")?,
             updated_at: time_at(row, 3, "sessions.updated_at")?,
         };
-        out.push((session, Vec::new()));
+        let count: Option<i64> = row.get(4).map_err(err)?;
+        let lowest: Option<i64> = row.get(5).map_err(err)?;
+        if let Some(p) = lowest.filter(|p| *p < 0) {
+            return Err(StoreError::Invalid(format!(
+                "messages.position {p} is negative (session {})",
+                record.id
+            )));
+        }
+        let message_count = count.and_then(|c| u64::try_from(c).ok()).unwrap_or(0);
+        out.push(StoredSession {
+            record,
+            message_count,
+        });
     }
     Ok(out)
 }
 
-/// All messages of live sessions in one query, each pushed to its session's list.
-fn load_messages(
+/// Messages still streaming in turns still running: what a crash left of their replies. Found
+/// through the turns (the `turns_running` and `messages_by_turn` indexes), not by reading every
+/// message.
+fn load_streaming(
     tx: &Transaction<'_>,
     path: &Path,
-    index: &HashMap<SessionId, usize>,
-    sessions: &mut [(SessionRecord, Vec<MessageRecord>)],
-) -> Result<(), StoreError> {
-    let err = |e| sql_error(path, "loading messages", e);
+    live: &HashSet<SessionId>,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let err = |e| sql_error(path, "loading replies left streaming", e);
     let mut st = tx
-        .prepare_cached(
-            "SELECT m.id, m.session_id, m.position, m.turn_id, m.role, m.content, m.created_at,
-                    m.status, m.tool
-             FROM sessions s JOIN messages m ON m.session_id = s.id
-             WHERE s.deleted_at IS NULL",
-        )
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM turns t JOIN messages m ON m.turn_id = t.id
+             WHERE t.status = 'running' AND m.status = 'streaming'"
+        ))
         .map_err(err)?;
     let mut rows = st.query([]).map_err(err)?;
+    let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(err)? {
-        let message = message_row(row)?;
-        // The join matched the session's id text, so it parsed to a loaded session's id unless
-        // the two spell the same UUID differently.
-        let slot = index.get(&message.session_id).copied();
-        let Some((_, messages)) = slot.and_then(|i| sessions.get_mut(i)) else {
-            return Err(StoreError::Invalid(format!(
-                "messages.session_id of message {} is spelled differently from its session's id",
-                message.id
-            )));
-        };
-        messages.push(message);
+        let m = message_row(row)?;
+        if live.contains(&m.session_id) {
+            out.push(m);
+        }
+    }
+    out.sort_by_key(|m| (m.session_id, m.position));
+    Ok(out)
+}
+
+/// The columns [`message_row`] reads, in its order, from a table aliased `m`.
+const MESSAGE_COLUMNS: &str = "m.id, m.session_id, m.position, m.turn_id, m.role, m.content, \
+    m.created_at, m.status, m.tool";
+
+/// The position of message `message` in `session`, if it is there.
+pub(super) fn message_position(
+    conn: &Connection,
+    path: &Path,
+    session: SessionId,
+    message: MessageId,
+) -> Result<Option<u64>, StoreError> {
+    let err = |e| sql_error(path, "finding a message", e);
+    let mut st = conn
+        .prepare_cached("SELECT position FROM messages WHERE id = ?1 AND session_id = ?2")
+        .map_err(err)?;
+    let mut rows = st
+        .query([message.to_string(), session.to_string()])
+        .map_err(err)?;
+    match rows.next().map_err(err)? {
+        Some(row) => {
+            let p = int(row, 0, "messages.position")?;
+            Ok(Some(u64::try_from(p).map_err(|_| {
+                StoreError::Invalid(format!("messages.position {p} is negative"))
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Visits the messages of `session` with positions in `positions`, in `direction`, until
+/// `visit` says stop; SQLite walks the `(session_id, position)` index and reads no row past it.
+pub(super) fn scan_messages(
+    conn: &Connection,
+    path: &Path,
+    session: SessionId,
+    positions: Range<u64>,
+    direction: Direction,
+    visit: &mut dyn FnMut(MessageRecord) -> bool,
+) -> Result<(), StoreError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let err = |e| sql_error(path, "reading messages", e);
+    let sql = match direction {
+        Direction::Forward => {
+            "SELECT {c} FROM messages m WHERE m.session_id = ?1 AND m.position >= ?2
+             AND m.position < ?3 ORDER BY m.position ASC"
+        }
+        Direction::Backward => {
+            "SELECT {c} FROM messages m WHERE m.session_id = ?1 AND m.position >= ?2
+             AND m.position < ?3 ORDER BY m.position DESC"
+        }
+    }
+    .replace("{c}", MESSAGE_COLUMNS);
+    let mut st = conn.prepare_cached(&sql).map_err(err)?;
+    let bound = |p: u64| i64::try_from(p).unwrap_or(i64::MAX);
+    let mut rows = st
+        .query(rusqlite::params![
+            session.to_string(),
+            bound(positions.start),
+            bound(positions.end)
+        ])
+        .map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        if !visit(message_row(row)?) {
+            break;
+        }
     }
     Ok(())
 }
@@ -213,6 +290,7 @@ mod tests {
     use uuid::Uuid;
 
     use crate::core::persist::{Change, MessageRecord, StoredStatus};
+    use crate::core::read::Direction;
     use crate::protocol::ids::MessageId;
     use crate::protocol::types::Role;
     use crate::store::sqlite::tests::{at, key, new_store, session, sid, tid};
@@ -294,7 +372,16 @@ mod tests {
                     "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON; {sql};"
                 ))
                 .expect(sql);
-            match store.load(10) {
+            // Messages are checked when they are read, the rest when they are loaded.
+            let read = store.load(10).and_then(|snap| {
+                store.scan_messages(
+                    sid(1),
+                    0..snap.sessions[0].message_count,
+                    Direction::Forward,
+                    &mut |_| true,
+                )
+            });
+            match read {
                 Err(StoreError::Invalid(what)) => assert!(what.contains(want), "{sql}: {what}"),
                 other => panic!("{sql}: expected Invalid, got {other:?}"),
             }

@@ -8,7 +8,7 @@
 //!
 //! This file owns [`SqliteStore`] and its public face. The parts: `schema` (the DDL, migrations,
 //! the open-and-refuse procedure, error mapping), `apply` (a commit: `Change`s onto rows),
-//! `load` (rows back into a `Snapshot`) and `columns` (single values to and from columns).
+//! `load` (rows back into a `Snapshot`, and pages of messages) and `columns` (single values to and from columns).
 
 mod apply;
 mod columns;
@@ -17,12 +17,15 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
 use super::{Store, StoreError};
-use crate::core::persist::{Change, Snapshot};
+use crate::core::persist::{Change, MessageRecord, Snapshot};
+use crate::core::read::Direction;
+use crate::protocol::ids::{MessageId, SessionId};
 
 /// The schema version this binary writes; it refuses anything newer.
 pub const SCHEMA_VERSION: u32 = schema::MIGRATIONS.len() as u32;
@@ -99,6 +102,24 @@ impl Store for SqliteStore {
             &mut self.key_count,
             self.key_limit,
         )
+    }
+
+    fn message_position(
+        &mut self,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<u64>, StoreError> {
+        load::message_position(&self.conn, &self.path, session, id)
+    }
+
+    fn scan_messages(
+        &mut self,
+        session: SessionId,
+        positions: Range<u64>,
+        direction: Direction,
+        visit: &mut dyn FnMut(MessageRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        load::scan_messages(&self.conn, &self.path, session, positions, direction, visit)
     }
 
     fn describe(&self) -> String {

@@ -122,7 +122,7 @@ fn order_within_a_batch_does_not_matter_to_foreign_keys() {
         tool: None,
     });
     store.commit(&[message, session(1)]).expect("commit");
-    assert_eq!(store.load(10).expect("load").sessions[0].1.len(), 1);
+    assert_eq!(store.load(10).expect("load").sessions[0].message_count, 1);
 }
 
 #[test]

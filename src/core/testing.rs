@@ -1,0 +1,77 @@
+//! Test helpers for the core: calls answered without the store, and the store a test keeps
+//! beside a core (the changes it was asked to persist) to answer reads as the server does.
+
+use super::answer::Outcome;
+use super::effects::{Effect, HistoryEntry};
+use super::error::CoreError;
+use super::read::ReadError;
+use super::state::{CallContext, Core};
+use crate::protocol::methods::{Call, Reply};
+use crate::store::memory::MemoryStore;
+use crate::store::{Rows, Store};
+
+impl Core {
+    /// A call answered by the core alone. Panics on one that reads the history: use [`Stored`].
+    pub fn reply(&mut self, call: Call, ctx: &CallContext) -> Result<Reply, CoreError> {
+        match self.call(call, ctx)? {
+            Outcome::Reply(r) => Ok(r),
+            Outcome::Read(r) => panic!("{r:?} reads the store: use testing::Stored"),
+        }
+    }
+}
+
+/// The store behind a core under test: every change the core asked for, committed.
+#[derive(Default)]
+pub struct Stored {
+    pub store: MemoryStore,
+    /// Histories the turns started since the last look were given, in order.
+    pub started: Vec<Vec<HistoryEntry>>,
+}
+
+impl Stored {
+    /// Commits the changes among `effects` and reads the histories of the turns they start.
+    pub fn apply(&mut self, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::Persist { change, .. } => self
+                    .store
+                    .commit(std::slice::from_ref(change))
+                    .expect("memory store commits"),
+                Effect::StartTurn { context, .. } => {
+                    let history = context
+                        .execute(&mut Rows(&mut self.store))
+                        .expect("history reads");
+                    self.started.push(history);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes the core's effects, applies them, and returns them.
+    pub fn sync(&mut self, core: &mut Core) -> Vec<Effect> {
+        let effects = core.take_effects();
+        self.apply(&effects);
+        effects
+    }
+
+    /// Any call, the reads ones answered from the store after what the core decided so far is
+    /// applied (the effects are taken).
+    pub fn call(
+        &mut self,
+        core: &mut Core,
+        call: Call,
+        ctx: &CallContext,
+    ) -> Result<Reply, CoreError> {
+        let outcome = core.call(call, ctx);
+        self.sync(core);
+        match outcome? {
+            Outcome::Reply(r) => Ok(r),
+            Outcome::Read(read) => match read.execute(&mut Rows(&mut self.store)) {
+                Ok(r) => Ok(r),
+                Err(ReadError::Core(e)) => Err(e),
+                Err(ReadError::Rows(e)) => panic!("memory store read failed: {e}"),
+            },
+        }
+    }
+}
