@@ -18,6 +18,7 @@ pub use actor::Stopped;
 
 use crate::config::{Config, ModelConfig, Promotion, StoreConfig};
 use crate::core::{ids::UuidV7, Core, CoreConfig, InstanceMeta};
+use crate::model::context::{ContextBudget, DEFAULT_CONTEXTS_BYTES};
 use crate::model::echo::Echo;
 use crate::model::openai::OpenAi;
 use crate::model::{Model, ModelError};
@@ -160,7 +161,8 @@ impl Server {
             heartbeat_interval,
             promotion,
         } = self;
-        let (mut actor, receivers) = Actor::new(core, model, &transport, writer);
+        let contexts = ContextBudget::new(DEFAULT_CONTEXTS_BYTES);
+        let (mut actor, receivers) = Actor::new(core, model, &transport, writer, contexts);
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
         let started = now();

@@ -19,12 +19,13 @@ use super::outbox::Outbox;
 use crate::core::answer::Answer;
 use crate::core::read::MessageRows;
 use crate::core::{CallContext, Core, Effect, ModelEvent};
+use crate::model::context::{Context, ContextBudget};
 use crate::model::runner::{spawn_turn, TurnHandle};
 use crate::model::Model;
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::TurnId;
-use crate::store::writer::{Closed, StoreFailure, Writer};
+use crate::store::writer::{Closed, StoreFailure, Writer, MAX_UNSAVED_BYTES};
 use crate::transport::{Inbound, Outbound, Route, Slot, Transport};
 
 /// Model output waiting for the core; a full queue slows the models, not the core.
@@ -71,6 +72,8 @@ pub(super) struct Actor<'t> {
     pub(super) reads_tx: mpsc::UnboundedSender<ReadDone>,
     /// The ticket of the next reply read from the store.
     pub(super) next_ticket: u64,
+    /// The room running turns' histories share.
+    pub(super) contexts: ContextBudget,
 }
 
 /// A reply the store's thread has read, for the outbox place that waits for it.
@@ -130,6 +133,7 @@ impl<'t> Actor<'t> {
         model: Arc<dyn Model>,
         transport: &'t Transport,
         writer: Writer,
+        contexts: ContextBudget,
     ) -> (Self, Receivers) {
         let (model_tx, model_rx) = mpsc::channel(MODEL_QUEUE);
         // Unbounded in count, bounded by what was admitted: one per request waiting for a read.
@@ -147,6 +151,7 @@ impl<'t> Actor<'t> {
             requests: RoundRobin::default(),
             reads_tx,
             next_ticket: 0,
+            contexts,
         };
         (
             actor,
@@ -189,7 +194,7 @@ impl<'t> Actor<'t> {
             // Output waiting for room, or too much of it held: take no new work that would add
             // to it (requests wait in the transport's queue, model output in its own).
             let waiting = self.waiting_for_room();
-            let full = self.outbox.over_budget();
+            let full = self.outbox.over_budget() || self.store_behind();
             let transport = self.transport;
             tokio::select! {
                 reason = &mut shutdown => break reason,
@@ -377,6 +382,13 @@ impl<'t> Actor<'t> {
         self.writer.read(Box::new(move |rows| job.run(rows)));
     }
 
+    /// The store is healthy but more than [`MAX_UNSAVED_BYTES`] of changes wait to be saved:
+    /// take no new work until it catches up (its commits wake the loop). A failing store is not
+    /// waited for: it refuses new changes, and reads and pings must go on.
+    fn store_behind(&self) -> bool {
+        self.writer.unsaved_bytes() > MAX_UNSAVED_BYTES && self.health.borrow().is_none()
+    }
+
     /// Whether output may leave but waits for room in the transport's queue (it is over half
     /// full, or released output could not be queued). Model output then waits too.
     fn waiting_for_room(&self) -> bool {
@@ -446,14 +458,16 @@ impl<'t> Actor<'t> {
                     context,
                 } => {
                     tracing::debug!(%turn_id, %session_id, "turn start");
-                    // The history comes from the store's thread, after the turn's own message.
-                    let (history_tx, history) = tokio::sync::oneshot::channel();
-                    self.writer.read(Box::new(move |rows| {
-                        let _ = history_tx.send(context.execute(rows));
-                    }));
+                    // The history comes from the store's thread, after the turn's own message,
+                    // once there is room for it.
+                    let context = Context {
+                        read: context,
+                        reader: self.writer.reader(),
+                        budget: self.contexts.clone(),
+                    };
                     let model = self.model.clone();
                     let handle =
-                        spawn_turn(model, turn_id, session_id, history, self.model_tx.clone());
+                        spawn_turn(model, turn_id, session_id, context, self.model_tx.clone());
                     self.turns.insert(turn_id, handle);
                 }
                 Effect::CancelTurn(turn_id) => {

@@ -156,6 +156,40 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// About how many bytes this change holds while it waits to be saved: its texts plus a
+    /// fixed part for ids, times and the enum itself.
+    pub fn approx_bytes(&self) -> usize {
+        const FIXED: usize = 160;
+        FIXED
+            + match self {
+                Change::SessionUpsert(s) => s.title.len(),
+                Change::MessageUpsert(m) => {
+                    m.content.len()
+                        + m.tool
+                            .as_ref()
+                            .map_or(0, |t| t.params.len() + t.call_id.len() + t.tool_name.len())
+                }
+                Change::ToolCallStart {
+                    call_id,
+                    tool_name,
+                    params,
+                    ..
+                } => call_id.len() + tool_name.len() + params.len(),
+                Change::ToolCallEnd {
+                    call_id, result, ..
+                } => call_id.len() + result.len(),
+                Change::TurnEnd(end) => {
+                    end.reason.len() + end.error.as_ref().map_or(0, String::len)
+                }
+                Change::RequestKey { request_id, .. } => request_id.len(),
+                Change::SessionDelete { .. }
+                | Change::ActiveSession(_)
+                | Change::TurnStart { .. } => 0,
+            }
+    }
+}
+
 /// A turn the store still has as running: left behind by a crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenTurn {

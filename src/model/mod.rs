@@ -1,6 +1,7 @@
 //! Model providers behind one trait, and the runner that drives one turn of a model as a task
 //! that can be cancelled. The core never sees a provider: it sees `ModelEvent`s for a turn.
 
+pub mod context;
 pub mod echo;
 pub mod openai;
 pub mod runner;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::context::{Context, Held};
 use super::{Model, ModelError, TurnSink};
-use crate::core::read::RowsFailed;
-use crate::core::{HistoryEntry, ModelEvent, TurnStart};
+use crate::core::{ModelEvent, TurnStart};
 use crate::protocol::ids::{SessionId, TurnId};
 
 /// Owning this keeps the turn's model running; dropping it (or `cancel`) stops it.
@@ -22,41 +22,30 @@ impl TurnHandle {
     pub fn cancel(self) {}
 }
 
-/// The history a turn starts from, as the store's thread will send it.
-pub type History = oneshot::Receiver<Result<Vec<HistoryEntry>, RowsFailed>>;
-
-/// Starts `model` on turn `turn_id` once `history` arrives; its events go to `tx` tagged with
-/// the turn id.
+/// Starts `model` on turn `turn_id` once its history is fetched (see [`Context::fetch`]); its
+/// events go to `tx` tagged with the turn id.
 pub fn spawn_turn(
     model: Arc<dyn Model>,
     turn_id: TurnId,
     session_id: SessionId,
-    history: History,
+    context: Context,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
 ) -> TurnHandle {
     let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
     let sink = TurnSink::new(turn_id, tx);
     tokio::spawn(async move {
-        let read = tokio::select! {
-            read = history => read,
+        let fetched = tokio::select! {
+            fetched = context.fetch() => fetched,
             _ = &mut cancel_rx => return,
         };
-        let history = match read {
-            Ok(Ok(history)) => history,
-            Ok(Err(e)) => {
-                let _ = sink
-                    .emit(ModelEvent::Failed(format!(
-                        "could not read the session's history: {e}"
-                    )))
-                    .await;
-                return;
-            }
-            Err(_) => {
-                let _ = sink
-                    .emit(ModelEvent::Failed(
-                        "could not read the session's history: the store's thread is gone".into(),
-                    ))
-                    .await;
+        // The room stays taken while the model runs: it holds the history.
+        let Held {
+            history,
+            room: _room,
+        } = match fetched {
+            Ok(held) => held,
+            Err(e) => {
+                let _ = sink.emit(ModelEvent::Failed(e)).await;
                 return;
             }
         };

@@ -47,10 +47,11 @@ pub const MAX_TOKEN_BYTES: usize = 4 << 10;
 /// 200,000-token turns (7 MB); bounds what a running turn holds in memory.
 pub const MAX_TURN_TEXT_BYTES: usize = 16 << 20;
 
-/// Most bytes of message content a turn's model is given by default: the newest messages of the
-/// session, the newest always (about a million tokens, past any model's window). The history
-/// lives in the store; this is what one running turn reads of it into memory.
-pub const DEFAULT_CONTEXT_BYTES: usize = 4 << 20;
+/// Most bytes of message content a turn's model is given when the model names no context size
+/// of its own (the echo model): the newest messages of the session, the newest always (about
+/// 64k tokens). The history lives in the store; this is what one running turn reads of it into
+/// memory, and what it reserves of the room all running turns share (`model::context`).
+pub const DEFAULT_CONTEXT_BYTES: usize = 256 << 10;
 /// `session.list` events carry at most this many sessions (the most recently updated), with
 /// `session_count` and `truncated`; the `session.list` method returns them all.
 pub const SESSION_LIST_EVENT_MAX: usize = 16;

@@ -11,14 +11,19 @@
 //! and counted. While a batch waits, a newer version of a message replaces the older one in it
 //! (a streaming reply's checkpoints rewrite one row), so a long outage does not pile up copies.
 //!
+//! What waits to be saved is counted in bytes ([`Writer::unsaved_bytes`]): the actor takes no
+//! new work past [`MAX_UNSAVED_BYTES`] while the store is healthy but behind, so a slow disk
+//! slows the server instead of filling its memory.
+//!
 //! Reads of the history run here too, in order with the changes: a read sees every change
 //! submitted before it, committed or still waiting in the batch (through [`Overlaid`]), so it
 //! answers the same whether the store is healthy, slow or failing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,6 +40,9 @@ const MAX_BATCH: usize = 4_096;
 const CLOSE_ATTEMPTS: u32 = 3;
 /// Failed tries in a row before the failure is reported (the first retry comes 100 ms later).
 const REPORT_AFTER: u32 = 2;
+/// Bytes of changes submitted and not yet saved past which the actor takes no new work (while
+/// the store is healthy; a failing store refuses new changes anyway).
+pub const MAX_UNSAVED_BYTES: usize = 64 << 20;
 /// Longest wait between two tries of a failing commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -60,6 +68,23 @@ pub struct Closed {
 /// them.
 pub type ReadJob = Box<dyn FnOnce(&mut dyn MessageRows) + Send>;
 
+/// Submits reads to the store's thread; once the writer is closed, a read is dropped unrun
+/// (whoever waits on it sees that).
+#[derive(Debug, Clone)]
+pub struct Reader(Weak<mpsc::Sender<Job>>);
+
+impl Reader {
+    /// Runs `read` on the store's thread after every change submitted before this call.
+    pub fn read(&self, read: ReadJob) {
+        let Some(tx) = self.0.upgrade() else {
+            return;
+        };
+        if tx.send(Job::Read(read)).is_err() {
+            tracing::error!("store writer is gone: read not run");
+        }
+    }
+}
+
 /// What the writer's thread is given, in order.
 enum Job {
     Change(u64, Change),
@@ -67,12 +92,15 @@ enum Job {
 }
 
 pub struct Writer {
-    tx: Option<mpsc::Sender<Job>>,
+    /// Shared weakly with [`Reader`]s, so closing the writer still closes the channel.
+    tx: Option<Arc<mpsc::Sender<Job>>>,
     committed: watch::Receiver<u64>,
     health: watch::Receiver<Option<StoreFailure>>,
     /// Returns the changes it gave up; `None` if it crashed.
     thread: Option<JoinHandle<Option<usize>>>,
     submitted: u64,
+    /// Bytes of the changes submitted and not yet saved (or replaced by a newer version).
+    unsaved: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -81,6 +109,8 @@ impl Writer {
         let (done_tx, done_rx) = watch::channel(0u64);
         let (health_tx, health_rx) = watch::channel(None);
         let health_tx = Arc::new(health_tx);
+        let unsaved = Arc::new(AtomicUsize::new(0));
+        let counted = unsaved.clone();
         let thread = std::thread::Builder::new()
             .name("zcoord-store".into())
             .spawn(move || {
@@ -89,7 +119,10 @@ impl Writer {
                     rx,
                     done: done_tx,
                     health: health_tx.clone(),
-                    batch: Batch::default(),
+                    batch: Batch {
+                        unsaved: counted,
+                        ..Batch::default()
+                    },
                     closed: false,
                 };
                 // A panic below (in the store or its driver) must not leave the server
@@ -113,17 +146,20 @@ impl Writer {
                 }
             })?;
         Ok(Writer {
-            tx: Some(tx),
+            tx: Some(Arc::new(tx)),
             committed: done_rx,
             health: health_rx,
             thread: Some(thread),
             submitted: 0,
+            unsaved,
         })
     }
 
     /// Queues `change`; returns its number (1, 2, …).
     pub fn submit(&mut self, change: Change) -> u64 {
         self.submitted += 1;
+        self.unsaved
+            .fetch_add(change.approx_bytes(), Ordering::Relaxed);
         if let Some(tx) = &self.tx {
             if tx.send(Job::Change(self.submitted, change)).is_err() {
                 tracing::error!("store writer is gone: change not saved");
@@ -136,11 +172,17 @@ impl Writer {
     /// waiting in its batch. If the thread is gone, `read` is dropped unrun (its sender sees its
     /// channel close).
     pub fn read(&self, read: ReadJob) {
-        if let Some(tx) = &self.tx {
-            if tx.send(Job::Read(read)).is_err() {
-                tracing::error!("store writer is gone: read not run");
-            }
-        }
+        self.reader().read(read);
+    }
+
+    /// A handle that submits reads from elsewhere (a turn's task) while the writer is open.
+    pub fn reader(&self) -> Reader {
+        Reader(self.tx.as_ref().map_or_else(Weak::new, Arc::downgrade))
+    }
+
+    /// Bytes of the changes submitted and not yet saved.
+    pub fn unsaved_bytes(&self) -> usize {
+        self.unsaved.load(Ordering::Relaxed)
     }
 
     /// Watches the number of the last committed change.
@@ -174,16 +216,22 @@ struct Batch {
     last: u64,
     /// Where each message's latest upsert sits in `changes`.
     messages: HashMap<MessageId, usize>,
+    /// Bytes of the changes in it, and the writer's count of everything unsaved, which a change
+    /// leaves when it is committed or replaced.
+    bytes: usize,
+    unsaved: Arc<AtomicUsize>,
 }
 
 impl Batch {
     fn push(&mut self, n: u64, change: Change) {
         self.last = n;
+        self.bytes += change.approx_bytes();
         if let Change::MessageUpsert(m) = &change {
             // A later version of a row replaces the earlier one in place: the batch is one
             // transaction, so only its end state matters.
             if let Some(&i) = self.messages.get(&m.id) {
-                self.changes[i] = change;
+                let old = std::mem::replace(&mut self.changes[i], change);
+                self.forget(old.approx_bytes());
                 return;
             }
             self.messages.insert(m.id, self.changes.len());
@@ -191,9 +239,16 @@ impl Batch {
         self.changes.push(change);
     }
 
+    /// Committed: the changes leave memory.
     fn clear(&mut self) {
         self.changes.clear();
         self.messages.clear();
+        self.forget(self.bytes);
+    }
+
+    fn forget(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        self.unsaved.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     fn is_empty(&self) -> bool {
