@@ -7,6 +7,7 @@ use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
 use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::store::memory::MemoryStore;
+use crate::tools::ToolsConfig;
 use crate::transport::TransportConfig;
 
 /// Where state is kept.
@@ -41,6 +42,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
+    /// The workspace the tools work in, and whether `run_command` is on offer.
+    pub tools: ToolsConfig,
 }
 
 /// A standby's takeover.
@@ -63,6 +66,7 @@ impl Default for Config {
             max_sessions: DEFAULT_MAX_SESSIONS,
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
+            tools: ToolsConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod context;
 pub mod echo;
 pub mod openai;
 pub mod runner;
+pub mod tool_call;
 
 use std::future::Future;
 use std::pin::Pin;
