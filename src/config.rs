@@ -7,7 +7,7 @@ use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
 use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::store::memory::MemoryStore;
-use crate::tools::ToolsConfig;
+use crate::tools::{ToolPolicy, ToolsConfig};
 use crate::transport::TransportConfig;
 
 /// Where state is kept.
@@ -44,6 +44,9 @@ pub struct Config {
     pub promotion: Option<Promotion>,
     /// The workspace the tools work in, and whether `run_command` is on offer.
     pub tools: ToolsConfig,
+    /// Whether each tool's calls run at once, wait for a person, or never run
+    /// (`tool_policy.policy(name)`); enforced by the core.
+    pub tool_policy: ToolPolicy,
 }
 
 /// A standby's takeover.
@@ -67,6 +70,7 @@ impl Default for Config {
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
             tools: ToolsConfig::default(),
+            tool_policy: ToolPolicy::default(),
         }
     }
 }

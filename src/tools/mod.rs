@@ -4,10 +4,15 @@
 //! an unknown tool, with arguments that are not the JSON the tool wants, or that the tool
 //! refuses, is an error result, never a panic and never the end of the turn.
 //!
+//! Not here: whether a call may run at all. That is the tool policy ([`policy`]): settings only;
+//! enforcing them is the core's, in front of [`Tools::run`] (`model/tool_call.rs` is the one
+//! place every model's calls pass).
+//!
 //! - `harmless.rs`: `clock`, `word_count`, `sleep`;
 //! - `workspace.rs`: confinement of paths to the workspace;
 //! - `files.rs`: `read_file`, `list_dir`, `write_file`;
 //! - `command.rs`: `run_command`;
+//! - `policy.rs`: the policy settings;
 //! - `error.rs`: why a call failed.
 
 mod command;
@@ -16,6 +21,7 @@ mod confinement_tests;
 mod error;
 mod files;
 mod harmless;
+pub mod policy;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +32,7 @@ pub use command::{DEFAULT_TIMEOUT_MS, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS};
 pub use error::ToolError;
 pub use files::{MAX_LIST_ENTRIES, MAX_READ_BYTES, MAX_WRITE_BYTES};
 pub use harmless::MAX_SLEEP_MS;
+pub use policy::{Policy, PolicyError, PolicySetting, ToolPolicy};
 pub use workspace::{Workspace, WorkspaceError};
 
 pub const READ_FILE: &str = "read_file";
