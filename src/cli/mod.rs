@@ -2,6 +2,7 @@
 //! 2 usage, 3 server unreachable.
 
 mod call;
+mod config_file;
 mod model_config;
 mod ping;
 mod send;
@@ -9,6 +10,7 @@ mod serve;
 mod sessions;
 mod sub;
 mod target;
+mod tool_config;
 mod watch;
 
 use std::path::PathBuf;
@@ -33,9 +35,10 @@ pub struct Cli {
     /// Data directory: holds the discovery file and, by default, the ipc sockets.
     #[arg(long, global = true, env = "ZCOORD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The workspace (directory) this primary serves, default the current directory: selects its
-    /// own data directory under the user's data home, so each workspace has one primary and
-    /// stable endpoints. Ignored when --data-dir is given.
+    /// The workspace (directory) this primary serves, default the current directory: the tools
+    /// work in it (also with --data-dir), and unless --data-dir is given it selects its own data
+    /// directory under the user's data home, so each workspace has one primary and stable
+    /// endpoints.
     #[arg(long, global = true, env = "ZCOORD_WORKSPACE")]
     pub workspace: Option<PathBuf>,
     #[command(subcommand)]
@@ -125,7 +128,7 @@ pub fn main() -> i32 {
             .unwrap_or_else(|_| crate::discovery::default_data_dir()),
     };
     match cli.command {
-        Command::Serve(args) => serve::run(*args, data_dir),
+        Command::Serve(args) => serve::run(*args, data_dir, cli.workspace.as_deref()),
         Command::Ping(args) => ping::run(args, &data_dir),
         Command::Call(args) => call::run(args, &data_dir),
         Command::Sub(args) => sub::run(args, &data_dir),

@@ -1,12 +1,10 @@
 //! Resolving the model settings of `serve` from its three sources, highest first: command-line
 //! flags, environment variables (clap reads `ZCOORD_*` into the same flags), and the config file
-//! (TOML). Anything still unset takes the provider's default.
+//! (TOML, `config_file.rs`). Anything still unset takes the provider's default.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
+use super::config_file::FileConfig;
 use crate::config::ModelConfig;
 use crate::model::openai::OpenAiConfig;
 
@@ -47,52 +45,16 @@ pub struct ModelArgs {
     pub token_delay_ms: Option<u64>,
 }
 
-/// The config file: the same settings as the flags, snake_case. Unknown keys are an error, so a
-/// typo does not silently do nothing.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    model: Option<String>,
-    base_url: Option<String>,
-    api_key_env: Option<String>,
-    system_prompt: Option<String>,
-    context_budget_tokens: Option<usize>,
-    max_tool_rounds: Option<u32>,
-    connect_timeout_secs: Option<f64>,
-    chunk_timeout_secs: Option<f64>,
-    max_retries: Option<u32>,
-    token_delay_ms: Option<u64>,
-}
-
-/// Reads the config file: `explicit` if given (it must exist), else `<data-dir>/config.toml` if
-/// there is one.
-fn read_file(explicit: Option<&Path>, data_dir: &Path) -> anyhow::Result<FileConfig> {
-    let (path, required): (PathBuf, bool) = match explicit {
-        Some(p) => (p.to_owned(), true),
-        None => (data_dir.join("config.toml"), false),
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(FileConfig::default())
-        }
-        Err(e) => anyhow::bail!("cannot read config file {}: {e}", path.display()),
-    };
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
-}
-
 /// Flags (with their environment variables) over the file over the defaults.
 pub fn resolve(
     args: &ModelArgs,
-    config_file: Option<&Path>,
-    data_dir: &Path,
+    file: &FileConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<ModelConfig> {
-    let file = read_file(config_file, data_dir)?;
     let model = args
         .model
         .clone()
-        .or(file.model)
+        .or_else(|| file.model.clone())
         .unwrap_or_else(|| "echo".into());
     if model == "echo" {
         let ms = args.token_delay_ms.or(file.token_delay_ms).unwrap_or(5);
@@ -103,20 +65,30 @@ pub fn resolve(
     let Some(name) = model.strip_prefix("openai:").filter(|n| !n.is_empty()) else {
         anyhow::bail!("unknown model {model:?}: use `echo` or `openai:<model-name>`");
     };
-    let base_url = args.base_url.clone().or(file.base_url).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--base-url is required with --model {model} (e.g. http://127.0.0.1:8080/v1)"
-        )
-    })?;
+    let base_url = args
+        .base_url
+        .clone()
+        .or_else(|| file.base_url.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--base-url is required with --model {model} (e.g. http://127.0.0.1:8080/v1)"
+            )
+        })?;
     let mut c = OpenAiConfig::new(name, base_url.trim_end_matches('/'));
-    let key_var = args.api_key_env.clone().or(file.api_key_env);
+    let key_var = args
+        .api_key_env
+        .clone()
+        .or_else(|| file.api_key_env.clone());
     c.api_key = match &key_var {
         Some(var) => Some(env(var).ok_or_else(|| {
             anyhow::anyhow!("the API key variable {var} named by --api-key-env is not set")
         })?),
         None => env("OPENAI_API_KEY"),
     };
-    c.system_prompt = args.system_prompt.clone().or(file.system_prompt);
+    c.system_prompt = args
+        .system_prompt
+        .clone()
+        .or_else(|| file.system_prompt.clone());
     if let Some(v) = args.context_budget_tokens.or(file.context_budget_tokens) {
         c.context_budget_tokens = v;
     }
@@ -152,10 +124,14 @@ mod tests {
         None
     }
 
+    /// The file's keys, from TOML text.
+    fn file(toml: &str) -> FileConfig {
+        toml::from_str(toml).unwrap()
+    }
+
     #[test]
     fn echo_is_the_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = resolve(&ModelArgs::default(), None, dir.path(), no_env).unwrap();
+        let m = resolve(&ModelArgs::default(), &FileConfig::default(), no_env).unwrap();
         assert!(
             matches!(m, ModelConfig::Echo { token_delay } if token_delay == Duration::from_millis(5))
         );
@@ -163,17 +139,14 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.toml"),
+        let file = file(
             "model = \"openai:from-file\"\nbase_url = \"http://file/v1/\"\nmax_retries = 7\nsystem_prompt = \"be brief\"\n",
-        )
-        .unwrap();
+        );
         let args = ModelArgs {
             model: Some("openai:from-flag".into()),
             ..ModelArgs::default()
         };
-        let ModelConfig::OpenAi(c) = resolve(&args, None, dir.path(), no_env).unwrap() else {
+        let ModelConfig::OpenAi(c) = resolve(&args, &file, no_env).unwrap() else {
             panic!()
         };
         assert_eq!(c.model, "from-flag");
@@ -185,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_key_comes_only_from_the_environment() {
-        let dir = tempfile::tempdir().unwrap();
+        let none = FileConfig::default();
         let args = ModelArgs {
             model: Some("openai:m".into()),
             base_url: Some("http://x/v1".into()),
@@ -193,7 +166,7 @@ mod tests {
             ..ModelArgs::default()
         };
         let env = |v: &str| (v == "MY_KEY").then(|| "sk-secret".to_owned());
-        let ModelConfig::OpenAi(c) = resolve(&args, None, dir.path(), env).unwrap() else {
+        let ModelConfig::OpenAi(c) = resolve(&args, &none, env).unwrap() else {
             panic!()
         };
         assert_eq!(c.api_key.as_deref(), Some("sk-secret"));
@@ -201,17 +174,14 @@ mod tests {
             !format!("{c:?}").contains("sk-secret"),
             "the key never shows in Debug"
         );
-        let err = resolve(&args, None, dir.path(), no_env)
-            .unwrap_err()
-            .to_string();
+        let err = resolve(&args, &none, no_env).unwrap_err().to_string();
         assert!(err.contains("MY_KEY"), "{err}");
     }
 
     #[test]
     fn mistakes_are_reported() {
-        let dir = tempfile::tempdir().unwrap();
         let bad = |args: ModelArgs| {
-            resolve(&args, None, dir.path(), no_env)
+            resolve(&args, &FileConfig::default(), no_env)
                 .unwrap_err()
                 .to_string()
         };
@@ -225,17 +195,6 @@ mod tests {
             ..Default::default()
         })
         .contains("--base-url"));
-        std::fs::write(dir.path().join("config.toml"), "modle = \"echo\"\n").unwrap();
-        assert!(bad(ModelArgs::default()).contains("unknown field"));
-        let missing = resolve(
-            &ModelArgs::default(),
-            Some(Path::new("/nonexistent.toml")),
-            dir.path(),
-            no_env,
-        );
-        assert!(missing
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read config file"));
+        // Unknown keys and a missing file: config_file.rs.
     }
 }

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::config_file;
 use super::model_config::{self, ModelArgs};
 use super::target::SECRET_ENV;
-use super::{EXIT_ERROR, EXIT_OK};
+use super::tool_config::{self, ToolArgs, ToolSettingsError};
+use super::{EXIT_ERROR, EXIT_OK, EXIT_USAGE};
 use crate::app;
 use crate::config::{Config, Promotion, StoreConfig};
 use crate::core::replay::ReplayLimits;
@@ -43,7 +45,10 @@ pub struct ServeArgs {
     pub heartbeat_interval: f64,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Config file (TOML) for the model settings (default: <data-dir>/config.toml if present).
+    #[command(flatten)]
+    pub tools: ToolArgs,
+    /// Config file (TOML) for the model and tool settings (default: <data-dir>/config.toml if
+    /// present).
     #[arg(long, env = "ZCOORD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Largest request frame answered normally; larger ones get `message_too_large`.
@@ -106,21 +111,31 @@ pub struct ServeArgs {
     pub handshake_timeout_ms: i32,
 }
 
-pub fn run(args: ServeArgs, data_dir: PathBuf) -> i32 {
-    match serve(args, &data_dir) {
+/// `workspace` is the global `--workspace`, if given.
+pub fn run(args: ServeArgs, data_dir: PathBuf, workspace: Option<&Path>) -> i32 {
+    match serve(args, &data_dir, workspace) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             // Not `eprintln!`: a log on a full disk must not turn this exit into a panic.
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            EXIT_ERROR
+            if e.downcast_ref::<ToolSettingsError>().is_some() {
+                EXIT_USAGE
+            } else {
+                EXIT_ERROR
+            }
         }
     }
 }
 
-fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
-    let model = model_config::resolve(&args.model, args.config.as_deref(), data_dir, |var| {
-        std::env::var(var).ok()
-    })?;
+fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow::Result<Config> {
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let file = config_file::read(args.config.as_deref(), data_dir)?;
+    let model = model_config::resolve(&args.model, &file.keys, |var| std::env::var(var).ok())?;
+    let cwd = std::env::current_dir()?;
+    let tools = tool_config::resolve(&args.tools, workspace, &file, env, &cwd)?;
+    for tool in tool_config::unknown_tools(&tools.policy) {
+        eprintln!("warning: a tool policy is set for {tool:?}, which is not a built-in tool");
+    }
     let store = match args.store.as_str() {
         "sqlite" => StoreConfig::Sqlite(data_dir.join(DB_FILE)),
         "memory" => StoreConfig::Memory(MemoryStore::new()),
@@ -173,6 +188,8 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             max_bytes: args.replay_bytes,
         },
         max_sessions: args.max_sessions,
+        tools: tools.tools,
+        tool_policy: tools.policy,
         ..Config::default()
     })
 }
@@ -296,7 +313,7 @@ fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::given(text.trim(), &path.display().to_string())?)
 }
 
-fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow::Result<()> {
     discovery::ensure_dir(data_dir)?;
     let disc_path = discovery::path_in(data_dir);
     let mut backoff = Duration::from_secs(1);
@@ -313,7 +330,7 @@ fn serve(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
                 tracing::warn!(path = %disc_path.display(), pid = d.pid, "stale discovery file from a server that is gone; replacing it");
             }
         }
-        let mut config = config(&args, data_dir)?;
+        let mut config = config(&args, data_dir, workspace)?;
         config.promotion = leadership
             .took_over_from
             .map(|previous_instance_id| Promotion {
@@ -347,6 +364,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let promoted = config.promotion.clone();
         let auth = config.transport.auth.clone();
+        let tools = config.tools.clone();
         let server = app::start(config)?;
         let ready = server.ready().clone();
         discovery::write(
@@ -387,6 +405,11 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
                 ready.recovered_turns
             );
         }
+        println!(
+            "  workspace: {} (run_command {})",
+            tools.workspace.display(),
+            if tools.run_command { "enabled" } else { "off" }
+        );
         println!("  rpc: {}", ready.rpc_endpoint);
         println!("  pub: {}", ready.pub_endpoint);
         match &auth {
