@@ -1,5 +1,7 @@
 //! Everything `serve` can be told, resolved to concrete values (no clap types here).
 
+use crate::core::policy::ToolPolicy;
+use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +40,10 @@ pub struct Config {
     pub replay: ReplayLimits,
     /// Sessions held at once; more are refused with `too_many_sessions`.
     pub max_sessions: usize,
+    /// Which tool calls run at once, wait for a person's approval, or never run.
+    pub tool_policy: ToolPolicy,
+    /// A human-in-the-loop request unanswered this long is `expired` (`None`: never).
+    pub hitl_timeout: Option<Duration>,
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
@@ -61,6 +67,8 @@ impl Default for Config {
             idempotency_capacity: 10_000,
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            tool_policy: ToolPolicy::default(),
+            hitl_timeout: Some(Duration::from_secs(DEFAULT_HITL_TIMEOUT_SECS as u64)),
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
         }

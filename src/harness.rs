@@ -321,7 +321,7 @@ impl Harness {
                     .commit(std::slice::from_ref(&change))
                     .map_err(|e| format!("the memory store refused a change: {e}"))?,
                 Effect::Publish(p) => self.events.check(&p)?,
-                Effect::CancelTurn(_) => {}
+                Effect::CancelTurn(_) | Effect::ToolVerdict { .. } => {}
             }
         }
         Ok(())

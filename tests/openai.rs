@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use zcoord::core::{HistoryEntry, ModelEvent, TurnStart};
+use zcoord::core::{HistoryEntry, ModelEvent, TurnStart, Verdict};
 use zcoord::model::openai::{OpenAi, OpenAiConfig};
 use zcoord::model::{Model, ModelError, TurnSink};
 use zcoord::protocol::ids::{SessionId, TurnId};
@@ -52,11 +52,17 @@ fn hello() -> TurnStart {
 async fn run(config: OpenAiConfig, turn: TurnStart) -> (Result<(), ModelError>, Vec<ModelEvent>) {
     let model = OpenAi::new(config).expect("provider");
     let (tx, mut rx) = mpsc::channel(8);
-    let task = tokio::spawn(model.run(turn.clone(), TurnSink::new(turn.turn_id, tx)));
+    let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let sink = TurnSink::new(turn.turn_id, tx, verdicts_rx);
+    let task = tokio::spawn(model.run(turn.clone(), sink));
     let collect = async {
         let mut events = Vec::new();
         while let Some((turn_id, event)) = rx.recv().await {
             assert_eq!(turn_id, turn.turn_id);
+            // As the core does for a tool whose policy is `allow`.
+            if let ModelEvent::ToolStart { call_id, .. } = &event {
+                let _ = verdicts.send((call_id.clone(), Verdict::Run));
+            }
             events.push(event);
         }
         events
@@ -654,7 +660,9 @@ async fn dropping_the_turn_closes_the_connection_at_once() {
     let model = OpenAi::new(config(&server.base_url)).unwrap();
     let start = hello();
     let (tx, mut rx) = mpsc::channel(8);
-    let task = tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx)));
+    let (_verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let sink = TurnSink::new(start.turn_id, tx, verdicts_rx);
+    let task = tokio::spawn(model.run(start.clone(), sink));
     for _ in 0..3 {
         let (_, event) = rx.recv().await.expect("a token");
         assert!(matches!(event, ModelEvent::Token(_)), "{event:?}");

@@ -1,6 +1,7 @@
 //! `zcoord serve`: resolves the configuration, refuses to start over a live instance, binds,
 //! writes the discovery file, serves until SIGINT/SIGTERM, and removes the file on the way out.
 
+use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,6 +68,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_sessions: usize,
+    /// Seconds a tool approval or a question waits for a person before it is `expired` (the
+    /// call then does not run); 0: never.
+    #[arg(long, default_value_t = DEFAULT_HITL_TIMEOUT_SECS as u64)]
+    pub hitl_timeout_secs: u64,
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
@@ -173,6 +178,8 @@ fn config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Config> {
             max_bytes: args.replay_bytes,
         },
         max_sessions: args.max_sessions,
+        hitl_timeout: (args.hitl_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.hitl_timeout_secs)),
         ..Config::default()
     })
 }

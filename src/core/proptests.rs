@@ -217,6 +217,12 @@ impl Mirror {
                         .expect("history reads");
                     assert_eq!(history.len(), self.appended[session_id].len());
                 }
+                Effect::ToolVerdict { turn_id, .. } => {
+                    assert!(
+                        self.running.contains_key(turn_id),
+                        "verdict for {turn_id} not running"
+                    );
+                }
                 Effect::CancelTurn(turn) => {
                     assert!(
                         self.running.contains_key(turn),
@@ -329,6 +335,9 @@ impl Mirror {
             Event::InstancePromoted(_) => panic!("never promoted here"),
             Event::InstanceWelcome(_) => panic!("welcomes are the transport's, never the core's"),
             Event::InstanceStatus(_) => panic!("the store never fails here"),
+            Event::HitlPending(_) | Event::HitlResolved(_) => {
+                panic!("no tool here is asked about (word_count's policy is allow)")
+            }
         }
     }
 

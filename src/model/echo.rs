@@ -110,20 +110,10 @@ impl Model for Echo {
             let mut reply = format!("echo: {}", plan.text).trim_end().to_owned();
             for (i, (name, args)) in plan.tool_calls.iter().enumerate() {
                 let call_id = format!("call_{}", i + 1);
-                sink.emit(ModelEvent::ToolStart {
-                    call_id: call_id.clone(),
-                    tool_name: name.clone(),
-                    params: args.clone(),
-                })
-                .await?;
-                let outcome = tools::run(name, args).await;
+                let outcome = sink
+                    .call_tool(&call_id, name, args, || tools::run(name, args))
+                    .await?;
                 reply.push_str(&format!("\n[{name}] {}", outcome.result));
-                sink.emit(ModelEvent::ToolEnd {
-                    call_id,
-                    is_error: outcome.is_error,
-                    result: outcome.result,
-                })
-                .await?;
             }
 
             let mut tokens_out = 0;

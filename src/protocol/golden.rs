@@ -47,6 +47,7 @@ fn session() -> SessionPayload {
         updated_at: T,
         message_count: 2,
         status: SessionStatus::Running,
+        grants: vec![],
     }
 }
 
@@ -160,8 +161,9 @@ fn method_results() {
             active_session_id: None,
             instance_id: iid(),
             seq: 42,
+            hitl: vec![],
         },
-        json!({"sessions": [session_json()], "instance_id": I, "seq": 42}),
+        json!({"sessions": [session_json()], "instance_id": I, "seq": 42, "hitl": []}),
     );
     both_ways(
         &SessionListResult {

@@ -172,31 +172,24 @@ async fn run_calls(
     messages.push(Message::assistant_calls(&output.text, echoed));
 
     for (call_id, call) in calls {
-        sink.emit(ModelEvent::ToolStart {
-            call_id: call_id.clone(),
-            tool_name: call.name.clone(),
-            params: call.arguments.clone(),
-        })
-        .await?;
-        let outcome = if call.name.is_empty() {
-            ToolOutcome {
-                is_error: true,
-                result: "the tool call named no function".into(),
-            }
-        } else {
-            tools::run(&call.name, &call.arguments).await
-        };
+        // Between rounds: no HTTP stream is open while a person decides.
+        let outcome = sink
+            .call_tool(&call_id, &call.name, &call.arguments, || async {
+                if call.name.is_empty() {
+                    ToolOutcome {
+                        is_error: true,
+                        result: "the tool call named no function".into(),
+                    }
+                } else {
+                    tools::run(&call.name, &call.arguments).await
+                }
+            })
+            .await?;
         let for_model = if outcome.is_error {
             format!("error: {}", outcome.result)
         } else {
-            outcome.result.clone()
+            outcome.result
         };
-        sink.emit(ModelEvent::ToolEnd {
-            call_id: call_id.clone(),
-            is_error: outcome.is_error,
-            result: outcome.result,
-        })
-        .await?;
         messages.push(Message::tool_result(&call_id, for_model));
     }
     Ok(())
