@@ -414,3 +414,62 @@ fn shutdown_cancels_what_waits_before_instance_shutdown() {
     assert_eq!(rest[0].envelope.payload["status"], "cancelled");
     assert_eq!(rest[1].envelope.payload["reason"], "shutdown");
 }
+
+#[test]
+fn over_tcp_a_peer_without_the_secret_neither_sees_nor_answers_a_request() {
+    const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--store", "memory", "--heartbeat-interval", "0.05"])
+        .args(["--rpc", "tcp://127.0.0.1:0", "--pub", "tcp://127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let disc = common::discovery_of(dir.path(), &child);
+    let rpc = disc["endpoints"]["rpc"].as_str().unwrap().to_owned();
+    let pub_ = disc["endpoints"]["pub"].as_str().unwrap().to_owned();
+    let secret = disc["secret"].as_str().unwrap().to_owned();
+    let ctx = zmq::Context::new();
+
+    // An outsider subscribes to everything and tries to answer.
+    let outsider_sub = zcoord::client::Subscriber::connect(&ctx, &pub_, &[""]).unwrap();
+    let (insider_sub, _) =
+        zcoord::client::Subscriber::connect_live_with(&ctx, &pub_, &["hitl."], WAIT, Some(&secret))
+            .unwrap();
+    let mut insider = RpcClient::connect_with(&ctx, &rpc, WAIT, Some(&secret)).unwrap();
+    insider
+        .call(
+            "message.send",
+            json!({"content": "/tool ask_user {\"question\": \"private?\"}"}),
+        )
+        .unwrap();
+    let pending = loop {
+        let e = insider_sub
+            .recv(WAIT)
+            .unwrap()
+            .expect("the insider sees it");
+        if e.envelope.topic == "hitl.pending" {
+            break e.envelope.payload;
+        }
+    };
+    assert!(
+        outsider_sub
+            .recv(Duration::from_millis(500))
+            .unwrap()
+            .is_none(),
+        "no event reaches a peer without the secret"
+    );
+    let mut outsider = RpcClient::connect(&ctx, &rpc, Duration::from_millis(500)).unwrap();
+    let tried = outsider.call(
+        "hitl.respond",
+        json!({"id": pending["id"], "answer": "yes"}),
+    );
+    assert!(matches!(tried, Err(ClientError::Timeout(_))), "{tried:?}");
+    let still = insider.call("hitl.list", json!({})).unwrap();
+    assert_eq!(still["requests"][0]["id"], pending["id"], "still waiting");
+    let _ = child.kill();
+    let _ = child.wait();
+}
