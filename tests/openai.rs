@@ -682,3 +682,61 @@ fn the_provider_is_named_after_its_model() {
     let model = OpenAi::new(OpenAiConfig::new("llama3.1:8b", "http://127.0.0.1:1/v1")).unwrap();
     assert_eq!(model.name(), "openai:llama3.1:8b");
 }
+
+/// A call that waits for a person: the round's response has been read to its end (no HTTP
+/// stream is being read, so no chunk timeout fires however long the person takes), and a
+/// rejection goes back to the model as that call's result.
+#[tokio::test]
+async fn a_call_waiting_for_approval_holds_no_stream_and_a_rejection_reaches_the_model() {
+    let server = FakeServer::start(vec![
+        Reply::sse(&[
+            tool_piece(0, Some("call_w"), Some("word_count"), r#"{"text": "a"}"#),
+            finish("tool_calls"),
+        ]),
+        Reply::sse(&[text("Understood."), finish("stop")]),
+    ])
+    .await;
+    let mut cfg = config(&server.base_url);
+    cfg.chunk_timeout = Duration::from_millis(200);
+    let model = OpenAi::new(cfg).expect("provider");
+    let start = hello();
+    let (tx, mut rx) = mpsc::channel(8);
+    let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let task =
+        tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx, verdicts_rx)));
+    let (_, first) = rx.recv().await.expect("an event");
+    let first = match first {
+        ModelEvent::Usage { .. } => rx.recv().await.expect("an event").1,
+        e => e,
+    };
+    assert!(
+        matches!(&first, ModelEvent::ToolStart { call_id, .. } if call_id == "call_w"),
+        "{first:?}"
+    );
+    // The round's response was read to its end before the call started; a person then takes
+    // three chunk timeouts, which must not fail the turn.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    verdicts
+        .send((
+            "call_w".into(),
+            Verdict::Refuse("rejected by tui: not now".into()),
+        ))
+        .unwrap();
+    let mut events = Vec::new();
+    while let Ok(Some((_, e))) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        events.push(e);
+    }
+    assert_eq!(task.await.unwrap(), Ok(()));
+    assert!(
+        events.contains(&ModelEvent::ToolEnd {
+            call_id: "call_w".into(),
+            is_error: true,
+            result: "rejected by tui: not now".into()
+        }),
+        "{events:?}"
+    );
+    assert_eq!(tokens(&events), ["Understood."]);
+    let messages = server.requests()[1].body["messages"].clone();
+    assert_eq!(messages[2]["tool_call_id"], "call_w");
+    assert_eq!(messages[2]["content"], "error: rejected by tui: not now");
+}
