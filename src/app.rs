@@ -27,6 +27,7 @@ use crate::protocol::methods::Endpoints;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
+use crate::tools::{Tools, WorkspaceError};
 use crate::transport::{Inputs, Transport, TransportError};
 
 /// What a started server tells its caller.
@@ -52,6 +53,8 @@ pub enum StartError {
     Thread(#[from] std::io::Error),
     #[error("cannot set up the model: {0}")]
     Model(ModelError),
+    #[error("cannot set up the tools: {0}")]
+    Tools(#[from] WorkspaceError),
 }
 
 /// A server whose store is open and whose sockets are bound; `run` serves until shutdown.
@@ -69,11 +72,15 @@ pub struct Server {
 /// Opens and loads the store (refusing a bad database before anything is bound), binds the
 /// sockets and builds the core, recovering turns a crash left running.
 pub fn start(config: Config) -> Result<Server, StartError> {
+    let tools = Arc::new(Tools::new(&config.tools)?);
     let model: Arc<dyn Model> = match &config.model {
         ModelConfig::Echo { token_delay } => Arc::new(Echo {
             token_delay: *token_delay,
+            tools,
         }),
-        ModelConfig::OpenAi(c) => Arc::new(OpenAi::new(c.clone()).map_err(StartError::Model)?),
+        ModelConfig::OpenAi(c) => {
+            Arc::new(OpenAi::new(c.clone(), tools).map_err(StartError::Model)?)
+        }
     };
     start_with_model(config, model)
 }
@@ -109,6 +116,12 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
             replay: config.replay,
             max_sessions: config.max_sessions,
             context_bytes: model.context_bytes(),
+            known_tools: config
+                .tools
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             tool_policy: config.tool_policy.clone(),
             hitl_timeout: config
                 .hitl_timeout

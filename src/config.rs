@@ -9,6 +9,7 @@ use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
 use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::store::memory::MemoryStore;
+use crate::tools::ToolsConfig;
 use crate::transport::TransportConfig;
 
 /// Where state is kept.
@@ -47,6 +48,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
+    /// The workspace the tools work in, and whether `run_command` is on offer.
+    pub tools: ToolsConfig,
 }
 
 /// A standby's takeover.
@@ -71,6 +74,7 @@ impl Default for Config {
             hitl_timeout: Some(Duration::from_secs(DEFAULT_HITL_TIMEOUT_SECS as u64)),
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
+            tools: ToolsConfig::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod fake_openai;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -14,6 +15,7 @@ use zcoord::model::openai::{OpenAi, OpenAiConfig};
 use zcoord::model::{Model, ModelError, TurnSink};
 use zcoord::protocol::ids::{SessionId, TurnId};
 use zcoord::protocol::types::Role;
+use zcoord::tools::{Tools, ToolsConfig};
 
 use fake_openai::{
     chunked_sse_head, finish, http_chunk, sse_body, sse_head, text, tool_piece, usage, FakeServer,
@@ -28,6 +30,11 @@ fn config(base_url: &str) -> OpenAiConfig {
     c.max_retries = 2;
     c.retry_base_delay = Duration::from_millis(1);
     c
+}
+
+/// The default tools: the current directory as the workspace, no `run_command`.
+fn tools() -> Arc<Tools> {
+    Arc::new(Tools::new(&ToolsConfig::default()).expect("the current directory opens"))
 }
 
 fn turn(history: &[(Role, &str)]) -> TurnStart {
@@ -50,7 +57,7 @@ fn hello() -> TurnStart {
 
 /// Runs one turn to its end and returns what it returned and every event it emitted.
 async fn run(config: OpenAiConfig, turn: TurnStart) -> (Result<(), ModelError>, Vec<ModelEvent>) {
-    let model = OpenAi::new(config).expect("provider");
+    let model = OpenAi::new(config, tools()).expect("provider");
     let (tx, mut rx) = mpsc::channel(8);
     let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
     let sink = TurnSink::new(turn.turn_id, tx, verdicts_rx);
@@ -160,7 +167,19 @@ async fn plain_text_streams_tokens_in_order_with_reported_usage() {
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["clock", "word_count", "sleep"]);
+    assert_eq!(
+        names,
+        [
+            "clock",
+            "word_count",
+            "sleep",
+            "read_file",
+            "list_dir",
+            "write_file",
+            "ask_user"
+        ],
+        "run_command only when enabled"
+    );
     assert!(tools.iter().all(|t| t["type"] == "function"
         && t["function"]["parameters"]["type"] == "object"
         && t["function"]["description"].is_string()));
@@ -657,7 +676,7 @@ async fn dropping_the_turn_closes_the_connection_at_once() {
         steps.push(Step::Pause(Duration::from_millis(20)));
     }
     let mut server = FakeServer::start(vec![Reply::new(steps)]).await;
-    let model = OpenAi::new(config(&server.base_url)).unwrap();
+    let model = OpenAi::new(config(&server.base_url), tools()).unwrap();
     let start = hello();
     let (tx, mut rx) = mpsc::channel(8);
     let (_verdicts, verdicts_rx) = mpsc::unbounded_channel();
@@ -679,7 +698,11 @@ async fn dropping_the_turn_closes_the_connection_at_once() {
 
 #[test]
 fn the_provider_is_named_after_its_model() {
-    let model = OpenAi::new(OpenAiConfig::new("llama3.1:8b", "http://127.0.0.1:1/v1")).unwrap();
+    let model = OpenAi::new(
+        OpenAiConfig::new("llama3.1:8b", "http://127.0.0.1:1/v1"),
+        tools(),
+    )
+    .unwrap();
     assert_eq!(model.name(), "openai:llama3.1:8b");
 }
 
@@ -698,7 +721,7 @@ async fn a_call_waiting_for_approval_holds_no_stream_and_a_rejection_reaches_the
     .await;
     let mut cfg = config(&server.base_url);
     cfg.chunk_timeout = Duration::from_millis(200);
-    let model = OpenAi::new(cfg).expect("provider");
+    let model = OpenAi::new(cfg, tools()).expect("provider");
     let start = hello();
     let (tx, mut rx) = mpsc::channel(8);
     let (verdicts, verdicts_rx) = mpsc::unbounded_channel();

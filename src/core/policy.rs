@@ -34,7 +34,7 @@ impl Policy {
 }
 
 /// The tool the model asks a person a question with: always a question, whatever the policy.
-pub const ASK_USER: &str = "ask_user";
+pub use crate::tools::ASK_USER;
 
 /// Tools that only read, or do nothing a person need approve: `allow` unless set otherwise.
 pub const ALLOWED_BY_DEFAULT: &[&str] = &["read_file", "list_dir", "clock", "word_count", "sleep"];

@@ -82,9 +82,9 @@ impl Default for CoreConfig {
             context_bytes: DEFAULT_CONTEXT_BYTES,
             tool_policy: ToolPolicy::default(),
             hitl_timeout: Some(time::Duration::seconds(DEFAULT_HITL_TIMEOUT_SECS)),
-            known_tools: crate::tools::definitions()
-                .iter()
-                .map(|d| d.name.to_owned())
+            known_tools: crate::tools::default_names()
+                .into_iter()
+                .map(str::to_owned)
                 .collect(),
         }
     }

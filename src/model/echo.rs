@@ -1,18 +1,21 @@
 //! The embedded `echo` model: deterministic, offline, streams a reply built from the user's message
 //! one token at a time with a fixed delay, and runs built-in tools on `/tool <name> <json-args>`
-//! lines. A `/fail <text>` line makes the turn fail after streaming, to exercise error paths.
+//! lines (see [`Tools`]). A `/fail <text>` line makes the turn fail after streaming, to exercise error paths.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
 use crate::protocol::types::Role;
-use crate::tools;
+use crate::tools::Tools;
 
 #[derive(Debug, Clone)]
 pub struct Echo {
     /// Pause before each token, so a stream looks like a model's and can be interrupted.
     pub token_delay: Duration,
+    /// What `/tool` lines run.
+    pub tools: Arc<Tools>,
 }
 
 /// What the echo model will do for one user message.
@@ -91,6 +94,7 @@ impl Model for Echo {
 
     fn run(&self, turn: TurnStart, sink: TurnSink) -> BoxFuture<Result<(), ModelError>> {
         let delay = self.token_delay;
+        let tools = Arc::clone(&self.tools);
         Box::pin(async move {
             let prompt = turn
                 .history
@@ -111,7 +115,7 @@ impl Model for Echo {
             for (i, (name, args)) in plan.tool_calls.iter().enumerate() {
                 let call_id = format!("call_{}", i + 1);
                 let outcome = sink
-                    .call_tool(&call_id, name, args, || tools::run(name, args))
+                    .call_tool(&call_id, name, args, || tools.run(name, args))
                     .await?;
                 reply.push_str(&format!("\n[{name}] {}", outcome.result));
             }

@@ -8,7 +8,7 @@
 //!   `context_budget_tokens` (see `prompt.rs`; tool messages of earlier turns are left out),
 //!   then this turn's tool rounds.
 //! - **Output**: each content piece becomes a `Token`; each tool call a `ToolStart`, a run of
-//!   [`crate::tools::run`] and a `ToolEnd`, its result going back to the model as a `tool`
+//!   [`Tools::run`] and a `ToolEnd` (through [`call_tool`]), its result going back to the model as a `tool`
 //!   message (an error result prefixed `error: `). A call to an unknown tool or with invalid JSON
 //!   arguments is such an error result, not a failed turn; invalid arguments are echoed back to
 //!   the model as `{}` (servers that re-parse them would refuse the next request), the result
@@ -42,24 +42,27 @@ use self::stream::RoundOutput;
 use self::wire::{ChatRequest, FunctionCall, Message, ToolCall, ToolSpec, Usage};
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
-use crate::tools::{self, ToolOutcome};
+use crate::tools::{ToolOutcome, Tools};
 
 pub struct OpenAi {
     inner: Arc<Provider>,
 }
 
-/// What every turn shares: settings, the HTTP client and its pool, the tools offered.
+/// What every turn shares: settings, the HTTP client and its pool, the tools and their offer.
 struct Provider {
     config: OpenAiConfig,
     client: Client,
-    tools: Vec<ToolSpec>,
+    tools: Arc<Tools>,
+    /// `tools.definitions()`, as sent in every request.
+    offered: Vec<ToolSpec>,
 }
 
 impl OpenAi {
     /// Checks the base URL and builds the HTTP client; connects to nothing yet.
-    pub fn new(config: OpenAiConfig) -> Result<OpenAi, ModelError> {
+    pub fn new(config: OpenAiConfig, tools: Arc<Tools>) -> Result<OpenAi, ModelError> {
         let client = Client::new(&config)?;
-        let tools = tools::definitions()
+        let offered = tools
+            .definitions()
             .into_iter()
             .map(ToolSpec::from)
             .collect();
@@ -68,6 +71,7 @@ impl OpenAi {
                 config,
                 client,
                 tools,
+                offered,
             }),
         })
     }
@@ -107,7 +111,7 @@ impl Provider {
         loop {
             round += 1;
             tracing::debug!(round, messages = messages.len(), "openai round");
-            let request = ChatRequest::streaming(&config.model, &messages, &self.tools);
+            let request = ChatRequest::streaming(&config.model, &messages, &self.offered);
             let response = self.client.open_stream(&request, !streamed_text).await?;
             let output = stream::read_round(response, &sink, config.chunk_timeout).await?;
             streamed_text |= !output.text.is_empty();
@@ -140,7 +144,7 @@ impl Provider {
                     names.join(", ")
                 )));
             }
-            run_calls(output, &mut ids, &mut messages, &sink).await?;
+            run_calls(&self.tools, output, &mut ids, &mut messages, &sink).await?;
         }
     }
 }
@@ -148,6 +152,7 @@ impl Provider {
 /// Runs a round's tool calls in order, reporting each, and appends the assistant's calls and
 /// their results to `messages` for the next round.
 async fn run_calls(
+    tools: &Tools,
     output: RoundOutput,
     ids: &mut CallIds,
     messages: &mut Vec<Message>,
@@ -172,7 +177,7 @@ async fn run_calls(
     messages.push(Message::assistant_calls(&output.text, echoed));
 
     for (call_id, call) in calls {
-        // Between rounds: no HTTP stream is open while a person decides.
+        // Between rounds: no HTTP stream is being read while a person decides.
         let outcome = sink
             .call_tool(&call_id, &call.name, &call.arguments, || async {
                 if call.name.is_empty() {
@@ -181,7 +186,7 @@ async fn run_calls(
                         result: "the tool call named no function".into(),
                     }
                 } else {
-                    tools::run(&call.name, &call.arguments).await
+                    tools.run(&call.name, &call.arguments).await
                 }
             })
             .await?;

@@ -269,7 +269,9 @@ mod tests {
             ),
             Message::tool_result("call_1", "2024-01-01T00:00:00Z"),
         ];
-        let tools: Vec<ToolSpec> = crate::tools::definitions()
+        let workspace = crate::tools::Tools::new(&Default::default()).unwrap();
+        let tools: Vec<ToolSpec> = workspace
+            .definitions()
             .into_iter()
             .take(1)
             .map(ToolSpec::from)
