@@ -473,3 +473,44 @@ fn over_tcp_a_peer_without_the_secret_neither_sees_nor_answers_a_request() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn write_file_waits_for_approval_by_default_and_writes_only_when_approved() {
+    let ws = tempfile::tempdir().unwrap();
+    let root = ws.path().to_owned();
+    let d = spawn_daemon_with(move |c| c.tools.workspace = root);
+    let events = d.subscriber(&["hitl.", "tool.", "llm.end"]);
+    for (decision, name) in [("reject", "no.txt"), ("approve", "yes.txt")] {
+        let call = format!(r#"/tool write_file {{"path": "{name}", "content": "hi"}}"#);
+        let r = send(&d, None, &call);
+        let pending = next(&events, "hitl.pending");
+        assert_eq!(pending["payload"]["tool_name"], "write_file");
+        assert!(
+            !ws.path().join(name).exists(),
+            "nothing written while it waits"
+        );
+        d.call(
+            "hitl.respond",
+            json!({"id": pending["id"], "decision": decision}),
+        );
+        events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
+        assert_eq!(
+            ws.path().join(name).exists(),
+            decision == "approve",
+            "{name}"
+        );
+    }
+    // A read-only tool is not asked about.
+    let r = send(&d, None, r#"/tool read_file {"path": "yes.txt"}"#);
+    let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
+    assert!(!topics(&rest).iter().any(|t| t.starts_with("hitl.")));
+    let end = rest
+        .iter()
+        .find(|e| e.envelope.topic == "tool.end")
+        .unwrap();
+    assert_eq!(
+        end.envelope.payload["is_error"], false,
+        "{:?}",
+        end.envelope.payload
+    );
+}
