@@ -48,6 +48,8 @@ const LONG_TOKENS_PER_TURN: usize = 100_000;
 /// Token rounds by default (each: every phase on every server); the table shows medians.
 const TOKEN_ROUNDS: usize = 7;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How a welcome envelope names its topic.
+const WELCOME: &str = "\"topic\":\"instance.welcome\"";
 
 struct Args {
     sessions: usize,
@@ -661,6 +663,11 @@ impl EventSub {
             let [key, body] = frames.as_slice() else {
                 panic!("event with {} frames", frames.len());
             };
+            // A welcome comes under each subscription's own prefix (PROTOCOL §8): not an event
+            // of the topic that prefix names.
+            if body.windows(WELCOME.len()).any(|w| w == WELCOME.as_bytes()) {
+                continue;
+            }
             if key.starts_with(b"llm.token/") {
                 return (Topic::Token, at);
             }

@@ -116,6 +116,16 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
             replay: config.replay,
             max_sessions: config.max_sessions,
             context_bytes: model.context_bytes(),
+            known_tools: config
+                .tools
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            tool_policy: config.tool_policy.clone(),
+            hitl_timeout: config
+                .hitl_timeout
+                .and_then(|t| time::Duration::try_from(t).ok()),
             ..CoreConfig::default()
         },
         Box::new(UuidV7),

@@ -1,5 +1,7 @@
 //! Everything `serve` can be told, resolved to concrete values (no clap types here).
 
+use crate::core::policy::ToolPolicy;
+use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,7 +9,7 @@ use crate::core::replay::ReplayLimits;
 use crate::model::openai::OpenAiConfig;
 use crate::protocol::limits::DEFAULT_MAX_SESSIONS;
 use crate::store::memory::MemoryStore;
-use crate::tools::{ToolPolicy, ToolsConfig};
+use crate::tools::ToolsConfig;
 use crate::transport::TransportConfig;
 
 /// Where state is kept.
@@ -39,14 +41,15 @@ pub struct Config {
     pub replay: ReplayLimits,
     /// Sessions held at once; more are refused with `too_many_sessions`.
     pub max_sessions: usize,
+    /// Which tool calls run at once, wait for a person's approval, or never run.
+    pub tool_policy: ToolPolicy,
+    /// A human-in-the-loop request unanswered this long is `expired` (`None`: never).
+    pub hitl_timeout: Option<Duration>,
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
     /// The workspace the tools work in, and whether `run_command` is on offer.
     pub tools: ToolsConfig,
-    /// Whether each tool's calls run at once, wait for a person, or never run
-    /// (`tool_policy.policy(name)`); enforced by the core.
-    pub tool_policy: ToolPolicy,
 }
 
 /// A standby's takeover.
@@ -67,10 +70,11 @@ impl Default for Config {
             idempotency_capacity: 10_000,
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            tool_policy: ToolPolicy::default(),
+            hitl_timeout: Some(Duration::from_secs(DEFAULT_HITL_TIMEOUT_SECS as u64)),
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
             tools: ToolsConfig::default(),
-            tool_policy: ToolPolicy::default(),
         }
     }
 }

@@ -9,11 +9,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::core::ids::Sequential;
+use crate::core::policy::Policy;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::EventEncoder;
-use crate::protocol::ids::{InstanceId, TurnId};
+use crate::protocol::ids::{HitlId, InstanceId, TurnId};
 use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 use crate::protocol::methods::{DropCounters, Endpoints};
 use crate::store::memory::MemoryStore;
@@ -124,11 +125,13 @@ impl Harness {
             model: "fuzz".into(),
             store: "memory".into(),
         };
-        let config = CoreConfig {
+        let mut config = CoreConfig {
             idempotency_capacity: 2,
             replay: REPLAY_LIMITS,
+            hitl_timeout: Some(time::Duration::seconds(2)),
             ..CoreConfig::default()
         };
+        config.tool_policy.set("word_count", Policy::Ask);
         Harness {
             core: Core::new(meta, config, Box::new(Sequential::default())),
             now: T0,
@@ -203,9 +206,11 @@ impl Harness {
     }
 
     /// A control step. Model reports, for the turn `selector` picks among all started so far
-    /// (with none started, an id no turn has): `t` token `text`, `s` tool start, `e` tool end
-    /// (an error when `text` is empty), `u` usage, `f` finished, `x` failed. The actor's own
-    /// inputs: `h` heartbeat, `c` checkpoint, `q` shutdown; and `w`, the welcome the transport
+    /// (with none started, an id no turn has): `t` token `text`, `s` tool start (of a tool
+    /// `selector` picks: unknown, `ask_user` or one that asks), `e` tool end (an error when
+    /// `text` is empty), `u` usage, `f` finished, `x` failed; `r` a `hitl.respond` (see
+    /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
+    /// expiry, `q` shutdown; and `w`, the welcome the transport
     /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
     /// `k` the clock forward by `selector` × 100 ms. Any other op does nothing, and after `q` so do
     /// the actor's own inputs (its loop has ended).
@@ -217,9 +222,11 @@ impl Harness {
         let text = String::from_utf8_lossy(text).into_owned();
         let event = match op {
             b't' => ModelEvent::Token(text),
+            // A tool the server does not have (runs at once), a question, or one whose
+            // policy here is `ask`.
             b's' => ModelEvent::ToolStart {
                 call_id: format!("call-{selector}"),
-                tool_name: "fuzz".into(),
+                tool_name: ["fuzz", "ask_user", "word_count"][usize::from(selector % 3)].into(),
                 params: text,
             },
             b'e' => ModelEvent::ToolEnd {
@@ -241,8 +248,10 @@ impl Harness {
             }
             b'c' => {
                 self.core.checkpoint(self.now);
+                self.core.expire_requests(self.now);
                 return self.apply_effects();
             }
+            b'r' => return self.respond(selector, text),
             b'w' => {
                 // What the transport thread publishes on a subscription: numbered after the
                 // last event the core decided (all of which it has sent by now, here).
@@ -270,6 +279,35 @@ impl Harness {
         };
         self.core.model_event(turn, event, self.now);
         self.apply_effects();
+    }
+
+    /// Human-in-the-loop requests resolved so far (each after its `hitl.pending`).
+    pub fn hitl_resolved(&self) -> usize {
+        self.events.resolved()
+    }
+
+    /// `hitl.respond` to a pending request (the one `selector` picks, oldest first), through
+    /// the request path: an answer, or a decision (`selector` picks which), with `text`.
+    fn respond(&mut self, selector: u8, text: String) {
+        let mut pending: Vec<HitlId> = self.events.pending.keys().copied().collect();
+        pending.sort();
+        let id = match pending.len() {
+            0 => "none".to_owned(),
+            n => pending[usize::from(selector) % n].to_string(),
+        };
+        let params = match selector % 4 {
+            0 => serde_json::json!({"id": id, "answer": text}),
+            1 => serde_json::json!({"id": id, "decision": "approve"}),
+            2 => serde_json::json!({"id": id, "decision": "approve_session", "client_id": text}),
+            _ => serde_json::json!({"id": id, "decision": "reject", "reason": text}),
+        };
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "hitl.respond",
+                                      "params": params});
+        let frames = vec![b"fuzz-peer".to_vec(), body.to_string().into_bytes()];
+        let outcome = self.handle(&frames);
+        if let Err(what) = check_reply(&frames, &outcome) {
+            self.broken.get_or_insert(what);
+        }
     }
 
     /// Runs a script, checking every reply and every event. Never panics on any input; a
@@ -321,7 +359,7 @@ impl Harness {
                     .commit(std::slice::from_ref(&change))
                     .map_err(|e| format!("the memory store refused a change: {e}"))?,
                 Effect::Publish(p) => self.events.check(&p)?,
-                Effect::CancelTurn(_) => {}
+                Effect::CancelTurn(_) | Effect::ToolVerdict { .. } => {}
             }
         }
         Ok(())

@@ -512,3 +512,55 @@ fn serve_max_sessions_bounds_the_sessions_and_must_be_positive() {
         stderr(&second)
     );
 }
+
+#[test]
+fn send_shows_its_turns_questions_and_the_hitl_commands_answer_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &["--store", "memory", "--token-delay-ms", "0"]);
+    // stdin is not a terminal here: `send` shows the request and how to answer it, and waits.
+    let send = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "send",
+            r#"/tool ask_user {"question": "Which file?", "options": ["a", "b"]}"#,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = eventually("the question listed", || {
+        let out = stdout(&s.cli(&["hitl"]));
+        out.contains("question: Which file? [a / b]").then_some(out)
+    });
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    assert_eq!(
+        stdout(&s.cli(&["approve", &id])),
+        "",
+        "a question takes an answer"
+    );
+    let answered = s.cli(&["answer", &id, "b", "--client-id", "test"]);
+    assert_eq!(answered.status.code(), Some(0), "{}", stderr(&answered));
+    assert!(
+        stdout(&answered).contains("answered"),
+        "{}",
+        stdout(&answered)
+    );
+    assert!(stdout(&answered).contains("(by test)"));
+    let again = s.cli(&["answer", &id, "a"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already resolved"),
+        "{}",
+        stderr(&again)
+    );
+
+    let out = send.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("[waiting for a person]"), "{err}");
+    assert!(err.contains(&format!("zcoord answer {id} TEXT")), "{err}");
+    assert!(stdout(&out).contains("[ask_user] b"), "{}", stdout(&out));
+    assert_eq!(stdout(&s.cli(&["hitl"])).trim(), "no pending requests");
+}

@@ -161,3 +161,107 @@ fn a_script_is_steps_of_frames_and_controls() {
     ));
     assert!(Harness::new().run(&input).is_ok());
 }
+
+/// Builds a script: `Msg` steps are one-frame requests from peer `p`, `Ctl` steps control ops.
+enum S<'a> {
+    Msg(&'a str),
+    Ctl(u8, u8, &'a str),
+}
+
+fn build(steps: &[S]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        if i > 0 {
+            out.push(zcoord::harness::STEP_SEPARATOR);
+        }
+        match s {
+            S::Msg(body) => {
+                out.extend_from_slice(b"p");
+                out.push(zcoord::harness::FRAME_SEPARATOR);
+                out.extend_from_slice(body.as_bytes());
+            }
+            S::Ctl(op, selector, text) => {
+                out.extend_from_slice(&[zcoord::harness::CONTROL, *op, *selector]);
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Human-in-the-loop paths through the harness (answered, approved for the session, expired,
+/// cancelled by interrupt and by shutdown, a late answer): every `hitl.pending` gets exactly one
+/// `hitl.resolved`, before its turn's `llm.end`. Also written to the seed corpus, so the fuzzer
+/// starts from them.
+#[test]
+fn hitl_scripts_keep_every_invariant() {
+    let send = r#"{"jsonrpc":"2.0","id":1,"method":"message.send","params":{"content":"go"}}"#;
+    let question = r#"{"question":"which?","options":["a"]}"#;
+    let scripts: Vec<(&str, Vec<S>)> = vec![
+        (
+            "hitl-answered",
+            vec![
+                S::Msg(send),
+                S::Ctl(b's', 1, question),
+                S::Ctl(b'r', 0, "a"),
+                S::Ctl(b'r', 0, "late"),
+                S::Ctl(b'e', 1, "a"),
+                S::Ctl(b'f', 0, ""),
+            ],
+        ),
+        (
+            "hitl-granted",
+            vec![
+                S::Msg(send),
+                S::Ctl(b's', 2, "{}"),
+                S::Ctl(b'r', 2, "editor"),
+                S::Ctl(b'e', 2, "1"),
+                S::Ctl(b's', 5, "{}"),
+                S::Ctl(b'e', 5, "1"),
+                S::Ctl(b'f', 0, ""),
+            ],
+        ),
+        (
+            "hitl-expired",
+            vec![
+                S::Msg(send),
+                S::Ctl(b's', 2, "{}"),
+                S::Ctl(b'k', 30, ""),
+                S::Ctl(b'c', 0, ""),
+                S::Ctl(b'r', 1, ""),
+                S::Ctl(b'f', 0, ""),
+            ],
+        ),
+        (
+            "hitl-interrupted",
+            vec![
+                S::Msg(send),
+                S::Ctl(b's', 1, question),
+                S::Msg(
+                    r#"{"jsonrpc":"2.0","id":2,"method":"session.interrupt","params":{"session_id":"00000000-0000-0000-0000-000000000001"}}"#,
+                ),
+                S::Ctl(b'r', 0, "too late"),
+            ],
+        ),
+        (
+            "hitl-shutdown",
+            vec![
+                S::Msg(send),
+                S::Ctl(b's', 2, "{}"),
+                S::Ctl(b'q', 0, "bye"),
+                S::Ctl(b'r', 3, "no"),
+            ],
+        ),
+    ];
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
+    for (name, steps) in scripts {
+        let input = build(&steps);
+        let mut h = Harness::new();
+        h.run(&input).unwrap_or_else(|v| panic!("{name}: {v}"));
+        assert!(h.hitl_resolved() >= 1, "{name}: no request was resolved");
+        let file = corpus.join(format!("{name}.bin"));
+        if std::fs::read(&file).ok().as_deref() != Some(&input[..]) {
+            std::fs::write(&file, &input).expect("write seed");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use zcoord::core::{HistoryEntry, ModelEvent, TurnStart};
+use zcoord::core::{HistoryEntry, ModelEvent, TurnStart, Verdict};
 use zcoord::model::openai::{OpenAi, OpenAiConfig};
 use zcoord::model::{Model, ModelError, TurnSink};
 use zcoord::protocol::ids::{SessionId, TurnId};
@@ -59,11 +59,17 @@ fn hello() -> TurnStart {
 async fn run(config: OpenAiConfig, turn: TurnStart) -> (Result<(), ModelError>, Vec<ModelEvent>) {
     let model = OpenAi::new(config, tools()).expect("provider");
     let (tx, mut rx) = mpsc::channel(8);
-    let task = tokio::spawn(model.run(turn.clone(), TurnSink::new(turn.turn_id, tx)));
+    let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let sink = TurnSink::new(turn.turn_id, tx, verdicts_rx);
+    let task = tokio::spawn(model.run(turn.clone(), sink));
     let collect = async {
         let mut events = Vec::new();
         while let Some((turn_id, event)) = rx.recv().await {
             assert_eq!(turn_id, turn.turn_id);
+            // As the core does for a tool whose policy is `allow`.
+            if let ModelEvent::ToolStart { call_id, .. } = &event {
+                let _ = verdicts.send((call_id.clone(), Verdict::Run));
+            }
             events.push(event);
         }
         events
@@ -169,7 +175,8 @@ async fn plain_text_streams_tokens_in_order_with_reported_usage() {
             "sleep",
             "read_file",
             "list_dir",
-            "write_file"
+            "write_file",
+            "ask_user"
         ],
         "run_command only when enabled"
     );
@@ -672,7 +679,9 @@ async fn dropping_the_turn_closes_the_connection_at_once() {
     let model = OpenAi::new(config(&server.base_url), tools()).unwrap();
     let start = hello();
     let (tx, mut rx) = mpsc::channel(8);
-    let task = tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx)));
+    let (_verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let sink = TurnSink::new(start.turn_id, tx, verdicts_rx);
+    let task = tokio::spawn(model.run(start.clone(), sink));
     for _ in 0..3 {
         let (_, event) = rx.recv().await.expect("a token");
         assert!(matches!(event, ModelEvent::Token(_)), "{event:?}");
@@ -695,4 +704,62 @@ fn the_provider_is_named_after_its_model() {
     )
     .unwrap();
     assert_eq!(model.name(), "openai:llama3.1:8b");
+}
+
+/// A call that waits for a person: the round's response has been read to its end (no HTTP
+/// stream is being read, so no chunk timeout fires however long the person takes), and a
+/// rejection goes back to the model as that call's result.
+#[tokio::test]
+async fn a_call_waiting_for_approval_holds_no_stream_and_a_rejection_reaches_the_model() {
+    let server = FakeServer::start(vec![
+        Reply::sse(&[
+            tool_piece(0, Some("call_w"), Some("word_count"), r#"{"text": "a"}"#),
+            finish("tool_calls"),
+        ]),
+        Reply::sse(&[text("Understood."), finish("stop")]),
+    ])
+    .await;
+    let mut cfg = config(&server.base_url);
+    cfg.chunk_timeout = Duration::from_millis(200);
+    let model = OpenAi::new(cfg, tools()).expect("provider");
+    let start = hello();
+    let (tx, mut rx) = mpsc::channel(8);
+    let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let task =
+        tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx, verdicts_rx)));
+    let (_, first) = rx.recv().await.expect("an event");
+    let first = match first {
+        ModelEvent::Usage { .. } => rx.recv().await.expect("an event").1,
+        e => e,
+    };
+    assert!(
+        matches!(&first, ModelEvent::ToolStart { call_id, .. } if call_id == "call_w"),
+        "{first:?}"
+    );
+    // The round's response was read to its end before the call started; a person then takes
+    // three chunk timeouts, which must not fail the turn.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    verdicts
+        .send((
+            "call_w".into(),
+            Verdict::Refuse("rejected by tui: not now".into()),
+        ))
+        .unwrap();
+    let mut events = Vec::new();
+    while let Ok(Some((_, e))) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        events.push(e);
+    }
+    assert_eq!(task.await.unwrap(), Ok(()));
+    assert!(
+        events.contains(&ModelEvent::ToolEnd {
+            call_id: "call_w".into(),
+            is_error: true,
+            result: "rejected by tui: not now".into()
+        }),
+        "{events:?}"
+    );
+    assert_eq!(tokens(&events), ["Understood."]);
+    let messages = server.requests()[1].body["messages"].clone();
+    assert_eq!(messages[2]["tool_call_id"], "call_w");
+    assert_eq!(messages[2]["content"], "error: rejected by tui: not now");
 }

@@ -79,6 +79,17 @@ fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
 }
 
 /// The next event of `topic` (others skipped), within `WAIT`.
+/// The contents of the user messages of a `message.list` answer, in order.
+fn user_messages(list: &Value) -> Vec<&str> {
+    list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect()
+}
+
 fn next_of(events: &Events, topic: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
@@ -138,9 +149,12 @@ fn a_store_that_cannot_write_refuses_changes_keeps_serving_and_recovers() {
     assert_eq!(e["data"]["kind"], "store_unavailable");
     assert!(e["data"].get("saved").is_none(), "{e}");
     client.call("instance.ping", json!({})).unwrap();
-    client
+    // The history is read from the store while it fails: what is saved, and what waits to be
+    // (the refused send's message, kept in memory), in order.
+    let list = client
         .call("message.list", json!({"session_id": sid}))
         .unwrap();
+    assert_eq!(user_messages(&list), ["before", "during"], "{list}");
     let info = client.call("instance.info", json!({})).unwrap();
     assert_eq!(info["status"], "degraded");
     assert!(info["degraded"]["reason"].as_str().is_some(), "{info}");
@@ -170,14 +184,7 @@ fn a_store_that_cannot_write_refuses_changes_keeps_serving_and_recovers() {
     let list = client
         .call("message.list", json!({"session_id": sid}))
         .unwrap();
-    let users: Vec<&str> = list["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["before", "during", "after"]);
+    assert_eq!(user_messages(&list), ["before", "during", "after"]);
     let (code, _) = server.terminate();
     assert_eq!(code, Some(0));
 }

@@ -15,7 +15,8 @@ use zcoord::core::persist::{
     TurnStatus,
 };
 use zcoord::core::read::Direction;
-use zcoord::protocol::ids::{MessageId, SessionId, TurnId};
+use zcoord::protocol::hitl::{HitlPayload, HitlRequest, HitlStatus, HitlType};
+use zcoord::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use zcoord::protocol::methods::SendResult;
 use zcoord::protocol::types::Role;
 use zcoord::store::memory::MemoryStore;
@@ -171,6 +172,16 @@ fn scenario() -> Vec<Vec<Change>> {
             turn_end(99, TurnStatus::Aborted, "crashed", None),
         ],
         vec![Change::ActiveSession(Some(sid(2)))],
+        // A request pending, one resolved, one in a deleted session; grants, one repeated.
+        vec![
+            hitl(0x501, 1, HitlStatus::Pending),
+            hitl(0x502, 1, HitlStatus::Answered),
+            hitl(0x503, 3, HitlStatus::Pending),
+            grant(1, "write_file"),
+            grant(1, "run_command"),
+            grant(1, "write_file"),
+            grant(3, "write_file"),
+        ],
     ];
     // More keys than a load returns, several per batch.
     for chunk in 0..3u128 {
@@ -204,6 +215,35 @@ fn history(store: &mut dyn Store, snap: &Snapshot) -> Vec<Vec<MessageRecord>> {
             out
         })
         .collect()
+}
+
+fn hitl(id: u128, session: u128, status: HitlStatus) -> Change {
+    Change::HitlUpsert(Box::new(HitlRequest {
+        id: HitlId(Uuid::from_u128(id)),
+        session_id: sid(session),
+        turn_id: TurnId(Uuid::from_u128(id + 1)),
+        kind: HitlType::ToolApproval,
+        status,
+        payload: HitlPayload::ToolApproval {
+            tool_name: "write_file".into(),
+            call_id: "call_1".into(),
+            params: "{}".into(),
+            params_truncated: false,
+        },
+        response: None,
+        resolved_by: None,
+        created_at: at(70),
+        resolved_at: None,
+        expires_at: Some(at(670)),
+    }))
+}
+
+fn grant(session: u128, tool: &str) -> Change {
+    Change::GrantAdd {
+        session_id: sid(session),
+        tool_name: tool.into(),
+        granted_at: at(71),
+    }
 }
 
 fn temp_dir() -> tempfile::TempDir {
@@ -246,6 +286,12 @@ fn loads_what_the_memory_store_loads() {
     assert_eq!(expected.open_turns.len(), 1, "turn 3's session is deleted");
     assert_eq!(expected.request_keys.len(), KEY_CAPACITY);
     assert_eq!(expected.request_keys[0].0, "req-15");
+    assert_eq!(
+        expected.pending_hitl.len(),
+        1,
+        "one pending in a live session"
+    );
+    assert_eq!(expected.sessions[0].grants, ["run_command", "write_file"]);
 
     drop(sqlite);
     let mut reopened = SqliteStore::open(&path).expect("reopen");
@@ -321,6 +367,7 @@ fn migrates_a_version_1_database() {
                 updated_at: fixture_time(40),
             },
             message_count: 4,
+            grants: vec![],
         }],
         active_session: Some(live),
         open_turns: vec![OpenTurn {
@@ -331,6 +378,7 @@ fn migrates_a_version_1_database() {
         // Version 1 had no message status: every message migrates as complete.
         streaming: vec![],
         request_keys: vec![],
+        pending_hitl: vec![],
     };
     assert_eq!(snap, expected);
     let messages = vec![
@@ -372,12 +420,78 @@ fn migrates_a_version_1_database() {
     drop(store);
 
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let mut store = SqliteStore::open(&path).expect("reopen");
     let snap = store.load(100).expect("load");
     assert!(snap.open_turns.is_empty());
     assert_eq!(history(&mut store, &snap)[0][3], partial);
     assert_eq!(snap.request_keys, vec![("r1".to_string(), key)]);
+}
+
+/// tests/fixtures/v2.db was written by zcoord at schema version 2 (make_v2.py): it migrates,
+/// loads as it was, and takes the new records.
+#[test]
+fn migrates_a_version_2_database() {
+    let dir = temp_dir();
+    let path = dir.path().join("zcoord.db");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2.db"),
+        &path,
+    )
+    .expect("copy fixture");
+    assert_eq!(user_version(&path), 2);
+    let mut store = SqliteStore::open(&path).expect("open and migrate");
+    assert_eq!(user_version(&path), 3);
+    let snap = store.load(10).expect("load");
+    assert_eq!(snap.sessions.len(), 1);
+    let session = &snap.sessions[0];
+    assert_eq!(session.record.title, "fixture v2");
+    assert_eq!(session.message_count, 2);
+    assert!(session.grants.is_empty());
+    assert_eq!(snap.active_session, Some(session.record.id));
+    assert_eq!(snap.request_keys[0].0, "v2-key");
+    assert!(snap.pending_hitl.is_empty() && snap.open_turns.is_empty());
+    let contents: Vec<String> = history(&mut store, &snap)[0]
+        .iter()
+        .map(|m| m.content.clone())
+        .collect();
+    assert_eq!(contents, ["hello v2", "echo: hello v2"]);
+
+    // The new tables take writes, and load them back.
+    let sid = session.record.id;
+    let turn = snap.request_keys[0].1.turn_id;
+    let request = zcoord::protocol::hitl::HitlRequest {
+        id: zcoord::protocol::ids::HitlId(Uuid::from_u128(0x4171)),
+        session_id: sid,
+        turn_id: turn,
+        kind: zcoord::protocol::hitl::HitlType::Question,
+        status: zcoord::protocol::hitl::HitlStatus::Pending,
+        payload: zcoord::protocol::hitl::HitlPayload::Question {
+            call_id: "call_1".into(),
+            question: "still?".into(),
+            options: None,
+            question_truncated: false,
+        },
+        response: None,
+        resolved_by: None,
+        created_at: at(5),
+        resolved_at: None,
+        expires_at: None,
+    };
+    store
+        .commit(&[
+            Change::HitlUpsert(Box::new(request.clone())),
+            Change::GrantAdd {
+                session_id: sid,
+                tool_name: "write_file".into(),
+                granted_at: at(6),
+            },
+        ])
+        .expect("commit");
+    drop(store);
+    let snap = SqliteStore::open(&path).unwrap().load(10).unwrap();
+    assert_eq!(snap.pending_hitl, vec![request]);
+    assert_eq!(snap.sessions[0].grants, ["write_file"]);
 }
 
 // Refusals. Each leaves the file's bytes, and the directory's list of files, as they were.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::{send, spawn_daemon_with, Daemon};
 use serde_json::Value;
+use zcoord::core::policy::Policy;
 
 const SECRET: &str = "TOP SECRET, outside the workspace\n";
 
@@ -45,11 +46,15 @@ fn dirs() -> Dirs {
     }
 }
 
+/// A daemon whose tools work in `ws`. Every tool is allowed: what is tested here is what the
+/// tools themselves refuse, not what a person is asked (tests/hitl.rs).
 fn daemon_in(ws: &Path, run_command: bool) -> Daemon {
     let ws = ws.to_owned();
     spawn_daemon_with(move |c| {
         c.tools.workspace = ws;
         c.tools.run_command = run_command;
+        c.tool_policy.set("write_file", Policy::Allow);
+        c.tool_policy.set("run_command", Policy::Allow);
     })
 }
 

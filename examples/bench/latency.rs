@@ -28,6 +28,7 @@ impl Load {
             tokens: self.tokens_each(),
             rate: self.rate,
             pad: self.pad,
+            ask: false,
         }
     }
 

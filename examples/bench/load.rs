@@ -42,6 +42,7 @@ pub fn run(many: Many) -> anyhow::Result<()> {
         tokens: (many.rate * many.duration.as_secs_f64()).round() as u64,
         rate: many.rate,
         pad: many.pad,
+        ask: false,
     };
     let expect = Expect {
         tokens: plan.tokens * many.sessions,

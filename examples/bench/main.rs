@@ -6,7 +6,8 @@
 //! 3. `instance.ping` and `state.sync` (1,000 sessions) rate and p50/p99, 1 and 16 DEALERs;
 //! 4. the server's peak RSS in each scenario, and beside a subscriber that never reads
 //!    (`BENCH_STALL_SECS`, default 30);
-//! 5. 200 sessions x 50 tokens/s: `instance.ping` latency and heartbeat spacing under that load.
+//! 5. 200 sessions x 50 tokens/s: `instance.ping` latency and heartbeat spacing under that load;
+//! 6. `hitl.respond` -> `hitl.resolved` at a subscriber, beside `instance.ping` in the same run.
 //!
 //! Each zcoord scenario runs a fresh server in a child process (this binary with `--serve`, see
 //! `serve.rs`) so its peak RSS is its own; the bare counterparts run in this process. Everything
@@ -17,6 +18,7 @@ mod bare;
 mod child;
 mod control;
 mod dealer;
+mod hitl;
 mod latency;
 mod live;
 mod load;
@@ -114,6 +116,10 @@ fn bench() -> anyhow::Result<()> {
             ping_every: Duration::from_millis(10),
             heartbeat: Duration::from_secs(1),
         })?;
+    }
+
+    if wanted(6) {
+        hitl::run(200)?;
     }
 
     let (welcome, first_event) = live::counts();

@@ -21,14 +21,16 @@ pub struct TurnPlan {
     pub rate: f64,
     /// Filler characters after the timestamp, fixing the token's size.
     pub pad: usize,
+    /// Ask a person a question (`ask_user`) before streaming: the answer is awaited.
+    pub ask: bool,
 }
 
 impl TurnPlan {
     /// The user message that asks the model for this plan.
     pub fn prompt(&self) -> String {
         format!(
-            "bench n={} rate={} pad={}",
-            self.tokens, self.rate, self.pad
+            "bench n={} rate={} pad={} ask={}",
+            self.tokens, self.rate, self.pad, self.ask as u8
         )
     }
 
@@ -42,12 +44,14 @@ impl TurnPlan {
             tokens: 0,
             rate: 0.0,
             pad: 0,
+            ask: false,
         };
         for word in words {
             match word.split_once('=')? {
                 ("n", v) => plan.tokens = v.parse().ok()?,
                 ("rate", v) => plan.rate = v.parse().ok()?,
                 ("pad", v) => plan.pad = v.parse().ok()?,
+                ("ask", v) => plan.ask = v == "1",
                 _ => return None,
             }
         }
@@ -91,6 +95,17 @@ impl Model for BenchModel {
                 .find(|h| h.role == Role::User)
                 .and_then(|h| TurnPlan::parse(&h.content))
                 .ok_or_else(|| ModelError::Failed("not a bench prompt".into()))?;
+            if plan.ask {
+                let question = r#"{"question": "go on?"}"#;
+                // Never run: a person answers it.
+                sink.call_tool("call_1", "ask_user", question, || async {
+                    zcoord::tools::ToolOutcome {
+                        is_error: true,
+                        result: "ask_user is not run by the server".into(),
+                    }
+                })
+                .await?;
+            }
             let pad = "x".repeat(plan.pad);
             // Missed ticks are caught up in a burst, so the average rate holds even when a
             // tick comes late.
@@ -126,6 +141,7 @@ mod tests {
             tokens: 20_000,
             rate: 500.0,
             pad: 16,
+            ask: false,
         };
         assert_eq!(plan.prompt(), "bench n=20000 rate=500 pad=16");
         assert_eq!(TurnPlan::parse(&plan.prompt()), Some(plan));

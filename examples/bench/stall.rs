@@ -53,6 +53,7 @@ pub fn run(stall: Stall) -> anyhow::Result<()> {
         tokens: stall.tokens_per_turn,
         rate: 0.0,
         pad: stall.pad,
+        ask: false,
     };
 
     let alone = stream_for(&mut control, &ends, &reader, &plan, stall.baseline)?;

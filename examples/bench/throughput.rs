@@ -59,6 +59,7 @@ pub fn run(tokens: u64, pad: usize) -> anyhow::Result<()> {
         tokens,
         rate: 0.0,
         pad,
+        ask: false,
     };
     for subscribers in [1, 8] {
         // Alternating rounds, so a noisy moment on a small machine does not decide the ratio.

@@ -256,6 +256,17 @@ class Replica:
         self.active: str | None = None
         self.sessions: dict[str, dict] = {}  # id -> {title, message_count, status}
         self.messages: dict[str, list[dict]] = {}  # session id -> [{id, role, content}]
+        self.hitl: dict[str, dict] = {}  # request id -> the pending request (PROTOCOL §6)
+
+    def request_pending(self, r: dict) -> None:
+        if r["id"] not in self.hitl:
+            self.hitl[r["id"]] = r
+            asked = r["payload"].get("question") or r["payload"].get("tool_name")
+            say(f"hitl+ {r['id']} {r['type']} {prefix(str(asked))}")
+
+    def request_resolved(self, r: dict) -> None:
+        if self.hitl.pop(r["id"], None) is not None:
+            say(f"hitl- {r['id']} {r['status']} by {r.get('resolved_by')}")
 
     def upsert_session(self, payload: dict) -> None:
         sid, row = payload["id"], session_row(payload)
@@ -317,6 +328,11 @@ class Replica:
                     say(f"message~ {sid} {m['role']}: {prefix(m['content'])}")
             self.messages[sid] = new_rows
         self.set_active(snap.get("active_session_id"))
+        fresh_hitl = {r["id"]: r for r in snap.get("hitl", [])}
+        for rid in [rid for rid in self.hitl if rid not in fresh_hitl]:
+            self.request_resolved(dict(self.hitl[rid], status="gone"))
+        for r in fresh_hitl.values():
+            self.request_pending(r)
 
     def dump(self) -> dict:
         return {
@@ -324,6 +340,7 @@ class Replica:
             "active_session_id": self.active,
             "sessions": self.sessions,
             "messages": {sid: self.messages.get(sid, []) for sid in self.sessions},
+            "hitl": sorted(self.hitl),
         }
 
 
@@ -453,6 +470,10 @@ class Mirror:
             count = p.get("session_count")
             if count is not None and count != len(r.sessions):
                 raise Resync(f"heartbeat counts {count} sessions, the replica {len(r.sessions)}")
+        elif topic == "hitl.pending":
+            r.request_pending(p)
+        elif topic == "hitl.resolved":
+            r.request_resolved(p)
         elif topic == "instance.shutdown":
             note(f"server shutting down ({p.get('reason')}); waiting for the next instance")
         # llm.*, tool.*, instance.promoted: nothing to keep (a takeover shows as a new instance_id).

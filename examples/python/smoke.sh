@@ -89,6 +89,7 @@ for s in sessions:
     check(f"messages of {s}", replica["messages"].get(s), rows)
     check(f"message_count of {s}", sessions[s]["message_count"], len(rows))
 # What the test did.
+check("pending requests", replica["hitl"], sorted(r["id"] for r in sync["hitl"]))
 check("session count", len(sessions), int(session_count))
 contents = [m["content"] for m in replica["messages"].get(sid, [])]
 check("the test's session", contents, want_contents)

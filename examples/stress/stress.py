@@ -518,6 +518,18 @@ class Ctx:
         while time.monotonic() < t_end and self.server.alive():
             time.sleep(0.25)
         self.recover_done = True
+        # What the server keeps by design once the load is gone: the replay ring (events kept
+        # for events.replay, up to --replay-bytes), so an end above twice the start can be told
+        # apart from memory not given back.
+        if self.server.alive():
+            try:
+                rpc = Rpc(self.server)
+                info = rpc.call("instance.info", {}, timeout=5.0).get("result") or {}
+                rpc.close()
+                self.facts["replay_ring_mib_at_end"] = round(
+                    info.get("replay", {}).get("bytes", 0) / MiB, 1)
+            except Exception:  # noqa: BLE001 - a fact, not a check
+                pass
 
 
 def row1(c: Ctx):

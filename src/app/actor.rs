@@ -225,7 +225,11 @@ impl<'t> Actor<'t> {
                 }
                 Ok(()) = health.changed() => self.on_health(),
                 _ = heartbeat.tick() => self.core.heartbeat(now()),
-                _ = checkpoint.tick() => self.core.checkpoint(now()),
+                _ = checkpoint.tick() => {
+                    let now = now();
+                    self.core.checkpoint(now);
+                    self.core.expire_requests(now);
+                }
             }
             self.apply_effects();
         };
@@ -469,6 +473,15 @@ impl<'t> Actor<'t> {
                     let handle =
                         spawn_turn(model, turn_id, session_id, context, self.model_tx.clone());
                     self.turns.insert(turn_id, handle);
+                }
+                Effect::ToolVerdict {
+                    turn_id,
+                    call_id,
+                    verdict,
+                } => {
+                    if let Some(h) = self.turns.get(&turn_id) {
+                        h.verdict(call_id, verdict);
+                    }
                 }
                 Effect::CancelTurn(turn_id) => {
                     tracing::debug!(%turn_id, "turn cancelled");

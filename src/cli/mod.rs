@@ -3,8 +3,10 @@
 
 mod call;
 mod config_file;
+mod hitl;
 mod model_config;
 mod ping;
+mod policy_settings;
 mod send;
 mod serve;
 mod sessions;
@@ -81,6 +83,14 @@ pub enum Command {
     Sessions(sessions::SessionsArgs),
     /// Mirror the primary and print each change; follows restarts and failovers.
     Watch(watch::WatchArgs),
+    /// List the tool approvals and questions waiting for a person.
+    Hitl(hitl::ListArgs),
+    /// Approve a waiting tool call (--session: the tool too, for the rest of the session).
+    Approve(hitl::ApproveArgs),
+    /// Reject a waiting tool call; the model is told (with --reason).
+    Reject(hitl::RejectArgs),
+    /// Answer a waiting question.
+    Answer(hitl::AnswerArgs),
 }
 
 /// Parses the command line, runs the subcommand, returns the exit code.
@@ -135,6 +145,10 @@ pub fn main() -> i32 {
         Command::Send(args) => send::run(args, &data_dir),
         Command::Sessions(args) => sessions::run(args, &data_dir),
         Command::Watch(args) => watch::run(args, &data_dir),
+        Command::Hitl(args) => hitl::list(args, &data_dir),
+        Command::Approve(args) => hitl::approve(args, &data_dir),
+        Command::Reject(args) => hitl::reject(args, &data_dir),
+        Command::Answer(args) => hitl::answer(args, &data_dir),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `zcoord send [--session ID] <text>`: sends a message, prints the reply's tokens as they stream
-//! (tool calls on stderr), exits at `llm.end`: 0 when the turn completed, 1 otherwise.
+//! (tool calls and requests for a person on stderr; at a terminal it asks the person itself),
+//! exits at `llm.end`: 0 when the turn completed, 1 otherwise.
 //!
 //! PUB/SUB can lose the first events of a fresh subscription (the slow joiner). Tokens are printed
 //! as they come; if any were missed, the complete reply from the assistant `message.append` is
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{report, target, ClientArgs, EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE};
+use super::{hitl, report, target, ClientArgs, EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE};
 use crate::client::{ClientError, RpcClient, Subscriber};
 use crate::protocol::events::topic;
 use crate::protocol::methods::SendResult;
@@ -52,6 +53,7 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
         topic::TOOL_START,
         topic::TOOL_END,
         topic::MESSAGE_APPEND,
+        topic::HITL_PENDING,
     ];
     let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
     let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
@@ -103,6 +105,11 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
                 let _ = o.flush();
             }
             topic::TOOL_START => eprintln!("\n[tool {} {}]", p["tool_name"], p["params"]),
+            // The turn waits for a person: show it, and ask at a terminal.
+            topic::HITL_PENDING => {
+                hitl::prompt(&mut rpc, p);
+                last_event = Instant::now();
+            }
             topic::TOOL_END => eprintln!(
                 "[tool {} {}: {}]",
                 p["tool_name"],

@@ -1,6 +1,7 @@
 //! `zcoord serve`: resolves the configuration, refuses to start over a live instance, binds,
 //! writes the discovery file, serves until SIGINT/SIGTERM, and removes the file on the way out.
 
+use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +73,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_sessions: usize,
+    /// Seconds a tool approval or a question waits for a person before it is `expired` (the
+    /// call then does not run); 0: never.
+    #[arg(long, default_value_t = DEFAULT_HITL_TIMEOUT_SECS as u64)]
+    pub hitl_timeout_secs: u64,
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
@@ -133,7 +138,7 @@ fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow
     let model = model_config::resolve(&args.model, &file.keys, |var| std::env::var(var).ok())?;
     let cwd = std::env::current_dir()?;
     let tools = tool_config::resolve(&args.tools, workspace, &file, env, &cwd)?;
-    for tool in tool_config::unknown_tools(&tools.policy) {
+    for tool in &tools.unknown_tools {
         eprintln!("warning: a tool policy is set for {tool:?}, which is not a built-in tool");
     }
     let store = match args.store.as_str() {
@@ -188,6 +193,8 @@ fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow
             max_bytes: args.replay_bytes,
         },
         max_sessions: args.max_sessions,
+        hitl_timeout: (args.hitl_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.hitl_timeout_secs)),
         tools: tools.tools,
         tool_policy: tools.policy,
         ..Config::default()

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use super::config_file::ConfigFile;
-use crate::tools::{self, PolicyError, PolicySetting, ToolPolicy, ToolsConfig};
+use super::policy_settings::{self, PolicyError, PolicySetting};
+use crate::core::policy::ToolPolicy;
+use crate::tools::{self, ToolsConfig};
 
 /// The environment variable with policy settings, comma-separated.
 pub const TOOL_POLICY_ENV: &str = "ZCOORD_TOOL_POLICY";
@@ -47,6 +49,9 @@ pub enum ToolSettingsError {
 pub struct ToolSettings {
     pub tools: ToolsConfig,
     pub policy: ToolPolicy,
+    /// Tools a policy was set for that are not built in (typos, or tools of a later version):
+    /// `serve` warns about them.
+    pub unknown_tools: Vec<String>,
 }
 
 /// Resolves the settings. `workspace` is the global `--workspace` (or `ZCOORD_WORKSPACE`); a
@@ -75,8 +80,8 @@ pub fn resolve(
         return Err(unusable("not a directory".into()));
     }
 
-    let mut policy = ToolPolicy::default();
-    let from_file = file
+    // Lowest first, so that applying them in order leaves the highest for each tool.
+    let mut settings = file
         .keys
         .tool_policy
         .iter()
@@ -86,11 +91,19 @@ pub fn resolve(
             path: file.path.clone().unwrap_or_default(),
             error,
         })?;
-    policy.apply(from_file);
     if let Some(text) = env(TOOL_POLICY_ENV) {
-        policy.apply(tools::policy::parse_list(&text).map_err(ToolSettingsError::Env)?);
+        settings.extend(policy_settings::parse_list(&text).map_err(ToolSettingsError::Env)?);
     }
-    policy.apply(args.tool_policy.iter().cloned());
+    settings.extend(args.tool_policy.iter().cloned());
+    let mut policy = ToolPolicy::default();
+    policy_settings::apply(&mut policy, &settings);
+    let mut unknown_tools: Vec<String> = settings
+        .into_iter()
+        .map(|s| s.tool)
+        .filter(|tool| !tools::is_built_in(tool))
+        .collect();
+    unknown_tools.sort();
+    unknown_tools.dedup();
 
     Ok(ToolSettings {
         tools: ToolsConfig {
@@ -101,16 +114,8 @@ pub fn resolve(
                 .unwrap_or(false),
         },
         policy,
+        unknown_tools,
     })
-}
-
-/// The tools a policy is set for that are not built in (typos, or tools of a later version).
-pub fn unknown_tools(policy: &ToolPolicy) -> Vec<&str> {
-    policy
-        .configured()
-        .map(|(tool, _)| tool)
-        .filter(|tool| !tools::is_built_in(tool))
-        .collect()
 }
 
 #[cfg(test)]
@@ -118,7 +123,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::tools::Policy;
+    use crate::core::policy::Policy;
 
     /// `serve`'s tool flags as the command line gives them.
     #[derive(Debug, Parser)]
@@ -285,8 +290,10 @@ mod tests {
 
     #[test]
     fn policies_for_tools_that_are_not_built_in_are_pointed_out() {
-        let mut p = ToolPolicy::default();
-        p.apply(tools::policy::parse_list("write_file=allow,writefile=allow").unwrap());
-        assert_eq!(unknown_tools(&p), ["writefile"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_in(dir.path(), "[tool_policy]\nwritefile = \"allow\"\n");
+        let env = |_: &str| Some("write_file=allow,writefile=deny,run_comand=deny".to_owned());
+        let s = resolve(&ToolArgs::default(), None, &file, env, dir.path()).unwrap();
+        assert_eq!(s.unknown_tools, ["run_comand", "writefile"]);
     }
 }

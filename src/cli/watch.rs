@@ -39,8 +39,9 @@ pub fn run(args: WatchArgs, data_dir: &Path) -> i32 {
             Change::Synced { instance_id, seq } => {
                 let r = mirror.replica();
                 println!(
-                    "synced instance={instance_id} seq={seq} sessions={} active={}",
+                    "synced instance={instance_id} seq={seq} sessions={} hitl={} active={}",
                     r.sessions.len(),
+                    r.hitl.len(),
                     r.active
                         .map(|a| a.to_string())
                         .unwrap_or_else(|| "-".into())
@@ -58,6 +59,10 @@ pub fn run(args: WatchArgs, data_dir: &Path) -> i32 {
             Change::MessageAppended(m) => {
                 let preview: String = m.content.chars().take(60).collect();
                 println!("message {} {:?}: {preview:?}", m.session_id, m.role);
+            }
+            Change::HitlPending(r) | Change::HitlResolved(r) => {
+                let v = serde_json::to_value(&r).unwrap_or_default();
+                println!("hitl {}", super::hitl::describe(&v));
             }
             Change::Event { topic, payload } if args.events => println!("event {topic} {payload}"),
             Change::Event { .. } => {}

@@ -37,9 +37,28 @@ pub enum Effect {
     },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),
+    /// Tell the model running `turn_id` what to do with its call `call_id`: run it, or not (and
+    /// the result to give instead).
+    ToolVerdict {
+        turn_id: TurnId,
+        call_id: String,
+        verdict: Verdict,
+    },
     /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be
     /// shown before it is committed; checkpoints and tool-call records do not gate.
     Persist { change: Change, gating: bool },
+}
+
+/// What becomes of a tool call the model started (`ModelEvent::ToolStart`); the model then ends
+/// it with `ModelEvent::ToolEnd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run the tool.
+    Run,
+    /// Do not run it; end the call as an error with this result.
+    Refuse(String),
+    /// Do not run it; end the call with this result (a person's answer to `ask_user`).
+    Answer(String),
 }
 
 /// What a running model reports about its turn.

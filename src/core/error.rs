@@ -1,6 +1,7 @@
 //! The core's refusals, and the one place they become JSON-RPC errors.
 
 use crate::protocol::errors::RpcError;
+use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::TurnId;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,6 +24,15 @@ pub enum CoreError {
     TooManySessions { count: usize, limit: usize },
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("{field}: {message}")]
+    InvalidParams {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no such request: {0}")]
+    HitlNotFound(String),
+    #[error("request {} already resolved", .0.id)]
+    HitlResolved(Box<HitlRequest>),
 }
 
 impl From<CoreError> for RpcError {
@@ -44,6 +54,11 @@ impl From<CoreError> for RpcError {
                 RpcError::too_many_sessions(count, limit)
             }
             CoreError::StoreUnavailable(reason) => RpcError::store_unavailable(&reason, None),
+            CoreError::InvalidParams { field, message } => {
+                RpcError::invalid_params(field, &message)
+            }
+            CoreError::HitlNotFound(id) => RpcError::hitl_not_found(&id),
+            CoreError::HitlResolved(request) => RpcError::hitl_resolved(&request),
         }
     }
 }

@@ -4,8 +4,10 @@
 pub mod answer;
 pub mod effects;
 pub mod error;
+pub mod hitl;
 pub mod ids;
 pub mod persist;
+pub mod policy;
 pub mod read;
 pub mod replay;
 mod restore;
@@ -29,6 +31,6 @@ mod session_limit_tests;
 #[cfg(test)]
 mod proptests;
 
-pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart};
+pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart, Verdict};
 pub use error::CoreError;
 pub use state::{CallContext, Core, CoreConfig, InstanceMeta};

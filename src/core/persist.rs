@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::protocol::events::EndReason;
+use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::protocol::types::{Role, ToolCallInfo};
@@ -148,6 +149,14 @@ pub enum Change {
         result: String,
         ended_at: OffsetDateTime,
     },
+    /// Insert or update a human-in-the-loop request (pending, then resolved).
+    HitlUpsert(Box<HitlRequest>),
+    /// Every later call of `tool_name` in the session runs without asking.
+    GrantAdd {
+        session_id: SessionId,
+        tool_name: String,
+        granted_at: OffsetDateTime,
+    },
     /// A `message.send` `request_id` and the answer it got.
     RequestKey {
         request_id: String,
@@ -183,6 +192,8 @@ impl Change {
                     end.reason.len() + end.error.as_ref().map_or(0, String::len)
                 }
                 Change::RequestKey { request_id, .. } => request_id.len(),
+                Change::HitlUpsert(r) => serde_json::to_string(r).map_or(0, |j| j.len()),
+                Change::GrantAdd { tool_name, .. } => tool_name.len(),
                 Change::SessionDelete { .. }
                 | Change::ActiveSession(_)
                 | Change::TurnStart { .. } => 0,
@@ -205,6 +216,8 @@ pub struct StoredSession {
     /// One past the highest stored position: a reply checkpointed while its turn ran counts, as
     /// start-up keeps it (marked interrupted).
     pub message_count: u64,
+    /// Tools approved for the whole session (`approve_session`).
+    pub grants: Vec<String>,
 }
 
 /// Everything the core needs to resume, as a store loads it. The messages themselves stay in
@@ -221,4 +234,6 @@ pub struct Snapshot {
     pub streaming: Vec<MessageRecord>,
     /// The newest `request_id`s, oldest first.
     pub request_keys: Vec<(String, SendResult)>,
+    /// Human-in-the-loop requests still pending in live sessions (a crash left them).
+    pub pending_hitl: Vec<HitlRequest>,
 }

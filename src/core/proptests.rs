@@ -28,7 +28,8 @@ use super::testing::Stored;
 use super::tests::{at, core};
 use super::*;
 use crate::protocol::events::{EndReason, Event, Published};
-use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::hitl::{Decision, HitlStatus, Respond};
+use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
 };
@@ -62,6 +63,8 @@ enum Report {
     Usage(u64, u64),
     Token(&'static str),
     ToolStart(u8),
+    /// A call of `ask_user`: a question for a person.
+    Ask(u8),
     ToolEnd(u8, bool),
     Finished,
     Failed,
@@ -86,6 +89,11 @@ enum Op {
     Checkpoint,
     /// Let this many milliseconds pass.
     Wait(u16),
+    /// `hitl.respond` to a request seen (pending or not), or to one that never existed: an
+    /// answer, an approval, or a decision for a question (the wrong kind).
+    Respond(Option<Index>, u8),
+    /// The actor's expiry tick.
+    Expire,
 }
 
 fn sel() -> impl Strategy<Value = Sel> {
@@ -108,6 +116,7 @@ fn report() -> impl Strategy<Value = Report> {
         1 => (0u64..50, 0u64..50).prop_map(|(i, o)| Report::Usage(i, o)),
         6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
         2 => (0u8..3).prop_map(Report::ToolStart),
+        1 => (0u8..3).prop_map(Report::Ask),
         2 => (0u8..4, any::<bool>()).prop_map(|(c, e)| Report::ToolEnd(c, e)),
         1 => Just(Report::Finished),
         1 => Just(Report::Failed),
@@ -130,6 +139,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Heartbeat),
         1 => Just(Op::Checkpoint),
         2 => (0u16..1500).prop_map(Op::Wait),
+        2 => (prop::option::weighted(0.9, any::<Index>()), 0u8..3)
+            .prop_map(|(i, k)| Op::Respond(i, k)),
+        1 => Just(Op::Expire),
     ]
 }
 
@@ -184,6 +196,10 @@ struct Mirror {
     shut_down: bool,
     /// The store behind the core: its changes, committed; reads come from here.
     stored: Stored,
+    /// Requests pending, with their turn; every request ever seen, in order; those resolved.
+    hitl_pending: BTreeMap<HitlId, TurnId>,
+    hitl_seen: Vec<HitlId>,
+    hitl_resolved: HashSet<HitlId>,
 }
 
 impl Mirror {
@@ -216,6 +232,12 @@ impl Mirror {
                         .execute(&mut Rows(&mut self.stored.store))
                         .expect("history reads");
                     assert_eq!(history.len(), self.appended[session_id].len());
+                }
+                Effect::ToolVerdict { turn_id, .. } => {
+                    assert!(
+                        self.running.contains_key(turn_id),
+                        "verdict for {turn_id} not running"
+                    );
                 }
                 Effect::CancelTurn(turn) => {
                     assert!(
@@ -307,6 +329,10 @@ impl Mirror {
             Event::ToolStart(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
             Event::ToolEnd(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
             Event::LlmEnd(e) => {
+                assert!(
+                    !self.hitl_pending.values().any(|t| *t == e.turn_id),
+                    "llm.end with a request still pending"
+                );
                 assert_eq!(
                     self.running.remove(&e.turn_id),
                     Some(e.session_id),
@@ -329,6 +355,19 @@ impl Mirror {
             Event::InstancePromoted(_) => panic!("never promoted here"),
             Event::InstanceWelcome(_) => panic!("welcomes are the transport's, never the core's"),
             Event::InstanceStatus(_) => panic!("the store never fails here"),
+            Event::HitlPending(r) => {
+                assert_eq!(self.running.get(&r.turn_id), Some(&r.session_id));
+                assert_eq!(r.status, HitlStatus::Pending);
+                assert!(self.hitl_pending.insert(r.id, r.turn_id).is_none());
+                self.hitl_seen.push(r.id);
+            }
+            Event::HitlResolved(r) => {
+                // Exactly once, and only after its hitl.pending.
+                assert_eq!(self.hitl_pending.remove(&r.id), Some(r.turn_id), "{r:?}");
+                assert!(self.hitl_resolved.insert(r.id));
+                assert_ne!(r.status, HitlStatus::Pending);
+                assert!(r.resolved_by.is_some() && r.resolved_at.is_some());
+            }
         }
     }
 
@@ -545,6 +584,58 @@ impl Harness {
                 assert!(fx.iter().all(|e| matches!(e, Effect::Persist { .. })));
             }
             Op::Wait(ms) => self.now += Duration::milliseconds(i64::from(*ms)),
+            Op::Expire => {
+                self.core.expire_requests(self.now);
+                self.absorb();
+            }
+            Op::Respond(pick, kind) => self.respond(pick.as_ref(), *kind),
+        }
+    }
+
+    /// `hitl.respond`: a pending request is resolved at once (and its model told); one resolved
+    /// already says so; one never issued is not found; the wrong kind of response changes nothing.
+    fn respond(&mut self, pick: Option<&Index>, kind: u8) {
+        let seen = &self.mirror.hitl_seen;
+        let id = match pick {
+            Some(i) if !seen.is_empty() => seen[i.index(seen.len())],
+            _ => HitlId(Uuid::from_u128(u128::MAX - 3)),
+        };
+        let was_pending = self.mirror.hitl_pending.contains_key(&id);
+        let resolved_before = self.mirror.hitl_resolved.contains(&id);
+        let respond = Respond {
+            id: id.to_string(),
+            decision: (kind != 0).then_some(Decision::Approve),
+            answer: (kind == 0).then(|| "yes".to_owned()),
+            reason: None,
+            client_id: Some("prop".into()),
+        };
+        let got = self.call(Call::HitlRespond(respond));
+        let fx = self.absorb();
+        match got {
+            Ok(Reply::Respond(r)) => {
+                assert!(was_pending, "answered a request that was not pending");
+                assert_eq!(r.request.resolved_by.as_deref(), Some("prop"));
+                assert!(self.mirror.hitl_resolved.contains(&id));
+                assert!(
+                    fx.iter().any(|e| matches!(e, Effect::ToolVerdict { .. })),
+                    "the model was not told"
+                );
+            }
+            Err(CoreError::HitlResolved(r)) => {
+                assert!(resolved_before, "{r:?}");
+                assert!(fx.is_empty());
+            }
+            Err(CoreError::HitlNotFound(_)) => {
+                assert!(!was_pending && !resolved_before);
+                assert!(fx.is_empty());
+            }
+            Err(CoreError::InvalidParams { .. }) => {
+                // Questions only here: a decision is the wrong kind of response.
+                assert!(was_pending && kind != 0);
+                assert!(fx.is_empty());
+                assert!(self.mirror.hitl_pending.contains_key(&id), "still pending");
+            }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -755,6 +846,11 @@ fn model_event(report: &Report) -> ModelEvent {
             call_id: format!("call-{c}"),
             tool_name: "word_count".into(),
             params: "{\"text\":\"a b\"}".into(),
+        },
+        Report::Ask(c) => ModelEvent::ToolStart {
+            call_id: format!("call-{c}"),
+            tool_name: "ask_user".into(),
+            params: "{\"question\":\"go on?\"}".into(),
         },
         Report::ToolEnd(c, is_error) => ModelEvent::ToolEnd {
             call_id: format!("call-{c}"),

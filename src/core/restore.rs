@@ -21,6 +21,7 @@ impl Core {
             let mut session = Session::new(record.id, record.title, record.created_at);
             session.updated_at = record.updated_at;
             session.message_count = stored.message_count;
+            session.grants = stored.grants.into_iter().collect();
             self.insert_session(session);
         }
         // A reply still streaming when the process died is what survived of it.
@@ -52,6 +53,8 @@ impl Core {
                 tokens_out: words.get(&turn.id).copied().unwrap_or(0),
             }));
         }
+        // Their turns are gone with the crash: resolved as cancelled, published once serving.
+        self.cancel_restored(snapshot.pending_hitl, now);
         self.recovered_turns = snapshot.open_turns.len() as u64;
         self.recovered_turns
     }

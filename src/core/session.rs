@@ -1,6 +1,8 @@
 //! A session as the core holds it: its row, how many messages it has (they live in the store)
 //! and whether a turn is running.
 
+use std::collections::BTreeSet;
+
 use time::OffsetDateTime;
 
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
@@ -34,6 +36,8 @@ pub struct Session {
     pub message_count: u64,
     /// The turn running now, if any: a session runs one turn at a time.
     pub running: Option<TurnId>,
+    /// Tools approved for the whole session (`approve_session`), kept until it is deleted.
+    pub grants: BTreeSet<String>,
 }
 
 impl Session {
@@ -45,6 +49,7 @@ impl Session {
             updated_at: now,
             message_count: 0,
             running: None,
+            grants: BTreeSet::new(),
         }
     }
 
@@ -60,6 +65,7 @@ impl Session {
             } else {
                 SessionStatus::Idle
             },
+            grants: self.grants.iter().cloned().collect(),
         }
     }
 }

@@ -113,6 +113,7 @@ fn sessions_restored_over_a_lowered_limit_are_kept_and_new_ones_refused() {
         crate::core::persist::StoredSession {
             record,
             message_count: 0,
+            grants: vec![],
         }
     };
     let snapshot = Snapshot {

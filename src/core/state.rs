@@ -10,8 +10,10 @@ use time::OffsetDateTime;
 use super::answer::Outcome;
 use super::effects::Effect;
 use super::error::CoreError;
+use super::hitl::Requests;
 use super::ids::IdGen;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
+use super::policy::ToolPolicy;
 use super::read::{ContextRead, Read};
 use super::replay::{EventRing, ReplayLimits};
 use super::session::{clip_title, title_from, Session};
@@ -21,9 +23,10 @@ use crate::protocol::events::{
     EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
     MessageAppendPayload, PromotedPayload, SessionListPayload, ShutdownPayload, StatusPayload,
 };
+use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::{
-    DEFAULT_CONTEXT_BYTES, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
+    DEFAULT_CONTEXT_BYTES, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
 };
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
@@ -60,6 +63,13 @@ pub struct CoreConfig {
     /// Most bytes of message content a turn's model is given (the newest messages; the newest
     /// always): the model's context window, so a long history is never read whole.
     pub context_bytes: usize,
+    /// Which tool calls run at once, wait for a person, or never run.
+    pub tool_policy: ToolPolicy,
+    /// A request unanswered this long is `expired`; `None`: never.
+    pub hitl_timeout: Option<time::Duration>,
+    /// The tools the server can run. A call of any other tool is not asked about: it runs, and
+    /// running it says the tool is unknown.
+    pub known_tools: std::collections::BTreeSet<String>,
 }
 
 impl Default for CoreConfig {
@@ -70,6 +80,12 @@ impl Default for CoreConfig {
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             context_bytes: DEFAULT_CONTEXT_BYTES,
+            tool_policy: ToolPolicy::default(),
+            hitl_timeout: Some(time::Duration::seconds(DEFAULT_HITL_TIMEOUT_SECS)),
+            known_tools: crate::tools::default_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -107,6 +123,8 @@ pub struct Core {
     pub(super) encoder: EventEncoder,
     /// Set while the store cannot commit: calls that change state are refused.
     pub(super) degraded: Option<Degraded>,
+    /// Human-in-the-loop requests waiting, and recently resolved.
+    pub(super) requests: Requests,
 }
 
 /// Why and since when the store cannot commit.
@@ -136,6 +154,7 @@ impl Core {
             ring,
             encoder: EventEncoder::default(),
             degraded: None,
+            requests: Requests::default(),
         }
     }
 
@@ -194,6 +213,7 @@ impl Core {
                 active_session_id: self.active,
                 instance_id: self.meta.instance_id,
                 seq: self.seq,
+                hitl: self.requests.pending(None),
             })),
             Call::SessionList => Ok(Reply::SessionList(SessionListResult {
                 sessions: self.session_list(),
@@ -235,6 +255,16 @@ impl Core {
             }
             Call::MessageSend(send) => self.send(send, now).map(Reply::Send),
             Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
+            Call::HitlList { session_id } => {
+                let session = match session_id {
+                    Some(raw) => Some(self.session(&raw)?.id),
+                    None => None,
+                };
+                Ok(Reply::HitlList(HitlListResult {
+                    requests: self.requests.pending(session),
+                }))
+            }
+            Call::HitlRespond(r) => self.respond(r, now).map(Reply::Respond),
         };
         reply.map(Outcome::Reply)
     }
@@ -551,7 +581,7 @@ impl Core {
             .ok_or_else(|| CoreError::SessionNotFound(raw.to_owned()))
     }
 
-    fn refuse_if_degraded(&self) -> Result<(), CoreError> {
+    pub(super) fn refuse_if_degraded(&self) -> Result<(), CoreError> {
         match &self.degraded {
             Some(d) => Err(CoreError::StoreUnavailable(d.reason.clone())),
             None => Ok(()),

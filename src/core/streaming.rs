@@ -71,15 +71,17 @@ impl Core {
                         ToolStartPayload {
                             session_id,
                             turn_id,
-                            tool_name,
-                            call_id,
-                            params,
+                            tool_name: tool_name.clone(),
+                            call_id: call_id.clone(),
+                            params: params.clone(),
                             params_truncated: false,
                         }
                         .clipped(),
                     ),
                     now,
                 );
+                // Whether it runs: at once, after a person's answer, or never.
+                self.gate_tool(turn_id, session_id, &call_id, &tool_name, &params, now);
             }
             ModelEvent::ToolEnd {
                 call_id,
@@ -347,6 +349,12 @@ impl Core {
         error: Option<String>,
         now: OffsetDateTime,
     ) {
+        if !self.turns.contains_key(&turn_id) {
+            return;
+        }
+        // What waits for a person is answered first: every `hitl.pending` gets its
+        // `hitl.resolved` before the turn's `llm.end`.
+        self.cancel_requests(turn_id, now);
         let Some(turn) = self.turns.get_mut(&turn_id) else {
             return;
         };

@@ -58,6 +58,7 @@ fn trace(effects: &[Effect]) -> Vec<String> {
             Effect::Publish(p) => Some(p.event.topic().to_owned()),
             Effect::StartTurn { .. } => Some("START".into()),
             Effect::CancelTurn(_) => Some("CANCEL".into()),
+            Effect::ToolVerdict { .. } => Some("VERDICT".into()),
             Effect::Persist { .. } => None,
         })
         .collect()
@@ -216,6 +217,7 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
         trace(&fx),
         [
             "tool.start",
+            "VERDICT",
             "tool.end",
             "message.append",
             "llm.token",
@@ -829,6 +831,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
                 updated_at: at(1),
             },
             message_count: 1,
+            grants: vec![],
         }],
         active_session: Some(sid),
         open_turns: vec![OpenTurn {
@@ -844,6 +847,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
             StoredStatus::Streaming,
         )],
         request_keys: vec![("k".into(), kept.clone())],
+        pending_hitl: vec![],
     };
     let mut c = core();
     assert_eq!(c.restore(snapshot, at(50)), 1);

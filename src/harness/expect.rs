@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::{Outcome, MAX_MESSAGE_BYTES};
 use crate::protocol::errors::code;
 use crate::protocol::events::{Event, Published};
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::hitl::HitlStatus;
+use crate::protocol::ids::{HitlId, SessionId, TurnId};
 use crate::protocol::jsonrpc::MAX_BATCH_LEN;
 use crate::protocol::methods::ALL;
 
@@ -161,6 +162,8 @@ const CALL_CODES: &[i64] = &[
     code::MESSAGE_NOT_FOUND,
     code::REPLAY_UNAVAILABLE,
     code::TOO_MANY_SESSIONS,
+    code::HITL_NOT_FOUND,
+    code::HITL_RESOLVED,
 ];
 
 fn lossy(bytes: &[u8]) -> String {
@@ -170,8 +173,9 @@ fn lossy(bytes: &[u8]) -> String {
 /// The event stream's promises (proto-docs/PROTOCOL.md §4 and §7): `seq` counts up by one with
 /// no gap (a welcome takes none); every `llm.start` gets exactly one `llm.end`, and its tokens and
 /// tool events come between them; every `tool.start` gets exactly one `tool.end` before its
-/// turn's `llm.end`; nothing names a session after its `session.deleted`; nothing is numbered
-/// after `instance.shutdown`; each envelope is the JSON it claims.
+/// turn's `llm.end`; every `hitl.pending` gets exactly one `hitl.resolved`, before its turn's
+/// `llm.end`; nothing names a session after its `session.deleted`; nothing is numbered after
+/// `instance.shutdown`; each envelope is the JSON it claims.
 #[derive(Debug, Default)]
 pub(super) struct EventChecks {
     seq: u64,
@@ -180,9 +184,17 @@ pub(super) struct EventChecks {
     open_tools: HashMap<(TurnId, String), u32>,
     deleted: HashSet<SessionId>,
     shut_down: bool,
+    /// Requests pending, with their turn; and every request ever resolved.
+    pub(super) pending: HashMap<HitlId, TurnId>,
+    resolved: HashSet<HitlId>,
 }
 
 impl EventChecks {
+    /// Requests resolved so far.
+    pub(super) fn resolved(&self) -> usize {
+        self.resolved.len()
+    }
+
     pub(super) fn check(&mut self, p: &Published) -> Result<(), String> {
         let numbered = !matches!(p.event, Event::InstanceWelcome(_));
         let want = if numbered { self.seq + 1 } else { self.seq };
@@ -218,6 +230,7 @@ impl EventChecks {
             Event::LlmToken(t) => Some(t.turn_id),
             Event::ToolStart(t) => Some(t.turn_id),
             Event::ToolEnd(t) => Some(t.turn_id),
+            Event::HitlPending(r) => Some(r.turn_id),
             _ => None,
         };
         if let Some(turn) = inside_turn.filter(|t| !self.running.contains(t)) {
@@ -245,12 +258,36 @@ impl EventChecks {
                 if self.open_tools.iter().any(open) {
                     return Err("llm.end with a tool call still open".into());
                 }
+                if self.pending.values().any(|t| *t == e.turn_id) {
+                    return Err("llm.end with a request still pending".into());
+                }
                 self.open_tools.retain(|(turn, _), _| *turn != e.turn_id);
             }
             Event::SessionDeleted(s) => {
                 self.deleted.insert(s.id);
             }
             Event::InstanceShutdown(_) => self.shut_down = true,
+            Event::HitlPending(r) => {
+                if r.status != HitlStatus::Pending || self.resolved.contains(&r.id) {
+                    return Err("hitl.pending not pending, or for a resolved request".into());
+                }
+                if self.pending.insert(r.id, r.turn_id).is_some() {
+                    return Err("a second hitl.pending".into());
+                }
+            }
+            Event::HitlResolved(r) => {
+                if r.status == HitlStatus::Pending || r.resolved_by.is_none() {
+                    return Err("hitl.resolved still pending, or resolved by nobody".into());
+                }
+                if !self.resolved.insert(r.id) {
+                    return Err("a second hitl.resolved".into());
+                }
+                // A request a crash left pending is resolved by a restart that never
+                // published its hitl.pending: not here, where nothing restarts.
+                if self.pending.remove(&r.id).is_none() {
+                    return Err("hitl.resolved without its hitl.pending".into());
+                }
+            }
             _ => {}
         }
         Ok(())

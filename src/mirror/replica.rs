@@ -1,4 +1,5 @@
-//! The replica a secondary keeps of the primary: sessions, the active session and messages, built
+//! The replica a secondary keeps of the primary: sessions, the active session, messages and the
+//! requests waiting for a person, built
 //! from a `state.sync` snapshot and advanced by events in `seq` order (the ZeroMQ guide's Clone
 //! pattern). Pure: no sockets, so every rule is unit-tested.
 
@@ -7,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use crate::protocol::events::{topic, MessageAppendPayload, ReceivedEnvelope, SessionListPayload};
-use crate::protocol::ids::{InstanceId, MessageId, SessionId};
+use crate::protocol::hitl::HitlRequest;
+use crate::protocol::ids::{HitlId, InstanceId, MessageId, SessionId};
 use crate::protocol::methods::StateSyncResult;
 use crate::protocol::types::{MessagePayload, SessionPayload};
 
@@ -23,6 +25,10 @@ pub enum Change {
     SessionRemoved(SessionId),
     ActiveChanged(Option<SessionId>),
     MessageAppended(MessagePayload),
+    /// A request now waits for a person.
+    HitlPending(HitlRequest),
+    /// A request was resolved (answered, rejected, expired or cancelled).
+    HitlResolved(HitlRequest),
     /// Any other event in order (tokens, tool events, heartbeats…), for live displays.
     Event {
         topic: String,
@@ -52,6 +58,8 @@ pub struct Replica {
     /// Messages whose `message.append` carried only the first part of their content (events
     /// are bounded in size): the mirror fetches them whole with `message.get`.
     pub incomplete: Vec<(SessionId, MessageId)>,
+    /// Requests waiting for a person, oldest first.
+    pub hitl: BTreeMap<HitlId, HitlRequest>,
 }
 
 impl Replica {
@@ -68,6 +76,7 @@ impl Replica {
             active: sync.active_session_id,
             messages,
             incomplete: Vec::new(),
+            hitl: sync.hitl.into_iter().map(|r| (r.id, r)).collect(),
         };
         let change = Change::Synced {
             instance_id: sync.instance_id,
@@ -152,6 +161,16 @@ impl Replica {
                         out.push(Change::SessionUpserted(s));
                     }
                 }
+            }
+            topic::HITL_PENDING => {
+                let r: HitlRequest = decode(topic_name, payload)?;
+                self.hitl.insert(r.id, r.clone());
+                out.push(Change::HitlPending(r));
+            }
+            topic::HITL_RESOLVED => {
+                let r: HitlRequest = decode(topic_name, payload)?;
+                self.hitl.remove(&r.id);
+                out.push(Change::HitlResolved(r));
             }
             topic::SESSION_DELETED => {
                 let s: SessionPayload = decode(topic_name, payload)?;
@@ -261,6 +280,31 @@ mod tests {
         let changes = r.apply(&env(11, "session.update", session(S1, 5))).unwrap();
         assert!(matches!(&changes[0], Change::SessionUpserted(s) if s.message_count == 5));
         assert_eq!(r.seq, 11);
+    }
+
+    #[test]
+    fn pending_requests_come_with_the_snapshot_and_leave_when_resolved() {
+        let request = |id: u128, status: &str| {
+            json!({"id": Uuid::from_u128(id).to_string(), "session_id": S1,
+                   "turn_id": Uuid::from_u128(9).to_string(), "type": "question",
+                   "status": status, "payload": {"call_id": "c", "question": "q?"},
+                   "created_at": T})
+        };
+        let sync: StateSyncResult = serde_json::from_value(json!({
+            "sessions": [session(S1, 0)], "instance_id": I, "seq": 3,
+            "hitl": [request(0x71, "pending")]}))
+        .unwrap();
+        let mut r = Replica::from_snapshot(sync, HashMap::new()).0;
+        assert_eq!(r.hitl.len(), 1);
+        let changes = r
+            .apply(&env(4, "hitl.pending", request(0x72, "pending")))
+            .unwrap();
+        assert!(matches!(&changes[0], Change::HitlPending(_)));
+        assert_eq!(r.hitl.len(), 2);
+        r.apply(&env(5, "hitl.resolved", request(0x71, "cancelled")))
+            .unwrap();
+        let left: Vec<u128> = r.hitl.keys().map(|k| k.0.as_u128()).collect();
+        assert_eq!(left, [0x72]);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::tool_call::call_tool;
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
 use crate::protocol::types::Role;
@@ -115,7 +114,9 @@ impl Model for Echo {
             let mut reply = format!("echo: {}", plan.text).trim_end().to_owned();
             for (i, (name, args)) in plan.tool_calls.iter().enumerate() {
                 let call_id = format!("call_{}", i + 1);
-                let outcome = call_tool(&tools, &sink, call_id, name, args).await?;
+                let outcome = sink
+                    .call_tool(&call_id, name, args, || tools.run(name, args))
+                    .await?;
                 reply.push_str(&format!("\n[{name}] {}", outcome.result));
             }
 

@@ -5,15 +5,17 @@ pub mod context;
 pub mod echo;
 pub mod openai;
 pub mod runner;
-pub mod tool_call;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use tokio::sync::mpsc;
 
-use crate::core::{ModelEvent, TurnStart};
+use std::sync::Arc;
+
+use crate::core::{ModelEvent, TurnStart, Verdict};
 use crate::protocol::ids::TurnId;
+use crate::tools::ToolOutcome;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -41,17 +43,27 @@ pub trait Model: Send + Sync + 'static {
     fn run(&self, turn: TurnStart, sink: TurnSink) -> BoxFuture<Result<(), ModelError>>;
 }
 
-/// Where a running model reports its turn's output. Sending waits when the core is behind,
-/// which slows the model rather than growing a queue.
+/// Where a running model reports its turn's output, and learns what becomes of its tool calls.
+/// Sending waits when the core is behind, which slows the model rather than growing a queue.
 #[derive(Debug, Clone)]
 pub struct TurnSink {
     turn_id: TurnId,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
+    /// What the core decided for each tool call started (`Effect::ToolVerdict`).
+    verdicts: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Verdict)>>>,
 }
 
 impl TurnSink {
-    pub fn new(turn_id: TurnId, tx: mpsc::Sender<(TurnId, ModelEvent)>) -> Self {
-        TurnSink { turn_id, tx }
+    pub fn new(
+        turn_id: TurnId,
+        tx: mpsc::Sender<(TurnId, ModelEvent)>,
+        verdicts: mpsc::UnboundedReceiver<(String, Verdict)>,
+    ) -> Self {
+        TurnSink {
+            turn_id,
+            tx,
+            verdicts: Arc::new(tokio::sync::Mutex::new(verdicts)),
+        }
     }
 
     pub fn turn_id(&self) -> TurnId {
@@ -63,5 +75,57 @@ impl TurnSink {
             .send((self.turn_id, event))
             .await
             .map_err(|_| ModelError::Closed)
+    }
+
+    /// One tool call, start to end: `tool.start`, then whatever the core decides (the policy,
+    /// a person's approval or answer — this waits for it), `run` only if it may run, and
+    /// `tool.end`. Returns what the model is to be told.
+    pub async fn call_tool<F, Fut>(
+        &self,
+        call_id: &str,
+        tool_name: &str,
+        params: &str,
+        run: F,
+    ) -> Result<ToolOutcome, ModelError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = ToolOutcome>,
+    {
+        self.emit(ModelEvent::ToolStart {
+            call_id: call_id.to_owned(),
+            tool_name: tool_name.to_owned(),
+            params: params.to_owned(),
+        })
+        .await?;
+        let outcome = match self.verdict_for(call_id).await? {
+            Verdict::Run => run().await,
+            Verdict::Refuse(result) => ToolOutcome {
+                is_error: true,
+                result,
+            },
+            Verdict::Answer(result) => ToolOutcome {
+                is_error: false,
+                result,
+            },
+        };
+        self.emit(ModelEvent::ToolEnd {
+            call_id: call_id.to_owned(),
+            is_error: outcome.is_error,
+            result: outcome.result.clone(),
+        })
+        .await?;
+        Ok(outcome)
+    }
+
+    /// Waits for the core's verdict on `call_id` (an older call's, should one come, is stale).
+    async fn verdict_for(&self, call_id: &str) -> Result<Verdict, ModelError> {
+        let mut verdicts = self.verdicts.lock().await;
+        loop {
+            match verdicts.recv().await {
+                Some((id, verdict)) if id == call_id => return Ok(verdict),
+                Some(_) => continue,
+                None => return Err(ModelError::Closed),
+            }
+        }
     }
 }

@@ -9,17 +9,24 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::context::{Context, Held};
 use super::{Model, ModelError, TurnSink};
-use crate::core::{ModelEvent, TurnStart};
+use crate::core::{ModelEvent, TurnStart, Verdict};
 use crate::protocol::ids::{SessionId, TurnId};
 
 /// Owning this keeps the turn's model running; dropping it (or `cancel`) stops it.
 #[derive(Debug)]
 pub struct TurnHandle {
     _cancel: oneshot::Sender<()>,
+    verdicts: mpsc::UnboundedSender<(String, Verdict)>,
 }
 
 impl TurnHandle {
     pub fn cancel(self) {}
+
+    /// Tells the turn's model what becomes of its tool call `call_id`.
+    pub fn verdict(&self, call_id: String, verdict: Verdict) {
+        // A turn whose task is gone has nobody to tell.
+        let _ = self.verdicts.send((call_id, verdict));
+    }
 }
 
 /// Starts `model` on turn `turn_id` once its history is fetched (see [`Context::fetch`]); its
@@ -32,7 +39,9 @@ pub fn spawn_turn(
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
 ) -> TurnHandle {
     let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
-    let sink = TurnSink::new(turn_id, tx);
+    // One verdict per tool call the core is told of: bounded by the calls the model makes.
+    let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
+    let sink = TurnSink::new(turn_id, tx, verdicts);
     tokio::spawn(async move {
         let fetched = tokio::select! {
             fetched = context.fetch() => fetched,
@@ -72,5 +81,8 @@ pub fn spawn_turn(
         };
         let _ = sink.emit(last).await;
     });
-    TurnHandle { _cancel: cancel_tx }
+    TurnHandle {
+        _cancel: cancel_tx,
+        verdicts: verdicts_tx,
+    }
 }

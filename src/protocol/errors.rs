@@ -23,6 +23,8 @@ pub mod code {
     pub const TOO_MANY_PENDING: i64 = -32009;
     pub const TOO_MANY_SESSIONS: i64 = -32010;
     pub const STORE_UNAVAILABLE: i64 = -32011;
+    pub const HITL_NOT_FOUND: i64 = -32012;
+    pub const HITL_RESOLVED: i64 = -32013;
 }
 
 /// The `error` member of a response.
@@ -110,6 +112,35 @@ impl RpcError {
     pub fn content_too_long(bytes: usize, limit: usize) -> Self {
         let what = format!("{bytes} bytes");
         Self::over_limit("content", "content_too_long", what, bytes, limit)
+    }
+
+    /// A text field over its bound: `data.kind` is `<field>_too_long`.
+    pub fn too_long(field: &'static str, bytes: usize, limit: usize) -> Self {
+        let kind = format!("{field}_too_long");
+        let what = format!("{bytes} bytes");
+        Self::over_limit(field, &kind, what, bytes, limit)
+    }
+
+    /// `hitl.respond` named a request this server never had (or no longer remembers).
+    pub fn hitl_not_found(id: &str) -> Self {
+        RpcError::new(code::HITL_NOT_FOUND, format!("no such request: {id}"))
+            .with_kind("hitl_not_found")
+            .with_data("id", json!(id))
+    }
+
+    /// The request was resolved already: `data.request` is how, and by whom.
+    pub fn hitl_resolved(request: &crate::protocol::hitl::HitlRequest) -> Self {
+        RpcError::new(
+            code::HITL_RESOLVED,
+            format!(
+                "request {} is already {} (by {})",
+                request.id,
+                request.status.as_str(),
+                request.resolved_by.as_deref().unwrap_or("?")
+            ),
+        )
+        .with_kind("hitl_resolved")
+        .with_data("request", json!(request))
     }
 
     pub fn request_id_too_long(bytes: usize, limit: usize) -> Self {

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::hitl::HitlRequest;
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
-use super::limits::{clip_text, MAX_EVENT_TEXT_BYTES};
+use super::limits::clip_field;
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 
 pub mod topic {
@@ -27,6 +28,8 @@ pub mod topic {
     pub const INSTANCE_PROMOTED: &str = "instance.promoted";
     pub const INSTANCE_WELCOME: &str = "instance.welcome";
     pub const INSTANCE_STATUS: &str = "instance.status";
+    pub const HITL_PENDING: &str = "hitl.pending";
+    pub const HITL_RESOLVED: &str = "hitl.resolved";
 }
 
 /// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
@@ -88,15 +91,6 @@ pub struct MessageAppendPayload {
     pub content_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub content_truncated: bool,
-}
-
-/// Cuts `text` to [`MAX_EVENT_TEXT_BYTES`] on a character boundary; returns its full length in
-/// bytes when it was cut. The one rule for every text an event carries.
-fn clip_field(text: &mut String) -> Option<u64> {
-    let full = text.len();
-    let cut = clip_text(text, MAX_EVENT_TEXT_BYTES)?.len();
-    text.truncate(cut);
-    Some(full as u64)
 }
 
 impl MessageAppendPayload {
@@ -248,6 +242,11 @@ pub enum Event {
     InstancePromoted(PromotedPayload),
     InstanceWelcome(WelcomePayload),
     InstanceStatus(StatusPayload),
+    /// A request waits for a person: `status: "pending"`.
+    HitlPending(HitlRequest),
+    /// The same request in its final state; exactly one per `hitl.pending`, before its turn's
+    /// `llm.end`.
+    HitlResolved(HitlRequest),
 }
 
 impl Event {
@@ -268,6 +267,8 @@ impl Event {
             Event::InstancePromoted(_) => topic::INSTANCE_PROMOTED,
             Event::InstanceWelcome(_) => topic::INSTANCE_WELCOME,
             Event::InstanceStatus(_) => topic::INSTANCE_STATUS,
+            Event::HitlPending(_) => topic::HITL_PENDING,
+            Event::HitlResolved(_) => topic::HITL_RESOLVED,
         }
     }
 
@@ -283,6 +284,7 @@ impl Event {
             Event::LlmEnd(p) => Some(p.session_id),
             Event::ToolStart(p) => Some(p.session_id),
             Event::ToolEnd(p) => Some(p.session_id),
+            Event::HitlPending(r) | Event::HitlResolved(r) => Some(r.session_id),
             Event::SessionList(_)
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
@@ -328,6 +330,8 @@ impl Event {
             topic::LLM_END => Event::LlmEnd(v(payload)?),
             topic::TOOL_START => Event::ToolStart(v(payload)?),
             topic::TOOL_END => Event::ToolEnd(v(payload)?),
+            topic::HITL_PENDING => Event::HitlPending(v(payload)?),
+            topic::HITL_RESOLVED => Event::HitlResolved(v(payload)?),
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::events::*;
+use super::hitl::*;
 use super::ids::*;
 use super::methods::*;
 use super::types::*;
@@ -47,6 +48,7 @@ fn session() -> SessionPayload {
         updated_at: T,
         message_count: 2,
         status: SessionStatus::Running,
+        grants: vec![],
     }
 }
 
@@ -160,8 +162,9 @@ fn method_results() {
             active_session_id: None,
             instance_id: iid(),
             seq: 42,
+            hitl: vec![],
         },
-        json!({"sessions": [session_json()], "instance_id": I, "seq": 42}),
+        json!({"sessions": [session_json()], "instance_id": I, "seq": 42, "hitl": []}),
     );
     both_ways(
         &SessionListResult {
@@ -192,6 +195,110 @@ fn method_results() {
             interrupted: false,
         },
         json!({"ok": true, "interrupted": false}),
+    );
+}
+
+const H: &str = "00000000-0000-0000-0000-000000000005";
+
+/// A tool approval waiting for a person.
+fn approval() -> HitlRequest {
+    HitlRequest {
+        id: HitlId(Uuid::from_u128(5)),
+        session_id: sid(),
+        turn_id: tid(),
+        kind: HitlType::ToolApproval,
+        status: HitlStatus::Pending,
+        payload: HitlPayload::ToolApproval {
+            tool_name: "write_file".into(),
+            call_id: "call_1".into(),
+            params: "{\"path\":\"a.txt\"}".into(),
+            params_truncated: false,
+        },
+        response: None,
+        resolved_by: None,
+        created_at: T,
+        resolved_at: None,
+        expires_at: Some(T),
+    }
+}
+
+fn approval_json() -> Value {
+    json!({"id": H, "session_id": S, "turn_id": TU, "type": "tool_approval", "status": "pending",
+           "payload": {"tool_name": "write_file", "call_id": "call_1",
+                       "params": "{\"path\":\"a.txt\"}"},
+           "created_at": T_JSON, "expires_at": T_JSON})
+}
+
+/// A question, answered.
+fn answered() -> HitlRequest {
+    HitlRequest {
+        kind: HitlType::Question,
+        status: HitlStatus::Answered,
+        payload: HitlPayload::Question {
+            call_id: "call_2".into(),
+            question: "Which?".into(),
+            options: Some(vec!["a".into(), "b".into()]),
+            question_truncated: false,
+        },
+        response: Some(HitlResponse::Answer {
+            answer: "b".into(),
+            answer_truncated: false,
+        }),
+        resolved_by: Some("editor".into()),
+        resolved_at: Some(T),
+        expires_at: None,
+        ..approval()
+    }
+}
+
+fn answered_json() -> Value {
+    json!({"id": H, "session_id": S, "turn_id": TU, "type": "question", "status": "answered",
+           "payload": {"call_id": "call_2", "question": "Which?", "options": ["a", "b"]},
+           "response": {"answer": "b"}, "resolved_by": "editor",
+           "created_at": T_JSON, "resolved_at": T_JSON})
+}
+
+#[test]
+fn hitl_shapes() {
+    both_ways(&approval(), approval_json());
+    both_ways(&answered(), answered_json());
+    let rejected = HitlRequest {
+        status: HitlStatus::Rejected,
+        response: Some(HitlResponse::Decision {
+            decision: Decision::ApproveSession,
+            reason: Some("ok for now".into()),
+        }),
+        resolved_by: Some("anonymous".into()),
+        ..approval()
+    };
+    let mut golden = approval_json();
+    golden["status"] = json!("rejected");
+    golden["response"] = json!({"decision": "approve_session", "reason": "ok for now"});
+    golden["resolved_by"] = json!("anonymous");
+    both_ways(&rejected, golden);
+    both_ways(
+        &HitlListResult {
+            requests: vec![approval()],
+        },
+        json!({"requests": [approval_json()]}),
+    );
+    both_ways(
+        &RespondResult {
+            ok: true,
+            request: answered(),
+        },
+        json!({"ok": true, "request": answered_json()}),
+    );
+    // Cut texts say so.
+    let cut = HitlPayload::Question {
+        call_id: "c".into(),
+        question: "q".into(),
+        options: None,
+        question_truncated: true,
+    };
+    both_ways(
+        &cut,
+        json!({"call_id": "c", "question": "q", "question_truncated": true}),
     );
 }
 
@@ -380,9 +487,19 @@ fn events_payloads_and_keys() {
             json!({"subscription": "llm.token/", "seq": 41}),
             "llm.token/".into(),
         ),
+        (
+            Event::HitlPending(approval()),
+            approval_json(),
+            format!("hitl.pending/{S}"),
+        ),
+        (
+            Event::HitlResolved(answered()),
+            answered_json(),
+            format!("hitl.resolved/{S}"),
+        ),
     ];
     let topics: std::collections::HashSet<&str> = cases.iter().map(|(e, ..)| e.topic()).collect();
-    assert_eq!(topics.len(), 15, "every topic");
+    assert_eq!(topics.len(), 17, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),

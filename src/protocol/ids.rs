@@ -43,3 +43,7 @@ id_type!(
     /// One process lifetime of the primary; changes on every restart or failover.
     InstanceId
 );
+id_type!(
+    /// One human-in-the-loop request: an approval or a question.
+    HitlId
+);

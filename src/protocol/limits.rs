@@ -27,6 +27,12 @@ pub const MAX_CONTENT_BYTES: usize = 256 << 10;
 /// Longest `message.send` `request_id`, in UTF-8 bytes. The server remembers 10,000 of them, so
 /// their length is part of its memory bound; a UUID or a hash fits many times over.
 pub const MAX_REQUEST_ID_BYTES: usize = 256;
+/// Longest `hitl.respond` `reason` and `client_id`, in UTF-8 bytes (an `answer` is bounded like
+/// a message's content, [`MAX_CONTENT_BYTES`]).
+pub const MAX_REASON_BYTES: usize = 4 << 10;
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+/// A human-in-the-loop request unanswered this long becomes `expired` (`--hitl-timeout-secs`).
+pub const DEFAULT_HITL_TIMEOUT_SECS: i64 = 600;
 /// `message.list`: messages in a page when `limit` is absent, and at most (larger values are
 /// lowered). A page also stops before the message that would take its encoded messages past
 /// [`MAX_PAGE_BYTES`] (the first message is always included), and says so with `has_more`.
@@ -136,6 +142,23 @@ pub fn clip_text(text: &str, max: usize) -> Option<&str> {
 }
 
 /// Refuses message content over [`MAX_CONTENT_BYTES`] (`content_too_long`).
+/// Cuts `text` to [`MAX_EVENT_TEXT_BYTES`] on a character boundary; returns its full length in
+/// bytes when it was cut. The one rule for every text an event carries.
+pub fn clip_field(text: &mut String) -> Option<u64> {
+    let full = text.len();
+    let cut = clip_text(text, MAX_EVENT_TEXT_BYTES)?.len();
+    text.truncate(cut);
+    Some(full as u64)
+}
+
+/// Refuses a text field over `limit` bytes (`<field>_too_long`).
+pub fn check_len(field: &'static str, text: &str, limit: usize) -> Result<(), RpcError> {
+    if text.len() > limit {
+        return Err(RpcError::too_long(field, text.len(), limit));
+    }
+    Ok(())
+}
+
 pub fn check_content(content: &str) -> Result<(), RpcError> {
     if content.len() > MAX_CONTENT_BYTES {
         return Err(RpcError::content_too_long(content.len(), MAX_CONTENT_BYTES));

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::errors::RpcError;
 use super::events::Health;
+use super::hitl::{Decision, HitlListResult, HitlRequest, Respond, RespondResult};
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits;
 use super::types::{MessagePayload, SessionPayload};
@@ -24,6 +25,8 @@ pub const MESSAGE_GET: &str = "message.get";
 pub const INSTANCE_PING: &str = "instance.ping";
 pub const INSTANCE_INFO: &str = "instance.info";
 pub const EVENTS_REPLAY: &str = "events.replay";
+pub const HITL_LIST: &str = "hitl.list";
+pub const HITL_RESPOND: &str = "hitl.respond";
 
 /// `events.replay`: at most this many prefixes, each at most this long.
 pub const MAX_REPLAY_PREFIXES: usize = 32;
@@ -47,6 +50,8 @@ pub const ALL: &[&str] = &[
     INSTANCE_PING,
     INSTANCE_INFO,
     EVENTS_REPLAY,
+    HITL_LIST,
+    HITL_RESPOND,
 ];
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
@@ -84,6 +89,11 @@ pub enum Call {
     InstancePing,
     InstanceInfo,
     EventsReplay(ReplayRequest),
+    /// The pending requests, of one session or all.
+    HitlList {
+        session_id: Option<String>,
+    },
+    HitlRespond(Respond),
 }
 
 /// `events.replay`: the events numbered above `after_seq` whose key starts with one of
@@ -200,6 +210,53 @@ impl Call {
                     .min(MAX_REPLAY_LIMIT),
                 instance_id: p.opt_str("instance_id")?,
             }),
+            HITL_LIST => Call::HitlList {
+                session_id: p.opt_str("session_id")?,
+            },
+            HITL_RESPOND => {
+                let decision = match p.opt_str("decision")? {
+                    None => None,
+                    Some(d) => Some(Decision::parse(&d).ok_or_else(|| {
+                        RpcError::invalid_params(
+                            "decision",
+                            "must be \"approve\", \"approve_session\" or \"reject\"",
+                        )
+                    })?),
+                };
+                let answer = p.opt_str("answer")?;
+                if let Some(a) = &answer {
+                    limits::check_content(a).map_err(|_| {
+                        RpcError::too_long("answer", a.len(), limits::MAX_CONTENT_BYTES)
+                    })?;
+                }
+                let reason = p.opt_str("reason")?;
+                if let Some(r) = &reason {
+                    limits::check_len("reason", r, limits::MAX_REASON_BYTES)?;
+                }
+                let client_id = p.opt_str("client_id")?;
+                if let Some(c) = &client_id {
+                    limits::check_len("client_id", c, limits::MAX_CLIENT_ID_BYTES)?;
+                }
+                if decision.is_some() && answer.is_some() {
+                    return Err(RpcError::invalid_params(
+                        "answer",
+                        "give a decision (for a tool approval) or an answer (for a question), not both",
+                    ));
+                }
+                if decision.is_none() && answer.is_none() {
+                    return Err(RpcError::invalid_params(
+                        "decision",
+                        "give a decision (for a tool approval) or an answer (for a question)",
+                    ));
+                }
+                Call::HitlRespond(Respond {
+                    id: p.req_str("id")?,
+                    decision,
+                    answer,
+                    reason,
+                    client_id,
+                })
+            }
             _ => return Err(RpcError::method_not_found(method)),
         })
     }
@@ -220,6 +277,8 @@ impl Call {
             Call::InstancePing => INSTANCE_PING,
             Call::InstanceInfo => INSTANCE_INFO,
             Call::EventsReplay(_) => EVENTS_REPLAY,
+            Call::HitlList { .. } => HITL_LIST,
+            Call::HitlRespond(_) => HITL_RESPOND,
         }
     }
 }
@@ -442,6 +501,9 @@ pub struct StateSyncResult {
     pub instance_id: InstanceId,
     /// The `seq` of the last event published before this snapshot was taken.
     pub seq: u64,
+    /// Requests waiting for a person, oldest first.
+    #[serde(default)]
+    pub hitl: Vec<HitlRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -491,6 +553,8 @@ pub enum Reply {
     Message(MessagePayload),
     Interrupt(InterruptResult),
     Replay(ReplayResult),
+    HitlList(HitlListResult),
+    Respond(RespondResult),
 }
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
@@ -638,7 +702,8 @@ mod tests {
 
     #[test]
     fn every_listed_method_parses_and_names_itself() {
-        let params = json!({"session_id": "s", "content": "c", "after_seq": 0, "message_id": "m"});
+        let params = json!({"session_id": "s", "content": "c", "after_seq": 0, "message_id": "m",
+                            "id": "h", "decision": "approve"});
         for m in ALL {
             let call = Call::parse(m, Some(params.clone())).unwrap();
             assert_eq!(call.method(), *m);

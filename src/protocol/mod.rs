@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod errors;
 pub mod events;
+pub mod hitl;
 pub mod ids;
 pub mod jsonrpc;
 pub mod limits;

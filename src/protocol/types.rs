@@ -25,6 +25,9 @@ pub struct SessionPayload {
     pub updated_at: OffsetDateTime,
     pub message_count: u64,
     pub status: SessionStatus,
+    /// Tools approved for every call in this session (`hitl.respond` `approve_session`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use crate::core::persist::{
     TurnStatus,
 };
 use crate::core::read::Direction;
-use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::hitl::{HitlRequest, HitlStatus};
+use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 
 #[derive(Debug, Default)]
@@ -27,6 +28,8 @@ struct Data {
     /// Turn id -> (session, started, status).
     turns: BTreeMap<TurnId, (OpenTurn, TurnStatus)>,
     keys: VecDeque<(String, SendResult)>,
+    hitl: BTreeMap<HitlId, HitlRequest>,
+    grants: BTreeMap<SessionId, std::collections::BTreeSet<String>>,
 }
 
 /// Cloning shares the data: a "restart" in a test is a new server given a clone.
@@ -64,6 +67,11 @@ impl Store for MemoryStore {
             .values()
             .filter(|s| live(&s.id))
             .map(|s| StoredSession {
+                grants: data
+                    .grants
+                    .get(&s.id)
+                    .map(|g| g.iter().cloned().collect())
+                    .unwrap_or_default(),
                 record: s.clone(),
                 message_count: data
                     .messages
@@ -94,6 +102,12 @@ impl Store for MemoryStore {
             open_turns,
             streaming,
             request_keys: data.keys.iter().skip(skip).cloned().collect(),
+            pending_hitl: data
+                .hitl
+                .values()
+                .filter(|r| r.status == HitlStatus::Pending && live(&r.session_id))
+                .cloned()
+                .collect(),
         })
     }
 
@@ -139,6 +153,19 @@ impl Store for MemoryStore {
                     }
                 }
                 Change::ToolCallStart { .. } | Change::ToolCallEnd { .. } => {}
+                Change::HitlUpsert(r) => {
+                    data.hitl.insert(r.id, (**r).clone());
+                }
+                Change::GrantAdd {
+                    session_id,
+                    tool_name,
+                    ..
+                } => {
+                    data.grants
+                        .entry(*session_id)
+                        .or_default()
+                        .insert(tool_name.clone());
+                }
                 // The first answer to a key is the one kept, as in SQLite.
                 Change::RequestKey {
                     request_id, result, ..

@@ -4,15 +4,14 @@
 //! an unknown tool, with arguments that are not the JSON the tool wants, or that the tool
 //! refuses, is an error result, never a panic and never the end of the turn.
 //!
-//! Not here: whether a call may run at all. That is the tool policy ([`policy`]): settings only;
-//! enforcing them is the core's, in front of [`Tools::run`] (`model/tool_call.rs` is the one
-//! place every model's calls pass).
+//! Not here: whether a call may run at all. That is the core's tool policy
+//! (`core/policy.rs`), decided before a model's call reaches [`Tools::run`]
+//! (`TurnSink::call_tool`).
 //!
 //! - `harmless.rs`: `clock`, `word_count`, `sleep`;
 //! - `workspace.rs`: confinement of paths to the workspace;
 //! - `files.rs`: `read_file`, `list_dir`, `write_file`;
 //! - `command.rs`: `run_command`;
-//! - `policy.rs`: the policy settings;
 //! - `error.rs`: why a call failed.
 
 mod command;
@@ -21,7 +20,6 @@ mod confinement_tests;
 mod error;
 mod files;
 mod harmless;
-pub mod policy;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -32,13 +30,15 @@ pub use command::{DEFAULT_TIMEOUT_MS, MAX_OUTPUT_BYTES, MAX_TIMEOUT_MS};
 pub use error::ToolError;
 pub use files::{MAX_LIST_ENTRIES, MAX_READ_BYTES, MAX_WRITE_BYTES};
 pub use harmless::MAX_SLEEP_MS;
-pub use policy::{Policy, PolicyError, PolicySetting, ToolPolicy};
 pub use workspace::{Workspace, WorkspaceError};
 
 pub const READ_FILE: &str = "read_file";
 pub const LIST_DIR: &str = "list_dir";
 pub const WRITE_FILE: &str = "write_file";
 pub const RUN_COMMAND: &str = "run_command";
+/// The model asks a person a question: offered like a tool, answered by a person through the
+/// core (`hitl.respond`), never run here.
+pub const ASK_USER: &str = "ask_user";
 
 /// What one tool call produced: its text, and whether that text is an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +101,11 @@ impl Default for ToolsConfig {
 
 /// Whether `name` is one of the built-in tools, offered or not.
 pub fn is_built_in(name: &str) -> bool {
-    harmless::NAMES.contains(&name)
-        || [READ_FILE, LIST_DIR, WRITE_FILE, RUN_COMMAND].contains(&name)
+    let everything = ToolsConfig {
+        run_command: true,
+        ..ToolsConfig::default()
+    };
+    everything.names().contains(&name)
 }
 
 /// The tools on offer, with what they need to run. Shared by the models (`Arc<Tools>`).
@@ -139,6 +142,7 @@ impl Tools {
         if self.run_command {
             defs.push(command::definition());
         }
+        defs.push(ask_user_definition());
         defs
     }
 
@@ -175,8 +179,44 @@ impl Tools {
             },
             RUN_COMMAND => ToolOutcome::err(ToolError::NotEnabled.to_string()),
             "" => ToolOutcome::err(ToolError::NoName.to_string()),
+            ASK_USER => ToolOutcome::err("ask_user is answered by a person, not run"),
             other => ToolOutcome::err(ToolError::Unknown(other.to_owned()).to_string()),
         }
+    }
+}
+
+fn ask_user_definition() -> ToolDef {
+    ToolDef {
+        name: ASK_USER,
+        description: "Ask the person a question and wait for the answer (the tool's result). \
+                      Offer options when there are a few likely answers.",
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "question": {"type": "string", "description": "the question"},
+                "options": {"type": "array", "items": {"type": "string"},
+                            "description": "answers to offer (the person may answer otherwise)"}
+            },
+            "required": ["question"]
+        }),
+    }
+}
+
+/// The tools a server offers by default (no `run_command`), without `ask_user`.
+pub fn default_names() -> Vec<&'static str> {
+    ToolsConfig::default().names()
+}
+
+impl ToolsConfig {
+    /// The tools a server with this configuration runs (not `ask_user`, which a person
+    /// answers): what the core's tool policy applies to.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = harmless::NAMES.to_vec();
+        names.extend([READ_FILE, LIST_DIR, WRITE_FILE]);
+        if self.run_command {
+            names.push(RUN_COMMAND);
+        }
+        names
     }
 }
 
@@ -208,7 +248,7 @@ mod tests {
         let (dir, t) = tools(true);
         std::fs::write(dir.path().join("f"), "x").unwrap();
         let args = r#"{"text": "a", "ms": 0}"#;
-        for def in t.definitions() {
+        for def in t.definitions().into_iter().filter(|d| d.name != ASK_USER) {
             let args = match def.name {
                 READ_FILE => r#"{"path": "f"}"#,
                 LIST_DIR => "{}",
@@ -264,16 +304,24 @@ mod tests {
                 "sleep",
                 "read_file",
                 "list_dir",
-                "write_file"
+                "write_file",
+                "ask_user"
             ]
         );
+        assert_eq!(off.definitions().len(), default_names().len() + 1);
         assert!(!off.offers(RUN_COMMAND));
         let refused = off.run(RUN_COMMAND, r#"{"command": "touch ran"}"#).await;
         assert!(refused.is_error && refused.result.contains("--enable-run-command"));
         assert!(!dir.path().join("ran").exists());
 
         let (dir, on) = tools(true);
-        assert_eq!(on.definitions().last().unwrap().name, RUN_COMMAND);
+        assert!(on.definitions().iter().any(|d| d.name == RUN_COMMAND));
+        assert!(ToolsConfig {
+            workspace: dir.path().to_owned(),
+            run_command: true
+        }
+        .names()
+        .contains(&RUN_COMMAND));
         let ran = on
             .run(RUN_COMMAND, r#"{"command": "touch ran; echo hi"}"#)
             .await;

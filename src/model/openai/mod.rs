@@ -40,10 +40,9 @@ use self::calls::{AssembledCall, CallIds};
 use self::client::Client;
 use self::stream::RoundOutput;
 use self::wire::{ChatRequest, FunctionCall, Message, ToolCall, ToolSpec, Usage};
-use super::tool_call::call_tool;
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
-use crate::tools::Tools;
+use crate::tools::{ToolOutcome, Tools};
 
 pub struct OpenAi {
     inner: Arc<Provider>,
@@ -178,7 +177,19 @@ async fn run_calls(
     messages.push(Message::assistant_calls(&output.text, echoed));
 
     for (call_id, call) in calls {
-        let outcome = call_tool(tools, sink, call_id.clone(), &call.name, &call.arguments).await?;
+        // Between rounds: no HTTP stream is being read while a person decides.
+        let outcome = sink
+            .call_tool(&call_id, &call.name, &call.arguments, || async {
+                if call.name.is_empty() {
+                    ToolOutcome {
+                        is_error: true,
+                        result: "the tool call named no function".into(),
+                    }
+                } else {
+                    tools.run(&call.name, &call.arguments).await
+                }
+            })
+            .await?;
         let for_model = if outcome.is_error {
             format!("error: {}", outcome.result)
         } else {

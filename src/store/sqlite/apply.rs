@@ -80,6 +80,47 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
             })
             .map_err(err("saving a session"))?;
         }
+        Change::HitlUpsert(r) => {
+            let json = serde_json::to_string(r)
+                .map_err(|e| StoreError::Invalid(format!("request {}: {e}", r.id)))?;
+            tx.prepare_cached(
+                "INSERT INTO hitl_requests
+                     (id, session_id, turn_id, status, request, created_at, resolved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status,
+                     request = excluded.request, resolved_at = excluded.resolved_at",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    r.id.to_string(),
+                    r.session_id.to_string(),
+                    r.turn_id.to_string(),
+                    r.status.as_str(),
+                    json,
+                    nanos(r.created_at),
+                    r.resolved_at.map(nanos),
+                ])
+            })
+            .map_err(err("saving a human-in-the-loop request"))?;
+        }
+        Change::GrantAdd {
+            session_id,
+            tool_name,
+            granted_at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO grants (session_id, tool_name, granted_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(session_id, tool_name) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    session_id.to_string(),
+                    tool_name,
+                    nanos(*granted_at)
+                ])
+            })
+            .map_err(err("saving a grant"))?;
+        }
         Change::SessionDelete { id, deleted_at } => {
             tx.prepare_cached(
                 "UPDATE sessions SET deleted_at = coalesce(deleted_at, ?2) WHERE id = ?1",

@@ -14,6 +14,7 @@ use crate::core::persist::{
     MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
 };
 use crate::core::read::Direction;
+use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::store::StoreError;
@@ -34,6 +35,8 @@ pub(super) fn snapshot(
     let mut open_turns = load_open_turns(&tx, path)?;
     let streaming = load_streaming(&tx, path, &live)?;
     let request_keys = load_request_keys(&tx, path, request_key_capacity)?;
+    load_grants(&tx, path, &mut sessions)?;
+    let pending_hitl = load_pending_hitl(&tx, path, &live)?;
     tx.finish()
         .map_err(|e| sql_error(path, "finishing the load", e))?;
 
@@ -45,7 +48,59 @@ pub(super) fn snapshot(
         open_turns,
         streaming,
         request_keys,
+        pending_hitl,
     })
+}
+
+/// Each live session's grants, in name order.
+fn load_grants(
+    tx: &Transaction<'_>,
+    path: &Path,
+    sessions: &mut [StoredSession],
+) -> Result<(), StoreError> {
+    let err = |e| sql_error(path, "loading grants", e);
+    let index: std::collections::HashMap<SessionId, usize> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.record.id, i))
+        .collect();
+    let mut st = tx
+        .prepare_cached("SELECT session_id, tool_name FROM grants ORDER BY tool_name")
+        .map_err(err)?;
+    let mut rows = st.query([]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        let session = id(row, 0, "grants.session_id", SessionId::parse)?;
+        if let Some(&i) = index.get(&session) {
+            sessions[i]
+                .grants
+                .push(text(row, 1, "grants.tool_name")?.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Requests still pending in live sessions, oldest first.
+fn load_pending_hitl(
+    tx: &Transaction<'_>,
+    path: &Path,
+    live: &HashSet<SessionId>,
+) -> Result<Vec<HitlRequest>, StoreError> {
+    let err = |e| sql_error(path, "loading pending requests", e);
+    let mut st = tx
+        .prepare_cached("SELECT request FROM hitl_requests WHERE status = 'pending' ORDER BY id")
+        .map_err(err)?;
+    let mut rows = st.query([]).map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        let json = text(row, 0, "hitl_requests.request")?;
+        let r: HitlRequest = serde_json::from_str(json).map_err(|e| {
+            StoreError::Invalid(format!("hitl_requests.request is not a request: {e}"))
+        })?;
+        if live.contains(&r.session_id) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// Live sessions with their message counts: one past the highest position, which the
@@ -81,6 +136,7 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
         out.push(StoredSession {
             record,
             message_count,
+            grants: Vec::new(),
         });
     }
     Ok(out)
@@ -88,7 +144,8 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
 
 /// Messages still streaming in turns still running: what a crash left of their replies. Found
 /// through the turns (the `turns_running` and `messages_by_turn` indexes), not by reading every
-/// message.
+/// message: `CROSS JOIN` keeps SQLite from walking all messages instead (1.4 s on a 3 GiB
+/// database; with turns first, 0.06 ms).
 fn load_streaming(
     tx: &Transaction<'_>,
     path: &Path,
@@ -97,7 +154,7 @@ fn load_streaming(
     let err = |e| sql_error(path, "loading replies left streaming", e);
     let mut st = tx
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM turns t JOIN messages m ON m.turn_id = t.id
+            "SELECT {MESSAGE_COLUMNS} FROM turns t CROSS JOIN messages m ON m.turn_id = t.id
              WHERE t.status = 'running' AND m.status = 'streaming'"
         ))
         .map_err(err)?;

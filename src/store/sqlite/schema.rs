@@ -82,14 +82,36 @@ CREATE INDEX messages_by_turn ON messages(turn_id) WHERE turn_id IS NOT NULL;
 CREATE INDEX request_keys_by_created_at ON request_keys(created_at);
 ";
 
+/// Schema version 3: human-in-the-loop requests (each kept whole as JSON, with the columns a
+/// query needs beside it) and session grants. No foreign keys, like tool calls: a record.
+const V3: &str = "
+CREATE TABLE hitl_requests (
+    id          TEXT PRIMARY KEY NOT NULL,
+    session_id  TEXT NOT NULL,
+    turn_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    resolved_at INTEGER
+);
+CREATE INDEX hitl_pending ON hitl_requests(session_id) WHERE status = 'pending';
+CREATE TABLE grants (
+    session_id TEXT NOT NULL,
+    tool_name  TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, tool_name)
+);
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The tables each schema version must have: a database claiming a version without them belongs
 /// to someone else.
 const TABLES: &[&[&str]] = &[
     &["sessions", "messages", "turns", "state"],
     &["tool_calls", "request_keys"],
+    &["hitl_requests", "grants"],
 ];
 
 /// How long to wait on another connection's lock before calling the database locked.
@@ -309,7 +331,7 @@ mod tests {
     #[test]
     fn a_new_database_is_current_in_wal_mode_with_foreign_keys() {
         let (_dir, store) = new_store();
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 2);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
         assert_eq!(pragma::<String>(&store.conn, "journal_mode"), "wal");
         assert_eq!(pragma::<i64>(&store.conn, "foreign_keys"), 1);
         assert_eq!(pragma::<i64>(&store.conn, "synchronous"), 2, "FULL");
@@ -321,6 +343,9 @@ mod tests {
             "turns_running",
             "turns_by_session",
             "request_keys_by_created_at",
+            "hitl_requests",
+            "hitl_pending",
+            "grants",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
@@ -336,7 +361,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&dir.path().join("zcoord.db")).expect("reopen");
         assert_eq!(schema(&store.conn), before);
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 2);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
     }
 
     #[test]
@@ -361,5 +386,15 @@ mod tests {
         assert!(keys.contains("request_keys_by_created_at"), "{keys}");
         let messages = plan("SELECT id FROM messages WHERE session_id = 'x' ORDER BY position");
         assert!(messages.contains("USING INDEX"), "{messages}");
+        // Start-up finds crashed turns' replies through the running turns, never by walking
+        // every message (load.rs, `load_streaming`).
+        let streaming = plan(
+            "SELECT m.id FROM turns t CROSS JOIN messages m ON m.turn_id = t.id
+             WHERE t.status = 'running' AND m.status = 'streaming'",
+        );
+        assert!(streaming.contains("turns_running"), "{streaming}");
+        assert!(!streaming.contains("SCAN m"), "{streaming}");
+        let pending = plan("SELECT request FROM hitl_requests WHERE status = 'pending'");
+        assert!(pending.contains("hitl_pending"), "{pending}");
     }
 }
