@@ -325,3 +325,36 @@ fn bad_tool_settings_are_usage_errors() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("bogus://x"), "{stderr}");
 }
+
+/// An interrupted turn kills the command it was running, and everything the command started.
+#[test]
+fn an_interrupt_kills_the_running_command_and_its_group() {
+    let dirs = dirs();
+    let d = daemon_in(&dirs.ws, true);
+    let events = d.subscriber(&["llm.end"]);
+    let line = "/tool run_command {\"command\":\"sleep 30 & echo $! > pid; wait\"}";
+    let sent = send(&d, None, line);
+    let pid_file = dirs.ws.join("pid");
+    let pid = common::eventually("the command's background job", || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+    });
+    d.call(
+        "session.interrupt",
+        serde_json::json!({"session_id": sent["session_id"]}),
+    );
+    let end = events.until_turn("llm.end", sent["turn_id"].as_str().unwrap());
+    assert_eq!(
+        end.last().unwrap().envelope.payload["reason"],
+        "interrupted"
+    );
+    common::eventually("the background sleep to die", || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        // Gone, or a zombie waiting for a reaper: it runs nothing either way.
+        let dead = stat.map_or(true, |s| {
+            s.rsplit(')').next().unwrap().trim_start().starts_with('Z')
+        });
+        dead.then_some(())
+    });
+}
