@@ -155,6 +155,7 @@ async fn the_confinement_table() {
         ("read_file", json!({"path": ""}), Want::Err("the path is empty")),
         ("read_file", json!({"path": "a\u{0}b"}), Want::Err("NUL")),
         ("read_file", json!({"path": "x/".repeat(2049)}), Want::Err("longer than 4096 bytes")),
+        ("write_file", json!({"path": format!("deep/{}f", "d/".repeat(300)), "content": "x"}), Want::Err("more than 256 directories deep")),
         // oversized reads and writes
         ("read_file", json!({"path": "big.txt"}), Want::Err("lines 1 to 2621 fit: read them with offset 1 and limit 2621, then go on from offset 2622")),
         ("read_file", json!({"path": "sub/long_line.txt"}), Want::Err("line 1 alone is longer than 262144 bytes")),
@@ -173,6 +174,7 @@ async fn the_confinement_table() {
         ("read_file", json!({"path": "abs_in"}), Want::Ok("one\n")),
         ("read_file", json!({"path": "sub_link/inner.txt"}), Want::Ok("inner\n")),
         ("read_file", json!({"path": "deep/er/up_in"}), Want::Ok("one\n")),
+        ("read_file", json!({"path": format!("{}file.txt", "deep/er/../../".repeat(200))}), Want::Ok("one\n")),
         ("list_dir", json!({}), Want::Ok("abs_out@\nbig.txt\ndangling_out@\ndeep/\ndir_out@\nfifo (fifo)\nfile.txt\n")),
         ("list_dir", json!({"path": "sub_link"}), Want::Ok("inner.txt\nlong_line.txt\n")),
         ("write_file", json!({"path": "new/dirs/made.txt", "content": "made"}), Want::Ok("created new/dirs/made.txt (4 bytes)")),
@@ -204,6 +206,10 @@ async fn the_confinement_table() {
     }
     assert_eq!(snapshot(&f.outside), before, "nothing outside changed");
     assert!(!Path::new("/tmp/zcoord-should-not-exist").exists());
+    assert!(
+        !f.ws.join("deep/d").exists(),
+        "a path too deep creates nothing"
+    );
     assert!(std::fs::symlink_metadata(f.ws.join("link_in"))
         .unwrap()
         .file_type()
