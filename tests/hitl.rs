@@ -31,6 +31,14 @@ fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
     }
 }
 
+/// The first `tool.end` among `events`.
+fn tool_end(events: &[zcoord::client::ReceivedEvent]) -> &zcoord::client::ReceivedEvent {
+    events
+        .iter()
+        .find(|e| e.envelope.topic == "tool.end")
+        .expect("a tool.end")
+}
+
 /// Waits for the next `topic` event and returns its payload.
 fn next(events: &Events, topic: &str) -> Value {
     events
@@ -133,10 +141,7 @@ fn an_approval_gates_the_tool_and_approve_session_grants_it() {
         json!({"id": id, "decision": "reject", "reason": "not now", "client_id": "tui"}),
     );
     let rest = events.until_turn("llm.end", &turn);
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(end.envelope.payload["is_error"], true);
     assert_eq!(end.envelope.payload["result"], "rejected by tui: not now");
 
@@ -148,10 +153,7 @@ fn an_approval_gates_the_tool_and_approve_session_grants_it() {
         json!({"id": pending["id"], "decision": "approve_session"}),
     );
     let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(end.envelope.payload["result"], "3");
     let session = d.call("session.get", json!({"session_id": sid}));
     assert_eq!(session["grants"], json!(["word_count"]), "{session}");
@@ -175,10 +177,7 @@ fn a_denied_tool_never_runs_and_nobody_is_asked() {
     let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
     let t = topics(&rest);
     assert!(!t.iter().any(|t| t.starts_with("hitl.")), "{t:?}");
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(end.envelope.payload["is_error"], true);
     assert!(end.envelope.payload["result"]
         .as_str()
@@ -224,10 +223,7 @@ fn an_unanswered_request_expires_and_the_call_does_not_run() {
     assert_eq!(resolved["status"], "expired");
     assert_eq!(resolved["resolved_by"], "server");
     let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(end.envelope.payload["is_error"], true);
     assert!(end.envelope.payload["result"]
         .as_str()
@@ -288,10 +284,7 @@ fn bad_responses_get_clear_errors() {
     assert_eq!(wrong["data"]["field"], "answer", "{wrong}");
     let bad_args = send(&d, None, r#"/tool ask_user {"options": ["no question"]}"#);
     let rest = events.until_turn("llm.end", bad_args["turn_id"].as_str().unwrap());
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(
         end.envelope.payload["is_error"], true,
         "no question: no request"
@@ -525,10 +518,7 @@ fn write_file_waits_for_approval_by_default_and_writes_only_when_approved() {
     let r = send(&d, None, r#"/tool read_file {"path": "yes.txt"}"#);
     let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
     assert!(!topics(&rest).iter().any(|t| t.starts_with("hitl.")));
-    let end = rest
-        .iter()
-        .find(|e| e.envelope.topic == "tool.end")
-        .unwrap();
+    let end = tool_end(&rest);
     assert_eq!(
         end.envelope.payload["is_error"], false,
         "{:?}",
