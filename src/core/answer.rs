@@ -38,51 +38,31 @@ impl Answer {
         if self.parts.iter().any(|p| matches!(p, Part::Read { .. })) {
             return Err(self);
         }
-        let mut parts: Vec<Vec<u8>> = self
-            .parts
-            .into_iter()
-            .filter_map(|p| match p {
-                Part::Done(b) => Some(b),
-                Part::Read { .. } => None,
-            })
-            .collect();
-        Ok(if self.batch {
-            join_batch(&parts).unwrap_or_default()
-        } else {
-            parts.pop().unwrap_or_default()
-        })
+        // No read is left, so the closure is never called.
+        Ok(self.encode(|id, _| Response::err(id, RpcError::internal("unread")).to_bytes()))
     }
 
     /// Runs the reads over `rows` and encodes the whole answer.
     pub fn finish(self, rows: &mut dyn MessageRows) -> Vec<u8> {
-        let mut parts: Vec<Vec<u8>> = self
-            .parts
-            .into_iter()
-            .map(|p| match p {
-                Part::Done(b) => b,
-                Part::Read { id, read } => match read.execute(rows) {
-                    Ok(reply) => encode_result(&id, &reply),
-                    Err(e) => Response::err(id, read_error(e)).to_bytes(),
-                },
-            })
-            .collect();
-        if self.batch {
-            join_batch(&parts).unwrap_or_default()
-        } else {
-            parts.pop().unwrap_or_default()
-        }
+        self.encode(|id, read| match read.execute(rows) {
+            Ok(reply) => encode_result(&id, &reply),
+            Err(e) => Response::err(id, read_error(e)).to_bytes(),
+        })
     }
-}
 
-impl Answer {
     /// The whole answer with every read refused with `error` (the reads could not run).
     pub fn fail(self, error: &RpcError) -> Vec<u8> {
+        self.encode(|id, _| Response::err(id, error.clone()).to_bytes())
+    }
+
+    /// Encodes every part, each read by `read`, as one answer (a batch, or the single one).
+    fn encode(self, mut read: impl FnMut(Id, Read) -> Vec<u8>) -> Vec<u8> {
         let mut parts: Vec<Vec<u8>> = self
             .parts
             .into_iter()
             .map(|p| match p {
                 Part::Done(b) => b,
-                Part::Read { id, .. } => Response::err(id, error.clone()).to_bytes(),
+                Part::Read { id, read: r } => read(id, r),
             })
             .collect();
         if self.batch {

@@ -192,7 +192,7 @@ impl Change {
                     end.reason.len() + end.error.as_ref().map_or(0, String::len)
                 }
                 Change::RequestKey { request_id, .. } => request_id.len(),
-                Change::HitlUpsert(r) => serde_json::to_string(r).map_or(0, |j| j.len()),
+                Change::HitlUpsert(r) => r.text_bytes(),
                 Change::GrantAdd { tool_name, .. } => tool_name.len(),
                 Change::SessionDelete { .. }
                 | Change::ActiveSession(_)

@@ -147,6 +147,37 @@ pub struct HitlRequest {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+impl HitlRequest {
+    /// Bytes of the texts it carries (payload, response, who resolved it): what it costs beyond
+    /// its fixed fields, counted without encoding it.
+    pub fn text_bytes(&self) -> usize {
+        let payload = match &self.payload {
+            HitlPayload::ToolApproval {
+                tool_name,
+                call_id,
+                params,
+                ..
+            } => tool_name.len() + call_id.len() + params.len(),
+            HitlPayload::Question {
+                call_id,
+                question,
+                options,
+                ..
+            } => {
+                call_id.len()
+                    + question.len()
+                    + options.iter().flatten().map(String::len).sum::<usize>()
+            }
+        };
+        let response = match &self.response {
+            Some(HitlResponse::Decision { reason, .. }) => reason.as_ref().map_or(0, String::len),
+            Some(HitlResponse::Answer { answer, .. }) => answer.len(),
+            None => 0,
+        };
+        payload + response + self.resolved_by.as_ref().map_or(0, String::len)
+    }
+}
+
 /// `hitl.respond`'s params, checked: exactly the response the request's type takes is decided
 /// by the core (it knows the type); here only their shapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
