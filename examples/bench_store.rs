@@ -357,6 +357,7 @@ fn populate(path: &Path, sessions: usize, messages: usize) -> Populated {
                 created_at: at(k),
                 status: StoredStatus::Complete,
                 tool: None,
+                author: None,
             }));
             count += 1;
             if role == Role::Assistant || k + 1 == messages {

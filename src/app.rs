@@ -126,6 +126,10 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
             hitl_timeout: config
                 .hitl_timeout
                 .and_then(|t| time::Duration::try_from(t).ok()),
+            client_timeout: time::Duration::try_from(config.client_timeout)
+                .unwrap_or(time::Duration::MAX),
+            claim_timeout: time::Duration::try_from(config.tool_claim_timeout)
+                .unwrap_or(time::Duration::MAX),
             ..CoreConfig::default()
         },
         Box::new(UuidV7),

@@ -1,7 +1,9 @@
 //! Everything `serve` can be told, resolved to concrete values (no clap types here).
 
 use crate::core::policy::ToolPolicy;
-use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
+use crate::protocol::limits::{
+    DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_TOOL_CLAIM_TIMEOUT_SECS,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +47,10 @@ pub struct Config {
     pub tool_policy: ToolPolicy,
     /// A human-in-the-loop request unanswered this long is `expired` (`None`: never).
     pub hitl_timeout: Option<Duration>,
+    /// A client that said `client.hello` and then sent nothing this long leaves.
+    pub client_timeout: Duration,
+    /// A client-run tool call nobody claims this long ends as an error.
+    pub tool_claim_timeout: Duration,
     pub store: StoreConfig,
     /// Set when this server is a standby taking over: announced with `instance.promoted`.
     pub promotion: Option<Promotion>,
@@ -72,6 +78,8 @@ impl Default for Config {
             max_sessions: DEFAULT_MAX_SESSIONS,
             tool_policy: ToolPolicy::default(),
             hitl_timeout: Some(Duration::from_secs(DEFAULT_HITL_TIMEOUT_SECS as u64)),
+            client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS as u64),
+            tool_claim_timeout: Duration::from_secs(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS as u64),
             store: StoreConfig::Memory(MemoryStore::new()),
             promotion: None,
             tools: ToolsConfig::default(),

@@ -178,6 +178,7 @@ impl Harness {
         let promised = calls.expects_reply();
         let ctx = CallContext {
             now: self.now,
+            peer: route.identity.clone(),
             drops: DropCounters::default(),
             transport: Default::default(),
         };
@@ -247,8 +248,7 @@ impl Harness {
                 return self.apply_effects();
             }
             b'c' => {
-                self.core.checkpoint(self.now);
-                self.core.expire_requests(self.now);
+                self.core.tick(self.now);
                 return self.apply_effects();
             }
             b'r' => return self.respond(selector, text),

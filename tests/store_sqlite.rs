@@ -72,6 +72,7 @@ fn message(
         created_at: at(100 + n as i64),
         status,
         tool: None,
+        author: None,
     })
 }
 
@@ -357,6 +358,7 @@ fn migrates_a_version_1_database() {
             created_at: fixture_time(secs),
             status: StoredStatus::Complete,
             tool: None,
+            author: None,
         };
     let expected = Snapshot {
         sessions: vec![StoredSession {
@@ -420,7 +422,7 @@ fn migrates_a_version_1_database() {
     drop(store);
 
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let mut store = SqliteStore::open(&path).expect("reopen");
     let snap = store.load(100).expect("load");
     assert!(snap.open_turns.is_empty());
@@ -441,7 +443,7 @@ fn migrates_a_version_2_database() {
     .expect("copy fixture");
     assert_eq!(user_version(&path), 2);
     let mut store = SqliteStore::open(&path).expect("open and migrate");
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
     let snap = store.load(10).expect("load");
     assert_eq!(snap.sessions.len(), 1);
     let session = &snap.sessions[0];
@@ -810,6 +812,7 @@ fn load_time_10k_sessions_x_50_messages() {
                     created_at: at(n as i64),
                     status: StoredStatus::Complete,
                     tool: None,
+                    author: None,
                 }));
             }
         }

@@ -227,8 +227,7 @@ impl<'t> Actor<'t> {
                 _ = heartbeat.tick() => self.core.heartbeat(now()),
                 _ = checkpoint.tick() => {
                     let now = now();
-                    self.core.checkpoint(now);
-                    self.core.expire_requests(now);
+                    self.core.tick(now);
                 }
             }
             self.apply_effects();
@@ -328,6 +327,7 @@ impl<'t> Actor<'t> {
         } = inb;
         let ctx = CallContext {
             now: now(),
+            peer: route.identity.clone(),
             drops: self.transport.stats.snapshot(),
             transport: self.transport.stats.gauges(),
         };
@@ -460,6 +460,7 @@ impl<'t> Actor<'t> {
                     turn_id,
                     session_id,
                     context,
+                    client_tools,
                 } => {
                     tracing::debug!(%turn_id, %session_id, "turn start");
                     // The history comes from the store's thread, after the turn's own message,
@@ -470,8 +471,14 @@ impl<'t> Actor<'t> {
                         budget: self.contexts.clone(),
                     };
                     let model = self.model.clone();
-                    let handle =
-                        spawn_turn(model, turn_id, session_id, context, self.model_tx.clone());
+                    let handle = spawn_turn(
+                        model,
+                        turn_id,
+                        session_id,
+                        context,
+                        client_tools,
+                        self.model_tx.clone(),
+                    );
                     self.turns.insert(turn_id, handle);
                 }
                 Effect::ToolVerdict {

@@ -1,7 +1,9 @@
 //! `zcoord serve`: resolves the configuration, refuses to start over a live instance, binds,
 //! writes the discovery file, serves until SIGINT/SIGTERM, and removes the file on the way out.
 
-use crate::protocol::limits::DEFAULT_HITL_TIMEOUT_SECS;
+use crate::protocol::limits::{
+    DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_TOOL_CLAIM_TIMEOUT_SECS,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,6 +79,16 @@ pub struct ServeArgs {
     /// call then does not run); 0: never.
     #[arg(long, default_value_t = DEFAULT_HITL_TIMEOUT_SECS as u64)]
     pub hitl_timeout_secs: u64,
+    /// Seconds a client that said `client.hello` may stay silent before it leaves
+    /// (`client.left`); any request, `instance.ping` included, keeps it present.
+    #[arg(long, default_value_t = DEFAULT_CLIENT_TIMEOUT_SECS as u64,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub client_timeout_secs: u64,
+    /// Seconds a call of a client-run tool waits for a client's `tool.claim` before it ends as
+    /// an error the model is told of.
+    #[arg(long, default_value_t = DEFAULT_TOOL_CLAIM_TIMEOUT_SECS as u64,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub tool_claim_timeout_secs: u64,
     /// Where state is kept: `sqlite` (<data-dir>/zcoord.db, survives restarts) or `memory`.
     #[arg(long, default_value = "sqlite")]
     pub store: String,
@@ -195,6 +207,8 @@ fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow
         max_sessions: args.max_sessions,
         hitl_timeout: (args.hitl_timeout_secs > 0)
             .then(|| Duration::from_secs(args.hitl_timeout_secs)),
+        client_timeout: Duration::from_secs(args.client_timeout_secs),
+        tool_claim_timeout: Duration::from_secs(args.tool_claim_timeout_secs),
         tools: tools.tools,
         tool_policy: tools.policy,
         ..Config::default()

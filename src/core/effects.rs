@@ -1,8 +1,11 @@
 //! What the core asks the world to do, and what the model tells the core: the core's only
 //! boundary besides its method calls.
 
+use std::sync::Arc;
+
 use super::persist::Change;
 use super::read::ContextRead;
+use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::events::Published;
 use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::types::Role;
@@ -15,13 +18,15 @@ pub struct HistoryEntry {
 }
 
 /// Everything a model needs to run one turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TurnStart {
     pub turn_id: TurnId,
     pub session_id: SessionId,
     /// The session's newest messages in order (as many as the model's context takes), ending
     /// with the user message that started the turn.
     pub history: Vec<HistoryEntry>,
+    /// Tools present clients run, offered to the model beside the built-in ones.
+    pub client_tools: Arc<[ClientToolSpec]>,
 }
 
 /// An effect for the actor to carry out, in order.
@@ -34,6 +39,8 @@ pub enum Effect {
         turn_id: TurnId,
         session_id: SessionId,
         context: ContextRead,
+        /// Tools present clients run, offered to the model this turn.
+        client_tools: Arc<[ClientToolSpec]>,
     },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),
@@ -59,6 +66,8 @@ pub enum Verdict {
     Refuse(String),
     /// Do not run it; end the call with this result (a person's answer to `ask_user`).
     Answer(String),
+    /// Do not run it here: a client ran it (or could not), and this is its result.
+    Result { is_error: bool, result: String },
 }
 
 /// What a running model reports about its turn.

@@ -1,8 +1,10 @@
 //! The core's refusals, and the one place they become JSON-RPC errors.
 
+use crate::protocol::clients::SUPPORTED_VERSIONS;
 use crate::protocol::errors::RpcError;
 use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::TurnId;
+use crate::protocol::tool_schema::bad_tool;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
@@ -33,6 +35,22 @@ pub enum CoreError {
     HitlNotFound(String),
     #[error("request {} already resolved", .0.id)]
     HitlResolved(Box<HitlRequest>),
+    #[error("no common protocol version in {offered:?}")]
+    VersionMismatch { offered: Vec<u32> },
+    #[error("tool {name}: {why}")]
+    InvalidTool { name: String, why: String },
+    #[error("{limit} clients present")]
+    TooManyClients { limit: usize },
+    #[error("tool call {call_id} is claimed by {client_id}")]
+    ToolClaimed { call_id: String, client_id: String },
+    #[error("tool call {call_id}: {why}")]
+    ToolCallNotFound { call_id: String, why: String },
+    #[error("tool call {call_id}: {why}")]
+    NotClaimant {
+        call_id: String,
+        why: String,
+        claimant: Option<String>,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -59,6 +77,22 @@ impl From<CoreError> for RpcError {
             }
             CoreError::HitlNotFound(id) => RpcError::hitl_not_found(&id),
             CoreError::HitlResolved(request) => RpcError::hitl_resolved(&request),
+            CoreError::VersionMismatch { offered } => {
+                RpcError::version_mismatch(&offered, SUPPORTED_VERSIONS)
+            }
+            CoreError::InvalidTool { name, why } => bad_tool(&name, &why),
+            CoreError::TooManyClients { limit } => RpcError::too_many_clients(limit),
+            CoreError::ToolClaimed { call_id, client_id } => {
+                RpcError::tool_claimed(&call_id, &client_id)
+            }
+            CoreError::ToolCallNotFound { call_id, why } => {
+                RpcError::tool_call_not_found(&call_id, &why)
+            }
+            CoreError::NotClaimant {
+                call_id,
+                why,
+                claimant,
+            } => RpcError::not_claimant(&call_id, &why, claimant.as_deref()),
         }
     }
 }

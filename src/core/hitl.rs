@@ -87,21 +87,13 @@ impl Core {
             }
             return;
         }
-        if !self.config.known_tools.contains(tool_name) {
+        let client = !self.executor_of(turn_id, tool_name).is_server();
+        if !client && !self.config.known_tools.contains(tool_name) {
             // Nothing to approve: the tool does not exist, and running it says so.
             return self.verdict(turn_id, call_id, Verdict::Run);
         }
-        let granted = self
-            .sessions
-            .get(&session_id)
-            .is_some_and(|s| s.grants.contains(tool_name));
-        let policy = if granted {
-            Policy::Allow
-        } else {
-            self.config.tool_policy.policy(tool_name)
-        };
-        match policy {
-            Policy::Allow => self.verdict(turn_id, call_id, Verdict::Run),
+        match self.policy_of(turn_id, session_id, tool_name) {
+            Policy::Allow => self.run_call(turn_id, call_id, now),
             Policy::Deny => self.verdict(
                 turn_id,
                 call_id,
@@ -120,6 +112,41 @@ impl Core {
                 };
                 self.open_request(turn_id, session_id, HitlType::ToolApproval, payload, now);
             }
+        }
+    }
+
+    /// The policy a call of `tool` in the session meets: a session grant allows it; else the
+    /// setting for the tool; else the default (`ask` for a built-in tool that is not harmless,
+    /// `allow` for a client-run tool: the client that runs it answers for it).
+    pub(super) fn policy_of(&self, turn_id: TurnId, session_id: SessionId, tool: &str) -> Policy {
+        let granted = self
+            .sessions
+            .get(&session_id)
+            .is_some_and(|s| s.grants.contains(tool));
+        if granted {
+            return Policy::Allow;
+        }
+        if self.executor_of(turn_id, tool).is_server() {
+            self.config.tool_policy.policy(tool)
+        } else {
+            self.config
+                .tool_policy
+                .setting(tool)
+                .unwrap_or(Policy::Allow)
+        }
+    }
+
+    /// The call may run: a built-in tool runs now; a client-run one waits for its claim.
+    fn run_call(&mut self, turn_id: TurnId, call_id: &str, now: OffsetDateTime) {
+        let client = self
+            .turns
+            .get(&turn_id)
+            .and_then(|t| t.open_tools.iter().find(|c| c.call_id == call_id))
+            .is_some_and(|c| !c.executor.is_server());
+        if client {
+            self.open_client_call(turn_id, call_id, now);
+        } else {
+            self.verdict(turn_id, call_id, Verdict::Run);
         }
     }
 
@@ -149,7 +176,7 @@ impl Core {
         self.publish(Event::HitlPending(request), now);
     }
 
-    fn verdict(&mut self, turn_id: TurnId, call_id: &str, verdict: Verdict) {
+    pub(super) fn verdict(&mut self, turn_id: TurnId, call_id: &str, verdict: Verdict) {
         self.effects.push(Effect::ToolVerdict {
             turn_id,
             call_id: call_id.to_owned(),
@@ -242,7 +269,10 @@ impl Core {
                 self.grant(session_id, tool_name, now);
             }
         }
-        self.verdict(turn_id, &call_id, verdict);
+        match verdict {
+            Verdict::Run => self.run_call(turn_id, &call_id, now),
+            other => self.verdict(turn_id, &call_id, other),
+        }
         Ok(RespondResult { ok: true, request })
     }
 

@@ -2,10 +2,12 @@
 //! deterministic under test with [`ids::Sequential`] and hand-picked times.
 
 pub mod answer;
+pub mod client_tools;
 pub mod effects;
 pub mod error;
 pub mod hitl;
 pub mod ids;
+pub mod peers;
 pub mod persist;
 pub mod policy;
 pub mod read;

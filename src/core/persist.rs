@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use crate::protocol::clients::Author;
 use crate::protocol::events::EndReason;
 use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
@@ -58,6 +59,8 @@ pub struct MessageRecord {
     pub status: StoredStatus,
     /// Set on `tool` messages.
     pub tool: Option<ToolCallInfo>,
+    /// Set on user messages from a client that said hello.
+    pub author: Option<Author>,
 }
 
 /// How a turn ended, as stored. `reason` is the `llm.end` reason, or `crashed` for a turn found

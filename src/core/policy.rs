@@ -52,6 +52,11 @@ impl ToolPolicy {
         self.settings.insert(tool.to_owned(), policy);
     }
 
+    /// What was set for `tool`, if anything.
+    pub fn setting(&self, tool: &str) -> Option<Policy> {
+        self.settings.get(tool).copied()
+    }
+
     pub fn policy(&self, tool: &str) -> Policy {
         if let Some(p) = self.settings.get(tool) {
             return *p;

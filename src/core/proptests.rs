@@ -200,6 +200,10 @@ struct Mirror {
     hitl_pending: BTreeMap<HitlId, TurnId>,
     hitl_seen: Vec<HitlId>,
     hitl_resolved: HashSet<HitlId>,
+    /// Clients present, as `client.joined`/`client.left` tell it.
+    present: BTreeSet<String>,
+    /// Client-run calls claimed: each at most once, while its turn runs.
+    claimed: HashSet<(TurnId, String)>,
 }
 
 impl Mirror {
@@ -225,6 +229,7 @@ impl Mirror {
                     turn_id,
                     session_id,
                     context,
+                    ..
                 } => {
                     assert_eq!(self.running.get(turn_id), Some(session_id));
                     // The history given is every message appended, read back from the store.
@@ -361,6 +366,25 @@ impl Mirror {
                 assert!(self.hitl_pending.insert(r.id, r.turn_id).is_none());
                 self.hitl_seen.push(r.id);
             }
+            Event::ClientJoined(j) => {
+                let was = self.present.insert(j.client.client_id.clone());
+                assert_eq!(!was, j.rejoined, "rejoined iff already present: {j:?}");
+            }
+            Event::ClientLeft(l) => {
+                assert!(
+                    self.present.remove(&l.client_id),
+                    "left, never joined: {l:?}"
+                );
+            }
+            Event::ToolClaimed(c) => {
+                assert_eq!(self.running.get(&c.turn_id), Some(&c.session_id));
+                assert!(
+                    self.present.contains(&c.client_id),
+                    "claimed by an absent client"
+                );
+                let first = self.claimed.insert((c.turn_id, c.call_id.clone()));
+                assert!(first, "claimed twice: {c:?}");
+            }
             Event::HitlResolved(r) => {
                 // Exactly once, and only after its hitl.pending.
                 assert_eq!(self.hitl_pending.remove(&r.id), Some(r.turn_id), "{r:?}");
@@ -415,6 +439,7 @@ impl Harness {
 
     fn call(&mut self, call: Call) -> Result<Reply, CoreError> {
         let ctx = CallContext {
+            peer: Vec::new(),
             now: self.now,
             drops: DropCounters::default(),
             transport: Default::default(),

@@ -153,6 +153,7 @@ pub fn payload(m: MessageRecord) -> MessagePayload {
             StoredStatus::Interrupted | StoredStatus::Streaming => MessageStatus::Interrupted,
         },
         tool: m.tool,
+        author: m.author,
     }
 }
 
@@ -303,6 +304,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             status: StoredStatus::Complete,
             tool: None,
+            author: None,
         }
     }
 

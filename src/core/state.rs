@@ -8,16 +8,19 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use time::OffsetDateTime;
 
 use super::answer::Outcome;
+use super::client_tools::Claims;
 use super::effects::Effect;
 use super::error::CoreError;
 use super::hitl::Requests;
 use super::ids::IdGen;
+use super::peers::Peers;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::policy::ToolPolicy;
 use super::read::{ContextRead, Read};
 use super::replay::{EventRing, ReplayLimits};
 use super::session::{clip_title, title_from, Session};
 use super::turn::Turn;
+use crate::protocol::clients::Author;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
     EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
@@ -26,7 +29,8 @@ use crate::protocol::events::{
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::{
-    DEFAULT_CONTEXT_BYTES, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
+    DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_CONTEXT_BYTES, DEFAULT_HITL_TIMEOUT_SECS,
+    DEFAULT_MAX_SESSIONS, DEFAULT_TOOL_CLAIM_TIMEOUT_SECS, SESSION_LIST_EVENT_MAX,
 };
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
@@ -70,6 +74,10 @@ pub struct CoreConfig {
     /// The tools the server can run. A call of any other tool is not asked about: it runs, and
     /// running it says the tool is unknown.
     pub known_tools: std::collections::BTreeSet<String>,
+    /// A client silent this long leaves (`client.left`, reason `timeout`).
+    pub client_timeout: time::Duration,
+    /// A client-run call nobody claims this long ends as an error.
+    pub claim_timeout: time::Duration,
 }
 
 impl Default for CoreConfig {
@@ -86,14 +94,20 @@ impl Default for CoreConfig {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            client_timeout: time::Duration::seconds(DEFAULT_CLIENT_TIMEOUT_SECS),
+            claim_timeout: time::Duration::seconds(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS),
         }
     }
 }
 
-/// What a call sees of the world beyond the core: the time and the transport's counters.
+/// What a call sees of the world beyond the core: the time, the transport's counters, and the
+/// socket it came from.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     pub now: OffsetDateTime,
+    /// The caller's socket (its ROUTER routing id, opaque): a client that said `client.hello`
+    /// on it is the author of what it sends.
+    pub peer: Vec<u8>,
     pub drops: DropCounters,
     pub transport: TransportInfo,
 }
@@ -125,6 +139,10 @@ pub struct Core {
     pub(super) degraded: Option<Degraded>,
     /// Human-in-the-loop requests waiting, and recently resolved.
     pub(super) requests: Requests,
+    /// Clients that said hello.
+    pub(super) peers: Peers,
+    /// Client-run tool calls waiting for their claim or result.
+    pub(super) claims: Claims,
 }
 
 /// Why and since when the store cannot commit.
@@ -155,6 +173,8 @@ impl Core {
             encoder: EventEncoder::default(),
             degraded: None,
             requests: Requests::default(),
+            peers: Peers::default(),
+            claims: Claims::default(),
         }
     }
 
@@ -214,6 +234,7 @@ impl Core {
                 instance_id: self.meta.instance_id,
                 seq: self.seq,
                 hitl: self.requests.pending(None),
+                clients: self.peers.list(),
             })),
             Call::SessionList => Ok(Reply::SessionList(SessionListResult {
                 sessions: self.session_list(),
@@ -253,7 +274,10 @@ impl Core {
                     interrupted: running.is_some(),
                 }))
             }
-            Call::MessageSend(send) => self.send(send, now).map(Reply::Send),
+            Call::MessageSend(send) => {
+                let author = self.author(&ctx.peer);
+                self.send(send, author, now).map(Reply::Send)
+            }
             Call::EventsReplay(req) => self.replay(&req).map(Reply::Replay),
             Call::HitlList { session_id } => {
                 let session = match session_id {
@@ -264,7 +288,21 @@ impl Core {
                     requests: self.requests.pending(session),
                 }))
             }
-            Call::HitlRespond(r) => self.respond(r, now).map(Reply::Respond),
+            Call::HitlRespond(mut r) => {
+                // A client that said hello is who resolved it, whatever the params claim.
+                if let Some(a) = self.author(&ctx.peer) {
+                    r.client_id = Some(a.client_id);
+                }
+                self.respond(r, now).map(Reply::Respond)
+            }
+            Call::ClientHello(hello) => self.hello(*hello, &ctx.peer, now).map(Reply::Hello),
+            Call::ClientList => Ok(Reply::ClientList(self.client_list())),
+            Call::ClientGoodbye => {
+                self.goodbye(&ctx.peer, now);
+                Ok(Reply::Ok(OkResult { ok: true }))
+            }
+            Call::ToolClaim(r) => self.claim(r, &ctx.peer, now).map(Reply::Claim),
+            Call::ToolResult(r) => self.tool_result(r, &ctx.peer).map(Reply::Ok),
         };
         reply.map(Outcome::Reply)
     }
@@ -344,7 +382,12 @@ impl Core {
         );
     }
 
-    fn send(&mut self, send: MessageSend, now: OffsetDateTime) -> Result<SendResult, CoreError> {
+    fn send(
+        &mut self,
+        send: MessageSend,
+        author: Option<Author>,
+        now: OffsetDateTime,
+    ) -> Result<SendResult, CoreError> {
         // Before the idempotency lookup: a remembered answer may describe a change the failing
         // store has not saved, and must not be acknowledged again until it has.
         self.refuse_if_degraded()?;
@@ -380,8 +423,10 @@ impl Core {
         };
         let session_payload = session.payload();
         let session_record = record_of(session);
-        self.turns
-            .insert(turn_id, Turn::new(turn_id, session_id, now));
+        let mut turn = Turn::new(turn_id, session_id, now);
+        turn.client_tools = self.peers.offered();
+        let client_tools = turn.client_tools.clone();
+        self.turns.insert(turn_id, turn);
         self.persist(Change::MessageUpsert(MessageRecord {
             id: message_id,
             session_id,
@@ -392,6 +437,7 @@ impl Core {
             created_at: now,
             status: StoredStatus::Complete,
             tool: None,
+            author: author.clone(),
         }));
         self.persist(Change::TurnStart {
             id: turn_id,
@@ -413,6 +459,7 @@ impl Core {
                     tool: None,
                     content_bytes: None,
                     content_truncated: false,
+                    author,
                 }
                 .clipped(),
             ),
@@ -430,6 +477,7 @@ impl Core {
             turn_id,
             session_id,
             context,
+            client_tools,
         });
 
         let result = SendResult {
@@ -617,7 +665,7 @@ impl Core {
         self.publish(Event::InstanceStatus(payload), now);
     }
 
-    fn refuse_if_shutting_down(&self) -> Result<(), CoreError> {
+    pub(super) fn refuse_if_shutting_down(&self) -> Result<(), CoreError> {
         if self.shutting_down {
             Err(CoreError::ShuttingDown)
         } else {

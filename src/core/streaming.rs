@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::effects::Effect;
 use super::effects::ModelEvent;
 use super::persist::{Change, MessageRecord, StoredStatus, TurnEnd, TurnStatus};
+use super::policy::{Policy, ASK_USER};
 use super::session::Message;
 use super::state::{record_of, Core};
 use super::turn::{OpenToolCall, Segment};
@@ -52,11 +53,17 @@ impl Core {
                 params,
             } => {
                 self.close_segment(turn_id, MessageStatus::Complete, now);
+                let executor = self.executor_of(turn_id, &tool_name);
+                // A client-run call a person must approve first is claimed after the approval.
+                let awaiting_approval = !executor.is_server()
+                    && tool_name != ASK_USER
+                    && self.policy_of(turn_id, session_id, &tool_name) == Policy::Ask;
                 if let Some(turn) = self.turns.get_mut(&turn_id) {
                     turn.open_tools.push(OpenToolCall {
                         call_id: call_id.clone(),
                         tool_name: tool_name.clone(),
                         params: params.clone(),
+                        executor,
                     });
                 }
                 self.persist_quietly(Change::ToolCallStart {
@@ -75,6 +82,8 @@ impl Core {
                             call_id: call_id.clone(),
                             params: params.clone(),
                             params_truncated: false,
+                            executor,
+                            awaiting_approval,
                         }
                         .clipped(),
                     ),
@@ -246,6 +255,7 @@ impl Core {
                 MessageStatus::Interrupted => StoredStatus::Interrupted,
             },
             tool: message.tool.clone(),
+            author: None,
         };
         let append = MessageAppendPayload {
             session_id,
@@ -258,6 +268,7 @@ impl Core {
             tool: message.tool.clone(),
             content_bytes: None,
             content_truncated: false,
+            author: None,
         }
         .clipped();
         session.message_count = session.message_count.max(position + 1);
@@ -333,6 +344,7 @@ impl Core {
             created_at: segment.started_at,
             status: StoredStatus::Streaming,
             tool: None,
+            author: None,
         };
         self.persist_quietly(Change::MessageUpsert(record));
     }
@@ -355,6 +367,7 @@ impl Core {
         // What waits for a person is answered first: every `hitl.pending` gets its
         // `hitl.resolved` before the turn's `llm.end`.
         self.cancel_requests(turn_id, now);
+        self.drop_claims(turn_id);
         let Some(turn) = self.turns.get_mut(&turn_id) else {
             return;
         };

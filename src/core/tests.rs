@@ -44,6 +44,7 @@ pub(super) fn core() -> Core {
 
 pub(super) fn ctx(secs: i64) -> CallContext {
     CallContext {
+        peer: Vec::new(),
         now: at(secs),
         drops: DropCounters::default(),
         transport: Default::default(),
@@ -814,6 +815,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         created_at: at(0),
         status,
         tool: None,
+        author: None,
     };
     let kept = SendResult {
         ok: true,

@@ -1,8 +1,11 @@
 //! A running turn: its token count, its open tool calls, and the assistant text segment it is
 //! streaming now.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
+use crate::protocol::clients::{ClientToolSpec, Executor};
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 
 #[derive(Debug, Clone)]
@@ -10,6 +13,7 @@ pub struct OpenToolCall {
     pub call_id: String,
     pub tool_name: String,
     pub params: String,
+    pub executor: Executor,
 }
 
 /// The assistant text streaming now. A tool event closes it as a message of its own, so a turn
@@ -43,6 +47,8 @@ pub struct Turn {
     /// Tool calls started and not yet ended, in start order.
     pub open_tools: Vec<OpenToolCall>,
     pub segment: Option<Segment>,
+    /// The client-run tools the model was offered this turn: a call of one is run by a client.
+    pub client_tools: Arc<[ClientToolSpec]>,
 }
 
 impl Turn {
@@ -57,6 +63,7 @@ impl Turn {
             reported_tokens_out: None,
             open_tools: Vec::new(),
             segment: None,
+            client_tools: Arc::from([]),
         }
     }
 

@@ -205,6 +205,7 @@ impl Replica {
                         created_at: m.created_at,
                         status: m.status,
                         tool: m.tool,
+                        author: m.author,
                     };
                     list.push(message.clone());
                     out.push(Change::MessageAppended(message));

@@ -107,6 +107,7 @@ impl TurnSink {
                 is_error: false,
                 result,
             },
+            Verdict::Result { is_error, result } => ToolOutcome { is_error, result },
         };
         self.emit(ModelEvent::ToolEnd {
             call_id: call_id.to_owned(),

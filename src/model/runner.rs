@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::context::{Context, Held};
 use super::{Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart, Verdict};
+use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::ids::{SessionId, TurnId};
 
 /// Owning this keeps the turn's model running; dropping it (or `cancel`) stops it.
@@ -36,6 +37,7 @@ pub fn spawn_turn(
     turn_id: TurnId,
     session_id: SessionId,
     context: Context,
+    client_tools: Arc<[ClientToolSpec]>,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
 ) -> TurnHandle {
     let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
@@ -62,6 +64,7 @@ pub fn spawn_turn(
             turn_id,
             session_id,
             history,
+            client_tools,
         };
         let mut task = tokio::spawn(model.run(turn, sink.clone()));
         let outcome = tokio::select! {

@@ -25,6 +25,11 @@ pub mod code {
     pub const STORE_UNAVAILABLE: i64 = -32011;
     pub const HITL_NOT_FOUND: i64 = -32012;
     pub const HITL_RESOLVED: i64 = -32013;
+    pub const VERSION_MISMATCH: i64 = -32014;
+    pub const TOOL_CLAIMED: i64 = -32015;
+    pub const TOOL_CALL_NOT_FOUND: i64 = -32016;
+    pub const NOT_CLAIMANT: i64 = -32017;
+    pub const TOO_MANY_CLIENTS: i64 = -32020;
 }
 
 /// The `error` member of a response.
@@ -119,6 +124,60 @@ impl RpcError {
         let kind = format!("{field}_too_long");
         let what = format!("{bytes} bytes");
         Self::over_limit(field, &kind, what, bytes, limit)
+    }
+
+    /// `client.hello` listed no protocol version this server speaks.
+    pub fn version_mismatch(offered: &[u32], supported: &[u32]) -> Self {
+        RpcError::new(
+            code::VERSION_MISMATCH,
+            format!("no common protocol version: the client speaks {offered:?}, this server {supported:?}"),
+        )
+        .with_kind("version_mismatch")
+        .with_data("supported", json!(supported))
+        .with_data("offered", json!(offered))
+    }
+
+    /// `tool.claim` lost: another client claimed the call first.
+    pub fn tool_claimed(call_id: &str, client_id: &str) -> Self {
+        RpcError::new(
+            code::TOOL_CLAIMED,
+            format!("tool call {call_id} is already claimed by {client_id}"),
+        )
+        .with_kind("tool_claimed")
+        .with_data("call_id", json!(call_id))
+        .with_data("client_id", json!(client_id))
+    }
+
+    /// `tool.claim`/`tool.result` named no client-run call that is open: unknown, or ended.
+    pub fn tool_call_not_found(call_id: &str, detail: &str) -> Self {
+        RpcError::new(
+            code::TOOL_CALL_NOT_FOUND,
+            format!("tool call {call_id}: {detail}"),
+        )
+        .with_kind("tool_call_not_found")
+        .with_data("call_id", json!(call_id))
+    }
+
+    /// `tool.claim`/`tool.result` from a client that may not: it did not say hello declaring
+    /// the tool, or (for a result) it is not the claimant.
+    pub fn not_claimant(call_id: &str, detail: &str, claimant: Option<&str>) -> Self {
+        let e = RpcError::new(code::NOT_CLAIMANT, format!("tool call {call_id}: {detail}"))
+            .with_kind("not_claimant")
+            .with_data("call_id", json!(call_id));
+        match claimant {
+            Some(c) => e.with_data("claimant", json!(c)),
+            None => e,
+        }
+    }
+
+    /// `client.hello` from one client more than the server keeps.
+    pub fn too_many_clients(limit: usize) -> Self {
+        RpcError::new(
+            code::TOO_MANY_CLIENTS,
+            format!("{limit} clients are present, the limit; say goodbye with another first"),
+        )
+        .with_kind("too_many_clients")
+        .with_data("limit", json!(limit))
     }
 
     /// `hitl.respond` named a request this server never had (or no longer remembers).

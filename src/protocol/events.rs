@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::clients::{
+    Author, ClientJoinedPayload, ClientLeftPayload, Executor, ToolClaimedPayload,
+};
 use super::hitl::HitlRequest;
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits::clip_field;
@@ -30,6 +33,9 @@ pub mod topic {
     pub const INSTANCE_STATUS: &str = "instance.status";
     pub const HITL_PENDING: &str = "hitl.pending";
     pub const HITL_RESOLVED: &str = "hitl.resolved";
+    pub const CLIENT_JOINED: &str = "client.joined";
+    pub const CLIENT_LEFT: &str = "client.left";
+    pub const TOOL_CLAIMED: &str = "tool.claimed";
 }
 
 /// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
@@ -91,6 +97,9 @@ pub struct MessageAppendPayload {
     pub content_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub content_truncated: bool,
+    /// On a user message sent by a client that said `client.hello`: who sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
 }
 
 impl MessageAppendPayload {
@@ -148,6 +157,14 @@ pub struct ToolStartPayload {
     pub params: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub params_truncated: bool,
+    /// Who runs it: `server` (a built-in tool) or `client` (a tool a client declared; it waits
+    /// for a `tool.claim`).
+    #[serde(default)]
+    pub executor: Executor,
+    /// On a client-run call only: a person must approve it first (`hitl.pending` follows), so
+    /// claim it once its `hitl.resolved` approves it; `false`: claim it now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_approval: bool,
 }
 
 impl ToolStartPayload {
@@ -247,6 +264,9 @@ pub enum Event {
     /// The same request in its final state; exactly one per `hitl.pending`, before its turn's
     /// `llm.end`.
     HitlResolved(HitlRequest),
+    ClientJoined(ClientJoinedPayload),
+    ClientLeft(ClientLeftPayload),
+    ToolClaimed(ToolClaimedPayload),
 }
 
 impl Event {
@@ -269,6 +289,9 @@ impl Event {
             Event::InstanceStatus(_) => topic::INSTANCE_STATUS,
             Event::HitlPending(_) => topic::HITL_PENDING,
             Event::HitlResolved(_) => topic::HITL_RESOLVED,
+            Event::ClientJoined(_) => topic::CLIENT_JOINED,
+            Event::ClientLeft(_) => topic::CLIENT_LEFT,
+            Event::ToolClaimed(_) => topic::TOOL_CLAIMED,
         }
     }
 
@@ -285,7 +308,10 @@ impl Event {
             Event::ToolStart(p) => Some(p.session_id),
             Event::ToolEnd(p) => Some(p.session_id),
             Event::HitlPending(r) | Event::HitlResolved(r) => Some(r.session_id),
+            Event::ToolClaimed(p) => Some(p.session_id),
             Event::SessionList(_)
+            | Event::ClientJoined(_)
+            | Event::ClientLeft(_)
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
             | Event::InstancePromoted(_)
@@ -332,6 +358,9 @@ impl Event {
             topic::TOOL_END => Event::ToolEnd(v(payload)?),
             topic::HITL_PENDING => Event::HitlPending(v(payload)?),
             topic::HITL_RESOLVED => Event::HitlResolved(v(payload)?),
+            topic::CLIENT_JOINED => Event::ClientJoined(v(payload)?),
+            topic::CLIENT_LEFT => Event::ClientLeft(v(payload)?),
+            topic::TOOL_CLAIMED => Event::ToolClaimed(v(payload)?),
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),

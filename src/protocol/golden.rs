@@ -8,6 +8,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::clients::*;
 use super::events::*;
 use super::hitl::*;
 use super::ids::*;
@@ -70,6 +71,7 @@ fn shared_shapes() {
             created_at: T,
             status: MessageStatus::Interrupted,
             tool: None,
+            author: None,
         },
         json!({"id": M, "session_id": S, "turn_id": TU, "role": "assistant", "content": "hi",
                "created_at": T_JSON, "status": "interrupted"}),
@@ -163,8 +165,10 @@ fn method_results() {
             instance_id: iid(),
             seq: 42,
             hitl: vec![],
+            clients: vec![client()],
         },
-        json!({"sessions": [session_json()], "instance_id": I, "seq": 42, "hitl": []}),
+        json!({"sessions": [session_json()], "instance_id": I, "seq": 42, "hitl": [],
+               "clients": [client_json()]}),
     );
     both_ways(
         &SessionListResult {
@@ -342,6 +346,7 @@ fn events_payloads_and_keys() {
                 tool: None,
                 content_bytes: None,
                 content_truncated: false,
+                author: None,
             }),
             json!({"session_id": S, "message_id": M, "role": "user", "content": "q",
                    "turn_id": TU, "status": "complete", "created_at": T_JSON}),
@@ -359,6 +364,7 @@ fn events_payloads_and_keys() {
                 tool: None,
                 content_bytes: Some(9000),
                 content_truncated: true,
+                author: None,
             }),
             json!({"session_id": S, "message_id": M, "role": "user", "content": "q",
                    "turn_id": TU, "status": "complete", "created_at": T_JSON,
@@ -404,9 +410,11 @@ fn events_payloads_and_keys() {
                 call_id: "call_1".into(),
                 params: "{}".into(),
                 params_truncated: false,
+                executor: Executor::Server,
+                awaiting_approval: false,
             }),
             json!({"session_id": S, "turn_id": TU, "tool_name": "clock", "call_id": "call_1",
-                   "params": "{}"}),
+                   "params": "{}", "executor": "server"}),
             format!("tool.start/{S}"),
         ),
         (
@@ -497,9 +505,42 @@ fn events_payloads_and_keys() {
             answered_json(),
             format!("hitl.resolved/{S}"),
         ),
+        (
+            Event::ClientJoined(ClientJoinedPayload {
+                client: client(),
+                rejoined: false,
+            }),
+            {
+                let mut j = client_json();
+                j["rejoined"] = json!(false);
+                j
+            },
+            "client.joined".into(),
+        ),
+        (
+            Event::ClientLeft(ClientLeftPayload {
+                client_id: "vscode-1".into(),
+                name: "VS Code".into(),
+                reason: LeaveReason::Timeout,
+            }),
+            json!({"client_id": "vscode-1", "name": "VS Code", "reason": "timeout"}),
+            "client.left".into(),
+        ),
+        (
+            Event::ToolClaimed(ToolClaimedPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                call_id: "call_1".into(),
+                tool_name: "open_editors".into(),
+                client_id: "vscode-1".into(),
+            }),
+            json!({"session_id": S, "turn_id": TU, "call_id": "call_1",
+                   "tool_name": "open_editors", "client_id": "vscode-1"}),
+            format!("tool.claimed/{S}"),
+        ),
     ];
     let topics: std::collections::HashSet<&str> = cases.iter().map(|(e, ..)| e.topic()).collect();
-    assert_eq!(topics.len(), 17, "every topic");
+    assert_eq!(topics.len(), 20, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
@@ -511,6 +552,104 @@ fn events_payloads_and_keys() {
         assert_eq!(Event::decode(event.topic(), golden).unwrap(), event);
     }
     assert!(Event::decode("no.such", json!({})).is_err());
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        client_id: "vscode-1".into(),
+        name: "VS Code".into(),
+        version: Some("1.2.0".into()),
+        protocol_version: 1,
+        connected_at: T,
+        last_seen_at: T,
+        tools: vec!["open_editors".into()],
+    }
+}
+
+fn client_json() -> Value {
+    json!({"client_id": "vscode-1", "name": "VS Code", "version": "1.2.0",
+           "protocol_version": 1, "connected_at": T_JSON, "last_seen_at": T_JSON,
+           "tools": ["open_editors"]})
+}
+
+#[test]
+fn client_shapes() {
+    both_ways(
+        &HelloResult {
+            protocol_version: 1,
+            server_version: "0.1.0".into(),
+            instance_id: iid(),
+            capabilities: ServerCapabilities {
+                client_tools: true,
+                hitl: true,
+                replay: true,
+                client_timeout_secs: 15,
+                tool_claim_timeout_secs: 30,
+            },
+        },
+        json!({"protocol_version": 1, "server_version": "0.1.0", "instance_id": I,
+               "capabilities": {"client_tools": true, "hitl": true, "replay": true,
+                                "client_timeout_secs": 15, "tool_claim_timeout_secs": 30}}),
+    );
+    both_ways(
+        &ClientListResult {
+            clients: vec![client()],
+        },
+        json!({"clients": [client_json()]}),
+    );
+    both_ways(
+        &ToolClaimResult {
+            ok: true,
+            session_id: sid(),
+            turn_id: tid(),
+            call_id: "call_1".into(),
+            tool_name: "open_editors".into(),
+            params: "{\"limit\":5}".into(),
+        },
+        json!({"ok": true, "session_id": S, "turn_id": TU, "call_id": "call_1",
+               "tool_name": "open_editors", "params": "{\"limit\":5}"}),
+    );
+    both_ways(
+        &ToolStartPayload {
+            session_id: sid(),
+            turn_id: tid(),
+            tool_name: "open_editors".into(),
+            call_id: "call_1".into(),
+            params: "{}".into(),
+            params_truncated: false,
+            executor: Executor::Client,
+            awaiting_approval: true,
+        },
+        json!({"session_id": S, "turn_id": TU, "tool_name": "open_editors",
+               "call_id": "call_1", "params": "{}", "executor": "client",
+               "awaiting_approval": true}),
+    );
+    both_ways(
+        &MessageAppendPayload {
+            session_id: sid(),
+            message_id: mid(),
+            role: Role::User,
+            content: "hi".into(),
+            turn_id: Some(tid()),
+            status: MessageStatus::Complete,
+            created_at: T,
+            tool: None,
+            content_bytes: None,
+            content_truncated: false,
+            author: Some(Author {
+                client_id: "vscode-1".into(),
+                name: "VS Code".into(),
+            }),
+        },
+        json!({"session_id": S, "message_id": M, "role": "user", "content": "hi",
+               "turn_id": TU, "status": "complete", "created_at": T_JSON,
+               "author": {"client_id": "vscode-1", "name": "VS Code"}}),
+    );
+    // A tool.start from before executors existed reads as the server's.
+    let old: ToolStartPayload = serde_json::from_value(json!({"session_id": S, "turn_id": TU,
+        "tool_name": "clock", "call_id": "c", "params": "{}"}))
+    .unwrap();
+    assert_eq!(old.executor, Executor::Server);
 }
 
 #[test]

@@ -33,6 +33,12 @@ pub const MAX_REASON_BYTES: usize = 4 << 10;
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
 /// A human-in-the-loop request unanswered this long becomes `expired` (`--hitl-timeout-secs`).
 pub const DEFAULT_HITL_TIMEOUT_SECS: i64 = 600;
+/// A client that said `client.hello` and then sent nothing for this long leaves.
+pub const DEFAULT_CLIENT_TIMEOUT_SECS: i64 = 15;
+/// A client-run tool call nobody claims for this long ends as an error.
+pub const DEFAULT_TOOL_CLAIM_TIMEOUT_SECS: i64 = 30;
+/// Clients present at once (each holds at most `tool_schema::MAX_CLIENT_TOOLS_BYTES` of tools).
+pub const MAX_CLIENTS: usize = 64;
 /// `message.list`: messages in a page when `limit` is absent, and at most (larger values are
 /// lowered). A page also stops before the message that would take its encoded messages past
 /// [`MAX_PAGE_BYTES`] (the first message is always included), and says so with `has_more`.

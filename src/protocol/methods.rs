@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::clients::{
+    CallRef, ClientInfo, ClientListResult, ClientToolSpec, Hello, HelloResult, ToolClaimResult,
+    ToolResultParams,
+};
 use super::errors::RpcError;
 use super::events::Health;
 use super::hitl::{Decision, HitlListResult, HitlRequest, Respond, RespondResult};
@@ -27,6 +31,18 @@ pub const INSTANCE_INFO: &str = "instance.info";
 pub const EVENTS_REPLAY: &str = "events.replay";
 pub const HITL_LIST: &str = "hitl.list";
 pub const HITL_RESPOND: &str = "hitl.respond";
+pub const CLIENT_HELLO: &str = "client.hello";
+pub const CLIENT_LIST: &str = "client.list";
+pub const CLIENT_GOODBYE: &str = "client.goodbye";
+pub const TOOL_CLAIM: &str = "tool.claim";
+pub const TOOL_RESULT: &str = "tool.result";
+
+/// `client.hello`: at most this many protocol versions listed.
+pub const MAX_PROTOCOL_VERSIONS: usize = 16;
+/// `client.hello`: the client's name and version strings, in bytes.
+pub const MAX_CLIENT_NAME_BYTES: usize = 256;
+/// `client.hello`: `capabilities` as compact JSON.
+pub const MAX_CAPABILITIES_BYTES: usize = 4 << 10;
 
 /// `events.replay`: at most this many prefixes, each at most this long.
 pub const MAX_REPLAY_PREFIXES: usize = 32;
@@ -52,6 +68,11 @@ pub const ALL: &[&str] = &[
     EVENTS_REPLAY,
     HITL_LIST,
     HITL_RESPOND,
+    CLIENT_HELLO,
+    CLIENT_LIST,
+    CLIENT_GOODBYE,
+    TOOL_CLAIM,
+    TOOL_RESULT,
 ];
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
@@ -94,6 +115,11 @@ pub enum Call {
         session_id: Option<String>,
     },
     HitlRespond(Respond),
+    ClientHello(Box<Hello>),
+    ClientList,
+    ClientGoodbye,
+    ToolClaim(CallRef),
+    ToolResult(ToolResultParams),
 }
 
 /// `events.replay`: the events numbered above `after_seq` whose key starts with one of
@@ -257,6 +283,27 @@ impl Call {
                     client_id,
                 })
             }
+            CLIENT_HELLO => Call::ClientHello(Box::new(p.hello()?)),
+            CLIENT_LIST => Call::ClientList,
+            CLIENT_GOODBYE => Call::ClientGoodbye,
+            TOOL_CLAIM => Call::ToolClaim(p.call_ref()?),
+            TOOL_RESULT => {
+                let result = match p.0.get("result") {
+                    None | Some(Value::Null) => {
+                        return Err(RpcError::invalid_params("result", "required"))
+                    }
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                };
+                limits::check_content(&result).map_err(|_| {
+                    RpcError::too_long("result", result.len(), limits::MAX_CONTENT_BYTES)
+                })?;
+                Call::ToolResult(ToolResultParams {
+                    call: p.call_ref()?,
+                    result,
+                    is_error: p.opt_bool("is_error")?.unwrap_or(false),
+                })
+            }
             _ => return Err(RpcError::method_not_found(method)),
         })
     }
@@ -279,6 +326,11 @@ impl Call {
             Call::EventsReplay(_) => EVENTS_REPLAY,
             Call::HitlList { .. } => HITL_LIST,
             Call::HitlRespond(_) => HITL_RESPOND,
+            Call::ClientHello(_) => CLIENT_HELLO,
+            Call::ClientList => CLIENT_LIST,
+            Call::ClientGoodbye => CLIENT_GOODBYE,
+            Call::ToolClaim(_) => TOOL_CLAIM,
+            Call::ToolResult(_) => TOOL_RESULT,
         }
     }
 }
@@ -372,6 +424,134 @@ impl Params {
                 )),
             })
             .collect()
+    }
+
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, RpcError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(RpcError::invalid_params(
+                field,
+                &format!("expected a boolean, got {}", kind_of(other)),
+            )),
+        }
+    }
+
+    /// `{call_id, turn_id?}` of `tool.claim` and `tool.result`.
+    fn call_ref(&self) -> Result<CallRef, RpcError> {
+        let call_id = self.req_str("call_id")?;
+        limits::check_len("call_id", &call_id, limits::MAX_CLIENT_ID_BYTES)?;
+        let turn_id = self.opt_str("turn_id")?;
+        if let Some(t) = &turn_id {
+            limits::check_len("turn_id", t, limits::MAX_CLIENT_ID_BYTES)?;
+        }
+        Ok(CallRef { call_id, turn_id })
+    }
+
+    /// `client.hello`'s params, each bounded; the tools' schemas are checked here too.
+    fn hello(&self) -> Result<Hello, RpcError> {
+        let client_id = self.req_str("client_id")?;
+        limits::check_len("client_id", &client_id, limits::MAX_CLIENT_ID_BYTES)?;
+        if client_id.trim().is_empty() {
+            return Err(RpcError::invalid_params("client_id", "must not be empty"));
+        }
+        let name = self.req_str("name")?;
+        limits::check_len("name", &name, MAX_CLIENT_NAME_BYTES)?;
+        let version = self.opt_str("version")?;
+        if let Some(v) = &version {
+            limits::check_len("version", v, MAX_CLIENT_NAME_BYTES)?;
+        }
+        let versions = match self.0.get("protocol_versions") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            None | Some(Value::Null) => {
+                return Err(RpcError::invalid_params("protocol_versions", "required"))
+            }
+            Some(_) => {
+                return Err(RpcError::invalid_params(
+                    "protocol_versions",
+                    "expected a non-empty array of positive integers",
+                ))
+            }
+        };
+        if versions.len() > MAX_PROTOCOL_VERSIONS {
+            return Err(RpcError::invalid_params(
+                "protocol_versions",
+                &format!("at most {MAX_PROTOCOL_VERSIONS} versions"),
+            ));
+        }
+        let protocol_versions = versions
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(|| {
+                        RpcError::invalid_params(
+                            "protocol_versions",
+                            "expected a non-empty array of positive integers",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        let capabilities = match self.0.get("capabilities") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => {
+                let size = limits::encoded_len(m);
+                if size > MAX_CAPABILITIES_BYTES {
+                    return Err(RpcError::too_long(
+                        "capabilities",
+                        size,
+                        MAX_CAPABILITIES_BYTES,
+                    ));
+                }
+                m.clone()
+            }
+            Some(other) => {
+                return Err(RpcError::invalid_params(
+                    "capabilities",
+                    &format!("expected an object, got {}", kind_of(other)),
+                ))
+            }
+        };
+        let tools: Vec<ClientToolSpec> = match self.0.get("tools") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                if items.len() > super::tool_schema::MAX_CLIENT_TOOLS {
+                    // Counted before any is decoded.
+                    return Err(super::tool_schema::too_many_tools(items.len()));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        serde_json::from_value(item.clone()).map_err(|e| {
+                            RpcError::invalid_params(
+                                "tools",
+                                &format!(
+                                    "tool {i}: expected {{name, description?, parameters}}: {e}"
+                                ),
+                            )
+                            .with_kind("invalid_tool")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            Some(other) => {
+                return Err(RpcError::invalid_params(
+                    "tools",
+                    &format!("expected an array, got {}", kind_of(other)),
+                ))
+            }
+        };
+        super::tool_schema::check_tools(&tools)?;
+        Ok(Hello {
+            client_id,
+            name,
+            version,
+            protocol_versions,
+            capabilities,
+            tools,
+        })
     }
 
     fn req_str(&self, field: &str) -> Result<String, RpcError> {
@@ -504,6 +684,9 @@ pub struct StateSyncResult {
     /// Requests waiting for a person, oldest first.
     #[serde(default)]
     pub hitl: Vec<HitlRequest>,
+    /// Clients present (that said `client.hello`), in the order they joined.
+    #[serde(default)]
+    pub clients: Vec<ClientInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -555,6 +738,9 @@ pub enum Reply {
     Replay(ReplayResult),
     HitlList(HitlListResult),
     Respond(RespondResult),
+    Hello(HelloResult),
+    ClientList(ClientListResult),
+    Claim(ToolClaimResult),
 }
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
@@ -703,7 +889,8 @@ mod tests {
     #[test]
     fn every_listed_method_parses_and_names_itself() {
         let params = json!({"session_id": "s", "content": "c", "after_seq": 0, "message_id": "m",
-                            "id": "h", "decision": "approve"});
+                            "id": "h", "decision": "approve", "client_id": "c", "name": "n",
+                            "protocol_versions": [1], "call_id": "x", "result": "r"});
         for m in ALL {
             let call = Call::parse(m, Some(params.clone())).unwrap();
             assert_eq!(call.method(), *m);

@@ -1,6 +1,7 @@
 //! Wire types only: the JSON-RPC envelope, error codes, method params and results, event payloads
 //! and topics. No tokio, no zmq, no state. Mirrors proto-docs/PROTOCOL.md one to one.
 
+pub mod clients;
 pub mod duration;
 pub mod errors;
 pub mod events;
@@ -9,6 +10,7 @@ pub mod ids;
 pub mod jsonrpc;
 pub mod limits;
 pub mod methods;
+pub mod tool_schema;
 pub mod types;
 
 #[cfg(test)]

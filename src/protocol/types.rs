@@ -74,4 +74,7 @@ pub struct MessagePayload {
     /// Set on `tool` messages only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolCallInfo>,
+    /// On a user message sent by a client that said `client.hello`: who sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<super::clients::Author>,
 }

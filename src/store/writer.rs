@@ -87,7 +87,7 @@ impl Reader {
 
 /// What the writer's thread is given, in order.
 enum Job {
-    Change(u64, Change),
+    Change(u64, Box<Change>),
     Read(ReadJob),
 }
 
@@ -161,7 +161,10 @@ impl Writer {
         self.unsaved
             .fetch_add(change.approx_bytes(), Ordering::Relaxed);
         if let Some(tx) = &self.tx {
-            if tx.send(Job::Change(self.submitted, change)).is_err() {
+            if tx
+                .send(Job::Change(self.submitted, Box::new(change)))
+                .is_err()
+            {
                 tracing::error!("store writer is gone: change not saved");
             }
         }
@@ -331,7 +334,7 @@ impl WriterThread {
     /// Takes a change into the batch, or runs a read over the store and the batch.
     fn accept(&mut self, job: Job) {
         match job {
-            Job::Change(n, c) => self.batch.push(n, c),
+            Job::Change(n, c) => self.batch.push(n, *c),
             Job::Read(read) => read(&mut Overlaid {
                 store: &mut *self.store,
                 batch: &self.batch,
@@ -564,6 +567,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             status: StoredStatus::Streaming,
             tool: None,
+            author: None,
         })
     }
 
@@ -639,6 +643,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             status,
             tool: None,
+            author: None,
         })
     }
 

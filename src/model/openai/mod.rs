@@ -103,6 +103,10 @@ impl Provider {
             &turn.history,
             config.context_budget_tokens,
         );
+        // The built-in tools, and those present clients run (a client's call ends through the
+        // core, like an approval: the model never runs it here).
+        let mut offered = self.offered.clone();
+        offered.extend(turn.client_tools.iter().map(ToolSpec::from));
         let max_rounds = config.max_tool_rounds.max(1);
         let mut totals = Usage::default();
         let mut ids = CallIds::default();
@@ -111,7 +115,7 @@ impl Provider {
         loop {
             round += 1;
             tracing::debug!(round, messages = messages.len(), "openai round");
-            let request = ChatRequest::streaming(&config.model, &messages, &self.offered);
+            let request = ChatRequest::streaming(&config.model, &messages, &offered);
             let response = self.client.open_stream(&request, !streamed_text).await?;
             let output = stream::read_round(response, &sink, config.chunk_timeout).await?;
             streamed_text |= !output.text.is_empty();

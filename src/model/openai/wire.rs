@@ -6,6 +6,9 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use std::borrow::Cow;
+
+use crate::protocol::clients::ClientToolSpec;
 use crate::tools::ToolDef;
 
 /// The body of `POST {base_url}/chat/completions`.
@@ -133,8 +136,8 @@ pub struct ToolSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionSpec {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: Cow<'static, str>,
+    pub description: Cow<'static, str>,
     pub parameters: Value,
 }
 
@@ -143,9 +146,22 @@ impl From<ToolDef> for ToolSpec {
         ToolSpec {
             kind: "function",
             function: FunctionSpec {
-                name: def.name,
-                description: def.description,
+                name: Cow::Borrowed(def.name),
+                description: Cow::Borrowed(def.description),
                 parameters: def.parameters,
+            },
+        }
+    }
+}
+
+impl From<&ClientToolSpec> for ToolSpec {
+    fn from(tool: &ClientToolSpec) -> Self {
+        ToolSpec {
+            kind: "function",
+            function: FunctionSpec {
+                name: Cow::Owned(tool.name.clone()),
+                description: Cow::Owned(tool.description.clone()),
+                parameters: tool.parameters.clone(),
             },
         }
     }

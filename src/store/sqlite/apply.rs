@@ -149,15 +149,22 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
                 })?),
                 None => None,
             };
+            let author = match &m.author {
+                Some(a) => Some(serde_json::to_string(a).map_err(|e| {
+                    StoreError::Invalid(format!("author of message {}: {e}", m.id))
+                })?),
+                None => None,
+            };
             tx.prepare_cached(
                 "INSERT INTO messages
-                     (id, session_id, position, turn_id, role, content, created_at, status, tool)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     (id, session_id, position, turn_id, role, content, created_at, status, tool,
+                      author)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(id) DO UPDATE SET session_id = excluded.session_id,
                      position = excluded.position, turn_id = excluded.turn_id,
                      role = excluded.role, content = excluded.content,
                      created_at = excluded.created_at, status = excluded.status,
-                     tool = excluded.tool",
+                     tool = excluded.tool, author = excluded.author",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -170,6 +177,7 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
                     nanos(m.created_at),
                     m.status.as_str(),
                     tool,
+                    author,
                 ])
             })
             .map_err(err("saving a message"))?;

@@ -172,7 +172,7 @@ fn load_streaming(
 
 /// The columns [`message_row`] reads, in its order, from a table aliased `m`.
 const MESSAGE_COLUMNS: &str = "m.id, m.session_id, m.position, m.turn_id, m.role, m.content, \
-    m.created_at, m.status, m.tool";
+    m.created_at, m.status, m.tool, m.author";
 
 /// The position of message `message` in `session`, if it is there.
 pub(super) fn message_position(
@@ -275,6 +275,17 @@ fn message_row(row: &Row<'_>) -> Result<MessageRecord, StoreError> {
             None => None,
             Some(json) => Some(serde_json::from_str(json).map_err(|e| {
                 StoreError::Invalid(format!("messages.tool {json:?} is not a tool call: {e}"))
+            })?),
+        },
+        author: match row
+            .get_ref(9)
+            .ok()
+            .and_then(|v| v.as_str_or_null().ok())
+            .flatten()
+        {
+            None => None,
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                StoreError::Invalid(format!("messages.author {json:?} is not an author: {e}"))
             })?),
         },
     })
@@ -414,6 +425,7 @@ mod tests {
                         created_at: at(0),
                         status: StoredStatus::Complete,
                         tool: None,
+                        author: None,
                     }),
                     Change::TurnStart {
                         id: tid(1),

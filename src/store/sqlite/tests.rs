@@ -97,6 +97,7 @@ fn a_failed_commit_leaves_nothing_behind() {
         created_at: at(0),
         status: StoredStatus::Complete,
         tool: None,
+        author: None,
     });
     let err = store
         .commit(&[session(1), key(1, 1), orphan])
@@ -120,6 +121,7 @@ fn order_within_a_batch_does_not_matter_to_foreign_keys() {
         created_at: at(0),
         status: StoredStatus::Complete,
         tool: None,
+        author: None,
     });
     store.commit(&[message, session(1)]).expect("commit");
     assert_eq!(store.load(10).expect("load").sessions[0].message_count, 1);
