@@ -86,7 +86,6 @@ impl Core {
     /// The events and changes the calls decide are queued as effects, before the answer is
     /// returned, so the caller can send the answer after them.
     pub fn answer(&mut self, calls: Calls, ctx: &CallContext) -> Option<Answer> {
-        self.touch(&ctx.peer, ctx.now);
         let (parts, batch) = match calls {
             Calls::Single(req) => (self.answer_one(req, ctx).into_iter().collect(), false),
             Calls::Batch(items) => {

@@ -21,6 +21,8 @@ pub mod turn;
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
+mod clients_tests;
+#[cfg(test)]
 pub mod testing;
 #[cfg(test)]
 mod tests;

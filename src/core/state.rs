@@ -201,6 +201,7 @@ impl Core {
     /// them never overtakes them.
     pub fn call(&mut self, call: Call, ctx: &CallContext) -> Result<Outcome, CoreError> {
         let now = ctx.now;
+        self.touch(&ctx.peer, now);
         let reply = match call {
             // The history lives in the store: these are answered by reading it.
             Call::MessageList { session_id, page } => {
