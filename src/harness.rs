@@ -40,6 +40,8 @@ pub const STEP_SEPARATOR: u8 = 0x1e;
 pub const FRAME_SEPARATOR: u8 = 0x1f;
 /// A step starting with this byte is a control step (model report or tick), not a message.
 pub const CONTROL: u8 = b'!';
+/// The tool the corpus's clients declare in `client.hello`; `!S` starts a call of it.
+pub const CLIENT_TOOL: &str = "fuzz_client";
 
 const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
@@ -209,7 +211,8 @@ impl Harness {
     /// A control step. Model reports, for the turn `selector` picks among all started so far
     /// (with none started, an id no turn has): `t` token `text`, `s` tool start (of a tool
     /// `selector` picks: unknown, `ask_user` or one that asks), `e` tool end (an error when
-    /// `text` is empty), `u` usage, `f` finished, `x` failed; `r` a `hitl.respond` (see
+    /// `text` is empty), `S` a start of [`CLIENT_TOOL`] (run by a client that declared it),
+    /// `u` usage, `f` finished, `x` failed; `r` a `hitl.respond` (see
     /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
     /// expiry, `q` shutdown; and `w`, the welcome the transport
     /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
@@ -228,6 +231,12 @@ impl Harness {
             b's' => ModelEvent::ToolStart {
                 call_id: format!("call-{selector}"),
                 tool_name: ["fuzz", "ask_user", "word_count"][usize::from(selector % 3)].into(),
+                params: text,
+            },
+            // A call of the tool the seeds' clients declare (`client.hello`): run by a client.
+            b'S' => ModelEvent::ToolStart {
+                call_id: format!("call-{selector}"),
+                tool_name: CLIENT_TOOL.into(),
                 params: text,
             },
             b'e' => ModelEvent::ToolEnd {

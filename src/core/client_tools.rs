@@ -90,7 +90,7 @@ impl Core {
         let Some(turn) = self.turns.get(&turn_id) else {
             return;
         };
-        let Some(call) = turn.open_tools.iter().find(|c| c.call_id == call_id) else {
+        let Some(call) = turn.open_tools.iter().rev().find(|c| c.call_id == call_id) else {
             return;
         };
         if !self.peers.offers(&call.tool_name) {
@@ -275,6 +275,18 @@ impl Core {
                 None => format!("no connected client offers {} any more", call.tool_name),
             };
             self.tell_model(call.turn_id, &call.call_id, true, why);
+        }
+    }
+
+    /// The model ended the call itself: nothing is left to claim.
+    pub(super) fn close_claim(&mut self, turn_id: TurnId, call_id: &str) {
+        if let Some(i) = self
+            .claims
+            .open
+            .iter()
+            .position(|c| c.turn_id == turn_id && c.call_id == call_id)
+        {
+            self.claims.close(i);
         }
     }
 

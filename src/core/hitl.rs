@@ -141,7 +141,8 @@ impl Core {
         let client = self
             .turns
             .get(&turn_id)
-            .and_then(|t| t.open_tools.iter().find(|c| c.call_id == call_id))
+            // The newest: a model that reuses a call id means its latest call.
+            .and_then(|t| t.open_tools.iter().rev().find(|c| c.call_id == call_id))
             .is_some_and(|c| !c.executor.is_server());
         if client {
             self.open_client_call(turn_id, call_id, now);

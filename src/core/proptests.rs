@@ -65,6 +65,8 @@ enum Report {
     ToolStart(u8),
     /// A call of `ask_user`: a question for a person.
     Ask(u8),
+    /// A call of the tool clients declare ([`CLIENT_TOOL`]).
+    ClientTool(u8),
     ToolEnd(u8, bool),
     Finished,
     Failed,
@@ -94,6 +96,20 @@ enum Op {
     Respond(Option<Index>, u8),
     /// The actor's expiry tick.
     Expire,
+    /// `client.hello` from client `n` on its socket, declaring [`CLIENT_TOOL`] or nothing.
+    Hello(u8, bool),
+    Goodbye(u8),
+    /// `tool.claim`/`tool.result` from client `n` (or an anonymous socket) for `call-<c>`.
+    Claim(u8, u8),
+    Result(u8, u8),
+}
+
+/// The tool clients declare in these runs.
+const CLIENT_TOOL: &str = "editor_tool";
+
+/// Client `n`'s socket; 3 is one that never says hello.
+fn peer(n: u8) -> Vec<u8> {
+    format!("P{n}").into_bytes()
 }
 
 fn sel() -> impl Strategy<Value = Sel> {
@@ -117,6 +133,7 @@ fn report() -> impl Strategy<Value = Report> {
         6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
         2 => (0u8..3).prop_map(Report::ToolStart),
         1 => (0u8..3).prop_map(Report::Ask),
+        2 => (0u8..3).prop_map(Report::ClientTool),
         2 => (0u8..4, any::<bool>()).prop_map(|(c, e)| Report::ToolEnd(c, e)),
         1 => Just(Report::Finished),
         1 => Just(Report::Failed),
@@ -142,6 +159,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (prop::option::weighted(0.9, any::<Index>()), 0u8..3)
             .prop_map(|(i, k)| Op::Respond(i, k)),
         1 => Just(Op::Expire),
+        1 => (0u8..3, any::<bool>()).prop_map(|(n, t)| Op::Hello(n, t)),
+        1 => (0u8..4).prop_map(Op::Goodbye),
+        2 => (0u8..4, 0u8..3).prop_map(|(n, c)| Op::Claim(n, c)),
+        2 => (0u8..4, 0u8..3).prop_map(|(n, c)| Op::Result(n, c)),
     ]
 }
 
@@ -204,6 +225,8 @@ struct Mirror {
     present: BTreeSet<String>,
     /// Client-run calls claimed: each at most once, while its turn runs.
     claimed: HashSet<(TurnId, String)>,
+    /// Client-run calls started (`executor: client`), and whether the model was told its end.
+    client_calls: HashMap<(TurnId, String), bool>,
 }
 
 impl Mirror {
@@ -238,11 +261,21 @@ impl Mirror {
                         .expect("history reads");
                     assert_eq!(history.len(), self.appended[session_id].len());
                 }
-                Effect::ToolVerdict { turn_id, .. } => {
+                Effect::ToolVerdict {
+                    turn_id,
+                    call_id,
+                    verdict,
+                } => {
                     assert!(
                         self.running.contains_key(turn_id),
                         "verdict for {turn_id} not running"
                     );
+                    if let Some(told) = self.client_calls.get_mut(&(*turn_id, call_id.clone())) {
+                        // A client-run call never runs here, and its model is told once.
+                        assert_ne!(verdict, &Verdict::Run, "a client call ran on the server");
+                        assert!(!*told, "told twice about {call_id}");
+                        *told = true;
+                    }
                 }
                 Effect::CancelTurn(turn) => {
                     assert!(
@@ -331,7 +364,17 @@ impl Mirror {
                 assert!(!t.token.is_empty());
                 *n += 1;
             }
-            Event::ToolStart(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
+            Event::ToolStart(t) => {
+                assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id));
+                let key = (t.turn_id, t.call_id.clone());
+                self.claimed.remove(&key);
+                if t.executor.is_server() {
+                    self.client_calls.remove(&key);
+                } else {
+                    assert_eq!(t.tool_name, CLIENT_TOOL);
+                    self.client_calls.insert(key, false);
+                }
+            }
             Event::ToolEnd(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
             Event::LlmEnd(e) => {
                 assert!(
@@ -378,6 +421,8 @@ impl Mirror {
             }
             Event::ToolClaimed(c) => {
                 assert_eq!(self.running.get(&c.turn_id), Some(&c.session_id));
+                let key = (c.turn_id, c.call_id.clone());
+                assert_eq!(self.client_calls.get(&key), Some(&false), "claimed: {c:?}");
                 assert!(
                     self.present.contains(&c.client_id),
                     "claimed by an absent client"
@@ -438,8 +483,12 @@ impl Harness {
     }
 
     fn call(&mut self, call: Call) -> Result<Reply, CoreError> {
+        self.call_as(b"anonymous", call)
+    }
+
+    fn call_as(&mut self, peer: &[u8], call: Call) -> Result<Reply, CoreError> {
         let ctx = CallContext {
-            peer: Vec::new(),
+            peer: peer.to_vec(),
             now: self.now,
             drops: DropCounters::default(),
             transport: Default::default(),
@@ -610,8 +659,96 @@ impl Harness {
             }
             Op::Wait(ms) => self.now += Duration::milliseconds(i64::from(*ms)),
             Op::Expire => {
-                self.core.expire_requests(self.now);
+                self.core.tick(self.now);
                 self.absorb();
+            }
+            Op::Hello(n, tools) => {
+                let tools = if *tools {
+                    vec![crate::protocol::clients::ClientToolSpec {
+                        name: CLIENT_TOOL.into(),
+                        description: String::new(),
+                        parameters: serde_json::json!({"type": "object"}),
+                    }]
+                } else {
+                    Vec::new()
+                };
+                let hello = crate::protocol::clients::Hello {
+                    client_id: format!("c{n}"),
+                    name: format!("client {n}"),
+                    version: None,
+                    protocol_versions: vec![1],
+                    capabilities: Default::default(),
+                    tools,
+                };
+                let got = self.call_as(&peer(*n), Call::ClientHello(Box::new(hello)));
+                self.absorb();
+                match got {
+                    Ok(Reply::Hello(_)) => assert!(!shut),
+                    Err(CoreError::ShuttingDown) => assert!(shut),
+                    other => panic!("{other:?}"),
+                }
+                if !shut {
+                    assert!(self.mirror.present.contains(&format!("c{n}")));
+                }
+            }
+            Op::Goodbye(n) => {
+                let got = self.call_as(&peer(*n), Call::ClientGoodbye);
+                self.absorb();
+                assert_eq!(got, Ok(Reply::Ok(OkResult { ok: true })));
+                // After instance.shutdown nothing more is published, client.left included.
+                if !shut {
+                    assert!(!self.mirror.present.contains(&format!("c{n}")));
+                }
+            }
+            Op::Claim(n, c) => {
+                let r = crate::protocol::clients::CallRef {
+                    call_id: format!("call-{c}"),
+                    turn_id: None,
+                };
+                let got = self.call_as(&peer(*n), Call::ToolClaim(r));
+                self.absorb();
+                match got {
+                    Ok(Reply::Claim(r)) => {
+                        let key = (r.turn_id, r.call_id.clone());
+                        assert!(
+                            self.mirror.claimed.contains(&key),
+                            "won without tool.claimed"
+                        );
+                    }
+                    Err(CoreError::ToolClaimed { client_id, .. }) => {
+                        assert_ne!(client_id, format!("c{n}"));
+                    }
+                    Err(
+                        CoreError::ToolCallNotFound { .. }
+                        | CoreError::NotClaimant { .. }
+                        | CoreError::InvalidParams { .. },
+                    ) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            Op::Result(n, c) => {
+                let p = crate::protocol::clients::ToolResultParams {
+                    call: crate::protocol::clients::CallRef {
+                        call_id: format!("call-{c}"),
+                        turn_id: None,
+                    },
+                    result: "done".into(),
+                    is_error: false,
+                };
+                let got = self.call_as(&peer(*n), Call::ToolResult(p));
+                let fx = self.absorb();
+                match got {
+                    Ok(_) => assert!(
+                        fx.iter().any(|e| matches!(e, Effect::ToolVerdict { .. })),
+                        "a result the model was not told"
+                    ),
+                    Err(
+                        CoreError::ToolCallNotFound { .. }
+                        | CoreError::NotClaimant { .. }
+                        | CoreError::InvalidParams { .. },
+                    ) => assert!(fx.is_empty()),
+                    other => panic!("{other:?}"),
+                }
             }
             Op::Respond(pick, kind) => self.respond(pick.as_ref(), *kind),
         }
@@ -876,6 +1013,11 @@ fn model_event(report: &Report) -> ModelEvent {
             call_id: format!("call-{c}"),
             tool_name: "ask_user".into(),
             params: "{\"question\":\"go on?\"}".into(),
+        },
+        Report::ClientTool(c) => ModelEvent::ToolStart {
+            call_id: format!("call-{c}"),
+            tool_name: CLIENT_TOOL.into(),
+            params: "{}".into(),
         },
         Report::ToolEnd(c, is_error) => ModelEvent::ToolEnd {
             call_id: format!("call-{c}"),

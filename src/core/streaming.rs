@@ -105,6 +105,7 @@ impl Core {
                     return;
                 };
                 let call = turn.open_tools.remove(pos);
+                self.close_claim(turn_id, &call_id);
                 self.close_segment(turn_id, MessageStatus::Complete, now);
                 self.finish_tool_call(turn_id, session_id, call, is_error, result, now);
             }

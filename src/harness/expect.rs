@@ -164,6 +164,11 @@ const CALL_CODES: &[i64] = &[
     code::TOO_MANY_SESSIONS,
     code::HITL_NOT_FOUND,
     code::HITL_RESOLVED,
+    code::VERSION_MISMATCH,
+    code::TOOL_CLAIMED,
+    code::TOOL_CALL_NOT_FOUND,
+    code::NOT_CLAIMANT,
+    code::TOO_MANY_CLIENTS,
 ];
 
 fn lossy(bytes: &[u8]) -> String {
@@ -174,7 +179,7 @@ fn lossy(bytes: &[u8]) -> String {
 /// no gap (a welcome takes none); every `llm.start` gets exactly one `llm.end`, and its tokens and
 /// tool events come between them; every `tool.start` gets exactly one `tool.end` before its
 /// turn's `llm.end`; every `hitl.pending` gets exactly one `hitl.resolved`, before its turn's
-/// `llm.end`; nothing names a session after its `session.deleted`; nothing is numbered after
+/// `llm.end`; `tool.claimed` names an open call, once; nothing names a session after its `session.deleted`; nothing is numbered after
 /// `instance.shutdown`; each envelope is the JSON it claims.
 #[derive(Debug, Default)]
 pub(super) struct EventChecks {
@@ -187,6 +192,8 @@ pub(super) struct EventChecks {
     /// Requests pending, with their turn; and every request ever resolved.
     pub(super) pending: HashMap<HitlId, TurnId>,
     resolved: HashSet<HitlId>,
+    /// Client-run calls claimed (`tool.claimed`): at most once each.
+    claimed: HashSet<(TurnId, String)>,
 }
 
 impl EventChecks {
@@ -231,6 +238,7 @@ impl EventChecks {
             Event::ToolStart(t) => Some(t.turn_id),
             Event::ToolEnd(t) => Some(t.turn_id),
             Event::HitlPending(r) => Some(r.turn_id),
+            Event::ToolClaimed(c) => Some(c.turn_id),
             _ => None,
         };
         if let Some(turn) = inside_turn.filter(|t| !self.running.contains(t)) {
@@ -241,6 +249,7 @@ impl EventChecks {
                 return Err("a second llm.start".into())
             }
             Event::ToolStart(t) => {
+                self.claimed.remove(&(t.turn_id, t.call_id.clone()));
                 *self
                     .open_tools
                     .entry((t.turn_id, t.call_id.clone()))
@@ -262,6 +271,15 @@ impl EventChecks {
                     return Err("llm.end with a request still pending".into());
                 }
                 self.open_tools.retain(|(turn, _), _| *turn != e.turn_id);
+            }
+            Event::ToolClaimed(c) => {
+                let open = self.open_tools.get(&(c.turn_id, c.call_id.clone()));
+                if open.is_none_or(|n| *n == 0) {
+                    return Err("tool.claimed for a call not open".into());
+                }
+                if !self.claimed.insert((c.turn_id, c.call_id.clone())) {
+                    return Err("a second tool.claimed for one call".into());
+                }
             }
             Event::SessionDeleted(s) => {
                 self.deleted.insert(s.id);
