@@ -16,9 +16,10 @@ DIR=$(mktemp -d /tmp/zcoord-smoke.XXXXXX)
 SERVER=""
 TOKENS=""
 MIRROR=""
+TOOLC=""
 
 cleanup() {
-    for pid in $TOKENS $MIRROR $SERVER; do
+    for pid in $TOKENS $MIRROR $TOOLC $SERVER; do
         kill -TERM "$pid" 2>/dev/null || true
     done
     [ -n "$SERVER" ] && wait "$SERVER" 2>/dev/null || true
@@ -28,7 +29,7 @@ trap cleanup EXIT
 
 fail() {
     echo "FAIL: $*" >&2
-    for f in serve.log ws.log tokens.out tokens.err mirror.out mirror.err send.out out err; do
+    for f in serve.log ws.log tokens.out tokens.err mirror.out mirror.err tool.out tool.err send.out out err; do
         [ -s "$DIR/$f" ] && { echo "--- $f" >&2; cat "$DIR/$f" >&2; }
     done
     exit 1
@@ -184,6 +185,23 @@ timeout 30 "$PY" "$DIR/compare.py" "$BIN" "$DIR" "$DIR/mirror.out" 2 "$SID" \
     >"$DIR/out" 2>&1 || rc=$?
 [ "$rc" = 0 ] || fail "mirror.py's replica differs from state.sync + message.list"
 echo "ok   mirror.py replica = state.sync + message.list: $(tail -n1 "$DIR/out")"
+
+# 4b. client_tool.py: a client that offers the model one tool it runs itself. Once it is present
+#     (it says "ready"), a turn that calls the tool gets the client's result, and the client says
+#     goodbye after that one call.
+timeout 20 "$PY" "$HERE/client_tool.py" --data-dir "$DIR" --calls 1 --client-id smoke-tool \
+    >"$DIR/tool.out" 2>"$DIR/tool.err" &
+TOOLC=$!
+wait_for 10 grep -sq ready "$DIR/tool.err" || fail "client_tool.py never became ready"
+timeout 20 "$BIN" --data-dir "$DIR" send $'reverse it\n/tool reverse_text {"text": "stressed"}' \
+    >"$DIR/send.out" 2>&1 || fail "zcoord send (client tool) exited $?"
+grep -q '\[reverse_text\] desserts' "$DIR/send.out" || fail "the client's result did not reach the model"
+rc=0
+wait "$TOOLC" || rc=$?
+TOOLC=""
+[ "$rc" = 0 ] || fail "client_tool.py exited $rc"
+grep -q "ran reverse_text" "$DIR/tool.out" || fail "client_tool.py did not run the call"
+echo "ok   client_tool.py ran the model's call: $(cat "$DIR/tool.out")"
 
 # 5. Graceful shutdown: SIGTERM -> exit 0 and the discovery file removed.
 kill -TERM "$SERVER"
