@@ -175,3 +175,90 @@ fn interrupt_drops_a_slow_stream_at_once_and_keeps_the_partial_text() {
         (Some("partial answer"), Some("interrupted"))
     );
 }
+
+#[test]
+fn a_client_tool_is_offered_to_the_model_while_its_client_is_present() {
+    let rt = runtime();
+    let server = rt.block_on(FakeServer::start(vec![
+        Reply::sse(&[
+            tool_piece(0, Some("call_ed"), Some("open_editors"), r#"{"limit":"#),
+            tool_piece(0, None, None, "2}"),
+            finish("tool_calls"),
+            usage(10, 3),
+        ]),
+        Reply::sse(&[text("Two files."), finish("stop"), usage(20, 2)]),
+        Reply::sse(&[text("Alone now."), finish("stop"), usage(5, 2)]),
+    ]));
+    let d = spawn_daemon_with(|c| c.model = ModelConfig::OpenAi(model(&server.base_url)));
+    let events = d.subscriber(&["llm.end", "tool."]);
+    let mut editor = d.client();
+    let schema = json!({"type": "object", "properties": {"limit": {"type": "integer"}}});
+    editor
+        .call(
+            "client.hello",
+            json!({"client_id": "ed", "name": "Editor", "protocol_versions": [1],
+                   "tools": [{"name": "open_editors", "description": "Open files",
+                              "parameters": schema}]}),
+        )
+        .unwrap();
+    let r = d.call("message.send", json!({"content": "what is open?"}));
+    let start = events.until(|e| e.envelope.topic == "tool.start");
+    assert_eq!(start.last().unwrap().envelope.payload["executor"], "client");
+    let claim = editor
+        .call("tool.claim", json!({"call_id": "call_ed"}))
+        .unwrap();
+    assert_eq!(claim["params"], r#"{"limit":2}"#);
+    editor
+        .call(
+            "tool.result",
+            json!({"call_id": "call_ed", "result": "a.rs, b.rs"}),
+        )
+        .unwrap();
+    events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
+
+    let requests = server.requests();
+    let offered: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(offered.contains(&"open_editors"), "{offered:?}");
+    assert!(
+        offered.contains(&"read_file"),
+        "the built-in tools stay: {offered:?}"
+    );
+    let ours = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "open_editors")
+        .unwrap();
+    assert_eq!(ours["function"]["parameters"], schema);
+    let result = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the client's result went back to the model");
+    assert_eq!(result["content"], "a.rs, b.rs");
+
+    // Once the client has left, the next turn is not offered its tool.
+    editor.call("client.goodbye", json!({})).unwrap();
+    let r2 = d.call(
+        "message.send",
+        json!({"content": "and now?", "session_id": r["session_id"]}),
+    );
+    events.until_turn("llm.end", r2["turn_id"].as_str().unwrap());
+    let third = &server.requests()[2].body;
+    assert!(
+        !third["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == "open_editors"),
+        "{third}"
+    );
+    drop(d);
+    drop(server);
+}
