@@ -48,6 +48,7 @@ fn turn(history: &[(Role, &str)]) -> TurnStart {
                 content: (*content).into(),
             })
             .collect(),
+        system_prompt: None,
     }
 }
 

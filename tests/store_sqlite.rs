@@ -50,6 +50,8 @@ fn session(n: u128, title: &str, updated: i64) -> Change {
         title: title.into(),
         created_at: at(n as i64),
         updated_at: at(updated),
+        model: None,
+        system_prompt: None,
     })
 }
 
@@ -365,6 +367,8 @@ fn migrates_a_version_1_database() {
                 title: "Live session".into(),
                 created_at: fixture_time(0),
                 updated_at: fixture_time(40),
+                model: None,
+                system_prompt: None,
             },
             message_count: 4,
             grants: vec![],
@@ -420,7 +424,7 @@ fn migrates_a_version_1_database() {
     drop(store);
 
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let mut store = SqliteStore::open(&path).expect("reopen");
     let snap = store.load(100).expect("load");
     assert!(snap.open_turns.is_empty());
@@ -441,7 +445,7 @@ fn migrates_a_version_2_database() {
     .expect("copy fixture");
     assert_eq!(user_version(&path), 2);
     let mut store = SqliteStore::open(&path).expect("open and migrate");
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
     let snap = store.load(10).expect("load");
     assert_eq!(snap.sessions.len(), 1);
     let session = &snap.sessions[0];

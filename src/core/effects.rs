@@ -22,6 +22,9 @@ pub struct TurnStart {
     /// The session's newest messages in order (as many as the model's context takes), ending
     /// with the user message that started the turn.
     pub history: Vec<HistoryEntry>,
+    /// The session's system prompt (`session.configure`): in place of the model's configured
+    /// one when set, and `""` for none at all; `None` leaves the model's own.
+    pub system_prompt: Option<String>,
 }
 
 /// An effect for the actor to carry out, in order.
@@ -34,6 +37,10 @@ pub enum Effect {
         turn_id: TurnId,
         session_id: SessionId,
         context: ContextRead,
+        /// The name of the model that runs it (`CoreConfig::models`).
+        model: String,
+        /// For [`TurnStart::system_prompt`].
+        system_prompt: Option<String>,
     },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),

@@ -33,6 +33,11 @@ pub enum CoreError {
     HitlNotFound(String),
     #[error("request {} already resolved", .0.id)]
     HitlResolved(Box<HitlRequest>),
+    #[error("no model named {model:?}")]
+    ModelNotFound {
+        model: String,
+        available: Vec<String>,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -59,6 +64,9 @@ impl From<CoreError> for RpcError {
             }
             CoreError::HitlNotFound(id) => RpcError::hitl_not_found(&id),
             CoreError::HitlResolved(request) => RpcError::hitl_resolved(&request),
+            CoreError::ModelNotFound { model, available } => {
+                RpcError::model_not_found(&model, &available)
+            }
         }
     }
 }

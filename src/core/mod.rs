@@ -6,6 +6,7 @@ pub mod effects;
 pub mod error;
 pub mod hitl;
 pub mod ids;
+pub mod models;
 pub mod persist;
 pub mod policy;
 pub mod read;
@@ -18,6 +19,8 @@ pub mod turn;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

@@ -225,6 +225,7 @@ impl Mirror {
                     turn_id,
                     session_id,
                     context,
+                    ..
                 } => {
                     assert_eq!(self.running.get(turn_id), Some(session_id));
                     // The history given is every message appended, read back from the store.
@@ -670,6 +671,7 @@ impl Harness {
             session_id: target.as_ref().map(|(raw, _)| raw.clone()),
             content: content.to_owned(),
             request_id: request_id.clone(),
+            model: None,
         }));
         let fx = self.absorb();
         if let Some(before) = replay {

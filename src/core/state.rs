@@ -12,6 +12,7 @@ use super::effects::Effect;
 use super::error::CoreError;
 use super::hitl::Requests;
 use super::ids::IdGen;
+use super::models::ModelCatalog;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::policy::ToolPolicy;
 use super::read::{ContextRead, Read};
@@ -26,7 +27,7 @@ use crate::protocol::events::{
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::{
-    DEFAULT_CONTEXT_BYTES, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
+    DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_MAX_SESSIONS, SESSION_LIST_EVENT_MAX,
 };
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
@@ -60,9 +61,10 @@ pub struct CoreConfig {
     /// Sessions held at once; creating one more (explicitly or by `message.send`) is refused
     /// with `too_many_sessions`. Deleted sessions do not count.
     pub max_sessions: usize,
-    /// Most bytes of message content a turn's model is given (the newest messages; the newest
-    /// always): the model's context window, so a long history is never read whole.
-    pub context_bytes: usize,
+    /// The models by name and the default. Each says how many bytes of message content a
+    /// turn of it is given (the newest messages; the newest always): its context window, so a
+    /// long history is never read whole.
+    pub models: ModelCatalog,
     /// Which tool calls run at once, wait for a person, or never run.
     pub tool_policy: ToolPolicy,
     /// A request unanswered this long is `expired`; `None`: never.
@@ -79,7 +81,7 @@ impl Default for CoreConfig {
             checkpoint_interval: time::Duration::seconds(1),
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
-            context_bytes: DEFAULT_CONTEXT_BYTES,
+            models: ModelCatalog::default(),
             tool_policy: ToolPolicy::default(),
             hitl_timeout: Some(time::Duration::seconds(DEFAULT_HITL_TIMEOUT_SECS)),
             known_tools: crate::tools::default_names()
@@ -265,6 +267,8 @@ impl Core {
                 }))
             }
             Call::HitlRespond(r) => self.respond(r, now).map(Reply::Respond),
+            Call::SessionConfigure(c) => self.configure(c, now).map(Reply::Session),
+            Call::ModelList => Ok(Reply::ModelList(self.config.models.list())),
         };
         reply.map(Outcome::Reply)
     }
@@ -352,7 +356,7 @@ impl Core {
             return Ok(done.clone());
         }
         self.refuse_if_shutting_down()?;
-        let session_id = match &send.session_id {
+        let existing = match &send.session_id {
             Some(raw) => {
                 let s = self.session(raw)?;
                 if let Some(turn_id) = s.running {
@@ -361,8 +365,18 @@ impl Core {
                         turn_id,
                     });
                 }
-                s.id
+                Some(s)
             }
+            None => None,
+        };
+        // Before anything changes: an unknown model refuses the whole call.
+        let (model, entry) = self.config.models.pick(
+            send.model.as_deref(),
+            existing.and_then(|s| s.model.as_deref()),
+        )?;
+        let (model, context_bytes) = (model.to_owned(), entry.context_bytes);
+        let session_id = match existing.map(|s| s.id) {
+            Some(id) => id,
             None => self.create_session(title_from(&send.content), now)?,
         };
 
@@ -376,8 +390,9 @@ impl Core {
         let context = ContextRead {
             session_id,
             count: session.message_count,
-            max_bytes: self.config.context_bytes,
+            max_bytes: context_bytes,
         };
+        let system_prompt = session.system_prompt.clone();
         let session_payload = session.payload();
         let session_record = record_of(session);
         self.turns
@@ -422,6 +437,7 @@ impl Core {
             Event::LlmStart(LlmStartPayload {
                 session_id,
                 turn_id,
+                model: model.clone(),
             }),
             now,
         );
@@ -430,6 +446,8 @@ impl Core {
             turn_id,
             session_id,
             context,
+            model,
+            system_prompt,
         });
 
         let result = SendResult {
@@ -575,7 +593,7 @@ impl Core {
         list.into_iter().map(Session::payload).collect()
     }
 
-    fn session(&self, raw: &str) -> Result<&Session, CoreError> {
+    pub(super) fn session(&self, raw: &str) -> Result<&Session, CoreError> {
         SessionId::parse(raw)
             .and_then(|id| self.sessions.get(&id))
             .ok_or_else(|| CoreError::SessionNotFound(raw.to_owned()))
@@ -617,7 +635,7 @@ impl Core {
         self.publish(Event::InstanceStatus(payload), now);
     }
 
-    fn refuse_if_shutting_down(&self) -> Result<(), CoreError> {
+    pub(super) fn refuse_if_shutting_down(&self) -> Result<(), CoreError> {
         if self.shutting_down {
             Err(CoreError::ShuttingDown)
         } else {
@@ -643,6 +661,7 @@ impl Core {
             max_sessions: self.config.max_sessions as u64,
             active_session_id: self.active,
             model: self.meta.model.clone(),
+            models: self.config.models.list().models,
             seq: self.seq,
             running_turns: self.turns.len() as u64,
             drops: ctx.drops.clone(),
@@ -673,5 +692,7 @@ pub(super) fn record_of(s: &Session) -> SessionRecord {
         title: s.title.clone(),
         created_at: s.created_at,
         updated_at: s.updated_at,
+        model: s.model.clone(),
+        system_prompt: s.system_prompt.clone(),
     }
 }

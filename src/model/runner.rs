@@ -35,6 +35,7 @@ pub fn spawn_turn(
     model: Arc<dyn Model>,
     turn_id: TurnId,
     session_id: SessionId,
+    system_prompt: Option<String>,
     context: Context,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
 ) -> TurnHandle {
@@ -62,6 +63,7 @@ pub fn spawn_turn(
             turn_id,
             session_id,
             history,
+            system_prompt,
         };
         let mut task = tokio::spawn(model.run(turn, sink.clone()));
         let outcome = tokio::select! {

@@ -10,6 +10,7 @@ use super::events::Health;
 use super::hitl::{Decision, HitlListResult, HitlRequest, Respond, RespondResult};
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits;
+use super::models::{Configure, ModelInfo, ModelListResult, Setting};
 use super::types::{MessagePayload, SessionPayload};
 
 pub const STATE_SYNC: &str = "state.sync";
@@ -27,6 +28,8 @@ pub const INSTANCE_INFO: &str = "instance.info";
 pub const EVENTS_REPLAY: &str = "events.replay";
 pub const HITL_LIST: &str = "hitl.list";
 pub const HITL_RESPOND: &str = "hitl.respond";
+pub const SESSION_CONFIGURE: &str = "session.configure";
+pub const MODEL_LIST: &str = "model.list";
 
 /// `events.replay`: at most this many prefixes, each at most this long.
 pub const MAX_REPLAY_PREFIXES: usize = 32;
@@ -52,6 +55,8 @@ pub const ALL: &[&str] = &[
     EVENTS_REPLAY,
     HITL_LIST,
     HITL_RESPOND,
+    SESSION_CONFIGURE,
+    MODEL_LIST,
 ];
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
@@ -94,6 +99,9 @@ pub enum Call {
         session_id: Option<String>,
     },
     HitlRespond(Respond),
+    /// A session's model and system prompt.
+    SessionConfigure(Configure),
+    ModelList,
 }
 
 /// `events.replay`: the events numbered above `after_seq` whose key starts with one of
@@ -123,6 +131,8 @@ pub struct MessageSend {
     pub session_id: Option<String>,
     pub content: String,
     pub request_id: Option<String>,
+    /// The model for this turn alone, over the session's and the default.
+    pub model: Option<String>,
 }
 
 impl Call {
@@ -172,10 +182,15 @@ impl Call {
                 if let Some(r) = &request_id {
                     limits::check_request_id(r)?;
                 }
+                let model = p.opt_str("model")?;
+                if let Some(m) = &model {
+                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+                }
                 Call::MessageSend(MessageSend {
                     session_id: p.opt_str("session_id")?,
                     content,
                     request_id,
+                    model,
                 })
             }
             MESSAGE_LIST => {
@@ -257,6 +272,22 @@ impl Call {
                     client_id,
                 })
             }
+            SESSION_CONFIGURE => {
+                let model = p.setting_str("model")?;
+                if let Setting::Set(m) = &model {
+                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+                }
+                let system_prompt = p.setting_str("system_prompt")?;
+                if let Setting::Set(s) = &system_prompt {
+                    limits::check_len("system_prompt", s, limits::MAX_SYSTEM_PROMPT_BYTES)?;
+                }
+                Call::SessionConfigure(Configure {
+                    session_id: p.req_str("session_id")?,
+                    model,
+                    system_prompt,
+                })
+            }
+            MODEL_LIST => Call::ModelList,
             _ => return Err(RpcError::method_not_found(method)),
         })
     }
@@ -279,6 +310,8 @@ impl Call {
             Call::EventsReplay(_) => EVENTS_REPLAY,
             Call::HitlList { .. } => HITL_LIST,
             Call::HitlRespond(_) => HITL_RESPOND,
+            Call::SessionConfigure(_) => SESSION_CONFIGURE,
+            Call::ModelList => MODEL_LIST,
         }
     }
 }
@@ -374,6 +407,15 @@ impl Params {
             .collect()
     }
 
+    /// A string member that may also be `null` (reset) or absent (keep).
+    fn setting_str(&self, field: &str) -> Result<Setting<String>, RpcError> {
+        match self.0.get(field) {
+            None => Ok(Setting::Keep),
+            Some(Value::Null) => Ok(Setting::Reset),
+            Some(_) => Ok(self.opt_str(field)?.map_or(Setting::Reset, Setting::Set)),
+        }
+    }
+
     fn req_str(&self, field: &str) -> Result<String, RpcError> {
         self.opt_str(field)?
             .ok_or_else(|| RpcError::invalid_params(field, "required"))
@@ -435,7 +477,11 @@ pub struct InfoResult {
     pub max_sessions: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_id: Option<SessionId>,
+    /// The default model's provider (`echo`, `openai:<model>`).
     pub model: String,
+    /// Every model by name (as `model.list` gives them).
+    #[serde(default)]
+    pub models: Vec<ModelInfo>,
     pub seq: u64,
     pub running_turns: u64,
     pub drops: DropCounters,
@@ -555,6 +601,7 @@ pub enum Reply {
     Replay(ReplayResult),
     HitlList(HitlListResult),
     Respond(RespondResult),
+    ModelList(ModelListResult),
 }
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
@@ -595,6 +642,18 @@ mod tests {
                 "request_id",
             ),
             (SESSION_CREATE, json!({"title": true}), "title"),
+            (SESSION_CONFIGURE, json!({"model": "m"}), "session_id"),
+            (
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "model": 5}),
+                "model",
+            ),
+            (
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "system_prompt": ["x"]}),
+                "system_prompt",
+            ),
+            (MESSAGE_SEND, json!({"content": "hi", "model": {}}), "model"),
             (INSTANCE_PING, json!([1, 2]), "params"),
         ];
         for (method, params, field) in cases {
@@ -623,7 +682,8 @@ mod tests {
             Call::MessageSend(MessageSend {
                 session_id: None,
                 content: "hi".into(),
-                request_id: None
+                request_id: None,
+                model: None,
             })
         );
     }
@@ -655,6 +715,33 @@ mod tests {
             kind(MESSAGE_SEND, json!({"content": long_content})),
             "content_too_long"
         );
+        let long_model = "m".repeat(limits::MAX_MODEL_NAME_BYTES + 1);
+        assert_eq!(
+            kind(MESSAGE_SEND, json!({"content": "hi", "model": long_model})),
+            "model_too_long"
+        );
+        assert_eq!(
+            kind(
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "model": long_model})
+            ),
+            "model_too_long"
+        );
+        let long_prompt = "p".repeat(limits::MAX_SYSTEM_PROMPT_BYTES + 1);
+        assert_eq!(
+            kind(
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "system_prompt": long_prompt})
+            ),
+            "system_prompt_too_long"
+        );
+        let prompt = "p".repeat(limits::MAX_SYSTEM_PROMPT_BYTES);
+        let model = "m".repeat(limits::MAX_MODEL_NAME_BYTES);
+        assert!(Call::parse(
+            SESSION_CONFIGURE,
+            Some(json!({"session_id": "s", "system_prompt": prompt, "model": model}))
+        )
+        .is_ok());
         // At the limits, both are accepted.
         let title = "t".repeat(limits::MAX_TITLE_CHARS);
         assert!(Call::parse(SESSION_CREATE, Some(json!({"title": title}))).is_ok());

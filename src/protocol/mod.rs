@@ -9,6 +9,7 @@ pub mod ids;
 pub mod jsonrpc;
 pub mod limits;
 pub mod methods;
+pub mod models;
 pub mod types;
 
 #[cfg(test)]

@@ -103,8 +103,15 @@ CREATE TABLE grants (
 );
 ";
 
+/// Schema version 4 (issue 14: clients as peers). Each part of the issue adds its own lines.
+const V4: &str = "
+-- Per-session models and settings: `session.configure`; NULL is the server's default.
+ALTER TABLE sessions ADD COLUMN model TEXT;
+ALTER TABLE sessions ADD COLUMN system_prompt TEXT;
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The tables each schema version must have: a database claiming a version without them belongs
 /// to someone else.
@@ -112,6 +119,8 @@ const TABLES: &[&[&str]] = &[
     &["sessions", "messages", "turns", "state"],
     &["tool_calls", "request_keys"],
     &["hitl_requests", "grants"],
+    // V4: per-session models and settings add columns only.
+    &[],
 ];
 
 /// How long to wait on another connection's lock before calling the database locked.
@@ -331,7 +340,7 @@ mod tests {
     #[test]
     fn a_new_database_is_current_in_wal_mode_with_foreign_keys() {
         let (_dir, store) = new_store();
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
         assert_eq!(pragma::<String>(&store.conn, "journal_mode"), "wal");
         assert_eq!(pragma::<i64>(&store.conn, "foreign_keys"), 1);
         assert_eq!(pragma::<i64>(&store.conn, "synchronous"), 2, "FULL");
@@ -361,7 +370,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&dir.path().join("zcoord.db")).expect("reopen");
         assert_eq!(schema(&store.conn), before);
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
     }
 
     #[test]
