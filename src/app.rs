@@ -39,6 +39,8 @@ pub struct Ready {
     pub rpc_endpoint: String,
     pub pub_endpoint: String,
     pub model: String,
+    /// Every model by name, the default first.
+    pub models: Vec<String>,
     pub store: String,
     /// Turns a crash had left running, closed as aborted at start-up.
     pub recovered_turns: u64,
@@ -129,6 +131,9 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
         model: models.default_model().name(),
         store: store_name.clone(),
     };
+    let catalog = models.catalog().list();
+    let mut names: Vec<String> = catalog.models.into_iter().map(|m| m.name).collect();
+    names.sort_by_key(|n| *n != catalog.default);
     let mut core = Core::new(
         meta,
         CoreConfig {
@@ -164,6 +169,7 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
         rpc_endpoint: transport.rpc_endpoint.clone(),
         pub_endpoint: transport.pub_endpoint.clone(),
         model: models.default_model().name(),
+        models: names,
         store: store_name,
         recovered_turns,
     };
