@@ -164,6 +164,7 @@ const CALL_CODES: &[i64] = &[
     code::TOO_MANY_SESSIONS,
     code::HITL_NOT_FOUND,
     code::HITL_RESOLVED,
+    code::MODEL_NOT_FOUND,
 ];
 
 fn lossy(bytes: &[u8]) -> String {
