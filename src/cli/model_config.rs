@@ -421,6 +421,29 @@ token_delay_ms = 0
         assert!(matches!(r.default, ModelConfig::Echo { .. }));
     }
 
+    /// The README's example resolves as it says: `fast` the default, two more beside it.
+    #[test]
+    fn the_readme_example_resolves() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Several models by name")
+            .nth(1)
+            .expect("the README's section");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|t| t.split("```").next())
+            .expect("its example");
+        let env = |v: &str| (v == "OPENAI_API_KEY").then(|| "sk-x".to_owned());
+        let r = resolve_all(&ModelArgs::default(), &file(toml), env).unwrap();
+        assert_eq!(r.default_name.as_deref(), Some("fast"));
+        assert_eq!(r.others.keys().collect::<Vec<_>>(), ["offline", "smart"]);
+        let ModelConfig::OpenAi(smart) = &r.others["smart"] else {
+            panic!("smart is an OpenAI model")
+        };
+        assert_eq!(smart.context_budget_tokens, 32768);
+    }
+
     #[test]
     fn table_mistakes_are_reported() {
         let bad = |toml: &str, args: ModelArgs| {
