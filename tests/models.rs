@@ -12,20 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{spawn_daemon_with, Daemon, Events};
-use fake_openai::{finish, text, usage, FakeServer, Reply};
+use fake_openai::{finish, runtime, text, usage, FakeServer, Reply};
 use serde_json::{json, Value};
 use zcoord::client::ClientError;
 use zcoord::config::{Config, ModelConfig, StoreConfig};
 use zcoord::model::openai::OpenAiConfig;
 use zcoord::protocol::limits::{MAX_MODEL_NAME_BYTES, MAX_SYSTEM_PROMPT_BYTES};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn openai(model: &str, base_url: &str) -> ModelConfig {
     let mut c = OpenAiConfig::new(model, base_url);

@@ -34,7 +34,9 @@ pub struct FileConfig {
 }
 
 /// One `[models.NAME]` table: a model of its own, none of its settings taken from the flags
-/// or the top-level keys (those describe the model `--model echo|openai:<model>` names).
+/// or the top-level keys (those describe the model `--model echo|openai:<model>` names). The
+/// keys repeat the top-level ones on purpose: serde cannot flatten a shared struct into both
+/// and still refuse unknown keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelTable {

@@ -1,16 +1,14 @@
 //! Core tests of named models and per-session settings: `session.configure`, `model.list`, and
 //! which model (and how many bytes of history) each turn gets. No sockets, no clock.
 
-use uuid::Uuid;
-
 use super::models::{ModelCatalog, ModelEntry};
 use super::persist::Change;
 use super::testing::Stored;
 use super::tests::{at, ctx, send};
 use super::*;
 use crate::protocol::events::Event;
-use crate::protocol::ids::{InstanceId, SessionId};
-use crate::protocol::methods::{Call, Endpoints, MessageSend, Reply};
+use crate::protocol::ids::SessionId;
+use crate::protocol::methods::{Call, MessageSend, Reply};
 use crate::protocol::models::{Configure, Setting};
 use crate::protocol::types::SessionPayload;
 
@@ -22,23 +20,9 @@ fn core() -> Core {
     };
     let mut models = ModelCatalog::single("small", entry("echo", 1 << 10));
     models.add("big", entry("openai:big", 4 << 10));
-    let meta = InstanceMeta {
-        instance_id: InstanceId(Uuid::from_u128(0xfeed)),
-        started_at: at(0),
-        version: "test".into(),
-        pid: 1,
-        endpoints: Endpoints {
-            rpc: "ipc://r".into(),
-            pub_: "ipc://p".into(),
-        },
-        model: "echo".into(),
-        store: "memory".into(),
-    };
-    let config = CoreConfig {
-        models,
-        ..CoreConfig::default()
-    };
-    Core::new(meta, config, Box::new(ids::Sequential::default()))
+    let mut c = super::tests::core();
+    c.config.models = models;
+    c
 }
 
 fn configure(
