@@ -432,4 +432,22 @@ fn serve_reads_model_tables_from_its_config_file() {
         requests[0].header("authorization"),
         Some("Bearer sk-fast-test")
     );
+
+    // `zcoord send --model` picks the model for its turn; an unknown name is the error reply.
+    let send = |model: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zcoord"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["send", "--model", model, "hello"])
+            .env_remove("ZCOORD_RPC")
+            .env_remove("ZCOORD_PUB")
+            .output()
+            .unwrap()
+    };
+    let out = send("offline");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo: hello"));
+    let out = send("nope");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model_not_found"));
 }
