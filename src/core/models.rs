@@ -12,7 +12,7 @@ use super::persist::Change;
 use super::state::{record_of, Core};
 use crate::protocol::events::Event;
 use crate::protocol::limits::DEFAULT_CONTEXT_BYTES;
-use crate::protocol::models::{Configure, ModelInfo, ModelListResult};
+use crate::protocol::models::{Configure, ModelInfo, ModelListResult, Setting};
 use crate::protocol::types::SessionPayload;
 
 /// A model as the core sees it.
@@ -116,7 +116,7 @@ impl Core {
         self.refuse_if_shutting_down()?;
         self.refuse_if_degraded()?;
         let id = self.session(&c.session_id)?.id;
-        if let crate::protocol::models::Setting::Set(name) = &c.model {
+        if let Setting::Set(name) = &c.model {
             self.config.models.get(name)?;
         }
         let session = self.sessions.get_mut(&id).expect("resolved above");
