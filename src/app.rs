@@ -21,6 +21,7 @@ use crate::core::{ids::UuidV7, Core, CoreConfig, InstanceMeta};
 use crate::model::context::{ContextBudget, DEFAULT_CONTEXTS_BYTES};
 use crate::model::echo::Echo;
 use crate::model::openai::OpenAi;
+use crate::model::registry::Models;
 use crate::model::{Model, ModelError};
 use crate::protocol::ids::InstanceId;
 use crate::protocol::methods::Endpoints;
@@ -38,6 +39,8 @@ pub struct Ready {
     pub rpc_endpoint: String,
     pub pub_endpoint: String,
     pub model: String,
+    /// Every model by name, the default first.
+    pub models: Vec<String>,
     pub store: String,
     /// Turns a crash had left running, closed as aborted at start-up.
     pub recovered_turns: u64,
@@ -63,7 +66,7 @@ pub struct Server {
     transport: Transport,
     inputs: Inputs,
     core: Core,
-    model: Arc<dyn Model>,
+    models: Models,
     writer: Writer,
     heartbeat_interval: Duration,
     promotion: Option<Promotion>,
@@ -73,21 +76,40 @@ pub struct Server {
 /// sockets and builds the core, recovering turns a crash left running.
 pub fn start(config: Config) -> Result<Server, StartError> {
     let tools = Arc::new(Tools::new(&config.tools)?);
-    let model: Arc<dyn Model> = match &config.model {
-        ModelConfig::Echo { token_delay } => Arc::new(Echo {
-            token_delay: *token_delay,
-            tools,
-        }),
-        ModelConfig::OpenAi(c) => {
-            Arc::new(OpenAi::new(c.clone(), tools).map_err(StartError::Model)?)
-        }
-    };
-    start_with_model(config, model)
+    let model = build(&config.model, &tools)?;
+    let name = config.model_name.clone().unwrap_or_else(|| model.name());
+    let mut models = Models::new(&name, model);
+    for (name, c) in &config.models {
+        models
+            .add(name, build(c, &tools)?)
+            .map_err(StartError::Model)?;
+    }
+    start_with_models(config, models)
 }
 
-/// As [`start`], with a model built by the caller instead of `config.model` (which is ignored):
-/// for embedding zcoord with a provider of one's own, and for the benchmark's timestamping model.
+/// The provider `c` describes.
+fn build(c: &ModelConfig, tools: &Arc<Tools>) -> Result<Arc<dyn Model>, StartError> {
+    Ok(match c {
+        ModelConfig::Echo { token_delay } => Arc::new(Echo {
+            token_delay: *token_delay,
+            tools: Arc::clone(tools),
+        }),
+        ModelConfig::OpenAi(c) => {
+            Arc::new(OpenAi::new(c.clone(), Arc::clone(tools)).map_err(StartError::Model)?)
+        }
+    })
+}
+
+/// As [`start`], with a model built by the caller instead of `config.model` and
+/// `config.models` (which are ignored): for embedding zcoord with a provider of one's own, and
+/// for the benchmark's timestamping model.
 pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server, StartError> {
+    let name = config.model_name.clone().unwrap_or_else(|| model.name());
+    start_with_models(config, Models::new(&name, model))
+}
+
+/// As [`start`], with the models built by the caller.
+pub fn start_with_models(config: Config, models: Models) -> Result<Server, StartError> {
     let mut store: Box<dyn Store> = match config.store {
         StoreConfig::Memory(m) => Box::new(m),
         StoreConfig::Sqlite(path) => Box::new(SqliteStore::open(&path)?),
@@ -106,16 +128,19 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
             rpc: transport.rpc_endpoint.clone(),
             pub_: transport.pub_endpoint.clone(),
         },
-        model: model.name(),
+        model: models.default_model().name(),
         store: store_name.clone(),
     };
+    let catalog = models.catalog().list();
+    let mut names: Vec<String> = catalog.models.into_iter().map(|m| m.name).collect();
+    names.sort_by_key(|n| *n != catalog.default);
     let mut core = Core::new(
         meta,
         CoreConfig {
             idempotency_capacity: config.idempotency_capacity,
             replay: config.replay,
             max_sessions: config.max_sessions,
-            context_bytes: model.context_bytes(),
+            models: models.catalog(),
             known_tools: config
                 .tools
                 .names()
@@ -147,7 +172,8 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
         started_at,
         rpc_endpoint: transport.rpc_endpoint.clone(),
         pub_endpoint: transport.pub_endpoint.clone(),
-        model: model.name(),
+        model: models.default_model().name(),
+        models: names,
         store: store_name,
         recovered_turns,
     };
@@ -156,7 +182,7 @@ pub fn start_with_model(config: Config, model: Arc<dyn Model>) -> Result<Server,
         transport,
         inputs,
         core,
-        model,
+        models,
         writer,
         heartbeat_interval: config.heartbeat_interval,
         promotion: config.promotion,
@@ -177,13 +203,13 @@ impl Server {
             transport,
             inputs: Inputs { requests },
             core,
-            model,
+            models,
             writer,
             heartbeat_interval,
             promotion,
         } = self;
         let contexts = ContextBudget::new(DEFAULT_CONTEXTS_BYTES);
-        let (mut actor, receivers) = Actor::new(core, model, &transport, writer, contexts);
+        let (mut actor, receivers) = Actor::new(core, models, &transport, writer, contexts);
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
         let started = now();

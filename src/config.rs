@@ -4,6 +4,7 @@ use crate::core::policy::ToolPolicy;
 use crate::protocol::limits::{
     DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_TOOL_CLAIM_TIMEOUT_SECS,
 };
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,7 +37,12 @@ pub enum ModelConfig {
 pub struct Config {
     pub transport: TransportConfig,
     pub heartbeat_interval: Duration,
+    /// The default model: a turn runs it unless its message or its session names another.
     pub model: ModelConfig,
+    /// The default model's name; `None`: what runs it (`echo`, `openai:<model>`).
+    pub model_name: Option<String>,
+    /// More models, by name (`[models.NAME]` in the config file).
+    pub models: BTreeMap<String, ModelConfig>,
     /// How many `message.send` `request_id`s are remembered for idempotent retries.
     pub idempotency_capacity: usize,
     /// What the replay ring keeps for `events.replay`.
@@ -73,6 +79,8 @@ impl Default for Config {
             model: ModelConfig::Echo {
                 token_delay: Duration::from_millis(5),
             },
+            model_name: None,
+            models: BTreeMap::new(),
             idempotency_capacity: 10_000,
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::core::ids::Sequential;
+use crate::core::models::ModelEntry;
 use crate::core::policy::Policy;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
@@ -134,6 +135,14 @@ impl Harness {
             ..CoreConfig::default()
         };
         config.tool_policy.set("word_count", Policy::Ask);
+        // A second model, so scripts can switch sessions and messages between two names.
+        config.models.add(
+            "fast",
+            ModelEntry {
+                provider: "fuzz".into(),
+                context_bytes: 1 << 10,
+            },
+        );
         Harness {
             core: Core::new(meta, config, Box::new(Sequential::default())),
             now: T0,

@@ -93,6 +93,25 @@ fn the_harness_answers_through_the_core() {
     assert_eq!(h.handle(&[]), Outcome::Dropped);
 }
 
+/// The harness has two models, so the `models-*` seeds reach both answers of a name.
+#[test]
+fn the_harness_configures_sessions_between_two_models() {
+    let mut h = Harness::new();
+    let call =
+        |h: &mut Harness, body: &str| reply_json(&h.handle(&message(&[b"peer", body.as_bytes()])));
+    let list = call(&mut h, r#"{"jsonrpc":"2.0","id":1,"method":"model.list"}"#);
+    assert_eq!(list["result"]["default"], "echo");
+    assert_eq!(list["result"]["models"][1]["name"], "fast");
+    call(
+        &mut h,
+        r#"{"jsonrpc":"2.0","id":2,"method":"session.create"}"#,
+    );
+    let set = r#"{"jsonrpc":"2.0","id":3,"method":"session.configure","params":{"session_id":"00000000-0000-0000-0000-000000000001","model":"fast"}}"#;
+    assert_eq!(call(&mut h, set)["result"]["model"], "fast");
+    let unknown = set.replace("\"fast\"", "\"slow\"");
+    assert_eq!(call(&mut h, &unknown)["error"]["code"], -32018);
+}
+
 #[test]
 fn the_checks_catch_wrong_answers() {
     let frames = message(&[

@@ -49,6 +49,7 @@ fn turn(history: &[(Role, &str)]) -> TurnStart {
             })
             .collect(),
         client_tools: std::sync::Arc::from([]),
+        system_prompt: None,
     }
 }
 

@@ -8,18 +8,10 @@ mod fake_openai;
 use std::time::Duration;
 
 use common::{spawn_daemon_with, topics};
-use fake_openai::{finish, text, tool_piece, usage, FakeServer, Reply, Step};
+use fake_openai::{finish, runtime, text, tool_piece, usage, FakeServer, Reply, Step};
 use serde_json::json;
 use zcoord::config::ModelConfig;
 use zcoord::model::openai::OpenAiConfig;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn model(base_url: &str) -> OpenAiConfig {
     let mut c = OpenAiConfig::new("fake-model", base_url);

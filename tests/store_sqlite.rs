@@ -50,6 +50,8 @@ fn session(n: u128, title: &str, updated: i64) -> Change {
         title: title.into(),
         created_at: at(n as i64),
         updated_at: at(updated),
+        model: None,
+        system_prompt: None,
     })
 }
 
@@ -367,6 +369,8 @@ fn migrates_a_version_1_database() {
                 title: "Live session".into(),
                 created_at: fixture_time(0),
                 updated_at: fixture_time(40),
+                model: None,
+                system_prompt: None,
             },
             message_count: 4,
             grants: vec![],

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -20,8 +19,8 @@ use crate::core::answer::Answer;
 use crate::core::read::MessageRows;
 use crate::core::{CallContext, Core, Effect, ModelEvent};
 use crate::model::context::{Context, ContextBudget};
+use crate::model::registry::Models;
 use crate::model::runner::{spawn_turn, TurnHandle};
-use crate::model::Model;
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
 use crate::protocol::ids::TurnId;
@@ -55,7 +54,8 @@ pub struct Stopped {
 /// The one owner of the core.
 pub(super) struct Actor<'t> {
     pub(super) core: Core,
-    pub(super) model: Arc<dyn Model>,
+    /// The models by name; each turn runs the one the core named.
+    pub(super) models: Models,
     pub(super) model_tx: mpsc::Sender<(TurnId, ModelEvent)>,
     pub(super) transport: &'t Transport,
     /// Running model tasks; dropping a handle stops its task.
@@ -130,7 +130,7 @@ pub(super) struct Inputs<S> {
 impl<'t> Actor<'t> {
     pub(super) fn new(
         core: Core,
-        model: Arc<dyn Model>,
+        models: Models,
         transport: &'t Transport,
         writer: Writer,
         contexts: ContextBudget,
@@ -140,7 +140,7 @@ impl<'t> Actor<'t> {
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
         let actor = Actor {
             core,
-            model,
+            models,
             model_tx,
             transport,
             turns: HashMap::new(),
@@ -461,8 +461,10 @@ impl<'t> Actor<'t> {
                     session_id,
                     context,
                     client_tools,
+                    model,
+                    system_prompt,
                 } => {
-                    tracing::debug!(%turn_id, %session_id, "turn start");
+                    tracing::debug!(%turn_id, %session_id, %model, "turn start");
                     // The history comes from the store's thread, after the turn's own message,
                     // once there is room for it.
                     let context = Context {
@@ -470,11 +472,12 @@ impl<'t> Actor<'t> {
                         reader: self.writer.reader(),
                         budget: self.contexts.clone(),
                     };
-                    let model = self.model.clone();
+                    let model = self.models.get(&model).clone();
                     let handle = spawn_turn(
                         model,
                         turn_id,
                         session_id,
+                        system_prompt,
                         context,
                         client_tools,
                         self.model_tx.clone(),

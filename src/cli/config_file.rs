@@ -28,6 +28,32 @@ pub struct FileConfig {
     /// `[tool_policy]`: tool name = policy word, checked by `tool_config.rs`.
     #[serde(default)]
     pub tool_policy: BTreeMap<String, String>,
+    /// `[models.NAME]`: more models by name, resolved by `model_config.rs`.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelTable>,
+}
+
+/// One `[models.NAME]` table: a model of its own, none of its settings taken from the flags
+/// or the top-level keys (those describe the model `--model echo|openai:<model>` names). The
+/// keys repeat the top-level ones on purpose: serde cannot flatten a shared struct into both
+/// and still refuse unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTable {
+    /// `echo` or `openai`.
+    pub provider: String,
+    /// The provider's model name (`openai` only).
+    pub model: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub system_prompt: Option<String>,
+    pub context_budget_tokens: Option<usize>,
+    pub max_tool_rounds: Option<u32>,
+    pub connect_timeout_secs: Option<f64>,
+    pub chunk_timeout_secs: Option<f64>,
+    pub max_retries: Option<u32>,
+    /// `echo` only.
+    pub token_delay_ms: Option<u64>,
 }
 
 /// The file as read, and where from.

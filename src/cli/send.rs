@@ -1,4 +1,4 @@
-//! `zcoord send [--session ID] <text>`: sends a message, prints the reply's tokens as they stream
+//! `zcoord send [--session ID] [--model NAME] <text>`: sends a message, prints the reply's tokens as they stream
 //! (tool calls and requests for a person on stderr; at a terminal it asks the person itself),
 //! exits at `llm.end`: 0 when the turn completed, 1 otherwise.
 //!
@@ -27,6 +27,9 @@ pub struct SendArgs {
     /// Idempotency key: sending again with the same key starts nothing new.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// The model for this turn alone, by name (`zcoord call model.list` lists them).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Give up if no event for the turn arrives for this long, in seconds.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
@@ -65,6 +68,9 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     }
     if let Some(r) = &args.request_id {
         params["request_id"] = json!(r);
+    }
+    if let Some(m) = &args.model {
+        params["model"] = json!(m);
     }
     let sent: SendResult = serde_json::from_value(rpc.call("message.send", params)?)
         .map_err(|e| ClientError::BadReply(e.to_string()))?;

@@ -147,7 +147,7 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, workspace: Option<&Path>) -> i32 
 fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow::Result<Config> {
     let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
     let file = config_file::read(args.config.as_deref(), data_dir)?;
-    let model = model_config::resolve(&args.model, &file.keys, |var| std::env::var(var).ok())?;
+    let models = model_config::resolve_all(&args.model, &file.keys, |var| std::env::var(var).ok())?;
     let cwd = std::env::current_dir()?;
     let tools = tool_config::resolve(&args.tools, workspace, &file, env, &cwd)?;
     for tool in &tools.unknown_tools {
@@ -198,7 +198,9 @@ fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow
             ..TransportConfig::default()
         },
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval),
-        model,
+        model: models.default,
+        model_name: models.default_name,
+        models: models.others,
         store,
         replay: ReplayLimits {
             max_events: args.replay_events,
@@ -414,6 +416,9 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
             "zcoord {} serving (model {}, store {})",
             ready.instance_id, ready.model, ready.store
         );
+        if ready.models.len() > 1 {
+            println!("  models: {} (the first is the default)", ready.models.join(", "));
+        }
         if let Some(p) = promoted {
             match p.previous_instance_id {
                 Some(prev) => println!("  promoted: took over from instance {prev}"),

@@ -187,6 +187,7 @@ fn a_message_from_a_client_that_said_hello_carries_its_author() {
             session_id: None,
             content: content.into(),
             request_id: None,
+            model: None,
         })
     };
     c.reply(call("from the editor"), &on(b"A", 1)).unwrap();

@@ -27,6 +27,9 @@ pub struct TurnStart {
     pub history: Vec<HistoryEntry>,
     /// Tools present clients run, offered to the model beside the built-in ones.
     pub client_tools: Arc<[ClientToolSpec]>,
+    /// The session's system prompt (`session.configure`): in place of the model's configured
+    /// one when set, and `""` for none at all; `None` leaves the model's own.
+    pub system_prompt: Option<String>,
 }
 
 /// An effect for the actor to carry out, in order.
@@ -41,6 +44,10 @@ pub enum Effect {
         context: ContextRead,
         /// Tools present clients run, offered to the model this turn.
         client_tools: Arc<[ClientToolSpec]>,
+        /// The name of the model that runs it (`CoreConfig::models`).
+        model: String,
+        /// For [`TurnStart::system_prompt`].
+        system_prompt: Option<String>,
     },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
     CancelTurn(TurnId),

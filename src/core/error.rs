@@ -51,6 +51,11 @@ pub enum CoreError {
         why: String,
         claimant: Option<String>,
     },
+    #[error("no model named {model:?}")]
+    ModelNotFound {
+        model: String,
+        available: Vec<String>,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -93,6 +98,9 @@ impl From<CoreError> for RpcError {
                 why,
                 claimant,
             } => RpcError::not_claimant(&call_id, &why, claimant.as_deref()),
+            CoreError::ModelNotFound { model, available } => {
+                RpcError::model_not_found(&model, &available)
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod effects;
 pub mod error;
 pub mod hitl;
 pub mod ids;
+pub mod models;
 pub mod peers;
 pub mod persist;
 pub mod policy;
@@ -22,6 +23,8 @@ pub mod turn;
 mod bounds_tests;
 #[cfg(test)]
 mod clients_tests;
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

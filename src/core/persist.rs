@@ -44,6 +44,9 @@ pub struct SessionRecord {
     pub title: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// `session.configure`'s settings; `None`: the server's.
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +178,11 @@ impl Change {
         const FIXED: usize = 160;
         FIXED
             + match self {
-                Change::SessionUpsert(s) => s.title.len(),
+                Change::SessionUpsert(s) => {
+                    s.title.len()
+                        + s.model.as_ref().map_or(0, String::len)
+                        + s.system_prompt.as_ref().map_or(0, String::len)
+                }
                 Change::MessageUpsert(m) => {
                     m.content.len()
                         + m.tool

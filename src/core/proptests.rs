@@ -33,6 +33,7 @@ use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
 };
+use crate::protocol::models::{Configure, Setting};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
 use crate::store::Rows;
 
@@ -102,6 +103,8 @@ enum Op {
     /// `tool.claim`/`tool.result` from client `n` (or an anonymous socket) for `call-<c>`.
     Claim(u8, u8),
     Result(u8, u8),
+    /// `session.configure` of the model: kept, reset, `echo`, `fast`, or a name there is not.
+    Configure(Sel, u8),
 }
 
 /// The tool clients declare in these runs.
@@ -163,6 +166,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(Op::Goodbye),
         2 => (0u8..4, 0u8..3).prop_map(|(n, c)| Op::Claim(n, c)),
         2 => (0u8..4, 0u8..3).prop_map(|(n, c)| Op::Result(n, c)),
+        1 => (sel(), 0u8..5).prop_map(|(s, m)| Op::Configure(s, m)),
     ]
 }
 
@@ -227,6 +231,8 @@ struct Mirror {
     claimed: HashSet<(TurnId, String)>,
     /// Client-run calls started (`executor: client`), and whether the model was told its end.
     client_calls: HashMap<(TurnId, String), bool>,
+    /// Each session's model as its last `session.update` said (`None`: the default).
+    session_models: HashMap<SessionId, Option<String>>,
 }
 
 impl Mirror {
@@ -252,9 +258,13 @@ impl Mirror {
                     turn_id,
                     session_id,
                     context,
+                    model,
                     ..
                 } => {
                     assert_eq!(self.running.get(turn_id), Some(session_id));
+                    // No send here names a model: the session's, else the default.
+                    let want = self.session_models[session_id].as_deref().unwrap_or("echo");
+                    assert_eq!(model, want);
                     // The history given is every message appended, read back from the store.
                     let history = context
                         .execute(&mut Rows(&mut self.stored.store))
@@ -323,6 +333,7 @@ impl Mirror {
                     self.appended.insert(s.id, Vec::new());
                 }
                 self.check_payload(s);
+                self.session_models.insert(s.id, s.model.clone());
             }
             Event::SessionActivated(s) => {
                 self.check_payload(s);
@@ -474,7 +485,17 @@ struct Harness {
 impl Harness {
     fn new(page: usize) -> Self {
         Harness {
-            core: core(),
+            core: {
+                let mut c = core();
+                c.config.models.add(
+                    "fast",
+                    super::models::ModelEntry {
+                        provider: "test".into(),
+                        context_bytes: 1 << 10,
+                    },
+                );
+                c
+            },
             now: at(0),
             mirror: Mirror::default(),
             remembered: VecDeque::new(),
@@ -751,6 +772,7 @@ impl Harness {
                 }
             }
             Op::Respond(pick, kind) => self.respond(pick.as_ref(), *kind),
+            Op::Configure(sel, pick) => self.configure(sel, *pick),
         }
     }
 
@@ -816,6 +838,45 @@ impl Harness {
         live.filter(|_| !shut)
     }
 
+    /// `session.configure` of a session's model: refused during shutdown, for a session that is
+    /// not live, and for a name there is not (changing nothing); else the session says so.
+    fn configure(&mut self, sel: &Sel, pick: u8) {
+        let model = match pick {
+            0 => Setting::Keep,
+            1 => Setting::Reset,
+            2 => Setting::Set("echo".to_owned()),
+            3 => Setting::Set("fast".to_owned()),
+            _ => Setting::Set("nope".to_owned()),
+        };
+        let (raw, live) = self.resolve(sel);
+        let before = live.and_then(|id| self.mirror.session_models.get(&id).cloned());
+        let got = self.call(Call::SessionConfigure(Configure {
+            session_id: raw.clone(),
+            model: model.clone(),
+            system_prompt: Setting::Keep,
+        }));
+        let fx = self.absorb();
+        match live {
+            _ if self.mirror.shut_down => assert_eq!(got, Err(CoreError::ShuttingDown)),
+            None => assert_eq!(got, Err(CoreError::SessionNotFound(raw))),
+            Some(_) if model == Setting::Set("nope".into()) => {
+                assert!(
+                    matches!(got, Err(CoreError::ModelNotFound { .. })),
+                    "{got:?}"
+                );
+                assert!(fx.is_empty(), "a refused configure did {fx:?}");
+            }
+            Some(id) => {
+                let Ok(Reply::Session(s)) = got else {
+                    panic!("{got:?}")
+                };
+                assert_eq!(s.model, model.apply(before.flatten()));
+                assert_eq!(self.mirror.session_models[&id], s.model);
+                self.mirror.check_payload(&s);
+            }
+        }
+    }
+
     fn send(&mut self, to: Option<&Sel>, content: &str, request: Option<u8>) {
         let request_id = request.map(|r| format!("req-{r}"));
         let replay = request_id.as_ref().and_then(|r| {
@@ -832,6 +893,7 @@ impl Harness {
             session_id: target.as_ref().map(|(raw, _)| raw.clone()),
             content: content.to_owned(),
             request_id: request_id.clone(),
+            model: None,
         }));
         let fx = self.absorb();
         if let Some(before) = replay {

@@ -38,6 +38,10 @@ pub struct Session {
     pub running: Option<TurnId>,
     /// Tools approved for the whole session (`approve_session`), kept until it is deleted.
     pub grants: BTreeSet<String>,
+    /// The model its turns run unless a message names another (`None`: the default).
+    pub model: Option<String>,
+    /// Sent to the model in place of its configured system prompt (`None`: the model's own).
+    pub system_prompt: Option<String>,
 }
 
 impl Session {
@@ -50,6 +54,8 @@ impl Session {
             message_count: 0,
             running: None,
             grants: BTreeSet::new(),
+            model: None,
+            system_prompt: None,
         }
     }
 
@@ -66,6 +72,8 @@ impl Session {
                 SessionStatus::Idle
             },
             grants: self.grants.iter().cloned().collect(),
+            model: self.model.clone(),
+            system_prompt: self.system_prompt.clone(),
         }
     }
 }

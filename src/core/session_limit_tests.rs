@@ -32,6 +32,7 @@ fn send_new(c: &mut Core, request_id: &str) -> Result<Reply, CoreError> {
         session_id: None,
         content: "hello".into(),
         request_id: Some(request_id.into()),
+        model: None,
     });
     c.reply(call, &ctx(2))
 }
@@ -109,6 +110,8 @@ fn sessions_restored_over_a_lowered_limit_are_kept_and_new_ones_refused() {
             title: format!("restored {n}"),
             created_at: at(0),
             updated_at: at(0),
+            model: None,
+            system_prompt: None,
         };
         crate::core::persist::StoredSession {
             record,

@@ -13,6 +13,7 @@ use super::effects::Effect;
 use super::error::CoreError;
 use super::hitl::Requests;
 use super::ids::IdGen;
+use super::models::ModelCatalog;
 use super::peers::Peers;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::policy::ToolPolicy;
@@ -29,8 +30,8 @@ use crate::protocol::events::{
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::{
-    DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_CONTEXT_BYTES, DEFAULT_HITL_TIMEOUT_SECS,
-    DEFAULT_MAX_SESSIONS, DEFAULT_TOOL_CLAIM_TIMEOUT_SECS, SESSION_LIST_EVENT_MAX,
+    DEFAULT_CLIENT_TIMEOUT_SECS, DEFAULT_HITL_TIMEOUT_SECS, DEFAULT_MAX_SESSIONS,
+    DEFAULT_TOOL_CLAIM_TIMEOUT_SECS, SESSION_LIST_EVENT_MAX,
 };
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
@@ -64,9 +65,10 @@ pub struct CoreConfig {
     /// Sessions held at once; creating one more (explicitly or by `message.send`) is refused
     /// with `too_many_sessions`. Deleted sessions do not count.
     pub max_sessions: usize,
-    /// Most bytes of message content a turn's model is given (the newest messages; the newest
-    /// always): the model's context window, so a long history is never read whole.
-    pub context_bytes: usize,
+    /// The models by name and the default. Each says how many bytes of message content a
+    /// turn of it is given (the newest messages; the newest always): its context window, so a
+    /// long history is never read whole.
+    pub models: ModelCatalog,
     /// Which tool calls run at once, wait for a person, or never run.
     pub tool_policy: ToolPolicy,
     /// A request unanswered this long is `expired`; `None`: never.
@@ -87,7 +89,7 @@ impl Default for CoreConfig {
             checkpoint_interval: time::Duration::seconds(1),
             replay: ReplayLimits::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
-            context_bytes: DEFAULT_CONTEXT_BYTES,
+            models: ModelCatalog::default(),
             tool_policy: ToolPolicy::default(),
             hitl_timeout: Some(time::Duration::seconds(DEFAULT_HITL_TIMEOUT_SECS)),
             known_tools: crate::tools::default_names()
@@ -304,6 +306,8 @@ impl Core {
             }
             Call::ToolClaim(r) => self.claim(r, &ctx.peer, now).map(Reply::Claim),
             Call::ToolResult(r) => self.tool_result(r, &ctx.peer).map(Reply::Ok),
+            Call::SessionConfigure(c) => self.configure(c, now).map(Reply::Session),
+            Call::ModelList => Ok(Reply::ModelList(self.config.models.list())),
         };
         reply.map(Outcome::Reply)
     }
@@ -396,7 +400,7 @@ impl Core {
             return Ok(done.clone());
         }
         self.refuse_if_shutting_down()?;
-        let session_id = match &send.session_id {
+        let existing = match &send.session_id {
             Some(raw) => {
                 let s = self.session(raw)?;
                 if let Some(turn_id) = s.running {
@@ -405,8 +409,18 @@ impl Core {
                         turn_id,
                     });
                 }
-                s.id
+                Some(s)
             }
+            None => None,
+        };
+        // Before anything changes: an unknown model refuses the whole call.
+        let (model, entry) = self.config.models.pick(
+            send.model.as_deref(),
+            existing.and_then(|s| s.model.as_deref()),
+        )?;
+        let (model, context_bytes) = (model.to_owned(), entry.context_bytes);
+        let session_id = match existing.map(|s| s.id) {
+            Some(id) => id,
             None => self.create_session(title_from(&send.content), now)?,
         };
 
@@ -420,8 +434,9 @@ impl Core {
         let context = ContextRead {
             session_id,
             count: session.message_count,
-            max_bytes: self.config.context_bytes,
+            max_bytes: context_bytes,
         };
+        let system_prompt = session.system_prompt.clone();
         let session_payload = session.payload();
         let session_record = record_of(session);
         let mut turn = Turn::new(turn_id, session_id, now);
@@ -470,6 +485,7 @@ impl Core {
             Event::LlmStart(LlmStartPayload {
                 session_id,
                 turn_id,
+                model: model.clone(),
             }),
             now,
         );
@@ -479,6 +495,8 @@ impl Core {
             session_id,
             context,
             client_tools,
+            model,
+            system_prompt,
         });
 
         let result = SendResult {
@@ -624,7 +642,7 @@ impl Core {
         list.into_iter().map(Session::payload).collect()
     }
 
-    fn session(&self, raw: &str) -> Result<&Session, CoreError> {
+    pub(super) fn session(&self, raw: &str) -> Result<&Session, CoreError> {
         SessionId::parse(raw)
             .and_then(|id| self.sessions.get(&id))
             .ok_or_else(|| CoreError::SessionNotFound(raw.to_owned()))
@@ -692,6 +710,7 @@ impl Core {
             max_sessions: self.config.max_sessions as u64,
             active_session_id: self.active,
             model: self.meta.model.clone(),
+            models: self.config.models.list().models,
             seq: self.seq,
             running_turns: self.turns.len() as u64,
             drops: ctx.drops.clone(),
@@ -722,5 +741,7 @@ pub(super) fn record_of(s: &Session) -> SessionRecord {
         title: s.title.clone(),
         created_at: s.created_at,
         updated_at: s.updated_at,
+        model: s.model.clone(),
+        system_prompt: s.system_prompt.clone(),
     }
 }

@@ -96,6 +96,7 @@ pub(super) fn send(
         session_id: session.map(|s| s.to_string()),
         content: content.into(),
         request_id: None,
+        model: None,
     });
     match c.reply(call, &ctx(secs)).unwrap() {
         Reply::Send(r) => r,
@@ -277,6 +278,7 @@ fn second_send_while_running_is_busy_and_changes_nothing() {
                 session_id: Some(r.session_id.to_string()),
                 content: "two".into(),
                 request_id: None,
+                model: None,
             }),
             &ctx(2),
         )
@@ -393,6 +395,7 @@ fn request_id_is_idempotent_and_bounded() {
             session_id: None,
             content: "x".into(),
             request_id: Some(rid.into()),
+            model: None,
         })
     };
     let first = c.reply(call("a"), &ctx(1)).unwrap();
@@ -551,6 +554,7 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
                 session_id: None,
                 content: "late".into(),
                 request_id: None,
+                model: None,
             }),
             &ctx(10),
         )
@@ -674,6 +678,7 @@ fn send_persists_the_user_message_turn_and_session_before_anything_shows() {
         session_id: None,
         content: "hi".into(),
         request_id: Some("k1".into()),
+        model: None,
     });
     let Reply::Send(r) = c.reply(call, &ctx(1)).unwrap() else {
         panic!()
@@ -831,6 +836,8 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
                 title: "t".into(),
                 created_at: at(0),
                 updated_at: at(1),
+                model: None,
+                system_prompt: None,
             },
             message_count: 1,
             grants: vec![],
@@ -891,6 +898,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         session_id: None,
         content: "question".into(),
         request_id: Some("k".into()),
+        model: None,
     });
     assert_eq!(c.reply(retry, &ctx(52)).unwrap(), Reply::Send(kept));
     assert!(c.take_effects().is_empty());

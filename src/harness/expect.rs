@@ -169,6 +169,7 @@ const CALL_CODES: &[i64] = &[
     code::TOOL_CALL_NOT_FOUND,
     code::NOT_CLAIMANT,
     code::TOO_MANY_CLIENTS,
+    code::MODEL_NOT_FOUND,
 ];
 
 fn lossy(bytes: &[u8]) -> String {

@@ -36,6 +36,7 @@ pub fn spawn_turn(
     model: Arc<dyn Model>,
     turn_id: TurnId,
     session_id: SessionId,
+    system_prompt: Option<String>,
     context: Context,
     client_tools: Arc<[ClientToolSpec]>,
     tx: mpsc::Sender<(TurnId, ModelEvent)>,
@@ -65,6 +66,7 @@ pub fn spawn_turn(
             session_id,
             history,
             client_tools,
+            system_prompt,
         };
         let mut task = tokio::spawn(model.run(turn, sink.clone()));
         let outcome = tokio::select! {

@@ -30,6 +30,7 @@ pub mod code {
     pub const TOOL_CALL_NOT_FOUND: i64 = -32016;
     pub const NOT_CLAIMANT: i64 = -32017;
     pub const TOO_MANY_CLIENTS: i64 = -32020;
+    pub const MODEL_NOT_FOUND: i64 = -32018;
 }
 
 /// The `error` member of a response.
@@ -202,6 +203,17 @@ impl RpcError {
         .with_data("request", json!(request))
     }
 
+    /// `model` names no model this server has: `data.available` lists the names it has.
+    pub fn model_not_found(model: &str, available: &[String]) -> Self {
+        RpcError::new(
+            code::MODEL_NOT_FOUND,
+            format!("no model named {model:?}; model.list gives the names"),
+        )
+        .with_kind("model_not_found")
+        .with_data("model", json!(model))
+        .with_data("available", json!(available))
+    }
+
     pub fn request_id_too_long(bytes: usize, limit: usize) -> Self {
         let what = format!("{bytes} bytes");
         Self::over_limit("request_id", "request_id_too_long", what, bytes, limit)
@@ -349,6 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn model_not_found_golden_json() {
+        assert_eq!(
+            serde_json::to_value(RpcError::model_not_found(
+                "big",
+                &["echo".into(), "fast".into()]
+            ))
+            .unwrap(),
+            json!({"code":-32018,
+                   "message":"no model named \"big\"; model.list gives the names",
+                   "data":{"kind":"model_not_found","model":"big","available":["echo","fast"]}})
+        );
+    }
+
+    #[test]
     fn too_many_sessions_golden_json() {
         assert_eq!(
             serde_json::to_value(RpcError::too_many_sessions(3, 3)).unwrap(),
@@ -376,6 +402,10 @@ mod tests {
             code::REPLAY_UNAVAILABLE,
             code::TOO_MANY_PENDING,
             code::TOO_MANY_SESSIONS,
+            code::STORE_UNAVAILABLE,
+            code::HITL_NOT_FOUND,
+            code::HITL_RESOLVED,
+            code::MODEL_NOT_FOUND,
         ];
         let n = all.len();
         all.sort();

@@ -115,6 +115,9 @@ impl MessageAppendPayload {
 pub struct LlmStartPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
+    /// The name of the model that runs the turn (`model.list`).
+    #[serde(default)]
+    pub model: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use super::events::*;
 use super::hitl::*;
 use super::ids::*;
 use super::methods::*;
+use super::models::*;
 use super::types::*;
 
 const T: OffsetDateTime = datetime!(2026-03-04 05:06:07.5 UTC);
@@ -50,6 +51,8 @@ fn session() -> SessionPayload {
         message_count: 2,
         status: SessionStatus::Running,
         grants: vec![],
+        model: None,
+        system_prompt: None,
     }
 }
 
@@ -104,6 +107,12 @@ fn method_results() {
             max_sessions: 10_000,
             active_session_id: Some(sid()),
             model: "echo".into(),
+            models: vec![ModelInfo {
+                name: "echo".into(),
+                provider: "echo".into(),
+                default: true,
+                context_bytes: 262_144,
+            }],
             seq: 7,
             running_turns: 0,
             drops: DropCounters::default(),
@@ -134,7 +143,10 @@ fn method_results() {
                "started_at": T_JSON, "uptime": "0s",
                "endpoints": {"rpc": "ipc:///r", "pub": "ipc:///p"},
                "session_count": 1, "max_sessions": 10_000, "active_session_id": S,
-               "model": "echo", "seq": 7,
+               "model": "echo",
+               "models": [{"name": "echo", "provider": "echo", "default": true,
+                           "context_bytes": 262_144}],
+               "seq": 7,
                "running_turns": 0,
                "drops": {"replies_dropped": 0, "outbound_dropped": 0,
                          "requests_refused_busy": 0, "requests_dropped": 0},
@@ -306,6 +318,66 @@ fn hitl_shapes() {
     );
 }
 
+#[test]
+fn model_shapes() {
+    both_ways(
+        &ModelListResult {
+            default: "fast".into(),
+            models: vec![
+                ModelInfo {
+                    name: "fast".into(),
+                    provider: "openai:small".into(),
+                    default: true,
+                    context_bytes: 131_072,
+                },
+                ModelInfo {
+                    name: "offline".into(),
+                    provider: "echo".into(),
+                    default: false,
+                    context_bytes: 262_144,
+                },
+            ],
+        },
+        json!({"default": "fast", "models": [
+            {"name": "fast", "provider": "openai:small", "default": true, "context_bytes": 131_072},
+            {"name": "offline", "provider": "echo", "default": false, "context_bytes": 262_144}]}),
+    );
+    // A configured session shows its settings; an unconfigured one has neither member.
+    let configured = SessionPayload {
+        model: Some("fast".into()),
+        system_prompt: Some("Answer in French.".into()),
+        ..session()
+    };
+    let mut golden = session_json();
+    golden["model"] = json!("fast");
+    golden["system_prompt"] = json!("Answer in French.");
+    both_ways(&configured, golden);
+    // session.configure: absent keeps, null resets, a string sets.
+    let params = json!({"session_id": S, "model": null, "system_prompt": "Be brief."});
+    assert_eq!(
+        Call::parse(SESSION_CONFIGURE, Some(params)).unwrap(),
+        Call::SessionConfigure(Configure {
+            session_id: S.into(),
+            model: Setting::Reset,
+            system_prompt: Setting::Set("Be brief.".into()),
+        })
+    );
+    let params = json!({"session_id": S, "model": "fast"});
+    assert_eq!(
+        Call::parse(SESSION_CONFIGURE, Some(params)).unwrap(),
+        Call::SessionConfigure(Configure {
+            session_id: S.into(),
+            model: Setting::Set("fast".into()),
+            system_prompt: Setting::Keep,
+        })
+    );
+    let params = json!({"content": "hi", "model": "offline"});
+    let Call::MessageSend(send) = Call::parse(MESSAGE_SEND, Some(params)).unwrap() else {
+        panic!("message.send parses as a send");
+    };
+    assert_eq!(send.model.as_deref(), Some("offline"));
+}
+
 /// Each event: its golden payload, its key, and decoding it back by topic.
 #[test]
 fn events_payloads_and_keys() {
@@ -375,8 +447,9 @@ fn events_payloads_and_keys() {
             Event::LlmStart(LlmStartPayload {
                 session_id: sid(),
                 turn_id: tid(),
+                model: "fast".into(),
             }),
-            json!({"session_id": S, "turn_id": TU}),
+            json!({"session_id": S, "turn_id": TU, "model": "fast"}),
             format!("llm.start/{S}"),
         ),
         (
@@ -660,6 +733,7 @@ fn envelope_golden() {
         Event::LlmStart(LlmStartPayload {
             session_id: sid(),
             turn_id: tid(),
+            model: "echo".into(),
         }),
         iid(),
     );
@@ -668,7 +742,7 @@ fn envelope_golden() {
     assert_eq!(
         v,
         json!({"seq": 9, "instance_id": I, "topic": "llm.start", "session_id": S,
-               "timestamp": T_JSON, "payload": {"session_id": S, "turn_id": TU}})
+               "timestamp": T_JSON, "payload": {"session_id": S, "turn_id": TU, "model": "echo"}})
     );
     let hb = Published::new(
         1,
@@ -703,6 +777,7 @@ fn welcome_golden_and_encoder_reuse() {
         Event::LlmStart(LlmStartPayload {
             session_id: sid(),
             turn_id: tid(),
+            model: "echo".into(),
         })
     };
     let a = enc.encode(1, T, start(), iid());

@@ -31,6 +31,13 @@ pub const MAX_REQUEST_ID_BYTES: usize = 256;
 /// a message's content, [`MAX_CONTENT_BYTES`]).
 pub const MAX_REASON_BYTES: usize = 4 << 10;
 pub const MAX_CLIENT_ID_BYTES: usize = 256;
+/// Longest model name `session.configure` and `message.send` take, in UTF-8 bytes
+/// (`model_too_long`); the names themselves come from the server's configuration.
+pub const MAX_MODEL_NAME_BYTES: usize = 128;
+/// Longest `session.configure` `system_prompt`, in UTF-8 bytes (`system_prompt_too_long`): the
+/// core holds it with the session and every `SessionPayload` carries it, so it is bounded like
+/// an event's text. A longer prompt belongs in the model's configuration (`system_prompt`).
+pub const MAX_SYSTEM_PROMPT_BYTES: usize = MAX_EVENT_TEXT_BYTES;
 /// A human-in-the-loop request unanswered this long becomes `expired` (`--hitl-timeout-secs`).
 pub const DEFAULT_HITL_TIMEOUT_SECS: i64 = 600;
 /// A client that said `client.hello` and then sent nothing for this long leaves.

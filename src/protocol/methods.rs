@@ -14,6 +14,7 @@ use super::events::Health;
 use super::hitl::{Decision, HitlListResult, HitlRequest, Respond, RespondResult};
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits;
+use super::models::{Configure, ModelInfo, ModelListResult, Setting};
 use super::types::{MessagePayload, SessionPayload};
 
 pub const STATE_SYNC: &str = "state.sync";
@@ -43,6 +44,8 @@ pub const MAX_PROTOCOL_VERSIONS: usize = 16;
 pub const MAX_CLIENT_NAME_BYTES: usize = 256;
 /// `client.hello`: `capabilities` as compact JSON.
 pub const MAX_CAPABILITIES_BYTES: usize = 4 << 10;
+pub const SESSION_CONFIGURE: &str = "session.configure";
+pub const MODEL_LIST: &str = "model.list";
 
 /// `events.replay`: at most this many prefixes, each at most this long.
 pub const MAX_REPLAY_PREFIXES: usize = 32;
@@ -73,6 +76,8 @@ pub const ALL: &[&str] = &[
     CLIENT_GOODBYE,
     TOOL_CLAIM,
     TOOL_RESULT,
+    SESSION_CONFIGURE,
+    MODEL_LIST,
 ];
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
@@ -120,6 +125,9 @@ pub enum Call {
     ClientGoodbye,
     ToolClaim(CallRef),
     ToolResult(ToolResultParams),
+    /// A session's model and system prompt.
+    SessionConfigure(Configure),
+    ModelList,
 }
 
 /// `events.replay`: the events numbered above `after_seq` whose key starts with one of
@@ -149,6 +157,8 @@ pub struct MessageSend {
     pub session_id: Option<String>,
     pub content: String,
     pub request_id: Option<String>,
+    /// The model for this turn alone, over the session's and the default.
+    pub model: Option<String>,
 }
 
 impl Call {
@@ -198,10 +208,15 @@ impl Call {
                 if let Some(r) = &request_id {
                     limits::check_request_id(r)?;
                 }
+                let model = p.opt_str("model")?;
+                if let Some(m) = &model {
+                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+                }
                 Call::MessageSend(MessageSend {
                     session_id: p.opt_str("session_id")?,
                     content,
                     request_id,
+                    model,
                 })
             }
             MESSAGE_LIST => {
@@ -304,6 +319,22 @@ impl Call {
                     is_error: p.opt_bool("is_error")?.unwrap_or(false),
                 })
             }
+            SESSION_CONFIGURE => {
+                let model = p.setting_str("model")?;
+                if let Setting::Set(m) = &model {
+                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+                }
+                let system_prompt = p.setting_str("system_prompt")?;
+                if let Setting::Set(s) = &system_prompt {
+                    limits::check_len("system_prompt", s, limits::MAX_SYSTEM_PROMPT_BYTES)?;
+                }
+                Call::SessionConfigure(Configure {
+                    session_id: p.req_str("session_id")?,
+                    model,
+                    system_prompt,
+                })
+            }
+            MODEL_LIST => Call::ModelList,
             _ => return Err(RpcError::method_not_found(method)),
         })
     }
@@ -331,6 +362,8 @@ impl Call {
             Call::ClientGoodbye => CLIENT_GOODBYE,
             Call::ToolClaim(_) => TOOL_CLAIM,
             Call::ToolResult(_) => TOOL_RESULT,
+            Call::SessionConfigure(_) => SESSION_CONFIGURE,
+            Call::ModelList => MODEL_LIST,
         }
     }
 }
@@ -554,6 +587,15 @@ impl Params {
         })
     }
 
+    /// A string member that may also be `null` (reset) or absent (keep).
+    fn setting_str(&self, field: &str) -> Result<Setting<String>, RpcError> {
+        match self.0.get(field) {
+            None => Ok(Setting::Keep),
+            Some(Value::Null) => Ok(Setting::Reset),
+            Some(_) => Ok(self.opt_str(field)?.map_or(Setting::Reset, Setting::Set)),
+        }
+    }
+
     fn req_str(&self, field: &str) -> Result<String, RpcError> {
         self.opt_str(field)?
             .ok_or_else(|| RpcError::invalid_params(field, "required"))
@@ -615,7 +657,11 @@ pub struct InfoResult {
     pub max_sessions: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_id: Option<SessionId>,
+    /// The default model's provider (`echo`, `openai:<model>`).
     pub model: String,
+    /// Every model by name (as `model.list` gives them).
+    #[serde(default)]
+    pub models: Vec<ModelInfo>,
     pub seq: u64,
     pub running_turns: u64,
     pub drops: DropCounters,
@@ -741,6 +787,7 @@ pub enum Reply {
     Hello(HelloResult),
     ClientList(ClientListResult),
     Claim(ToolClaimResult),
+    ModelList(ModelListResult),
 }
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
@@ -781,6 +828,18 @@ mod tests {
                 "request_id",
             ),
             (SESSION_CREATE, json!({"title": true}), "title"),
+            (SESSION_CONFIGURE, json!({"model": "m"}), "session_id"),
+            (
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "model": 5}),
+                "model",
+            ),
+            (
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "system_prompt": ["x"]}),
+                "system_prompt",
+            ),
+            (MESSAGE_SEND, json!({"content": "hi", "model": {}}), "model"),
             (INSTANCE_PING, json!([1, 2]), "params"),
         ];
         for (method, params, field) in cases {
@@ -809,7 +868,8 @@ mod tests {
             Call::MessageSend(MessageSend {
                 session_id: None,
                 content: "hi".into(),
-                request_id: None
+                request_id: None,
+                model: None,
             })
         );
     }
@@ -841,6 +901,33 @@ mod tests {
             kind(MESSAGE_SEND, json!({"content": long_content})),
             "content_too_long"
         );
+        let long_model = "m".repeat(limits::MAX_MODEL_NAME_BYTES + 1);
+        assert_eq!(
+            kind(MESSAGE_SEND, json!({"content": "hi", "model": long_model})),
+            "model_too_long"
+        );
+        assert_eq!(
+            kind(
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "model": long_model})
+            ),
+            "model_too_long"
+        );
+        let long_prompt = "p".repeat(limits::MAX_SYSTEM_PROMPT_BYTES + 1);
+        assert_eq!(
+            kind(
+                SESSION_CONFIGURE,
+                json!({"session_id": "s", "system_prompt": long_prompt})
+            ),
+            "system_prompt_too_long"
+        );
+        let prompt = "p".repeat(limits::MAX_SYSTEM_PROMPT_BYTES);
+        let model = "m".repeat(limits::MAX_MODEL_NAME_BYTES);
+        assert!(Call::parse(
+            SESSION_CONFIGURE,
+            Some(json!({"session_id": "s", "system_prompt": prompt, "model": model}))
+        )
+        .is_ok());
         // At the limits, both are accepted.
         let title = "t".repeat(limits::MAX_TITLE_CHARS);
         assert!(Call::parse(SESSION_CREATE, Some(json!({"title": title}))).is_ok());

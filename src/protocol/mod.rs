@@ -10,6 +10,7 @@ pub mod ids;
 pub mod jsonrpc;
 pub mod limits;
 pub mod methods;
+pub mod models;
 pub mod tool_schema;
 pub mod types;
 

@@ -28,6 +28,12 @@ pub struct SessionPayload {
     /// Tools approved for every call in this session (`hitl.respond` `approve_session`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// The model its turns run (`session.configure`); absent: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Its system prompt (`session.configure`); absent: the model's configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

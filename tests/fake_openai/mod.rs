@@ -17,6 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// A runtime for the fake servers of a test that talks to the daemon synchronously.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// One step of a scripted reply.
 #[derive(Debug, Clone)]
 pub enum Step {

@@ -98,15 +98,17 @@ impl Model for OpenAi {
 impl Provider {
     async fn run_turn(&self, turn: TurnStart, sink: TurnSink) -> Result<(), ModelError> {
         let config = &self.config;
-        let mut messages = prompt::conversation(
-            config.system_prompt.as_deref(),
-            &turn.history,
-            config.context_budget_tokens,
-        );
         // The built-in tools, and those present clients run (a client's call ends through the
         // core, like an approval: the model never runs it here).
         let mut offered = self.offered.clone();
         offered.extend(turn.client_tools.iter().map(ToolSpec::from));
+        // The session's prompt replaces the configured one; `""` means none at all.
+        let system_prompt = turn
+            .system_prompt
+            .as_deref()
+            .or(config.system_prompt.as_deref());
+        let mut messages =
+            prompt::conversation(system_prompt, &turn.history, config.context_budget_tokens);
         let max_rounds = config.max_tool_rounds.max(1);
         let mut totals = Usage::default();
         let mut ids = CallIds::default();

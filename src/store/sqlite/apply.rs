@@ -66,16 +66,20 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
     match change {
         Change::SessionUpsert(s) => {
             tx.prepare_cached(
-                "INSERT INTO sessions (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO sessions (id, title, created_at, updated_at, model, system_prompt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET title = excluded.title,
-                     created_at = excluded.created_at, updated_at = excluded.updated_at",
+                     created_at = excluded.created_at, updated_at = excluded.updated_at,
+                     model = excluded.model, system_prompt = excluded.system_prompt",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     s.id.to_string(),
                     s.title,
                     nanos(s.created_at),
-                    nanos(s.updated_at)
+                    nanos(s.updated_at),
+                    s.model,
+                    s.system_prompt
                 ])
             })
             .map_err(err("saving a session"))?;

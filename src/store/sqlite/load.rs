@@ -111,7 +111,8 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
         .prepare_cached(
             "SELECT s.id, s.title, s.created_at, s.updated_at,
                     (SELECT MAX(m.position) + 1 FROM messages m WHERE m.session_id = s.id),
-                    (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id)
+                    (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id),
+                    s.model, s.system_prompt
              FROM sessions s WHERE s.deleted_at IS NULL",
         )
         .map_err(err)?;
@@ -123,6 +124,8 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
             title: text(row, 1, "sessions.title")?.to_owned(),
             created_at: time_at(row, 2, "sessions.created_at")?,
             updated_at: time_at(row, 3, "sessions.updated_at")?,
+            model: row.get(6).map_err(err)?,
+            system_prompt: row.get(7).map_err(err)?,
         };
         let count: Option<i64> = row.get(4).map_err(err)?;
         let lowest: Option<i64> = row.get(5).map_err(err)?;

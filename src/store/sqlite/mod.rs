@@ -15,6 +15,8 @@ mod columns;
 mod load;
 mod schema;
 #[cfg(test)]
+mod settings_tests;
+#[cfg(test)]
 mod tests;
 
 use std::ops::Range;

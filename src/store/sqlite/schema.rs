@@ -103,10 +103,13 @@ CREATE TABLE grants (
 );
 ";
 
-/// Schema version 4 (issue 14).
+/// Schema version 4 (issue 14: clients as peers). Each part of the issue adds its own lines.
 const V4: &str = "
 -- Clients as peers: on user messages, {client_id, name} of the client that sent it, as JSON.
 ALTER TABLE messages ADD COLUMN author TEXT;
+-- Per-session models and settings: `session.configure`; NULL is the server's default.
+ALTER TABLE sessions ADD COLUMN model TEXT;
+ALTER TABLE sessions ADD COLUMN system_prompt TEXT;
 ";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -118,6 +121,7 @@ const TABLES: &[&[&str]] = &[
     &["sessions", "messages", "turns", "state"],
     &["tool_calls", "request_keys"],
     &["hitl_requests", "grants"],
+    // V4: authors, per-session models and settings add columns only.
     &[],
 ];
 

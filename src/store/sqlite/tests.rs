@@ -36,6 +36,8 @@ pub(super) fn session(n: u128) -> Change {
         title: format!("s{n}"),
         created_at: at(0),
         updated_at: at(1),
+        model: None,
+        system_prompt: None,
     })
 }
 
