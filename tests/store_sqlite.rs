@@ -103,6 +103,8 @@ fn request_key(n: u128, session: u128, message: u128, turn: u128) -> Change {
             session_id: sid(session),
             message_id: mid(message),
             turn_id: tid(turn),
+            queued: false,
+            position: None,
         },
         created_at: at(400 + n as i64),
     }
@@ -379,6 +381,7 @@ fn migrates_a_version_1_database() {
         streaming: vec![],
         request_keys: vec![],
         pending_hitl: vec![],
+        queued: vec![],
     };
     assert_eq!(snap, expected);
     let messages = vec![
@@ -397,6 +400,8 @@ fn migrates_a_version_1_database() {
         session_id: live,
         message_id: partial.id,
         turn_id: running,
+        queued: false,
+        position: None,
     };
     store
         .commit(&[

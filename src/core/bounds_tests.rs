@@ -164,6 +164,7 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
             session_id: Some(session.clone()),
             content: "more".into(),
             request_id: None,
+            when_busy: Default::default(),
         }),
     ];
     for call in writes {

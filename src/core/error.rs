@@ -1,8 +1,9 @@
 //! The core's refusals, and the one place they become JSON-RPC errors.
 
+use super::queue::QueueScope;
 use crate::protocol::errors::RpcError;
 use crate::protocol::hitl::HitlRequest;
-use crate::protocol::ids::TurnId;
+use crate::protocol::ids::{SessionId, TurnId};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
@@ -33,6 +34,15 @@ pub enum CoreError {
     HitlNotFound(String),
     #[error("request {} already resolved", .0.id)]
     HitlResolved(Box<HitlRequest>),
+    #[error("the {} queue is full ({} messages, {} bytes queued)", .scope.as_str(), .queued.0, .queued.1)]
+    QueueFull {
+        session_id: SessionId,
+        scope: QueueScope,
+        /// Messages and bytes the full queue holds.
+        queued: (u64, u64),
+        limit: Option<u64>,
+        limit_bytes: u64,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -59,6 +69,19 @@ impl From<CoreError> for RpcError {
             }
             CoreError::HitlNotFound(id) => RpcError::hitl_not_found(&id),
             CoreError::HitlResolved(request) => RpcError::hitl_resolved(&request),
+            CoreError::QueueFull {
+                session_id,
+                scope,
+                queued,
+                limit,
+                limit_bytes,
+            } => RpcError::queue_full(
+                &session_id.to_string(),
+                scope.as_str(),
+                queued,
+                limit,
+                limit_bytes,
+            ),
         }
     }
 }

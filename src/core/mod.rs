@@ -8,6 +8,7 @@ pub mod hitl;
 pub mod ids;
 pub mod persist;
 pub mod policy;
+pub mod queue;
 pub mod read;
 pub mod replay;
 mod restore;
@@ -30,6 +31,9 @@ mod session_limit_tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod queue_tests;
 
 pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart, Verdict};
 pub use error::CoreError;

@@ -1,10 +1,11 @@
 //! A session as the core holds it: its row, how many messages it has (they live in the store)
 //! and whether a turn is running.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use time::OffsetDateTime;
 
+use super::queue::QueuedMessage;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo};
 
@@ -38,6 +39,9 @@ pub struct Session {
     pub running: Option<TurnId>,
     /// Tools approved for the whole session (`approve_session`), kept until it is deleted.
     pub grants: BTreeSet<String>,
+    /// Messages waiting to run as the next turns, oldest first. Non-empty only while a turn
+    /// runs (or while the server shuts down, which keeps them for the restart).
+    pub queue: VecDeque<QueuedMessage>,
 }
 
 impl Session {
@@ -50,7 +54,13 @@ impl Session {
             message_count: 0,
             running: None,
             grants: BTreeSet::new(),
+            queue: VecDeque::new(),
         }
+    }
+
+    /// Bytes of content queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.iter().map(|q| q.content.len()).sum()
     }
 
     pub fn payload(&self) -> SessionPayload {
@@ -66,6 +76,7 @@ impl Session {
                 SessionStatus::Idle
             },
             grants: self.grants.iter().cloned().collect(),
+            queue_length: self.queue.len() as u64,
         }
     }
 }

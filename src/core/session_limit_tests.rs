@@ -32,6 +32,7 @@ fn send_new(c: &mut Core, request_id: &str) -> Result<Reply, CoreError> {
         session_id: None,
         content: "hello".into(),
         request_id: Some(request_id.into()),
+        when_busy: Default::default(),
     });
     c.reply(call, &ctx(2))
 }

@@ -14,14 +14,16 @@ use super::hitl::Requests;
 use super::ids::IdGen;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::policy::ToolPolicy;
+use super::queue::QueueLimits;
 use super::read::{ContextRead, Read};
 use super::replay::{EventRing, ReplayLimits};
 use super::session::{clip_title, title_from, Session};
 use super::turn::Turn;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
-    MessageAppendPayload, PromotedPayload, SessionListPayload, ShutdownPayload, StatusPayload,
+    DequeueReason, EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
+    MessageAppendPayload, MessageDequeuedPayload, PromotedPayload, SessionListPayload,
+    ShutdownPayload, StatusPayload,
 };
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
@@ -31,7 +33,7 @@ use crate::protocol::limits::{
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
     OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
-    SessionListResult, StateSyncResult, TransportInfo,
+    SessionListResult, StateSyncResult, TransportInfo, WhenBusy,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
 use crate::protocol::PROTOCOL_VERSION;
@@ -70,6 +72,8 @@ pub struct CoreConfig {
     /// The tools the server can run. A call of any other tool is not asked about: it runs, and
     /// running it says the tool is unknown.
     pub known_tools: std::collections::BTreeSet<String>,
+    /// How many messages, and bytes of them, may wait behind running turns.
+    pub queue: QueueLimits,
 }
 
 impl Default for CoreConfig {
@@ -86,6 +90,7 @@ impl Default for CoreConfig {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            queue: QueueLimits::default(),
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Core {
     pub(super) degraded: Option<Degraded>,
     /// Human-in-the-loop requests waiting, and recently resolved.
     pub(super) requests: Requests,
+    /// Bytes of content queued over all sessions (`config.queue.max_total_bytes` bounds it).
+    pub(super) queued_bytes: usize,
 }
 
 /// Why and since when the store cannot commit.
@@ -155,6 +162,7 @@ impl Core {
             encoder: EventEncoder::default(),
             degraded: None,
             requests: Requests::default(),
+            queued_bytes: 0,
         }
     }
 
@@ -242,8 +250,20 @@ impl Core {
                 self.activate(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
             }
-            Call::SessionInterrupt { session_id } => {
-                let running = self.session(&session_id)?.running;
+            Call::SessionInterrupt {
+                session_id,
+                clear_queue,
+            } => {
+                let s = self.session(&session_id)?;
+                let (id, running) = (s.id, s.running);
+                // Clearing is a change the events must show, and nothing follows
+                // `instance.shutdown`: the queue is kept for the restart.
+                if clear_queue {
+                    self.refuse_if_shutting_down()?;
+                }
+                // Cleared first, so the end of the turn starts nothing.
+                let cleared =
+                    clear_queue.then(|| self.discard_queue(id, DequeueReason::Cleared, now));
                 if let Some(turn_id) = running {
                     self.effects.push(Effect::CancelTurn(turn_id));
                     self.end_turn(turn_id, EndReason::Interrupted, None, now);
@@ -251,6 +271,7 @@ impl Core {
                 Ok(Reply::Interrupt(InterruptResult {
                     ok: true,
                     interrupted: running.is_some(),
+                    cleared,
                 }))
             }
             Call::MessageSend(send) => self.send(send, now).map(Reply::Send),
@@ -352,23 +373,77 @@ impl Core {
             return Ok(done.clone());
         }
         self.refuse_if_shutting_down()?;
+        let request_id = send.request_id.clone();
         let session_id = match &send.session_id {
             Some(raw) => {
                 let s = self.session(raw)?;
-                if let Some(turn_id) = s.running {
-                    return Err(CoreError::SessionBusy {
-                        session_id: raw.clone(),
-                        turn_id,
-                    });
+                match (s.running, send.when_busy) {
+                    (None, _) => s.id,
+                    (Some(_), WhenBusy::Queue) => {
+                        let id = s.id;
+                        let result = self.enqueue(id, send, now)?;
+                        self.keep_answer(request_id, &result, now);
+                        return Ok(result);
+                    }
+                    (Some(turn_id), WhenBusy::Reject) => {
+                        return Err(CoreError::SessionBusy {
+                            session_id: raw.clone(),
+                            turn_id,
+                        })
+                    }
                 }
-                s.id
             }
             None => self.create_session(title_from(&send.content), now)?,
         };
 
         let message_id = MessageId(self.ids.next_id());
         let turn_id = TurnId(self.ids.next_id());
-        let session = self.sessions.get_mut(&session_id).expect("resolved above");
+        self.begin_turn(session_id, message_id, turn_id, send.content, false, now);
+        let result = SendResult {
+            ok: true,
+            session_id,
+            message_id,
+            turn_id,
+            queued: false,
+            position: None,
+        };
+        self.keep_answer(request_id, &result, now);
+        Ok(result)
+    }
+
+    /// Remembers a send's answer under its `request_id`, in memory and in the store.
+    fn keep_answer(
+        &mut self,
+        request_id: Option<String>,
+        result: &SendResult,
+        now: OffsetDateTime,
+    ) {
+        let Some(request_id) = request_id else {
+            return;
+        };
+        self.persist(Change::RequestKey {
+            request_id: request_id.clone(),
+            result: result.clone(),
+            created_at: now,
+        });
+        self.remember(request_id, result.clone());
+    }
+
+    /// Appends the user message `message_id` to the idle session `session_id` and starts turn
+    /// `turn_id` on it: the store changes first, then (for a message that waited in the queue)
+    /// its `message.dequeued`, then `message.append`, `llm.start` and `session.update`.
+    pub(super) fn begin_turn(
+        &mut self,
+        session_id: SessionId,
+        message_id: MessageId,
+        turn_id: TurnId,
+        content: String,
+        from_queue: bool,
+        now: OffsetDateTime,
+    ) {
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
         let position = session.message_count;
         session.message_count += 1;
         session.updated_at = now;
@@ -378,6 +453,7 @@ impl Core {
             count: session.message_count,
             max_bytes: self.config.context_bytes,
         };
+        let queue_length = session.queue.len() as u64;
         let session_payload = session.payload();
         let session_record = record_of(session);
         self.turns
@@ -388,7 +464,7 @@ impl Core {
             position,
             turn_id: Some(turn_id),
             role: Role::User,
-            content: send.content.clone(),
+            content: content.clone(),
             created_at: now,
             status: StoredStatus::Complete,
             tool: None,
@@ -399,6 +475,21 @@ impl Core {
             started_at: now,
         });
         self.persist(Change::SessionUpsert(session_record));
+        if from_queue {
+            // After the message is stored: a crash in between finds it in the history, and
+            // loading skips a queued row whose message is already there.
+            self.persist(Change::QueueRemove { message_id });
+            self.publish(
+                Event::MessageDequeued(MessageDequeuedPayload {
+                    session_id,
+                    message_id,
+                    turn_id,
+                    reason: DequeueReason::Started,
+                    queue_length,
+                }),
+                now,
+            );
+        }
 
         self.publish(
             Event::MessageAppend(
@@ -406,7 +497,7 @@ impl Core {
                     session_id,
                     message_id,
                     role: Role::User,
-                    content: send.content,
+                    content,
                     turn_id: Some(turn_id),
                     status: MessageStatus::Complete,
                     created_at: now,
@@ -431,22 +522,6 @@ impl Core {
             session_id,
             context,
         });
-
-        let result = SendResult {
-            ok: true,
-            session_id,
-            message_id,
-            turn_id,
-        };
-        if let Some(request_id) = send.request_id {
-            self.persist(Change::RequestKey {
-                request_id: request_id.clone(),
-                result: result.clone(),
-                created_at: now,
-            });
-            self.remember(request_id, result.clone());
-        }
-        Ok(result)
     }
 
     pub(super) fn remember(&mut self, request_id: String, result: SendResult) {
@@ -489,6 +564,8 @@ impl Core {
     }
 
     fn delete_session(&mut self, id: SessionId, now: OffsetDateTime) {
+        // Discarded first, so the end of its turn starts nothing.
+        self.discard_queue(id, DequeueReason::Deleted, now);
         if let Some(turn_id) = self.sessions.get(&id).and_then(|s| s.running) {
             self.effects.push(Effect::CancelTurn(turn_id));
             self.end_turn(turn_id, EndReason::Interrupted, None, now);

@@ -30,6 +30,8 @@ pub mod topic {
     pub const INSTANCE_STATUS: &str = "instance.status";
     pub const HITL_PENDING: &str = "hitl.pending";
     pub const HITL_RESOLVED: &str = "hitl.resolved";
+    pub const MESSAGE_QUEUED: &str = "message.queued";
+    pub const MESSAGE_DEQUEUED: &str = "message.dequeued";
 }
 
 /// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
@@ -100,6 +102,57 @@ impl MessageAppendPayload {
         self.content_truncated = self.content_bytes.is_some();
         self
     }
+}
+
+/// A message was queued behind its session's running turn (`message.send` `when_busy:
+/// "queue"`). `message_id` and `turn_id` are the ones its turn will have; `position` is its place
+/// in the queue (1: next to run), which is also the queue's length now. `content` is cut like a
+/// `message.append`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageQueuedPayload {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+    pub content: String,
+    pub position: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub queued_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_truncated: bool,
+}
+
+impl MessageQueuedPayload {
+    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
+    pub fn clipped(mut self) -> Self {
+        self.content_bytes = clip_field(&mut self.content);
+        self.content_truncated = self.content_bytes.is_some();
+        self
+    }
+}
+
+/// Why a queued message left its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DequeueReason {
+    /// Its turn starts: its `message.append` and `llm.start` follow at once.
+    Started,
+    /// `session.interrupt` with `clear_queue: true` discarded it; it never runs.
+    Cleared,
+    /// Its session was deleted; it never runs.
+    Deleted,
+}
+
+/// A queued message left the queue: exactly one per `message.queued` (within an instance).
+/// `queue_length` is how many are still queued after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDequeuedPayload {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+    pub reason: DequeueReason,
+    pub queue_length: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +300,8 @@ pub enum Event {
     /// The same request in its final state; exactly one per `hitl.pending`, before its turn's
     /// `llm.end`.
     HitlResolved(HitlRequest),
+    MessageQueued(MessageQueuedPayload),
+    MessageDequeued(MessageDequeuedPayload),
 }
 
 impl Event {
@@ -269,6 +324,8 @@ impl Event {
             Event::InstanceStatus(_) => topic::INSTANCE_STATUS,
             Event::HitlPending(_) => topic::HITL_PENDING,
             Event::HitlResolved(_) => topic::HITL_RESOLVED,
+            Event::MessageQueued(_) => topic::MESSAGE_QUEUED,
+            Event::MessageDequeued(_) => topic::MESSAGE_DEQUEUED,
         }
     }
 
@@ -285,6 +342,8 @@ impl Event {
             Event::ToolStart(p) => Some(p.session_id),
             Event::ToolEnd(p) => Some(p.session_id),
             Event::HitlPending(r) | Event::HitlResolved(r) => Some(r.session_id),
+            Event::MessageQueued(p) => Some(p.session_id),
+            Event::MessageDequeued(p) => Some(p.session_id),
             Event::SessionList(_)
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
@@ -332,6 +391,8 @@ impl Event {
             topic::TOOL_END => Event::ToolEnd(v(payload)?),
             topic::HITL_PENDING => Event::HitlPending(v(payload)?),
             topic::HITL_RESOLVED => Event::HitlResolved(v(payload)?),
+            topic::MESSAGE_QUEUED => Event::MessageQueued(v(payload)?),
+            topic::MESSAGE_DEQUEUED => Event::MessageDequeued(v(payload)?),
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),

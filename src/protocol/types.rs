@@ -28,6 +28,14 @@ pub struct SessionPayload {
     /// Tools approved for every call in this session (`hitl.respond` `approve_session`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// Messages queued behind the running turn (`message.send` `when_busy: "queue"`); absent
+    /// when none are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queue_length: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -103,8 +103,23 @@ CREATE TABLE grants (
 );
 ";
 
+/// Schema version 4 (issue 14). Each part of the issue adds its own DDL here.
+const V4: &str = "
+-- queued messages: messages waiting behind a running turn, in rowid order (the order queued).
+-- No foreign keys, like tool calls: a session's deletion discards its queue row by row.
+CREATE TABLE queued_messages (
+    message_id TEXT PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL,
+    turn_id    TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    queued_at  INTEGER NOT NULL
+);
+-- queued messages: a queued send's answer repeats its place (NULL: it started a turn at once).
+ALTER TABLE request_keys ADD COLUMN queued_position INTEGER;
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The tables each schema version must have: a database claiming a version without them belongs
 /// to someone else.
@@ -112,6 +127,7 @@ const TABLES: &[&[&str]] = &[
     &["sessions", "messages", "turns", "state"],
     &["tool_calls", "request_keys"],
     &["hitl_requests", "grants"],
+    &["queued_messages"],
 ];
 
 /// How long to wait on another connection's lock before calling the database locked.
@@ -331,7 +347,7 @@ mod tests {
     #[test]
     fn a_new_database_is_current_in_wal_mode_with_foreign_keys() {
         let (_dir, store) = new_store();
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
         assert_eq!(pragma::<String>(&store.conn, "journal_mode"), "wal");
         assert_eq!(pragma::<i64>(&store.conn, "foreign_keys"), 1);
         assert_eq!(pragma::<i64>(&store.conn, "synchronous"), 2, "FULL");
@@ -346,6 +362,7 @@ mod tests {
             "hitl_requests",
             "hitl_pending",
             "grants",
+            "queued_messages",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
@@ -361,7 +378,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&dir.path().join("zcoord.db")).expect("reopen");
         assert_eq!(schema(&store.conn), before);
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
     }
 
     #[test]
