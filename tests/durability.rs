@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, live_subscriber, send, spawn_daemon_with, WAIT};
+use common::{eventually, live_subscriber, send, serve_sqlite, spawn_daemon_with, WAIT};
 use serde_json::{json, Value};
 use zcoord::client::RpcClient;
 use zcoord::config::{ModelConfig, StoreConfig};
@@ -167,26 +167,6 @@ fn message_list_pages_before_and_after() {
         (e.code, e.data.unwrap()["field"].clone()),
         (-32602, json!("limit"))
     );
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
-
-/// Starts `zcoord serve` with the SQLite store on its default ipc endpoints (no secret needed:
-/// the 0700 socket directory is the access control); returns the child and its endpoints.
-fn serve_sqlite(dir: &Path, extra: &[&str]) -> (Child, String, String) {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--store", "sqlite", "--heartbeat-interval", "0.05"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = common::discovery_of(dir, &child);
-    let rpc = d["endpoints"]["rpc"].as_str().unwrap().to_owned();
-    let pub_ = d["endpoints"]["pub"].as_str().unwrap().to_owned();
-    (child, rpc, pub_)
 }
 
 #[test]
