@@ -91,12 +91,14 @@ impl Core {
             content: send.content,
             queued_at: now,
         };
-        self.persist(Change::QueuePush(queued.clone()));
-        let session = self.sessions.get_mut(&session_id).expect("looked up above");
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return Err(CoreError::SessionNotFound(session_id.to_string()));
+        };
         session.queue.push_back(queued.clone());
         let position = session.queue.len() as u64;
         let payload = session.payload();
         self.queued_bytes += size;
+        self.persist(Change::QueuePush(queued.clone()));
         let result = SendResult {
             ok: true,
             session_id,
