@@ -140,9 +140,12 @@ fn op() -> impl Strategy<Value = Op> {
     let title = prop::option::of(prop::sample::select(vec!["", "  ", "notes", "ünïcode"]));
     prop_oneof![
         1 => title.prop_map(Op::Create),
-        4 => (prop::option::weighted(0.8, sel()), content, prop::option::of(0u8..4), any::<bool>())
+        4 => (prop::option::weighted(0.8, sel()), content.clone(), prop::option::of(0u8..4), any::<bool>())
             .prop_map(|(to, content, request, queue)| Op::Send { to, content, request, queue }),
-        1 => (sel(), any::<bool>()).prop_map(|(s, clear)| Op::Interrupt(s, clear)),
+        // Queueing behind a running turn, and clearing, often enough to meet each other.
+        3 => (sel(), content, prop::option::weighted(0.3, 0u8..4))
+            .prop_map(|(to, content, request)| Op::Send { to: Some(to), content, request, queue: true }),
+        2 => (sel(), any::<bool>()).prop_map(|(s, clear)| Op::Interrupt(s, clear)),
         1 => Just(Op::Restart),
         1 => sel().prop_map(Op::Delete),
         1 => sel().prop_map(Op::Activate),
@@ -1125,4 +1128,47 @@ fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cu
             (Role::Tool, cut, MessageStatus::Complete),
         ]
     );
+}
+
+/// Any index: with one session seen, every index names it.
+fn any_index() -> Index {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    any::<Index>().new_tree(&mut runner).unwrap().current()
+}
+
+/// The queue steps the property mixes in, in one plain run: three messages queued behind a
+/// turn (one with a request key), a crash and restart that runs the first, the key answered
+/// again as before, and `clear_queue` discarding the other two.
+#[test]
+fn a_queue_survives_a_restart_and_clear_queue_discards_what_is_left() {
+    let mut h = Harness::new(2);
+    h.send(None, "hi", None, false);
+    h.check();
+    let only = Sel::Seen(any_index());
+    h.send(Some(&only), "two", Some(1), true);
+    h.send(Some(&only), "three", None, true);
+    h.send(Some(&only), "four", None, true);
+    h.check();
+    let session = h.mirror.seen[0];
+    assert_eq!(h.mirror.queues[&session].len(), 3);
+    let before: Vec<TurnId> = h.mirror.queues[&session].iter().map(|q| q.1).collect();
+
+    h.apply(&Op::Restart);
+    h.check();
+    assert_eq!(h.mirror.running_in(session), Some(before[0]));
+    assert_eq!(h.mirror.queues[&session].len(), 2);
+    // The key is remembered across the restart: the same queued answer, nothing done.
+    h.send(Some(&only), "two", Some(1), true);
+    h.check();
+
+    h.apply(&Op::Interrupt(only, true));
+    h.check();
+    assert!(h.mirror.queues[&session].is_empty());
+    assert_eq!(h.mirror.running_in(session), None);
+    assert!(h
+        .mirror
+        .started
+        .iter()
+        .all(|t| *t != before[1] && *t != before[2]));
 }
