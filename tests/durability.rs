@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, live_subscriber, send, serve_sqlite, spawn_daemon_with, WAIT};
+use common::{
+    crash_and_restart, eventually, live_subscriber, send, serve_sqlite, spawn_daemon_with, WAIT,
+};
 use serde_json::{json, Value};
 use zcoord::client::RpcClient;
 use zcoord::config::{ModelConfig, StoreConfig};
@@ -173,7 +175,7 @@ fn message_list_pages_before_and_after() {
 fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_reply() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = zmq::Context::new();
-    let (mut child, rpc, pub_) = serve_sqlite(dir.path(), &["--token-delay-ms", "15"]);
+    let (child, rpc, pub_) = serve_sqlite(dir.path(), &["--token-delay-ms", "15"]);
     let events = live_subscriber(&ctx, &pub_, &["llm.token"]);
     let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
     let content = "word ".repeat(400);
@@ -182,11 +184,7 @@ fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_reply() {
         .unwrap();
     // Stream for well over a checkpoint interval (1 s) before the crash.
     events.until(|e| e.envelope.payload["index"].as_u64() >= Some(120));
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let (mut child, rpc, _) = serve_sqlite(dir.path(), &[]);
-    let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
+    let (mut child, mut client) = crash_and_restart(child, dir.path(), &ctx);
     let info = client.call("instance.info", json!({})).unwrap();
     assert_eq!(info["recovered_turns"], 1);
     assert!(info["store"].as_str().unwrap().starts_with("sqlite:"));

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, serve_sqlite, spawn_daemon_with, topics, Daemon, WAIT};
+use common::{
+    crash_and_restart, eventually, serve_sqlite, spawn_daemon_with, topics, Daemon, WAIT,
+};
 use serde_json::{json, Value};
 use zcoord::client::{ClientError, RpcClient};
 use zcoord::config::ModelConfig;
@@ -25,6 +27,14 @@ fn long(words: usize) -> String {
     "word ".repeat(words)
 }
 
+/// Starts a turn of `words` tokens in a new session: its session id and the send's answer.
+fn busy_session(client: &mut RpcClient, words: usize) -> (String, Value) {
+    let first = client
+        .call("message.send", json!({"content": long(words)}))
+        .unwrap();
+    (first["session_id"].as_str().unwrap().to_owned(), first)
+}
+
 fn queue(client: &mut RpcClient, sid: &str, content: &str) -> Result<Value, Value> {
     let params = json!({"session_id": sid, "content": content, "when_busy": "queue"});
     match client.call("message.send", params) {
@@ -38,10 +48,7 @@ fn queue(client: &mut RpcClient, sid: &str, content: &str) -> Result<Value, Valu
 fn queued_messages_run_in_order_each_as_the_next_turn() {
     let d = slow_daemon(10);
     let mut client = d.client();
-    let first = client
-        .call("message.send", json!({"content": long(100)}))
-        .unwrap();
-    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let (sid, first) = busy_session(&mut client, 100);
     let events = d.subscriber(&[&format!("message.dequeued/{sid}"), "llm.start", "llm.end"]);
     let mut turns = vec![first["turn_id"].clone()];
     for (i, content) in ["alpha", "beta", "gamma"].iter().enumerate() {
@@ -111,10 +118,7 @@ fn queued_messages_run_in_order_each_as_the_next_turn() {
 fn five_queued_messages_then_clear_queue() {
     let d = slow_daemon(20);
     let mut client = d.client();
-    let first = client
-        .call("message.send", json!({"content": long(500)}))
-        .unwrap();
-    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let (sid, _) = busy_session(&mut client, 500);
     let events = d.subscriber(&["message."]);
     let queued: Vec<Value> = (1..=5)
         .map(|i| {
@@ -183,10 +187,7 @@ fn five_queued_messages_then_clear_queue() {
 fn queue_bounds_are_refused_with_queue_full() {
     let d = slow_daemon(50);
     let mut client = d.client();
-    let a = client
-        .call("message.send", json!({"content": long(200)}))
-        .unwrap();
-    let a = a["session_id"].as_str().unwrap().to_owned();
+    let (a, _) = busy_session(&mut client, 200);
     for _ in 0..16 {
         queue(&mut client, &a, "small").unwrap();
     }
@@ -202,10 +203,7 @@ fn queue_bounds_are_refused_with_queue_full() {
     assert_eq!(s["queue_length"], 16, "the refusal changed nothing");
 
     // Bytes: four maximal messages fill a session's megabyte.
-    let b = client
-        .call("message.send", json!({"content": long(200)}))
-        .unwrap();
-    let b = b["session_id"].as_str().unwrap().to_owned();
+    let (b, _) = busy_session(&mut client, 200);
     let big = "x".repeat(256 << 10);
     for _ in 0..4 {
         queue(&mut client, &b, &big).unwrap();
@@ -237,23 +235,16 @@ fn queue_bounds_are_refused_with_queue_full() {
 fn a_queued_message_survives_kill_9_and_runs_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = zmq::Context::new();
-    let (mut child, rpc, _) = serve_sqlite(dir.path(), &["--token-delay-ms", "50"]);
+    let (child, rpc, _) = serve_sqlite(dir.path(), &["--token-delay-ms", "50"]);
     let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
-    let first = client
-        .call("message.send", json!({"content": long(400)}))
-        .unwrap();
-    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let (sid, _) = busy_session(&mut client, 400);
     let params = json!({"session_id": sid, "content": "after the crash", "when_busy": "queue",
                         "request_id": "q-1"});
     let queued = client.call("message.send", params.clone()).unwrap();
     assert_eq!(queued["queued"], true);
     assert_eq!(queued["position"], 1);
     // The reply came after the queued message was committed: a crash now keeps it.
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let (mut child, rpc, _) = serve_sqlite(dir.path(), &[]);
-    let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
+    let (mut child, mut client) = crash_and_restart(child, dir.path(), &ctx);
     let info = client.call("instance.info", json!({})).unwrap();
     assert_eq!(info["recovered_turns"], 1);
     // The same key gets the same answer, queued and placed as it was.

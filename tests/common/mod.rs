@@ -298,6 +298,20 @@ pub fn serve_sqlite(
     (child, rpc, pub_)
 }
 
+/// `kill -9`s a server started by [`serve_sqlite`], starts another on the same data directory,
+/// and connects a client to it.
+pub fn crash_and_restart(
+    mut child: std::process::Child,
+    dir: &std::path::Path,
+    ctx: &zmq::Context,
+) -> (std::process::Child, RpcClient) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (child, rpc, _) = serve_sqlite(dir, &[]);
+    let client = RpcClient::connect(ctx, &rpc, WAIT).unwrap();
+    (child, client)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `WAIT`.
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
