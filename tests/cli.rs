@@ -564,3 +564,33 @@ fn send_shows_its_turns_questions_and_the_hitl_commands_answer_them() {
     assert!(stdout(&out).contains("[ask_user] b"), "{}", stdout(&out));
     assert_eq!(stdout(&s.cli(&["hitl"])).trim(), "no pending requests");
 }
+
+/// `send --queue` to a busy session waits its turn and prints its reply; without `--queue` the
+/// same send is refused as busy.
+#[test]
+fn send_with_queue_waits_for_the_running_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &["--store", "memory", "--token-delay-ms", "20"]);
+    let long = "word ".repeat(150);
+    let first = s.cli(&[
+        "call",
+        "message.send",
+        &json!({ "content": long }).to_string(),
+    ]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let sid = first["session_id"].as_str().unwrap();
+
+    let busy = s.cli(&["send", "--session", sid, "refused"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(stderr(&busy).contains("session_busy"), "{}", stderr(&busy));
+
+    let queued = s.cli(&["send", "--session", sid, "--queue", "after you"]);
+    assert_eq!(queued.status.code(), Some(0), "{}", stderr(&queued));
+    assert!(
+        stderr(&queued).contains("queued at position 1"),
+        "{}",
+        stderr(&queued)
+    );
+    assert_eq!(stdout(&queued).trim(), "echo: after you");
+}

@@ -5,10 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, live_subscriber, send, spawn_daemon_with, WAIT};
+use common::{
+    crash_and_restart, eventually, live_subscriber, send, serve_sqlite, spawn_daemon_with, WAIT,
+};
 use serde_json::{json, Value};
 use zcoord::client::RpcClient;
 use zcoord::config::{ModelConfig, StoreConfig};
@@ -169,31 +171,11 @@ fn message_list_pages_before_and_after() {
     );
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
-
-/// Starts `zcoord serve` with the SQLite store on its default ipc endpoints (no secret needed:
-/// the 0700 socket directory is the access control); returns the child and its endpoints.
-fn serve_sqlite(dir: &Path, extra: &[&str]) -> (Child, String, String) {
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--store", "sqlite", "--heartbeat-interval", "0.05"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = common::discovery_of(dir, &child);
-    let rpc = d["endpoints"]["rpc"].as_str().unwrap().to_owned();
-    let pub_ = d["endpoints"]["pub"].as_str().unwrap().to_owned();
-    (child, rpc, pub_)
-}
-
 #[test]
 fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_reply() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = zmq::Context::new();
-    let (mut child, rpc, pub_) = serve_sqlite(dir.path(), &["--token-delay-ms", "15"]);
+    let (child, rpc, pub_) = serve_sqlite(dir.path(), &["--token-delay-ms", "15"]);
     let events = live_subscriber(&ctx, &pub_, &["llm.token"]);
     let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
     let content = "word ".repeat(400);
@@ -202,11 +184,7 @@ fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_reply() {
         .unwrap();
     // Stream for well over a checkpoint interval (1 s) before the crash.
     events.until(|e| e.envelope.payload["index"].as_u64() >= Some(120));
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let (mut child, rpc, _) = serve_sqlite(dir.path(), &[]);
-    let mut client = RpcClient::connect(&ctx, &rpc, WAIT).unwrap();
+    let (mut child, mut client) = crash_and_restart(child, dir.path(), &ctx);
     let info = client.call("instance.info", json!({})).unwrap();
     assert_eq!(info["recovered_turns"], 1);
     assert!(info["store"].as_str().unwrap().starts_with("sqlite:"));

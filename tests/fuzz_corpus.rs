@@ -284,3 +284,32 @@ fn hitl_scripts_keep_every_invariant() {
         }
     }
 }
+
+/// The queue seeds reach what they are for: the replies of `queue-cleared.bin` include queued
+/// sends at positions 1 to 5 and a `clear_queue` that discarded all five.
+#[test]
+fn the_queue_seeds_queue_and_clear() {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request/queue-cleared.bin"),
+    )
+    .expect("read seed");
+    let mut h = Harness::new();
+    let mut replies = Vec::new();
+    for step in zcoord::harness::script(&input) {
+        match step {
+            zcoord::harness::Step::Message(frames) => {
+                let frames: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
+                replies.push(reply_json(&h.handle(&frames)));
+            }
+            zcoord::harness::Step::Control { op, selector, text } => h.control(op, selector, text),
+        }
+    }
+    let positions: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r["result"]["queued"] == true)
+        .map(|r| &r["result"]["position"])
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    assert!(replies.iter().any(|r| r["result"]["queue_length"] == 5));
+    assert!(replies.iter().any(|r| r["result"]["cleared"] == 5));
+}

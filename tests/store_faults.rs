@@ -28,6 +28,11 @@ struct Server {
 /// `zcoord serve` with SQLite on ipc, ignoring `SIGXFSZ` (as a shell's `trap "" XFSZ` leaves it
 /// across `exec`), so an exceeded file-size limit is an `EFBIG` write error, not a kill.
 fn serve(dir: &Path) -> Server {
+    serve_with(dir, &[])
+}
+
+/// As [`serve`], with more `serve` arguments.
+fn serve_with(dir: &Path, extra: &[&str]) -> Server {
     let log = dir.join("server.log");
     let child = Command::new("sh")
         .arg("-c")
@@ -36,6 +41,7 @@ fn serve(dir: &Path) -> Server {
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--heartbeat-interval", "0.1"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -230,4 +236,50 @@ fn a_deleted_database_refuses_changes_until_restarted() {
     let (code, log) = server.terminate();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("deleted or replaced"), "{log}");
+}
+
+/// Queueing is a change like any other: refused while the store cannot commit, taken again once
+/// it recovers.
+#[test]
+fn a_failing_store_refuses_queueing_until_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let server = serve_with(dir.path(), &["--token-delay-ms", "50"]);
+    let status = live_subscriber(&ctx, &server.pub_, &["instance.status"]);
+    let mut client = RpcClient::connect(&ctx, &server.rpc, WAIT).unwrap();
+    let running = client
+        .call("message.send", json!({"content": "word ".repeat(400)}))
+        .unwrap();
+    let sid = running["session_id"].as_str().unwrap().to_owned();
+    let queue = json!({"session_id": sid, "content": "next", "when_busy": "queue"});
+
+    // The running turn's next checkpoint fails and the server says so.
+    server.limit_file_size(Some(0));
+    let degraded = next_of(&status, "instance.status");
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    let e = refused(&mut client, "message.send", queue.clone());
+    assert_eq!(e["code"], -32011, "{e}");
+    assert_eq!(e["data"]["kind"], "store_unavailable");
+    let s = client
+        .call("session.get", json!({"session_id": sid}))
+        .unwrap();
+    assert_eq!(s.get("queue_length"), None, "nothing was queued: {s}");
+
+    server.limit_file_size(None);
+    let back = next_of(&status, "instance.status");
+    assert_eq!(back["status"], "ok", "{back}");
+    let queued = client.call("message.send", queue).unwrap();
+    assert_eq!(
+        (&queued["queued"], &queued["position"]),
+        (&json!(true), &json!(1))
+    );
+    let cleared = client
+        .call(
+            "session.interrupt",
+            json!({"session_id": sid, "clear_queue": true}),
+        )
+        .unwrap();
+    assert_eq!(cleared["cleared"], 1);
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
 }

@@ -106,6 +106,8 @@ fn request_key(n: u128, session: u128, message: u128, turn: u128) -> Change {
             session_id: sid(session),
             message_id: mid(message),
             turn_id: tid(turn),
+            queued: false,
+            position: None,
         },
         created_at: at(400 + n as i64),
     }
@@ -385,6 +387,7 @@ fn migrates_a_version_1_database() {
         streaming: vec![],
         request_keys: vec![],
         pending_hitl: vec![],
+        queued: vec![],
     };
     assert_eq!(snap, expected);
     let messages = vec![
@@ -403,6 +406,8 @@ fn migrates_a_version_1_database() {
         session_id: live,
         message_id: partial.id,
         turn_id: running,
+        queued: false,
+        position: None,
     };
     store
         .commit(&[
@@ -457,6 +462,7 @@ fn migrates_a_version_2_database() {
     assert_eq!(snap.active_session, Some(session.record.id));
     assert_eq!(snap.request_keys[0].0, "v2-key");
     assert!(snap.pending_hitl.is_empty() && snap.open_turns.is_empty());
+    assert!(snap.queued.is_empty());
     let contents: Vec<String> = history(&mut store, &snap)[0]
         .iter()
         .map(|m| m.content.clone())

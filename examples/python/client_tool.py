@@ -5,7 +5,7 @@
                            [--calls N] [--timeout-ms MS]
 
 What an editor plugin does to offer a tool only it can run (proto-docs/PROTOCOL.md §5 "Clients as
-peers", §7.6):
+peers", §7.7):
 
   1. a SUB subscribes to `tool.start`, `hitl.resolved` and `instance.` and waits for the
      `instance.welcome` of each subscription, so no call made after start-up is missed;

@@ -1,6 +1,11 @@
 //! `zcoord send [--session ID] [--model NAME] <text>`: sends a message, prints the reply's tokens as they stream
 //! (tool calls and requests for a person on stderr; at a terminal it asks the person itself),
 //! exits at `llm.end`: 0 when the turn completed, 1 otherwise.
+//! `zcoord send [--session ID] [--queue] <text>`: sends a message, prints the reply's tokens as
+//! they stream (tool calls and requests for a person on stderr; at a terminal it asks the person
+//! itself), exits at `llm.end`: 0 when the turn completed, 1 otherwise. With `--queue`, a message
+//! to a busy session waits for its turn (the wait does not count as idle); discarded from the
+//! queue, it exits 1.
 //!
 //! PUB/SUB can lose the first events of a fresh subscription (the slow joiner). Tokens are printed
 //! as they come; if any were missed, the complete reply from the assistant `message.append` is
@@ -30,6 +35,10 @@ pub struct SendArgs {
     /// The model for this turn alone, by name (`zcoord call model.list` lists them).
     #[arg(long)]
     pub model: Option<String>,
+    /// If the session's turn is running, queue the message to run after it (and after what is
+    /// queued already) instead of failing with session_busy.
+    #[arg(long)]
+    pub queue: bool,
     /// Give up if no event for the turn arrives for this long, in seconds.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
@@ -57,6 +66,7 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
         topic::TOOL_END,
         topic::MESSAGE_APPEND,
         topic::HITL_PENDING,
+        topic::MESSAGE_DEQUEUED,
     ];
     let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
     let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
@@ -72,10 +82,18 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     if let Some(m) = &args.model {
         params["model"] = json!(m);
     }
+    if args.queue {
+        params["when_busy"] = json!("queue");
+    }
     let sent: SendResult = serde_json::from_value(rpc.call("message.send", params)?)
         .map_err(|e| ClientError::BadReply(e.to_string()))?;
     eprintln!("session {} turn {}", sent.session_id, sent.turn_id);
+    if let Some(position) = sent.position.filter(|_| sent.queued) {
+        eprintln!("queued at position {position}: waiting for the turns before it");
+    }
     let turn = sent.turn_id.to_string();
+    // Waiting in the queue is not being idle: the turns before it may take any time.
+    let mut queued = sent.queued;
 
     let idle = Duration::from_secs(args.idle_timeout);
     let mut last_event = Instant::now();
@@ -85,7 +103,7 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     let out = std::io::stdout();
     loop {
         let Some(ev) = sub.recv(Duration::from_millis(200))? else {
-            if last_event.elapsed() > idle {
+            if !queued && last_event.elapsed() > idle {
                 eprintln!("\nerror: no event for {idle:?}");
                 return Ok(EXIT_UNREACHABLE);
             }
@@ -101,7 +119,15 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
             continue;
         }
         last_event = Instant::now();
+        queued = false;
         match ev.envelope.topic.as_str() {
+            topic::MESSAGE_DEQUEUED if p["reason"] != "started" => {
+                eprintln!(
+                    "the queued message was discarded ({}): it never ran",
+                    p["reason"]
+                );
+                return Ok(EXIT_ERROR);
+            }
             topic::LLM_TOKEN => {
                 let index = p["index"].as_u64().unwrap_or(0);
                 gaps |= index != next_index;

@@ -165,6 +165,7 @@ fn a_failing_store_refuses_changes_but_reads_and_heartbeats_go_on() {
             content: "more".into(),
             request_id: None,
             model: None,
+            when_busy: Default::default(),
         }),
     ];
     for call in writes {

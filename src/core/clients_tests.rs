@@ -14,7 +14,7 @@ use crate::protocol::clients::{
 use crate::protocol::events::Event;
 use crate::protocol::hitl::{Decision, Respond};
 use crate::protocol::ids::TurnId;
-use crate::protocol::methods::{Call, DropCounters, MessageSend, Reply};
+use crate::protocol::methods::{Call, DropCounters, MessageSend, Reply, WhenBusy};
 
 fn on(peer: &[u8], secs: i64) -> CallContext {
     CallContext {
@@ -188,6 +188,7 @@ fn a_message_from_a_client_that_said_hello_carries_its_author() {
             content: content.into(),
             request_id: None,
             model: None,
+            when_busy: WhenBusy::Reject,
         })
     };
     c.reply(call("from the editor"), &on(b"A", 1)).unwrap();
@@ -372,6 +373,7 @@ fn a_call_whose_clients_all_left_fails_at_once_and_a_turns_end_closes_its_claims
     c.reply(
         Call::SessionInterrupt {
             session_id: c.sessions.keys().next().unwrap().to_string(),
+            clear_queue: false,
         },
         &on(b"A", 3),
     )
@@ -443,4 +445,55 @@ fn tools_that_clash_with_built_ins_and_one_client_too_many_are_refused() {
     assert_eq!(crate::protocol::errors::RpcError::from(err).code, -32020);
     // A client already present may still say hello again.
     assert!(c.reply(hello("c0", &[1], &[]), &on(b"P0", 1)).is_ok());
+}
+
+#[test]
+fn a_queued_message_keeps_its_author_and_model_until_its_turn_starts() {
+    use super::models::ModelEntry;
+    let mut c = core();
+    c.config.models.add(
+        "big",
+        ModelEntry {
+            provider: "openai:big".into(),
+            context_bytes: 4 << 10,
+        },
+    );
+    c.reply(hello("ed", &[1], &[]), &on(b"E", 0)).unwrap();
+    let first = send(&mut c, None, "first", 1);
+    let queued = Call::MessageSend(MessageSend {
+        session_id: Some(first.session_id.to_string()),
+        content: "second".into(),
+        request_id: None,
+        model: Some("big".into()),
+        when_busy: WhenBusy::Queue,
+    });
+    let Reply::Send(q) = c.reply(queued, &on(b"E", 2)).unwrap() else {
+        panic!()
+    };
+    assert!(q.queued);
+    // An unknown model is refused when queued, not when its turn would start.
+    let bad = Call::MessageSend(MessageSend {
+        session_id: Some(first.session_id.to_string()),
+        content: "third".into(),
+        request_id: None,
+        model: Some("nope".into()),
+        when_busy: WhenBusy::Queue,
+    });
+    assert!(matches!(
+        c.reply(bad, &on(b"E", 2)),
+        Err(CoreError::ModelNotFound { .. })
+    ));
+    c.take_effects();
+    c.model_event(first.turn_id, ModelEvent::Finished, at(3));
+    let evs = events(&mut c);
+    let append = evs.iter().find_map(|e| match e {
+        Event::MessageAppend(m) if m.message_id == q.message_id => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(append.unwrap().author.unwrap().client_id, "ed");
+    let start = evs.iter().find_map(|e| match e {
+        Event::LlmStart(s) if s.turn_id == q.turn_id => Some(s.clone()),
+        _ => None,
+    });
+    assert_eq!(start.unwrap().model, "big");
 }

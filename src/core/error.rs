@@ -1,9 +1,10 @@
 //! The core's refusals, and the one place they become JSON-RPC errors.
 
+use super::queue::QueueScope;
 use crate::protocol::clients::SUPPORTED_VERSIONS;
 use crate::protocol::errors::RpcError;
 use crate::protocol::hitl::HitlRequest;
-use crate::protocol::ids::TurnId;
+use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::tool_schema::bad_tool;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,6 +57,15 @@ pub enum CoreError {
         model: String,
         available: Vec<String>,
     },
+    #[error("the {} queue is full ({} messages, {} bytes queued)", .scope.as_str(), .queued.0, .queued.1)]
+    QueueFull {
+        session_id: SessionId,
+        scope: QueueScope,
+        /// Messages and bytes the full queue holds.
+        queued: (u64, u64),
+        limit: Option<u64>,
+        limit_bytes: u64,
+    },
 }
 
 impl From<CoreError> for RpcError {
@@ -101,6 +111,19 @@ impl From<CoreError> for RpcError {
             CoreError::ModelNotFound { model, available } => {
                 RpcError::model_not_found(&model, &available)
             }
+            CoreError::QueueFull {
+                session_id,
+                scope,
+                queued,
+                limit,
+                limit_bytes,
+            } => RpcError::queue_full(
+                &session_id.to_string(),
+                scope.as_str(),
+                queued,
+                limit,
+                limit_bytes,
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod models;
 pub mod peers;
 pub mod persist;
 pub mod policy;
+pub mod queue;
 pub mod read;
 pub mod replay;
 mod restore;
@@ -37,6 +38,9 @@ mod session_limit_tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod queue_tests;
 
 pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart, Verdict};
 pub use error::CoreError;

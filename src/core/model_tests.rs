@@ -8,7 +8,7 @@ use super::tests::{at, ctx, send};
 use super::*;
 use crate::protocol::events::Event;
 use crate::protocol::ids::SessionId;
-use crate::protocol::methods::{Call, MessageSend, Reply};
+use crate::protocol::methods::{Call, MessageSend, Reply, WhenBusy};
 use crate::protocol::models::{Configure, Setting};
 use crate::protocol::types::SessionPayload;
 
@@ -92,6 +92,7 @@ fn send_with(c: &mut Core, id: Option<SessionId>, model: Option<&str>) -> Result
             content: "hi".into(),
             request_id: None,
             model: model.map(str::to_owned),
+            when_busy: WhenBusy::Reject,
         }),
         &ctx(9),
     )

@@ -62,6 +62,12 @@ impl ModelCatalog {
         true
     }
 
+    /// The default model: in the catalog by construction (`single` makes it, `add` never
+    /// removes one).
+    pub fn default_entry(&self) -> (&str, &ModelEntry) {
+        (&self.default, &self.models[&self.default])
+    }
+
     pub fn default_name(&self) -> &str {
         &self.default
     }

@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use super::queue::QueuedMessage;
 use crate::protocol::clients::Author;
 use crate::protocol::events::EndReason;
 use crate::protocol::hitl::HitlRequest;
@@ -169,6 +170,13 @@ pub enum Change {
         result: SendResult,
         created_at: OffsetDateTime,
     },
+    /// A message queued behind its session's running turn, at the end of the queue.
+    QueuePush(QueuedMessage),
+    /// A queued message left the queue: its turn started (its `MessageUpsert` comes before this),
+    /// or it was discarded.
+    QueueRemove {
+        message_id: MessageId,
+    },
 }
 
 impl Change {
@@ -204,7 +212,9 @@ impl Change {
                 Change::RequestKey { request_id, .. } => request_id.len(),
                 Change::HitlUpsert(r) => r.text_bytes(),
                 Change::GrantAdd { tool_name, .. } => tool_name.len(),
-                Change::SessionDelete { .. }
+                Change::QueuePush(q) => q.content.len(),
+                Change::QueueRemove { .. }
+                | Change::SessionDelete { .. }
                 | Change::ActiveSession(_)
                 | Change::TurnStart { .. } => 0,
             }
@@ -246,4 +256,7 @@ pub struct Snapshot {
     pub request_keys: Vec<(String, SendResult)>,
     /// Human-in-the-loop requests still pending in live sessions (a crash left them).
     pub pending_hitl: Vec<HitlRequest>,
+    /// Messages queued in live sessions, in the order they were queued; none whose message is
+    /// already in the history (its turn started just before a crash).
+    pub queued: Vec<QueuedMessage>,
 }

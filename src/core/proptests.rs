@@ -11,7 +11,12 @@
 //!   `message.append`s published for the session, in order and at their stored positions;
 //! - nothing is published about a session (key or payload) after its `session.deleted`;
 //! - the core never panics, and a call naming an unknown or deleted session is refused with a
-//!   typed error, as are state changes during shutdown.
+//!   typed error, as are state changes during shutdown;
+//! - queues (`when_busy: "queue"`, `clear_queue`, restarts): every `message.queued` gets one
+//!   `message.dequeued`, oldest first; a queue is non-empty only behind a running turn (or after
+//!   shutdown); a started one is followed at once by its own `message.append` and `llm.start`
+//!   with the ids its send was answered with; `queue_length` agrees with the events; a restart
+//!   (a new core loading the store) keeps the queues and starts their heads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -27,15 +32,17 @@ use super::read::ReadError;
 use super::testing::Stored;
 use super::tests::{at, core};
 use super::*;
-use crate::protocol::events::{EndReason, Event, Published};
+use crate::protocol::events::{DequeueReason, EndReason, Event, Published};
 use crate::protocol::hitl::{Decision, HitlStatus, Respond};
 use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
+    WhenBusy,
 };
 use crate::protocol::models::{Configure, Setting};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
 use crate::store::Rows;
+use crate::store::Store;
 
 /// The `idempotency_capacity` `tests::core()` configures: small, so runs of sends with
 /// `request_id`s also exercise forgetting the oldest.
@@ -80,8 +87,13 @@ enum Op {
         to: Option<Sel>,
         content: &'static str,
         request: Option<u8>,
+        /// `when_busy: "queue"`.
+        queue: bool,
     },
-    Interrupt(Sel),
+    /// `session.interrupt`, with `clear_queue` or not.
+    Interrupt(Sel, bool),
+    /// The process dies and a new core loads the store (no shutdown: a crash).
+    Restart,
     Delete(Sel),
     Activate(Sel),
     Get(Sel),
@@ -148,9 +160,13 @@ fn op() -> impl Strategy<Value = Op> {
     let title = prop::option::of(prop::sample::select(vec!["", "  ", "notes", "ünïcode"]));
     prop_oneof![
         1 => title.prop_map(Op::Create),
-        4 => (prop::option::weighted(0.8, sel()), content, prop::option::of(0u8..4))
-            .prop_map(|(to, content, request)| Op::Send { to, content, request }),
-        1 => sel().prop_map(Op::Interrupt),
+        4 => (prop::option::weighted(0.8, sel()), content.clone(), prop::option::of(0u8..4), any::<bool>())
+            .prop_map(|(to, content, request, queue)| Op::Send { to, content, request, queue }),
+        // Queueing behind a running turn, and clearing, often enough to meet each other.
+        3 => (sel(), content, prop::option::weighted(0.3, 0u8..4))
+            .prop_map(|(to, content, request)| Op::Send { to: Some(to), content, request, queue: true }),
+        2 => (sel(), any::<bool>()).prop_map(|(s, clear)| Op::Interrupt(s, clear)),
+        1 => Just(Op::Restart),
         1 => sel().prop_map(Op::Delete),
         1 => sel().prop_map(Op::Activate),
         1 => sel().prop_map(Op::Get),
@@ -233,6 +249,12 @@ struct Mirror {
     client_calls: HashMap<(TurnId, String), bool>,
     /// Each session's model as its last `session.update` said (`None`: the default).
     session_models: HashMap<SessionId, Option<String>>,
+    /// Requests resolved by a core that has since been restarted (the new one never knew them).
+    hitl_forgotten: HashSet<HitlId>,
+    /// Messages queued per session (message, turn), oldest first, from the events.
+    queues: HashMap<SessionId, VecDeque<(MessageId, TurnId)>>,
+    /// A queued message whose `message.dequeued` (started) came: its append and start are next.
+    starting: Option<(MessageId, TurnId)>,
 }
 
 impl Mirror {
@@ -350,6 +372,10 @@ impl Mirror {
             }
             Event::SessionList(l) => self.check_list(&l.sessions),
             Event::MessageAppend(m) => {
+                if let Some((message, turn)) = self.starting {
+                    assert_eq!((m.message_id, m.turn_id), (message, Some(turn)), "{m:?}");
+                    assert_eq!(m.role, Role::User);
+                }
                 assert!(
                     self.all_messages.insert(m.message_id),
                     "appended twice: {m:?}"
@@ -360,6 +386,9 @@ impl Mirror {
                     .push(m.message_id);
             }
             Event::LlmStart(s) => {
+                if let Some((_, turn)) = self.starting.take() {
+                    assert_eq!(s.turn_id, turn, "a dequeued message starts its own turn");
+                }
                 assert!(
                     !self.started.contains(&s.turn_id),
                     "second llm.start: {s:?}"
@@ -441,6 +470,25 @@ impl Mirror {
                 let first = self.claimed.insert((c.turn_id, c.call_id.clone()));
                 assert!(first, "claimed twice: {c:?}");
             }
+            Event::MessageQueued(q) => {
+                assert!(
+                    self.running_in(q.session_id).is_some(),
+                    "queued behind no running turn: {q:?}"
+                );
+                let queue = self.queues.entry(q.session_id).or_default();
+                queue.push_back((q.message_id, q.turn_id));
+                assert_eq!(q.position, queue.len() as u64, "{q:?}");
+            }
+            Event::MessageDequeued(d) => {
+                // Queues run and are discarded in order: always the oldest leaves.
+                let queue = self.queues.entry(d.session_id).or_default();
+                assert_eq!(queue.pop_front(), Some((d.message_id, d.turn_id)), "{d:?}");
+                assert_eq!(d.queue_length, queue.len() as u64, "{d:?}");
+                if d.reason == DequeueReason::Started {
+                    assert!(self.running_in(d.session_id).is_none(), "{d:?}");
+                    self.starting = Some((d.message_id, d.turn_id));
+                }
+            }
             Event::HitlResolved(r) => {
                 // Exactly once, and only after its hitl.pending.
                 assert_eq!(self.hitl_pending.remove(&r.id), Some(r.turn_id), "{r:?}");
@@ -460,6 +508,8 @@ impl Mirror {
         );
         let running = self.running_in(s.id).is_some();
         assert_eq!(s.status == SessionStatus::Running, running, "{s:?}");
+        let queued = self.queues.get(&s.id).map_or(0, VecDeque::len);
+        assert_eq!(s.queue_length, queued as u64, "queue_length of {s:?}");
     }
 
     fn check_list(&self, list: &[SessionPayload]) {
@@ -480,26 +530,42 @@ struct Harness {
     /// `request_id`s the core should still remember, oldest first.
     remembered: VecDeque<(String, SendResult)>,
     page: usize,
+    /// Restarts so far: each new core's ids start past the last one's.
+    restarts: u8,
+}
+
+/// Sequential ids from an offset, so a restarted core never reissues an id.
+struct After(u128);
+
+impl ids::IdGen for After {
+    fn next_id(&mut self) -> Uuid {
+        self.0 += 1;
+        Uuid::from_u128(self.0)
+    }
+}
+
+/// The core of these runs: `tests::core()` with a second model, `fast`, beside the default.
+fn two_models() -> Core {
+    let mut c = core();
+    c.config.models.add(
+        "fast",
+        super::models::ModelEntry {
+            provider: "test".into(),
+            context_bytes: 1 << 10,
+        },
+    );
+    c
 }
 
 impl Harness {
     fn new(page: usize) -> Self {
         Harness {
-            core: {
-                let mut c = core();
-                c.config.models.add(
-                    "fast",
-                    super::models::ModelEntry {
-                        provider: "test".into(),
-                        context_bytes: 1 << 10,
-                    },
-                );
-                c
-            },
+            core: two_models(),
             now: at(0),
             mirror: Mirror::default(),
             remembered: VecDeque::new(),
             page,
+            restarts: 0,
         }
     }
 
@@ -585,26 +651,10 @@ impl Harness {
                 to,
                 content,
                 request,
-            } => self.send(to.as_ref(), content, *request),
-            Op::Interrupt(sel) => {
-                let (raw, live) = self.resolve(sel);
-                let was = live.and_then(|id| self.mirror.running_in(id));
-                let got = self.call(Call::SessionInterrupt {
-                    session_id: raw.clone(),
-                });
-                self.absorb();
-                match live {
-                    None => assert_eq!(got, Err(CoreError::SessionNotFound(raw))),
-                    Some(id) => {
-                        let want = InterruptResult {
-                            ok: true,
-                            interrupted: was.is_some(),
-                        };
-                        assert_eq!(got, Ok(Reply::Interrupt(want)));
-                        assert_eq!(self.mirror.running_in(id), None);
-                    }
-                }
-            }
+                queue,
+            } => self.send(to.as_ref(), content, *request, *queue),
+            Op::Interrupt(sel, clear) => self.interrupt(sel, *clear),
+            Op::Restart => self.restart(),
             Op::Delete(sel) => {
                 let delete = |session_id| Call::SessionDelete { session_id };
                 if let Some(id) = self.change_session(sel, delete) {
@@ -776,6 +826,109 @@ impl Harness {
         }
     }
 
+    /// `session.interrupt`: the running turn ends; with `clear` the queue is discarded first
+    /// (refused during shutdown), else its head starts (not during shutdown).
+    fn interrupt(&mut self, sel: &Sel, clear: bool) {
+        let (raw, live) = self.resolve(sel);
+        let was = live.and_then(|id| self.mirror.running_in(id));
+        let queued = live.map_or(0, |id| self.mirror.queues.get(&id).map_or(0, VecDeque::len));
+        let next = live.and_then(|id| self.mirror.queues.get(&id).and_then(|q| q.front().copied()));
+        let got = self.call(Call::SessionInterrupt {
+            session_id: raw.clone(),
+            clear_queue: clear,
+        });
+        self.absorb();
+        let shut = self.mirror.shut_down;
+        let Some(id) = live else {
+            assert_eq!(got, Err(CoreError::SessionNotFound(raw)));
+            return;
+        };
+        if clear && shut {
+            assert_eq!(got, Err(CoreError::ShuttingDown));
+            return;
+        }
+        let want = InterruptResult {
+            ok: true,
+            interrupted: was.is_some(),
+            cleared: clear.then_some(queued as u64),
+        };
+        assert_eq!(got, Ok(Reply::Interrupt(want)));
+        let now_running = self.mirror.running_in(id);
+        match next {
+            Some((_, turn)) if !clear && was.is_some() && !shut => {
+                assert_eq!(now_running, Some(turn), "the next queued message runs");
+            }
+            _ => assert_eq!(now_running, None),
+        }
+        if clear {
+            assert!(self.mirror.queues.get(&id).is_none_or(VecDeque::is_empty));
+        }
+    }
+
+    /// A crash and a start: a new core (new instance, `seq` from 1) loads what the store holds.
+    /// Turns that were running end without `llm.end`; what was queued is still queued and each
+    /// session's first starts at once.
+    fn restart(&mut self) {
+        if self.mirror.shut_down {
+            return;
+        }
+        let snapshot = self
+            .mirror
+            .stored
+            .store
+            .load(IDEMPOTENCY_CAPACITY)
+            .expect("memory store loads");
+        self.restarts += 1;
+        let ids = After(u128::from(self.restarts) << 64);
+        let mut core = two_models();
+        core.ids = Box::new(ids);
+        self.core = core;
+        let m = &mut self.mirror;
+        m.last_seq = 0;
+        // Presence is not stored: the new instance knows no clients and no client calls.
+        m.present.clear();
+        m.claimed.clear();
+        m.client_calls.clear();
+        m.hitl_forgotten.extend(m.hitl_resolved.iter().copied());
+        for (turn, _) in std::mem::take(&mut m.running) {
+            m.ended.insert(turn);
+        }
+        self.remembered = snapshot.request_keys.iter().cloned().collect();
+        let queued: usize = snapshot.queued.len();
+        assert_eq!(queued, m.queues.values().map(VecDeque::len).sum::<usize>());
+        self.core.restore(snapshot, self.now);
+        // The crash keeps what a crashed turn checkpointed: the history is what the store has.
+        for id in m.live.clone() {
+            let mut ids = Vec::new();
+            m.stored
+                .store
+                .scan_messages(
+                    id,
+                    0..u64::MAX,
+                    crate::core::read::Direction::Forward,
+                    &mut |r| {
+                        m.positions.insert(r.id, r.position);
+                        ids.push(r.id);
+                        true
+                    },
+                )
+                .expect("memory store reads");
+            for message in &ids {
+                m.all_messages.insert(*message);
+            }
+            m.appended.insert(id, ids);
+        }
+        self.absorb();
+        for (id, queue) in &self.mirror.queues {
+            if !queue.is_empty() {
+                assert!(
+                    self.mirror.running_in(*id).is_some(),
+                    "a restored queue runs"
+                );
+            }
+        }
+    }
+
     /// `hitl.respond`: a pending request is resolved at once (and its model told); one resolved
     /// already says so; one never issued is not found; the wrong kind of response changes nothing.
     fn respond(&mut self, pick: Option<&Index>, kind: u8) {
@@ -810,7 +963,9 @@ impl Harness {
                 assert!(fx.is_empty());
             }
             Err(CoreError::HitlNotFound(_)) => {
-                assert!(!was_pending && !resolved_before);
+                // A restarted core remembers only what it resolved itself.
+                let forgotten = self.mirror.hitl_forgotten.contains(&id);
+                assert!(!was_pending && (!resolved_before || forgotten));
                 assert!(fx.is_empty());
             }
             Err(CoreError::InvalidParams { .. }) => {
@@ -877,7 +1032,7 @@ impl Harness {
         }
     }
 
-    fn send(&mut self, to: Option<&Sel>, content: &str, request: Option<u8>) {
+    fn send(&mut self, to: Option<&Sel>, content: &str, request: Option<u8>, queue: bool) {
         let request_id = request.map(|r| format!("req-{r}"));
         let replay = request_id.as_ref().and_then(|r| {
             self.remembered
@@ -894,6 +1049,11 @@ impl Harness {
             content: content.to_owned(),
             request_id: request_id.clone(),
             model: None,
+            when_busy: if queue {
+                WhenBusy::Queue
+            } else {
+                WhenBusy::Reject
+            },
         }));
         let fx = self.absorb();
         if let Some(before) = replay {
@@ -908,6 +1068,20 @@ impl Harness {
         match (&target, busy) {
             (Some((raw, None)), _) => {
                 assert_eq!(got, Err(CoreError::SessionNotFound(raw.clone())));
+            }
+            (Some((_, Some(id))), Some(_)) if queue => {
+                let Ok(Reply::Send(r)) = got else {
+                    panic!("{got:?}")
+                };
+                let q = &self.mirror.queues[id];
+                assert!(r.queued);
+                assert_eq!(r.position, Some(q.len() as u64));
+                assert_eq!(q.back(), Some(&(r.message_id, r.turn_id)));
+                assert!(
+                    !self.mirror.all_messages.contains(&r.message_id),
+                    "not yet in history"
+                );
+                self.remember(request_id, r);
             }
             (Some((raw, Some(_))), Some(turn_id)) => {
                 let want = CoreError::SessionBusy {
@@ -929,13 +1103,18 @@ impl Harness {
                     self.mirror.appended[&r.session_id].last(),
                     Some(&r.message_id)
                 );
-                if let Some(k) = request_id {
-                    if self.remembered.len() == IDEMPOTENCY_CAPACITY {
-                        self.remembered.pop_front();
-                    }
-                    self.remembered.push_back((k, r));
-                }
+                assert!(!r.queued && r.position.is_none());
+                self.remember(request_id, r);
             }
+        }
+    }
+
+    fn remember(&mut self, request_id: Option<String>, r: SendResult) {
+        if let Some(k) = request_id {
+            if self.remembered.len() == IDEMPOTENCY_CAPACITY {
+                self.remembered.pop_front();
+            }
+            self.remembered.push_back((k, r));
         }
     }
 
@@ -964,6 +1143,16 @@ impl Harness {
         };
         assert_eq!(sync.seq, self.mirror.last_seq);
         assert_eq!(sync.active_session_id, self.mirror.active);
+        if !self.mirror.shut_down {
+            for (id, queue) in &self.mirror.queues {
+                if !queue.is_empty() {
+                    assert!(
+                        self.mirror.running_in(*id).is_some(),
+                        "a queue behind no turn"
+                    );
+                }
+            }
+        }
         self.mirror.check_list(&sync.sessions);
         let Ok(Reply::SessionList(list)) = self.call(Call::SessionList) else {
             panic!("session.list failed")
@@ -1129,7 +1318,7 @@ proptest! {
 #[test]
 fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cut_short() {
     let mut h = Harness::new(2);
-    h.send(None, "hi", None);
+    h.send(None, "hi", None, false);
     let (session, turn) = h
         .mirror
         .running
@@ -1149,6 +1338,7 @@ fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cu
     h.check();
     let interrupted = h.call(Call::SessionInterrupt {
         session_id: session.to_string(),
+        clear_queue: false,
     });
     assert!(matches!(interrupted, Ok(Reply::Interrupt(r)) if r.interrupted));
     h.absorb();
@@ -1174,4 +1364,47 @@ fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cu
             (Role::Tool, cut, MessageStatus::Complete),
         ]
     );
+}
+
+/// Any index: with one session seen, every index names it.
+fn any_index() -> Index {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    any::<Index>().new_tree(&mut runner).unwrap().current()
+}
+
+/// The queue steps the property mixes in, in one plain run: three messages queued behind a
+/// turn (one with a request key), a crash and restart that runs the first, the key answered
+/// again as before, and `clear_queue` discarding the other two.
+#[test]
+fn a_queue_survives_a_restart_and_clear_queue_discards_what_is_left() {
+    let mut h = Harness::new(2);
+    h.send(None, "hi", None, false);
+    h.check();
+    let only = Sel::Seen(any_index());
+    h.send(Some(&only), "two", Some(1), true);
+    h.send(Some(&only), "three", None, true);
+    h.send(Some(&only), "four", None, true);
+    h.check();
+    let session = h.mirror.seen[0];
+    assert_eq!(h.mirror.queues[&session].len(), 3);
+    let before: Vec<TurnId> = h.mirror.queues[&session].iter().map(|q| q.1).collect();
+
+    h.apply(&Op::Restart);
+    h.check();
+    assert_eq!(h.mirror.running_in(session), Some(before[0]));
+    assert_eq!(h.mirror.queues[&session].len(), 2);
+    // The key is remembered across the restart: the same queued answer, nothing done.
+    h.send(Some(&only), "two", Some(1), true);
+    h.check();
+
+    h.apply(&Op::Interrupt(only, true));
+    h.check();
+    assert!(h.mirror.queues[&session].is_empty());
+    assert_eq!(h.mirror.running_in(session), None);
+    assert!(h
+        .mirror
+        .started
+        .iter()
+        .all(|t| *t != before[1] && *t != before[2]));
 }

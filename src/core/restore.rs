@@ -1,7 +1,8 @@
 //! Resuming from a store's snapshot: rebuilds sessions (with their message counts; the
 //! messages stay in the store), the active session and the idempotency keys, and closes the
 //! turns a crash left running as `aborted` (reason `crashed`), keeping their checkpointed
-//! partial replies, marked interrupted.
+//! partial replies, marked interrupted. Messages left queued are put back in their queues and
+//! each session's first starts at once, as the next turn.
 
 use std::collections::HashMap;
 
@@ -58,6 +59,26 @@ impl Core {
         // Their turns are gone with the crash: resolved as cancelled, published once serving.
         self.cancel_restored(snapshot.pending_hitl, now);
         self.recovered_turns = snapshot.open_turns.len() as u64;
+        self.restore_queues(snapshot.queued, now);
         self.recovered_turns
+    }
+
+    /// Puts queued messages back in order and starts each session's first (its events are
+    /// published once serving). A lowered bound keeps what was queued.
+    fn restore_queues(&mut self, queued: Vec<super::queue::QueuedMessage>, now: OffsetDateTime) {
+        let mut waiting = Vec::new();
+        for q in queued {
+            let Some(s) = self.sessions.get_mut(&q.session_id) else {
+                continue;
+            };
+            if s.queue.is_empty() {
+                waiting.push(q.session_id);
+            }
+            self.queued_bytes += q.content.len();
+            s.queue.push_back(q);
+        }
+        for session_id in waiting {
+            self.start_next(session_id, now);
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! A session as the core holds it: its row, how many messages it has (they live in the store)
 //! and whether a turn is running.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use time::OffsetDateTime;
 
+use super::queue::QueuedMessage;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo};
 
@@ -42,6 +43,9 @@ pub struct Session {
     pub model: Option<String>,
     /// Sent to the model in place of its configured system prompt (`None`: the model's own).
     pub system_prompt: Option<String>,
+    /// Messages waiting to run as the next turns, oldest first. Non-empty only while a turn
+    /// runs (or while the server shuts down, which keeps them for the restart).
+    pub queue: VecDeque<QueuedMessage>,
 }
 
 impl Session {
@@ -56,7 +60,13 @@ impl Session {
             grants: BTreeSet::new(),
             model: None,
             system_prompt: None,
+            queue: VecDeque::new(),
         }
+    }
+
+    /// Bytes of content queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.iter().map(|q| q.content.len()).sum()
     }
 
     pub fn payload(&self) -> SessionPayload {
@@ -74,6 +84,7 @@ impl Session {
             grants: self.grants.iter().cloned().collect(),
             model: self.model.clone(),
             system_prompt: self.system_prompt.clone(),
+            queue_length: self.queue.len() as u64,
         }
     }
 }

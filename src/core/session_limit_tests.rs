@@ -33,6 +33,7 @@ fn send_new(c: &mut Core, request_id: &str) -> Result<Reply, CoreError> {
         content: "hello".into(),
         request_id: Some(request_id.into()),
         model: None,
+        when_busy: Default::default(),
     });
     c.reply(call, &ctx(2))
 }

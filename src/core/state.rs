@@ -17,6 +17,7 @@ use super::models::ModelCatalog;
 use super::peers::Peers;
 use super::persist::{Change, MessageRecord, SessionRecord, StoredStatus};
 use super::policy::ToolPolicy;
+use super::queue::QueueLimits;
 use super::read::{ContextRead, Read};
 use super::replay::{EventRing, ReplayLimits};
 use super::session::{clip_title, title_from, Session};
@@ -24,8 +25,9 @@ use super::turn::Turn;
 use crate::protocol::clients::Author;
 use crate::protocol::duration::go_duration;
 use crate::protocol::events::{
-    EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
-    MessageAppendPayload, PromotedPayload, SessionListPayload, ShutdownPayload, StatusPayload,
+    DequeueReason, EndReason, Event, EventEncoder, Health, HeartbeatPayload, LlmStartPayload,
+    MessageAppendPayload, MessageDequeuedPayload, PromotedPayload, SessionListPayload,
+    ShutdownPayload, StatusPayload,
 };
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::ids::{InstanceId, MessageId, SessionId, TurnId};
@@ -36,7 +38,7 @@ use crate::protocol::limits::{
 use crate::protocol::methods::{
     Call, DegradedInfo, DropCounters, Endpoints, InfoResult, InterruptResult, MessageSend,
     OkResult, PingResult, ReplayInfo, ReplayRequest, ReplayResult, Reply, SendResult,
-    SessionListResult, StateSyncResult, TransportInfo,
+    SessionListResult, StateSyncResult, TransportInfo, WhenBusy,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload};
 use crate::protocol::PROTOCOL_VERSION;
@@ -80,6 +82,8 @@ pub struct CoreConfig {
     pub client_timeout: time::Duration,
     /// A client-run call nobody claims this long ends as an error.
     pub claim_timeout: time::Duration,
+    /// How many messages, and bytes of them, may wait behind running turns.
+    pub queue: QueueLimits,
 }
 
 impl Default for CoreConfig {
@@ -98,6 +102,7 @@ impl Default for CoreConfig {
                 .collect(),
             client_timeout: time::Duration::seconds(DEFAULT_CLIENT_TIMEOUT_SECS),
             claim_timeout: time::Duration::seconds(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS),
+            queue: QueueLimits::default(),
         }
     }
 }
@@ -145,6 +150,24 @@ pub struct Core {
     pub(super) peers: Peers,
     /// Client-run tool calls waiting for their claim or result.
     pub(super) claims: Claims,
+    /// Bytes of content queued over all sessions (`config.queue.max_total_bytes` bounds it).
+    pub(super) queued_bytes: usize,
+}
+
+/// The user message a turn starts with, and who sent it.
+#[derive(Debug, Clone)]
+pub(super) struct NewTurn {
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+    pub content: String,
+    pub author: Option<Author>,
+}
+
+/// The model a turn runs, resolved from the catalog.
+#[derive(Debug, Clone)]
+pub(super) struct ModelChoice {
+    pub name: String,
+    pub context_bytes: usize,
 }
 
 /// Why and since when the store cannot commit.
@@ -177,6 +200,7 @@ impl Core {
             requests: Requests::default(),
             peers: Peers::default(),
             claims: Claims::default(),
+            queued_bytes: 0,
         }
     }
 
@@ -266,8 +290,20 @@ impl Core {
                 self.activate(id, now);
                 Ok(Reply::Ok(OkResult { ok: true }))
             }
-            Call::SessionInterrupt { session_id } => {
-                let running = self.session(&session_id)?.running;
+            Call::SessionInterrupt {
+                session_id,
+                clear_queue,
+            } => {
+                let s = self.session(&session_id)?;
+                let (id, running) = (s.id, s.running);
+                // Clearing is a change the events must show, and nothing follows
+                // `instance.shutdown`: the queue is kept for the restart.
+                if clear_queue {
+                    self.refuse_if_shutting_down()?;
+                }
+                // Cleared first, so the end of the turn starts nothing.
+                let cleared =
+                    clear_queue.then(|| self.discard_queue(id, DequeueReason::Cleared, now));
                 if let Some(turn_id) = running {
                     self.effects.push(Effect::CancelTurn(turn_id));
                     self.end_turn(turn_id, EndReason::Interrupted, None, now);
@@ -275,6 +311,7 @@ impl Core {
                 Ok(Reply::Interrupt(InterruptResult {
                     ok: true,
                     interrupted: running.is_some(),
+                    cleared,
                 }))
             }
             Call::MessageSend(send) => {
@@ -400,16 +437,25 @@ impl Core {
             return Ok(done.clone());
         }
         self.refuse_if_shutting_down()?;
+        let request_id = send.request_id.clone();
         let existing = match &send.session_id {
             Some(raw) => {
                 let s = self.session(raw)?;
-                if let Some(turn_id) = s.running {
-                    return Err(CoreError::SessionBusy {
-                        session_id: raw.clone(),
-                        turn_id,
-                    });
+                match (s.running, send.when_busy) {
+                    (None, _) => Some(s),
+                    (Some(_), WhenBusy::Queue) => {
+                        let id = s.id;
+                        let result = self.enqueue(id, send, author, now)?;
+                        self.keep_answer(request_id, &result, now);
+                        return Ok(result);
+                    }
+                    (Some(turn_id), WhenBusy::Reject) => {
+                        return Err(CoreError::SessionBusy {
+                            session_id: raw.clone(),
+                            turn_id,
+                        })
+                    }
                 }
-                Some(s)
             }
             None => None,
         };
@@ -418,7 +464,10 @@ impl Core {
             send.model.as_deref(),
             existing.and_then(|s| s.model.as_deref()),
         )?;
-        let (model, context_bytes) = (model.to_owned(), entry.context_bytes);
+        let model = ModelChoice {
+            name: model.to_owned(),
+            context_bytes: entry.context_bytes,
+        };
         let session_id = match existing.map(|s| s.id) {
             Some(id) => id,
             None => self.create_session(title_from(&send.content), now)?,
@@ -426,7 +475,67 @@ impl Core {
 
         let message_id = MessageId(self.ids.next_id());
         let turn_id = TurnId(self.ids.next_id());
-        let session = self.sessions.get_mut(&session_id).expect("resolved above");
+        let message = NewTurn {
+            message_id,
+            turn_id,
+            content: send.content,
+            author,
+        };
+        self.begin_turn(session_id, message, model, false, now);
+        let result = SendResult {
+            ok: true,
+            session_id,
+            message_id,
+            turn_id,
+            queued: false,
+            position: None,
+        };
+        self.keep_answer(request_id, &result, now);
+        Ok(result)
+    }
+
+    /// Remembers a send's answer under its `request_id`, in memory and in the store.
+    fn keep_answer(
+        &mut self,
+        request_id: Option<String>,
+        result: &SendResult,
+        now: OffsetDateTime,
+    ) {
+        let Some(request_id) = request_id else {
+            return;
+        };
+        self.persist(Change::RequestKey {
+            request_id: request_id.clone(),
+            result: result.clone(),
+            created_at: now,
+        });
+        self.remember(request_id, result.clone());
+    }
+
+    /// Appends the user message `message_id` to the idle session `session_id` and starts turn
+    /// `turn_id` on it: the store changes first, then (for a message that waited in the queue)
+    /// its `message.dequeued`, then `message.append`, `llm.start` and `session.update`.
+    pub(super) fn begin_turn(
+        &mut self,
+        session_id: SessionId,
+        message: NewTurn,
+        model: ModelChoice,
+        from_queue: bool,
+        now: OffsetDateTime,
+    ) {
+        let NewTurn {
+            message_id,
+            turn_id,
+            content,
+            author,
+        } = message;
+        let ModelChoice {
+            name: model,
+            context_bytes,
+        } = model;
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
         let position = session.message_count;
         session.message_count += 1;
         session.updated_at = now;
@@ -437,6 +546,7 @@ impl Core {
             max_bytes: context_bytes,
         };
         let system_prompt = session.system_prompt.clone();
+        let queue_length = session.queue.len() as u64;
         let session_payload = session.payload();
         let session_record = record_of(session);
         let mut turn = Turn::new(turn_id, session_id, now);
@@ -449,7 +559,7 @@ impl Core {
             position,
             turn_id: Some(turn_id),
             role: Role::User,
-            content: send.content.clone(),
+            content: content.clone(),
             created_at: now,
             status: StoredStatus::Complete,
             tool: None,
@@ -461,6 +571,21 @@ impl Core {
             started_at: now,
         });
         self.persist(Change::SessionUpsert(session_record));
+        if from_queue {
+            // After the message is stored: a crash in between finds it in the history, and
+            // loading skips a queued row whose message is already there.
+            self.persist(Change::QueueRemove { message_id });
+            self.publish(
+                Event::MessageDequeued(MessageDequeuedPayload {
+                    session_id,
+                    message_id,
+                    turn_id,
+                    reason: DequeueReason::Started,
+                    queue_length,
+                }),
+                now,
+            );
+        }
 
         self.publish(
             Event::MessageAppend(
@@ -468,7 +593,7 @@ impl Core {
                     session_id,
                     message_id,
                     role: Role::User,
-                    content: send.content,
+                    content,
                     turn_id: Some(turn_id),
                     status: MessageStatus::Complete,
                     created_at: now,
@@ -498,22 +623,6 @@ impl Core {
             model,
             system_prompt,
         });
-
-        let result = SendResult {
-            ok: true,
-            session_id,
-            message_id,
-            turn_id,
-        };
-        if let Some(request_id) = send.request_id {
-            self.persist(Change::RequestKey {
-                request_id: request_id.clone(),
-                result: result.clone(),
-                created_at: now,
-            });
-            self.remember(request_id, result.clone());
-        }
-        Ok(result)
     }
 
     pub(super) fn remember(&mut self, request_id: String, result: SendResult) {
@@ -556,6 +665,8 @@ impl Core {
     }
 
     fn delete_session(&mut self, id: SessionId, now: OffsetDateTime) {
+        // Discarded first, so the end of its turn starts nothing.
+        self.discard_queue(id, DequeueReason::Deleted, now);
         if let Some(turn_id) = self.sessions.get(&id).and_then(|s| s.running) {
             self.effects.push(Effect::CancelTurn(turn_id));
             self.end_turn(turn_id, EndReason::Interrupted, None, now);

@@ -424,6 +424,8 @@ impl Core {
             self.publish(Event::MessageAppend(append), now);
         }
         self.publish(Event::SessionUpdate(payload), now);
+        // However the turn ended, the next queued message runs now (not at shutdown).
+        self.start_next(session_id, now);
     }
 }
 

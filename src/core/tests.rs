@@ -52,7 +52,7 @@ pub(super) fn ctx(secs: i64) -> CallContext {
 }
 
 /// Topics of the published effects, and whether a start/cancel was asked for, as short strings.
-fn trace(effects: &[Effect]) -> Vec<String> {
+pub(super) fn trace(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -66,7 +66,7 @@ fn trace(effects: &[Effect]) -> Vec<String> {
 }
 
 /// The store changes among `effects`, with their gating flag.
-fn changes(effects: &[Effect]) -> Vec<(Change, bool)> {
+pub(super) fn changes(effects: &[Effect]) -> Vec<(Change, bool)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -97,6 +97,7 @@ pub(super) fn send(
         content: content.into(),
         request_id: None,
         model: None,
+        when_busy: Default::default(),
     });
     match c.reply(call, &ctx(secs)).unwrap() {
         Reply::Send(r) => r,
@@ -279,6 +280,7 @@ fn second_send_while_running_is_busy_and_changes_nothing() {
                 content: "two".into(),
                 request_id: None,
                 model: None,
+                when_busy: Default::default(),
             }),
             &ctx(2),
         )
@@ -331,6 +333,7 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
     );
     let interrupt = || Call::SessionInterrupt {
         session_id: r.session_id.to_string(),
+        clear_queue: false,
     };
     let Reply::Interrupt(ir) = c.reply(interrupt(), &ctx(3)).unwrap() else {
         panic!()
@@ -396,6 +399,7 @@ fn request_id_is_idempotent_and_bounded() {
             content: "x".into(),
             request_id: Some(rid.into()),
             model: None,
+            when_busy: Default::default(),
         })
     };
     let first = c.reply(call("a"), &ctx(1)).unwrap();
@@ -425,6 +429,7 @@ fn unknown_and_malformed_session_ids_are_not_found() {
             },
             Call::SessionInterrupt {
                 session_id: raw.into(),
+                clear_queue: false,
             },
             Call::MessageList {
                 session_id: raw.into(),
@@ -555,6 +560,7 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
                 content: "late".into(),
                 request_id: None,
                 model: None,
+                when_busy: Default::default(),
             }),
             &ctx(10),
         )
@@ -579,7 +585,13 @@ fn shutdown_ends_every_turn_then_announces_and_refuses_new_work() {
     c.reply(Call::StateSync { project_id: None }, &ctx(10))
         .unwrap();
     let Reply::Interrupt(ir) = c
-        .reply(Call::SessionInterrupt { session_id: sid }, &ctx(10))
+        .reply(
+            Call::SessionInterrupt {
+                session_id: sid,
+                clear_queue: false,
+            },
+            &ctx(10),
+        )
         .unwrap()
     else {
         panic!()
@@ -679,6 +691,7 @@ fn send_persists_the_user_message_turn_and_session_before_anything_shows() {
         content: "hi".into(),
         request_id: Some("k1".into()),
         model: None,
+        when_busy: Default::default(),
     });
     let Reply::Send(r) = c.reply(call, &ctx(1)).unwrap() else {
         panic!()
@@ -827,6 +840,8 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         session_id: sid,
         message_id: MessageId(Uuid::from_u128(102)),
         turn_id: tid,
+        queued: false,
+        position: None,
     };
     // The store counts the user's question; the reply it checkpointed comes as streaming.
     let snapshot = Snapshot {
@@ -857,6 +872,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         )],
         request_keys: vec![("k".into(), kept.clone())],
         pending_hitl: vec![],
+        queued: vec![],
     };
     let mut c = core();
     assert_eq!(c.restore(snapshot, at(50)), 1);
@@ -899,6 +915,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
         content: "question".into(),
         request_id: Some("k".into()),
         model: None,
+        when_busy: Default::default(),
     });
     assert_eq!(c.reply(retry, &ctx(52)).unwrap(), Reply::Send(kept));
     assert!(c.take_effects().is_empty());
@@ -941,6 +958,7 @@ fn interrupting_mid_text_keeps_the_segment_as_interrupted() {
     c.reply(
         Call::SessionInterrupt {
             session_id: r.session_id.to_string(),
+            clear_queue: false,
         },
         &ctx(3),
     )

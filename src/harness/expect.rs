@@ -2,15 +2,15 @@
 //! documented limits alone (never by calling the decoder), so the path is checked, not trusted;
 //! and what the published events must keep, whatever the requests were.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
 use super::{Outcome, MAX_MESSAGE_BYTES};
 use crate::protocol::errors::code;
-use crate::protocol::events::{Event, Published};
+use crate::protocol::events::{DequeueReason, Event, Published};
 use crate::protocol::hitl::HitlStatus;
-use crate::protocol::ids::{HitlId, SessionId, TurnId};
+use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::jsonrpc::MAX_BATCH_LEN;
 use crate::protocol::methods::ALL;
 
@@ -170,6 +170,7 @@ const CALL_CODES: &[i64] = &[
     code::NOT_CLAIMANT,
     code::TOO_MANY_CLIENTS,
     code::MODEL_NOT_FOUND,
+    code::QUEUE_FULL,
 ];
 
 fn lossy(bytes: &[u8]) -> String {
@@ -180,8 +181,10 @@ fn lossy(bytes: &[u8]) -> String {
 /// no gap (a welcome takes none); every `llm.start` gets exactly one `llm.end`, and its tokens and
 /// tool events come between them; every `tool.start` gets exactly one `tool.end` before its
 /// turn's `llm.end`; every `hitl.pending` gets exactly one `hitl.resolved`, before its turn's
-/// `llm.end`; `tool.claimed` names an open call, once; nothing names a session after its `session.deleted`; nothing is numbered after
-/// `instance.shutdown`; each envelope is the JSON it claims.
+/// `llm.end`; `tool.claimed` names an open call, once; every `message.queued` gets one
+/// `message.dequeued`, oldest first, and one that starts is followed at once by its
+/// `message.append` and `llm.start`; nothing names a session after its `session.deleted`; nothing
+/// is numbered after `instance.shutdown`; each envelope is the JSON it claims.
 #[derive(Debug, Default)]
 pub(super) struct EventChecks {
     seq: u64,
@@ -195,6 +198,11 @@ pub(super) struct EventChecks {
     resolved: HashSet<HitlId>,
     /// Client-run calls claimed (`tool.claimed`): at most once each.
     claimed: HashSet<(TurnId, String)>,
+    /// Messages queued per session (message, turn), oldest first.
+    queued: HashMap<SessionId, VecDeque<(MessageId, TurnId)>>,
+    /// A queued message that left to start: its `message.append`, then its `llm.start`, come
+    /// next (the `bool`: its append came).
+    starting: Option<(MessageId, TurnId, bool)>,
 }
 
 impl EventChecks {
@@ -245,6 +253,19 @@ impl EventChecks {
         if let Some(turn) = inside_turn.filter(|t| !self.running.contains(t)) {
             return Err(format!("turn {turn} is not running"));
         }
+        if let Some((message, turn, appended)) = self.starting {
+            match event {
+                Event::MessageAppend(m) if !appended && m.message_id == message => {
+                    self.starting = Some((message, turn, true));
+                }
+                Event::LlmStart(s) if appended && s.turn_id == turn => self.starting = None,
+                _ => {
+                    return Err(
+                        "a started queued message's append and llm.start must come next".into(),
+                    )
+                }
+            }
+        }
         match event {
             Event::LlmStart(s) if !self.running.insert(s.turn_id) => {
                 return Err("a second llm.start".into())
@@ -284,6 +305,28 @@ impl EventChecks {
             }
             Event::SessionDeleted(s) => {
                 self.deleted.insert(s.id);
+                if self.queued.get(&s.id).is_some_and(|q| !q.is_empty()) {
+                    return Err("a deleted session's queue was not discarded".into());
+                }
+            }
+            Event::MessageQueued(q) => {
+                let queue = self.queued.entry(q.session_id).or_default();
+                queue.push_back((q.message_id, q.turn_id));
+                if q.position != queue.len() as u64 {
+                    return Err("message.queued at the wrong position".into());
+                }
+            }
+            Event::MessageDequeued(d) => {
+                let queue = self.queued.entry(d.session_id).or_default();
+                if queue.pop_front() != Some((d.message_id, d.turn_id)) {
+                    return Err("message.dequeued is not the oldest queued message".into());
+                }
+                if d.queue_length != queue.len() as u64 {
+                    return Err("message.dequeued with the wrong queue_length".into());
+                }
+                if d.reason == DequeueReason::Started {
+                    self.starting = Some((d.message_id, d.turn_id, false));
+                }
             }
             Event::InstanceShutdown(_) => self.shut_down = true,
             Event::HitlPending(r) => {

@@ -31,6 +31,7 @@ pub mod code {
     pub const NOT_CLAIMANT: i64 = -32017;
     pub const TOO_MANY_CLIENTS: i64 = -32020;
     pub const MODEL_NOT_FOUND: i64 = -32018;
+    pub const QUEUE_FULL: i64 = -32019;
 }
 
 /// The `error` member of a response.
@@ -214,6 +215,36 @@ impl RpcError {
         .with_data("available", json!(available))
     }
 
+    /// `message.send` with `when_busy: "queue"` would take a queue past its bound: the session's
+    /// (`scope: "session"`: `limit` messages or `limit_bytes` of content) or the instance's
+    /// (`scope: "instance"`: `limit_bytes` of content over all sessions). `queued` and
+    /// `queued_bytes` are what that queue holds now. Nothing changed.
+    pub fn queue_full(
+        session_id: &str,
+        scope: &str,
+        queued: (u64, u64),
+        limit: Option<u64>,
+        limit_bytes: u64,
+    ) -> Self {
+        let (count, bytes) = queued;
+        let e = RpcError::new(
+            code::QUEUE_FULL,
+            format!(
+                "queue full ({scope}): {count} messages, {bytes} bytes queued; wait for a turn to end or clear the queue"
+            ),
+        )
+        .with_kind("queue_full")
+        .with_data("session_id", json!(session_id))
+        .with_data("scope", json!(scope))
+        .with_data("queued", json!(count))
+        .with_data("queued_bytes", json!(bytes))
+        .with_data("limit_bytes", json!(limit_bytes));
+        match limit {
+            Some(limit) => e.with_data("limit", json!(limit)),
+            None => e,
+        }
+    }
+
     pub fn request_id_too_long(bytes: usize, limit: usize) -> Self {
         let what = format!("{bytes} bytes");
         Self::over_limit("request_id", "request_id_too_long", what, bytes, limit)
@@ -385,6 +416,24 @@ mod tests {
     }
 
     #[test]
+    fn queue_full_golden_json() {
+        assert_eq!(
+            serde_json::to_value(RpcError::queue_full(
+                "s1",
+                "session",
+                (16, 64),
+                Some(16),
+                1 << 20
+            ))
+            .unwrap(),
+            json!({"code":-32019,
+                   "message":"queue full (session): 16 messages, 64 bytes queued; wait for a turn to end or clear the queue",
+                   "data":{"kind":"queue_full","session_id":"s1","scope":"session","queued":16,
+                           "queued_bytes":64,"limit":16,"limit_bytes":1048576}})
+        );
+    }
+
+    #[test]
     fn codes_are_distinct() {
         let mut all = vec![
             code::PARSE_ERROR,
@@ -406,6 +455,7 @@ mod tests {
             code::HITL_NOT_FOUND,
             code::HITL_RESOLVED,
             code::MODEL_NOT_FOUND,
+            code::QUEUE_FULL,
         ];
         let n = all.len();
         all.sort();

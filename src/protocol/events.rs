@@ -36,6 +36,8 @@ pub mod topic {
     pub const CLIENT_JOINED: &str = "client.joined";
     pub const CLIENT_LEFT: &str = "client.left";
     pub const TOOL_CLAIMED: &str = "tool.claimed";
+    pub const MESSAGE_QUEUED: &str = "message.queued";
+    pub const MESSAGE_DEQUEUED: &str = "message.dequeued";
 }
 
 /// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
@@ -109,6 +111,57 @@ impl MessageAppendPayload {
         self.content_truncated = self.content_bytes.is_some();
         self
     }
+}
+
+/// A message was queued behind its session's running turn (`message.send` `when_busy:
+/// "queue"`). `message_id` and `turn_id` are the ones its turn will have; `position` is its place
+/// in the queue (1: next to run), which is also the queue's length now. `content` is cut like a
+/// `message.append`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageQueuedPayload {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+    pub content: String,
+    pub position: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub queued_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_truncated: bool,
+}
+
+impl MessageQueuedPayload {
+    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
+    pub fn clipped(mut self) -> Self {
+        self.content_bytes = clip_field(&mut self.content);
+        self.content_truncated = self.content_bytes.is_some();
+        self
+    }
+}
+
+/// Why a queued message left its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DequeueReason {
+    /// Its turn starts: its `message.append` and `llm.start` follow at once.
+    Started,
+    /// `session.interrupt` with `clear_queue: true` discarded it; it never runs.
+    Cleared,
+    /// Its session was deleted; it never runs.
+    Deleted,
+}
+
+/// A queued message left the queue: exactly one per `message.queued` (within an instance).
+/// `queue_length` is how many are still queued after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDequeuedPayload {
+    pub session_id: SessionId,
+    pub message_id: MessageId,
+    pub turn_id: TurnId,
+    pub reason: DequeueReason,
+    pub queue_length: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,6 +323,8 @@ pub enum Event {
     ClientJoined(ClientJoinedPayload),
     ClientLeft(ClientLeftPayload),
     ToolClaimed(ToolClaimedPayload),
+    MessageQueued(MessageQueuedPayload),
+    MessageDequeued(MessageDequeuedPayload),
 }
 
 impl Event {
@@ -295,6 +350,8 @@ impl Event {
             Event::ClientJoined(_) => topic::CLIENT_JOINED,
             Event::ClientLeft(_) => topic::CLIENT_LEFT,
             Event::ToolClaimed(_) => topic::TOOL_CLAIMED,
+            Event::MessageQueued(_) => topic::MESSAGE_QUEUED,
+            Event::MessageDequeued(_) => topic::MESSAGE_DEQUEUED,
         }
     }
 
@@ -312,6 +369,8 @@ impl Event {
             Event::ToolEnd(p) => Some(p.session_id),
             Event::HitlPending(r) | Event::HitlResolved(r) => Some(r.session_id),
             Event::ToolClaimed(p) => Some(p.session_id),
+            Event::MessageQueued(p) => Some(p.session_id),
+            Event::MessageDequeued(p) => Some(p.session_id),
             Event::SessionList(_)
             | Event::ClientJoined(_)
             | Event::ClientLeft(_)
@@ -364,6 +423,8 @@ impl Event {
             topic::CLIENT_JOINED => Event::ClientJoined(v(payload)?),
             topic::CLIENT_LEFT => Event::ClientLeft(v(payload)?),
             topic::TOOL_CLAIMED => Event::ToolClaimed(v(payload)?),
+            topic::MESSAGE_QUEUED => Event::MessageQueued(v(payload)?),
+            topic::MESSAGE_DEQUEUED => Event::MessageDequeued(v(payload)?),
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),

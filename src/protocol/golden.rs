@@ -53,6 +53,7 @@ fn session() -> SessionPayload {
         grants: vec![],
         model: None,
         system_prompt: None,
+        queue_length: 0,
     }
 }
 
@@ -195,6 +196,8 @@ fn method_results() {
             session_id: sid(),
             message_id: mid(),
             turn_id: tid(),
+            queued: false,
+            position: None,
         },
         json!({"ok": true, "session_id": S, "message_id": M, "turn_id": TU}),
     );
@@ -209,8 +212,41 @@ fn method_results() {
         &InterruptResult {
             ok: true,
             interrupted: false,
+            cleared: None,
         },
         json!({"ok": true, "interrupted": false}),
+    );
+}
+
+#[test]
+fn queue_shapes() {
+    both_ways(
+        &SendResult {
+            ok: true,
+            session_id: sid(),
+            message_id: mid(),
+            turn_id: tid(),
+            queued: true,
+            position: Some(2),
+        },
+        json!({"ok": true, "session_id": S, "message_id": M, "turn_id": TU,
+               "queued": true, "position": 2}),
+    );
+    both_ways(
+        &InterruptResult {
+            ok: true,
+            interrupted: true,
+            cleared: Some(5),
+        },
+        json!({"ok": true, "interrupted": true, "cleared": 5}),
+    );
+    both_ways(
+        &SessionPayload {
+            queue_length: 3,
+            ..session()
+        },
+        json!({"id": S, "title": "t", "created_at": T_JSON, "updated_at": T_JSON,
+               "message_count": 2, "status": "running", "queue_length": 3}),
     );
 }
 
@@ -611,9 +647,48 @@ fn events_payloads_and_keys() {
                    "tool_name": "open_editors", "client_id": "vscode-1"}),
             format!("tool.claimed/{S}"),
         ),
+        (
+            Event::MessageQueued(MessageQueuedPayload {
+                session_id: sid(),
+                message_id: mid(),
+                turn_id: tid(),
+                content: "and then this".into(),
+                position: 1,
+                queued_at: T,
+                content_bytes: None,
+                content_truncated: false,
+            }),
+            json!({"session_id": S, "message_id": M, "turn_id": TU, "content": "and then this",
+                   "position": 1, "queued_at": T_JSON}),
+            format!("message.queued/{S}"),
+        ),
+        (
+            Event::MessageDequeued(MessageDequeuedPayload {
+                session_id: sid(),
+                message_id: mid(),
+                turn_id: tid(),
+                reason: DequeueReason::Started,
+                queue_length: 0,
+            }),
+            json!({"session_id": S, "message_id": M, "turn_id": TU, "reason": "started",
+                   "queue_length": 0}),
+            format!("message.dequeued/{S}"),
+        ),
+        (
+            Event::MessageDequeued(MessageDequeuedPayload {
+                session_id: sid(),
+                message_id: mid(),
+                turn_id: tid(),
+                reason: DequeueReason::Cleared,
+                queue_length: 4,
+            }),
+            json!({"session_id": S, "message_id": M, "turn_id": TU, "reason": "cleared",
+                   "queue_length": 4}),
+            format!("message.dequeued/{S}"),
+        ),
     ];
     let topics: std::collections::HashSet<&str> = cases.iter().map(|(e, ..)| e.topic()).collect();
-    assert_eq!(topics.len(), 20, "every topic");
+    assert_eq!(topics.len(), 22, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),

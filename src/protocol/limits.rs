@@ -85,6 +85,14 @@ pub const MAX_SUBSCRIPTION_MESSAGE_BYTES: usize = 1024;
 pub const MAX_TITLE_CHARS: usize = 256;
 /// Sessions held at once (deleted ones do not count) unless `serve --max-sessions` says otherwise.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Messages one session may hold queued behind its running turn (`message.send` with
+/// `when_busy: "queue"`); one more is refused with `queue_full`.
+pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 16;
+/// Bytes of content one session may hold queued; past it, `queue_full`. Four maximal messages.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1 << 20;
+/// Bytes of content all sessions together may hold queued (it is kept in memory as well as in
+/// the store, so the queued turns can start without a read); past it, `queue_full`.
+pub const DEFAULT_MAX_QUEUED_BYTES_TOTAL: usize = 64 << 20;
 
 // The longest content fits in params with room for the other members, and params in the default
 // 1 MiB frame with room for the envelope: each limit is reachable before the one around it.

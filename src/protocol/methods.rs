@@ -102,6 +102,8 @@ pub enum Call {
     },
     SessionInterrupt {
         session_id: String,
+        /// Also discard the messages queued behind the turn (they never run).
+        clear_queue: bool,
     },
     MessageSend(MessageSend),
     MessageList {
@@ -159,6 +161,27 @@ pub struct MessageSend {
     pub request_id: Option<String>,
     /// The model for this turn alone, over the session's and the default.
     pub model: Option<String>,
+    /// What to do when the session's turn is still running.
+    pub when_busy: WhenBusy,
+}
+
+/// `message.send` `when_busy`: refuse a send to a busy session (`session_busy`, the default), or
+/// queue it to run as the session's next turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenBusy {
+    #[default]
+    Reject,
+    Queue,
+}
+
+impl WhenBusy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reject" => Some(WhenBusy::Reject),
+            "queue" => Some(WhenBusy::Queue),
+            _ => None,
+        }
+    }
 }
 
 impl Call {
@@ -197,6 +220,7 @@ impl Call {
             },
             SESSION_INTERRUPT => Call::SessionInterrupt {
                 session_id: p.req_str("session_id")?,
+                clear_queue: p.opt_bool("clear_queue")?.unwrap_or(false),
             },
             MESSAGE_SEND => {
                 let content = p.req_str("content")?;
@@ -212,11 +236,18 @@ impl Call {
                 if let Some(m) = &model {
                     limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
                 }
+                let when_busy = match p.opt_str("when_busy")? {
+                    None => WhenBusy::default(),
+                    Some(w) => WhenBusy::parse(&w).ok_or_else(|| {
+                        RpcError::invalid_params("when_busy", "must be \"reject\" or \"queue\"")
+                    })?,
+                };
                 Call::MessageSend(MessageSend {
                     session_id: p.opt_str("session_id")?,
                     content,
                     request_id,
                     model,
+                    when_busy,
                 })
             }
             MESSAGE_LIST => {
@@ -394,6 +425,17 @@ impl Params {
         }
     }
 
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, RpcError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(RpcError::invalid_params(
+                field,
+                &format!("expected a boolean, got {}", kind_of(other)),
+            )),
+        }
+    }
+
     /// A positive integer, if present.
     fn opt_limit(&self, field: &str) -> Result<Option<usize>, RpcError> {
         match self.0.get(field) {
@@ -457,17 +499,6 @@ impl Params {
                 )),
             })
             .collect()
-    }
-
-    fn opt_bool(&self, field: &str) -> Result<Option<bool>, RpcError> {
-        match self.0.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(RpcError::invalid_params(
-                field,
-                &format!("expected a boolean, got {}", kind_of(other)),
-            )),
-        }
     }
 
     /// `{call_id, turn_id?}` of `tool.claim` and `tool.result`.
@@ -751,6 +782,13 @@ pub struct SendResult {
     pub session_id: SessionId,
     pub message_id: MessageId,
     pub turn_id: TurnId,
+    /// The message waits behind the running turn (`when_busy: "queue"`); absent when it started
+    /// a turn at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+    /// Where it waits: 1 is the next to run. Set exactly when `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -765,6 +803,9 @@ pub struct MessageListResult {
 pub struct InterruptResult {
     pub ok: bool,
     pub interrupted: bool,
+    /// With `clear_queue: true`: how many queued messages were discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared: Option<u64>,
 }
 
 /// The result of any call; serialises to exactly the result object.
@@ -840,6 +881,21 @@ mod tests {
                 "system_prompt",
             ),
             (MESSAGE_SEND, json!({"content": "hi", "model": {}}), "model"),
+            (
+                MESSAGE_SEND,
+                json!({"content": "hi", "when_busy": "later"}),
+                "when_busy",
+            ),
+            (
+                MESSAGE_SEND,
+                json!({"content": "hi", "when_busy": true}),
+                "when_busy",
+            ),
+            (
+                SESSION_INTERRUPT,
+                json!({"session_id": "s", "clear_queue": "yes"}),
+                "clear_queue",
+            ),
             (INSTANCE_PING, json!([1, 2]), "params"),
         ];
         for (method, params, field) in cases {
@@ -870,8 +926,45 @@ mod tests {
                 content: "hi".into(),
                 request_id: None,
                 model: None,
+                when_busy: WhenBusy::Reject,
             })
         );
+    }
+
+    #[test]
+    fn when_busy_and_clear_queue_parse() {
+        let send = Call::parse(
+            MESSAGE_SEND,
+            Some(json!({"content": "hi", "when_busy": "queue"})),
+        )
+        .unwrap();
+        assert!(matches!(send, Call::MessageSend(m) if m.when_busy == WhenBusy::Queue));
+        let send = Call::parse(
+            MESSAGE_SEND,
+            Some(json!({"content": "hi", "when_busy": "reject"})),
+        )
+        .unwrap();
+        assert!(matches!(send, Call::MessageSend(m) if m.when_busy == WhenBusy::Reject));
+        let interrupt = Call::parse(
+            SESSION_INTERRUPT,
+            Some(json!({"session_id": "s", "clear_queue": true})),
+        )
+        .unwrap();
+        assert_eq!(
+            interrupt,
+            Call::SessionInterrupt {
+                session_id: "s".into(),
+                clear_queue: true
+            }
+        );
+        let interrupt = Call::parse(SESSION_INTERRUPT, Some(json!({"session_id": "s"}))).unwrap();
+        assert!(matches!(
+            interrupt,
+            Call::SessionInterrupt {
+                clear_queue: false,
+                ..
+            }
+        ));
     }
 
     #[test]

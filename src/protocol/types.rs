@@ -34,6 +34,14 @@ pub struct SessionPayload {
     /// Its system prompt (`session.configure`); absent: the model's configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// Messages queued behind the running turn (`message.send` `when_busy: "queue"`); absent
+    /// when none are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queue_length: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

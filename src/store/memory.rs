@@ -11,6 +11,7 @@ use crate::core::persist::{
     Change, MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
     TurnStatus,
 };
+use crate::core::queue::QueuedMessage;
 use crate::core::read::Direction;
 use crate::protocol::hitl::{HitlRequest, HitlStatus};
 use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
@@ -30,6 +31,8 @@ struct Data {
     keys: VecDeque<(String, SendResult)>,
     hitl: BTreeMap<HitlId, HitlRequest>,
     grants: BTreeMap<SessionId, std::collections::BTreeSet<String>>,
+    /// Queued messages, in the order they were queued.
+    queued: Vec<QueuedMessage>,
 }
 
 /// Cloning shares the data: a "restart" in a test is a new server given a clone.
@@ -108,6 +111,12 @@ impl Store for MemoryStore {
                 .filter(|r| r.status == HitlStatus::Pending && live(&r.session_id))
                 .cloned()
                 .collect(),
+            queued: data
+                .queued
+                .iter()
+                .filter(|q| live(&q.session_id) && !data.message_at.contains_key(&q.message_id))
+                .cloned()
+                .collect(),
         })
     }
 
@@ -165,6 +174,14 @@ impl Store for MemoryStore {
                         .entry(*session_id)
                         .or_default()
                         .insert(tool_name.clone());
+                }
+                Change::QueuePush(q) => {
+                    if !data.queued.iter().any(|o| o.message_id == q.message_id) {
+                        data.queued.push(q.clone());
+                    }
+                }
+                Change::QueueRemove { message_id } => {
+                    data.queued.retain(|q| q.message_id != *message_id);
                 }
                 // The first answer to a key is the one kept, as in SQLite.
                 Change::RequestKey {

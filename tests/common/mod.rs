@@ -275,6 +275,43 @@ pub fn synced(mirror: &zcoord::mirror::Mirror) {
     });
 }
 
+/// Starts `zcoord serve` with the SQLite store in `dir` on its default ipc endpoints (no secret
+/// needed: the 0700 socket directory is the access control); returns the child and its rpc and
+/// pub endpoints once it is serving.
+pub fn serve_sqlite(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String, String) {
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_zcoord"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--store", "sqlite", "--heartbeat-interval", "0.05"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = discovery_of(dir, &child);
+    let rpc = d["endpoints"]["rpc"].as_str().unwrap().to_owned();
+    let pub_ = d["endpoints"]["pub"].as_str().unwrap().to_owned();
+    (child, rpc, pub_)
+}
+
+/// `kill -9`s a server started by [`serve_sqlite`], starts another on the same data directory,
+/// and connects a client to it.
+pub fn crash_and_restart(
+    mut child: std::process::Child,
+    dir: &std::path::Path,
+    ctx: &zmq::Context,
+) -> (std::process::Child, RpcClient) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (child, rpc, _) = serve_sqlite(dir, &[]);
+    let client = RpcClient::connect(ctx, &rpc, WAIT).unwrap();
+    (child, client)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `WAIT`.
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;

@@ -283,11 +283,16 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
             created_at,
         } => {
             // The first answer stands: a key is never rebound to another send.
+            let queued_position = match result.position.filter(|_| result.queued) {
+                Some(p) => Some(to_i64(p, "queued position")?),
+                None => None,
+            };
             let added = tx
                 .prepare_cached(
                     "INSERT INTO request_keys
-                         (request_id, session_id, message_id, turn_id, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                         (request_id, session_id, message_id, turn_id, created_at,
+                          queued_position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(request_id) DO NOTHING",
                 )
                 .and_then(|mut st| {
@@ -296,11 +301,43 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
                         result.session_id.to_string(),
                         result.message_id.to_string(),
                         result.turn_id.to_string(),
-                        nanos(*created_at)
+                        nanos(*created_at),
+                        queued_position,
                     ])
                 })
                 .map_err(err("saving a request key"))?;
             return Ok(added as u64);
+        }
+        Change::QueuePush(q) => {
+            let author = match &q.author {
+                Some(a) => Some(serde_json::to_string(a).map_err(|e| {
+                    StoreError::Invalid(format!("author of queued message {}: {e}", q.message_id))
+                })?),
+                None => None,
+            };
+            tx.prepare_cached(
+                "INSERT INTO queued_messages
+                     (message_id, session_id, turn_id, content, queued_at, author, model)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(message_id) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    q.message_id.to_string(),
+                    q.session_id.to_string(),
+                    q.turn_id.to_string(),
+                    q.content,
+                    nanos(q.queued_at),
+                    author,
+                    q.model,
+                ])
+            })
+            .map_err(err("saving a queued message"))?;
+        }
+        Change::QueueRemove { message_id } => {
+            tx.prepare_cached("DELETE FROM queued_messages WHERE message_id = ?1")
+                .and_then(|mut st| st.execute([message_id.to_string()]))
+                .map_err(err("removing a queued message"))?;
         }
     }
     Ok(0)

@@ -13,6 +13,7 @@ use super::schema::{sql_error, ACTIVE_SESSION_KEY};
 use crate::core::persist::{
     MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
 };
+use crate::core::queue::QueuedMessage;
 use crate::core::read::Direction;
 use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
@@ -37,6 +38,7 @@ pub(super) fn snapshot(
     let request_keys = load_request_keys(&tx, path, request_key_capacity)?;
     load_grants(&tx, path, &mut sessions)?;
     let pending_hitl = load_pending_hitl(&tx, path, &live)?;
+    let queued = load_queued(&tx, path, &live)?;
     tx.finish()
         .map_err(|e| sql_error(path, "finishing the load", e))?;
 
@@ -49,7 +51,61 @@ pub(super) fn snapshot(
         streaming,
         request_keys,
         pending_hitl,
+        queued,
     })
+}
+
+/// Messages queued in live sessions, in the order they were queued. A row whose message is
+/// already in the history belongs to a turn that started just before a crash: not queued.
+fn load_queued(
+    tx: &Transaction<'_>,
+    path: &Path,
+    live: &HashSet<SessionId>,
+) -> Result<Vec<QueuedMessage>, StoreError> {
+    let err = |e| sql_error(path, "loading queued messages", e);
+    let mut st = tx
+        .prepare_cached(
+            "SELECT q.message_id, q.session_id, q.turn_id, q.content, q.queued_at, q.author,
+                    q.model
+             FROM queued_messages q
+             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = q.message_id)
+             ORDER BY q.rowid",
+        )
+        .map_err(err)?;
+    let mut rows = st.query([]).map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        let q = QueuedMessage {
+            message_id: id(row, 0, "queued_messages.message_id", MessageId::parse)?,
+            session_id: id(row, 1, "queued_messages.session_id", SessionId::parse)?,
+            turn_id: id(row, 2, "queued_messages.turn_id", TurnId::parse)?,
+            content: text(row, 3, "queued_messages.content")?.to_owned(),
+            queued_at: time_at(row, 4, "queued_messages.queued_at")?,
+            author: match row
+                .get_ref(5)
+                .ok()
+                .and_then(|v| v.as_str_or_null().ok())
+                .flatten()
+            {
+                None => None,
+                Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "queued_messages.author {json:?} is not an author: {e}"
+                    ))
+                })?),
+            },
+            model: row
+                .get_ref(6)
+                .ok()
+                .and_then(|v| v.as_str_or_null().ok())
+                .flatten()
+                .map(str::to_owned),
+        };
+        if live.contains(&q.session_id) {
+            out.push(q);
+        }
+    }
+    Ok(out)
 }
 
 /// Each live session's grants, in name order.
@@ -337,18 +393,27 @@ fn load_request_keys(
     let limit = i64::try_from(capacity).unwrap_or(i64::MAX);
     let mut st = tx
         .prepare_cached(
-            "SELECT request_id, session_id, message_id, turn_id FROM request_keys
+            "SELECT request_id, session_id, message_id, turn_id, queued_position FROM request_keys
              ORDER BY created_at DESC, rowid DESC LIMIT ?1",
         )
         .map_err(err)?;
     let mut rows = st.query([limit]).map_err(err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(err)? {
+        let position: Option<i64> = row.get(4).map_err(err)?;
+        let position = match position {
+            Some(p) => Some(u64::try_from(p).map_err(|_| {
+                StoreError::Invalid(format!("request_keys.queued_position {p} is negative"))
+            })?),
+            None => None,
+        };
         let result = SendResult {
             ok: true,
             session_id: id(row, 1, "request_keys.session_id", SessionId::parse)?,
             message_id: id(row, 2, "request_keys.message_id", MessageId::parse)?,
             turn_id: id(row, 3, "request_keys.turn_id", TurnId::parse)?,
+            queued: position.is_some(),
+            position,
         };
         out.push((text(row, 0, "request_keys.request_id")?.to_owned(), result));
     }

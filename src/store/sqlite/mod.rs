@@ -1,5 +1,5 @@
-//! The SQLite store: sessions, messages, turns, tool calls, the active session and `request_id`
-//! keys in one WAL-mode database file, migrated forward on open.
+//! The SQLite store: sessions, messages, turns, tool calls, the active session, `request_id`
+//! keys and queued messages in one WAL-mode database file, migrated forward on open.
 //!
 //! It owns the schema and how `Change`s map onto rows; it makes no decisions of the core's (what
 //! a crashed turn becomes is the core's business) and loads exactly what [`super::memory`] loads
@@ -13,6 +13,8 @@
 mod apply;
 mod columns;
 mod load;
+#[cfg(test)]
+mod queue_tests;
 mod schema;
 #[cfg(test)]
 mod settings_tests;

@@ -110,6 +110,20 @@ ALTER TABLE messages ADD COLUMN author TEXT;
 -- Per-session models and settings: `session.configure`; NULL is the server's default.
 ALTER TABLE sessions ADD COLUMN model TEXT;
 ALTER TABLE sessions ADD COLUMN system_prompt TEXT;
+-- queued messages: messages waiting behind a running turn, in rowid order (the order queued).
+-- No foreign keys, like tool calls: a session's deletion discards its queue row by row.
+CREATE TABLE queued_messages (
+    message_id TEXT PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL,
+    turn_id    TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    queued_at  INTEGER NOT NULL,
+    -- Who sent it (JSON {client_id, name}) and the model it asked for, for when it starts.
+    author     TEXT,
+    model      TEXT
+);
+-- queued messages: a queued send's answer repeats its place (NULL: it started a turn at once).
+ALTER TABLE request_keys ADD COLUMN queued_position INTEGER;
 ";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -123,6 +137,7 @@ const TABLES: &[&[&str]] = &[
     &["hitl_requests", "grants"],
     // V4: authors, per-session models and settings add columns only.
     &[],
+    &["queued_messages"],
 ];
 
 /// How long to wait on another connection's lock before calling the database locked.
@@ -357,6 +372,7 @@ mod tests {
             "hitl_requests",
             "hitl_pending",
             "grants",
+            "queued_messages",
         ] {
             assert!(
                 names.iter().any(|n| n == want),

@@ -49,6 +49,8 @@ pub(super) fn key(n: u64, session: u128) -> Change {
             session_id: sid(session),
             message_id: MessageId(Uuid::from_u128(0x100)),
             turn_id: tid(1),
+            queued: false,
+            position: None,
         },
         created_at: at(n as i64),
     }
