@@ -326,6 +326,7 @@ fn populate(path: &Path, sessions: usize, messages: usize) -> Populated {
             title: sentence(&mut rng, "").chars().take(40).collect(),
             created_at: created,
             updated_at: at(messages.saturating_sub(1)),
+            usage: Default::default(),
         }));
         let mut turn: Option<TurnId> = None;
         for k in 0..messages {
@@ -403,6 +404,7 @@ fn commit_latency(path: &Path) -> (f64, f64) {
             title: format!("scratch {i}"),
             created_at: now,
             updated_at: now,
+            usage: Default::default(),
         });
         let t = Instant::now();
         store.commit(&[change]).expect("commit");

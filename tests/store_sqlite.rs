@@ -50,6 +50,7 @@ fn session(n: u128, title: &str, updated: i64) -> Change {
         title: title.into(),
         created_at: at(n as i64),
         updated_at: at(updated),
+        usage: Default::default(),
     })
 }
 
@@ -365,6 +366,8 @@ fn migrates_a_version_1_database() {
                 title: "Live session".into(),
                 created_at: fixture_time(0),
                 updated_at: fixture_time(40),
+                // Totals begin at zero for sessions older than them.
+                usage: Default::default(),
             },
             message_count: 4,
             grants: vec![],

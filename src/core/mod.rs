@@ -14,10 +14,13 @@ mod restore;
 pub mod session;
 pub mod state;
 mod streaming;
+mod tool_args;
 pub mod turn;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::protocol::types::{Role, ToolCallInfo};
+use crate::protocol::usage::SessionUsage;
 
 /// How a stored message stands. `Streaming` exists only in the store: an assistant reply
 /// checkpointed while its turn runs. Recovery turns it into `Interrupted`.
@@ -43,6 +44,8 @@ pub struct SessionRecord {
     pub title: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Running token totals (`SessionPayload.usage`).
+    pub usage: SessionUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

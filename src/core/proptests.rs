@@ -10,6 +10,11 @@
 //!   event) equals the messages `message.list` returns, paged either way, which are the
 //!   `message.append`s published for the session, in order and at their stored positions;
 //! - nothing is published about a session (key or payload) after its `session.deleted`;
+//! - a call's `tool.args` come before its `tool.start`, indexed 0, 1, 2… with no empty or
+//!   oversized delta, and concatenated equal its `tool.start` `params` whenever what the model
+//!   streamed was the start of the params it then gave (cut or not);
+//! - `llm.end`'s `usage` agrees with its `tokens_in`/`tokens_out`, and every session's `usage`
+//!   totals are the sums of its published `llm.end`s;
 //! - the core never panics, and a call naming an unknown or deleted session is refused with a
 //!   typed error, as are state changes during shutdown.
 
@@ -30,10 +35,12 @@ use super::*;
 use crate::protocol::events::{EndReason, Event, Published};
 use crate::protocol::hitl::{Decision, HitlStatus, Respond};
 use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
+use crate::protocol::limits::MAX_ARGS_DELTA_BYTES;
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
 };
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
+use crate::protocol::usage::{SessionUsage, TurnUsage};
 use crate::store::Rows;
 
 /// The `idempotency_capacity` `tests::core()` configures: small, so runs of sends with
@@ -62,6 +69,8 @@ enum TurnSel {
 enum Report {
     Usage(u64, u64),
     Token(&'static str),
+    /// The next `n` characters of call `c`'s [`params_of`], or (`None`) text that is not.
+    ToolArgs(u8, Option<usize>),
     ToolStart(u8),
     /// A call of `ask_user`: a question for a person.
     Ask(u8),
@@ -115,6 +124,8 @@ fn report() -> impl Strategy<Value = Report> {
     prop_oneof![
         1 => (0u64..50, 0u64..50).prop_map(|(i, o)| Report::Usage(i, o)),
         6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
+        3 => (0u8..3, prop::option::weighted(0.9, prop::sample::select(vec![1usize, 4, 700, 3000])))
+            .prop_map(|(c, n)| Report::ToolArgs(c, n)),
         2 => (0u8..3).prop_map(Report::ToolStart),
         1 => (0u8..3).prop_map(Report::Ask),
         2 => (0u8..4, any::<bool>()).prop_map(|(c, e)| Report::ToolEnd(c, e)),
@@ -200,6 +211,13 @@ struct Mirror {
     hitl_pending: BTreeMap<HitlId, TurnId>,
     hitl_seen: Vec<HitlId>,
     hitl_resolved: HashSet<HitlId>,
+    /// `tool.args` per call not yet started: the next index and the deltas concatenated.
+    args: HashMap<(TurnId, String), (u64, String)>,
+    /// Calls whose `tool.start` must repeat their `tool.args` (the model streamed the start of
+    /// the params it gave); set by the harness as it plays a tool start.
+    args_consistent: HashSet<(TurnId, String)>,
+    /// Sums of each session's `llm.end` usage.
+    usage: HashMap<SessionId, SessionUsage>,
 }
 
 impl Mirror {
@@ -326,7 +344,22 @@ impl Mirror {
                 assert!(!t.token.is_empty());
                 *n += 1;
             }
-            Event::ToolStart(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
+            Event::ToolArgs(a) => {
+                assert_eq!(self.running.get(&a.turn_id), Some(&a.session_id));
+                assert!(!a.delta.is_empty() && a.delta.len() <= MAX_ARGS_DELTA_BYTES);
+                let (next, text) = self.args.entry((a.turn_id, a.call_id.clone())).or_default();
+                assert_eq!(a.index, *next, "tool.args indexes are 0, 1, 2… per call");
+                *next += 1;
+                text.push_str(&a.delta);
+            }
+            Event::ToolStart(t) => {
+                assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id));
+                let key = (t.turn_id, t.call_id.clone());
+                let (_, streamed) = self.args.remove(&key).unwrap_or_default();
+                if self.args_consistent.remove(&key) {
+                    assert_eq!(streamed, t.params, "tool.args concatenated vs tool.start");
+                }
+            }
             Event::ToolEnd(t) => assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id)),
             Event::LlmEnd(e) => {
                 assert!(
@@ -340,6 +373,13 @@ impl Mirror {
                 );
                 assert!(self.ended.insert(e.turn_id));
                 assert!(e.tokens_out >= self.tokens[&e.turn_id]);
+                assert_eq!(
+                    (e.usage.input_tokens, e.usage.output_tokens),
+                    (e.tokens_in, e.tokens_out)
+                );
+                self.usage.entry(e.session_id).or_default().add(&e.usage);
+                // A call that never started leaves nothing behind.
+                self.args.retain(|(turn, _), _| *turn != e.turn_id);
                 let early = matches!(e.reason, EndReason::Interrupted | EndReason::Shutdown);
                 assert_eq!(early, self.cancelled.contains(&e.turn_id), "{e:?}");
                 assert_eq!(e.error.is_some(), e.reason == EndReason::Error);
@@ -380,6 +420,8 @@ impl Mirror {
         );
         let running = self.running_in(s.id).is_some();
         assert_eq!(s.status == SessionStatus::Running, running, "{s:?}");
+        let totals = self.usage.get(&s.id).copied().unwrap_or_default();
+        assert_eq!(s.usage, totals, "usage totals of {s:?}");
     }
 
     fn check_list(&self, list: &[SessionPayload]) {
@@ -400,6 +442,9 @@ struct Harness {
     /// `request_id`s the core should still remember, oldest first.
     remembered: VecDeque<(String, SendResult)>,
     page: usize,
+    /// The arguments the model sent per call not yet started, and the calls each turn started.
+    args_sent: HashMap<(TurnId, String), String>,
+    started_calls: HashSet<(TurnId, String)>,
 }
 
 impl Harness {
@@ -410,6 +455,8 @@ impl Harness {
             mirror: Mirror::default(),
             remembered: VecDeque::new(),
             page,
+            args_sent: HashMap::new(),
+            started_calls: HashSet::new(),
         }
     }
 
@@ -562,7 +609,9 @@ impl Harness {
             Op::Model(sel, report) => {
                 let turn = self.turn(sel);
                 let was_running = self.mirror.running.contains_key(&turn);
-                let event = model_event(report);
+                let Some(event) = self.model_event(turn, report) else {
+                    return;
+                };
                 self.core.model_event(turn, event, self.now);
                 let fx = self.absorb();
                 if !was_running {
@@ -835,17 +884,77 @@ impl Harness {
     }
 }
 
+/// The arguments call `c` starts with: short ones, and one past the cut whose cut falls inside
+/// a two-byte character.
+fn params_of(c: u8) -> String {
+    match c {
+        0 => "{\"text\":\"a b\"}".into(),
+        1 => "{\"text\":\"wörld\"}".into(),
+        _ => format!("{{\"text\":\"{}\"}}", "é".repeat(5000)),
+    }
+}
+
+impl Harness {
+    /// The report to make, and for arguments and starts what the mirror must expect; `None`
+    /// for arguments of a call the turn started already (a model never sends them).
+    fn model_event(&mut self, turn: TurnId, report: &Report) -> Option<ModelEvent> {
+        let call = |c: &u8| format!("call-{c}");
+        match report {
+            Report::ToolArgs(c, n) => {
+                if self.started_calls.contains(&(turn, call(c))) {
+                    return None;
+                }
+                let sent = self.args_sent.entry((turn, call(c))).or_default();
+                let delta = match n {
+                    Some(n) => {
+                        let params = params_of(*c);
+                        let rest = params.get(sent.len()..).unwrap_or("");
+                        rest.chars().take(*n).collect()
+                    }
+                    None => "stray".to_owned(),
+                };
+                sent.push_str(&delta);
+                Some(ModelEvent::ToolArgs {
+                    call_id: call(c),
+                    tool_name: "word_count".into(),
+                    delta,
+                })
+            }
+            Report::ToolStart(c) | Report::Ask(c) => {
+                let event = model_event(report);
+                if let ModelEvent::ToolStart { params, .. } = &event {
+                    let key = (turn, call(c));
+                    let sent = self.args_sent.remove(&key).unwrap_or_default();
+                    if self.mirror.running.contains_key(&turn) && params.starts_with(&sent) {
+                        self.mirror.args_consistent.insert(key.clone());
+                    }
+                    self.started_calls.insert(key);
+                }
+                Some(event)
+            }
+            _ => Some(model_event(report)),
+        }
+    }
+}
+
 fn model_event(report: &Report) -> ModelEvent {
     match report {
-        Report::Usage(i, o) => ModelEvent::Usage {
-            tokens_in: *i,
-            tokens_out: *o,
+        Report::Usage(i, o) => ModelEvent::Usage(TurnUsage {
+            input_tokens: *i,
+            output_tokens: *o,
+            context_tokens: i + o,
+            ..TurnUsage::default()
+        }),
+        Report::ToolArgs(c, _) => ModelEvent::ToolArgs {
+            call_id: format!("call-{c}"),
+            tool_name: "word_count".into(),
+            delta: params_of(*c),
         },
         Report::Token(t) => ModelEvent::Token((*t).to_owned()),
         Report::ToolStart(c) => ModelEvent::ToolStart {
             call_id: format!("call-{c}"),
             tool_name: "word_count".into(),
-            params: "{\"text\":\"a b\"}".into(),
+            params: params_of(*c),
         },
         Report::Ask(c) => ModelEvent::ToolStart {
             call_id: format!("call-{c}"),

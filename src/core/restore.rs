@@ -22,6 +22,7 @@ impl Core {
             session.updated_at = record.updated_at;
             session.message_count = stored.message_count;
             session.grants = stored.grants.into_iter().collect();
+            session.usage = record.usage;
             self.insert_session(session);
         }
         // A reply still streaming when the process died is what survived of it.

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo};
+use crate::protocol::usage::SessionUsage;
 
 /// Longest derived title, in characters.
 pub const TITLE_MAX_CHARS: usize = 60;
@@ -38,6 +39,8 @@ pub struct Session {
     pub running: Option<TurnId>,
     /// Tools approved for the whole session (`approve_session`), kept until it is deleted.
     pub grants: BTreeSet<String>,
+    /// Running token totals over the turns that ended (stored with the session).
+    pub usage: SessionUsage,
 }
 
 impl Session {
@@ -50,6 +53,7 @@ impl Session {
             message_count: 0,
             running: None,
             grants: BTreeSet::new(),
+            usage: SessionUsage::default(),
         }
     }
 
@@ -66,6 +70,7 @@ impl Session {
                 SessionStatus::Idle
             },
             grants: self.grants.iter().cloned().collect(),
+            usage: self.usage,
         }
     }
 }

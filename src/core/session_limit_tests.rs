@@ -109,6 +109,7 @@ fn sessions_restored_over_a_lowered_limit_are_kept_and_new_ones_refused() {
             title: format!("restored {n}"),
             created_at: at(0),
             updated_at: at(0),
+            usage: Default::default(),
         };
         crate::core::persist::StoredSession {
             record,

@@ -673,5 +673,6 @@ pub(super) fn record_of(s: &Session) -> SessionRecord {
         title: s.title.clone(),
         created_at: s.created_at,
         updated_at: s.updated_at,
+        usage: s.usage,
     }
 }

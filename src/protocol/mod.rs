@@ -10,6 +10,7 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod methods;
 pub mod types;
+pub mod usage;
 
 #[cfg(test)]
 mod golden;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::ids::{MessageId, SessionId, TurnId};
+use super::usage::SessionUsage;
 
 /// Whether a session has a turn running. Extends the spec's `SessionPayload`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct SessionPayload {
     /// Tools approved for every call in this session (`hitl.respond` `approve_session`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// Running token totals over the session's ended turns (richer streams, issue 14).
+    #[serde(default)]
+    pub usage: SessionUsage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, Row, Transaction};
 
-use super::columns::{id, int, opt_id, parse_role, parsed, text, time_at};
+use super::columns::{id, int, opt_id, parse_role, parsed, text, time_at, total};
 use super::schema::{sql_error, ACTIVE_SESSION_KEY};
 use crate::core::persist::{
     MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
@@ -17,6 +17,7 @@ use crate::core::read::Direction;
 use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
+use crate::protocol::usage::SessionUsage;
 use crate::store::StoreError;
 
 /// Reads everything but the history in one transaction; see [`crate::store::Store::load`].
@@ -111,7 +112,9 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
         .prepare_cached(
             "SELECT s.id, s.title, s.created_at, s.updated_at,
                     (SELECT MAX(m.position) + 1 FROM messages m WHERE m.session_id = s.id),
-                    (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id)
+                    (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id),
+                    s.usage_input_tokens, s.usage_output_tokens, s.usage_cached_input_tokens,
+                    s.usage_reasoning_tokens, s.usage_turns
              FROM sessions s WHERE s.deleted_at IS NULL",
         )
         .map_err(err)?;
@@ -123,6 +126,13 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
             title: text(row, 1, "sessions.title")?.to_owned(),
             created_at: time_at(row, 2, "sessions.created_at")?,
             updated_at: time_at(row, 3, "sessions.updated_at")?,
+            usage: SessionUsage {
+                input_tokens: total(row, 6, "sessions.usage_input_tokens")?,
+                output_tokens: total(row, 7, "sessions.usage_output_tokens")?,
+                cached_input_tokens: total(row, 8, "sessions.usage_cached_input_tokens")?,
+                reasoning_tokens: total(row, 9, "sessions.usage_reasoning_tokens")?,
+                turns: total(row, 10, "sessions.usage_turns")?,
+            },
         };
         let count: Option<i64> = row.get(4).map_err(err)?;
         let lowest: Option<i64> = row.get(5).map_err(err)?;

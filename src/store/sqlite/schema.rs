@@ -103,8 +103,18 @@ CREATE TABLE grants (
 );
 ";
 
+/// Schema version 4 (issue 14): each part of the issue adds its own statements, marked.
+const V4: &str = "
+-- Richer streams: a session's running token totals (SessionPayload.usage).
+ALTER TABLE sessions ADD COLUMN usage_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_output_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_cached_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_turns INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The tables each schema version must have: a database claiming a version without them belongs
 /// to someone else.
@@ -112,6 +122,7 @@ const TABLES: &[&[&str]] = &[
     &["sessions", "messages", "turns", "state"],
     &["tool_calls", "request_keys"],
     &["hitl_requests", "grants"],
+    &[],
 ];
 
 /// How long to wait on another connection's lock before calling the database locked.
@@ -331,7 +342,7 @@ mod tests {
     #[test]
     fn a_new_database_is_current_in_wal_mode_with_foreign_keys() {
         let (_dir, store) = new_store();
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
         assert_eq!(pragma::<String>(&store.conn, "journal_mode"), "wal");
         assert_eq!(pragma::<i64>(&store.conn, "foreign_keys"), 1);
         assert_eq!(pragma::<i64>(&store.conn, "synchronous"), 2, "FULL");
@@ -354,6 +365,52 @@ mod tests {
         }
     }
 
+    /// A version-3 file (every migration before V4, one session in it) migrates with zero
+    /// usage totals, and the totals it then stores survive a reopen.
+    #[test]
+    fn a_version_3_database_migrates_with_zero_usage_totals() {
+        use crate::core::persist::{Change, SessionRecord};
+        use crate::protocol::usage::SessionUsage;
+        use crate::store::Store;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v3.db");
+        let old = Connection::open(&path).expect("create");
+        for script in &MIGRATIONS[..3] {
+            old.execute_batch(script).expect("v1..v3");
+        }
+        old.pragma_update(None, "user_version", 3).expect("version");
+        old.execute(
+            "INSERT INTO sessions (id, title, created_at, updated_at)
+             VALUES ('00000000-0000-0000-0000-00000000000a', 'old', 0, 1)",
+            [],
+        )
+        .expect("a session");
+        drop(old);
+
+        let mut store = SqliteStore::open(&path).expect("open and migrate");
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
+        let snap = store.load(10).expect("load");
+        assert_eq!(snap.sessions.len(), 1);
+        let mut record: SessionRecord = snap.sessions[0].record.clone();
+        assert_eq!(record.usage, SessionUsage::default());
+
+        record.usage = SessionUsage {
+            input_tokens: 30,
+            output_tokens: 9,
+            cached_input_tokens: 6,
+            reasoning_tokens: 2,
+            turns: 2,
+        };
+        store
+            .commit(&[Change::SessionUpsert(record.clone())])
+            .expect("commit");
+        drop(store);
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        let snap = store.load(10).expect("load");
+        assert_eq!(snap.sessions[0].record, record);
+    }
+
     #[test]
     fn reopening_a_current_database_changes_nothing() {
         let (dir, store) = new_store();
@@ -361,7 +418,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&dir.path().join("zcoord.db")).expect("reopen");
         assert_eq!(schema(&store.conn), before);
-        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 3);
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
     }
 
     #[test]

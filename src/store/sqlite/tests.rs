@@ -36,6 +36,7 @@ pub(super) fn session(n: u128) -> Change {
         title: format!("s{n}"),
         created_at: at(0),
         updated_at: at(1),
+        usage: Default::default(),
     })
 }
 
