@@ -79,7 +79,7 @@ impl Core {
             return;
         }
         let first_index = stream.next_index;
-        stream.next_index += pieces_of(text);
+        stream.next_index += deltas(text).count() as u64;
         stream.bytes += text.len();
         let stream = stream.clone();
         // The model now writes a call: the text before it is a message of its own.
@@ -146,11 +146,7 @@ impl Core {
         pieces: Pieces<'_>,
         now: OffsetDateTime,
     ) {
-        let mut rest = pieces.text;
-        let mut index = pieces.first_index;
-        while !rest.is_empty() {
-            let head = clip_text(rest, MAX_ARGS_DELTA_BYTES).unwrap_or(rest);
-            rest = &rest[head.len()..];
+        for (index, delta) in (pieces.first_index..).zip(deltas(pieces.text)) {
             self.publish(
                 Event::ToolArgs(ToolArgsPayload {
                     session_id,
@@ -158,23 +154,23 @@ impl Core {
                     call_id: pieces.call_id.to_owned(),
                     tool_name: pieces.tool_name.to_owned(),
                     index,
-                    delta: head.to_owned(),
+                    delta: delta.to_owned(),
                 }),
                 now,
             );
-            index += 1;
         }
     }
 }
 
-/// How many deltas `publish_args` makes of `text`.
-fn pieces_of(text: &str) -> u64 {
-    let mut count = 0;
+/// `text` in deltas of at most `MAX_ARGS_DELTA_BYTES`, cut on character boundaries.
+fn deltas(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = text;
-    while !rest.is_empty() {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
         let head = clip_text(rest, MAX_ARGS_DELTA_BYTES).unwrap_or(rest);
         rest = &rest[head.len()..];
-        count += 1;
-    }
-    count
+        Some(head)
+    })
 }
