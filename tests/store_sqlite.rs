@@ -423,7 +423,7 @@ fn migrates_a_version_1_database() {
     drop(store);
 
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let mut store = SqliteStore::open(&path).expect("reopen");
     let snap = store.load(100).expect("load");
     assert!(snap.open_turns.is_empty());
@@ -444,13 +444,15 @@ fn migrates_a_version_2_database() {
     .expect("copy fixture");
     assert_eq!(user_version(&path), 2);
     let mut store = SqliteStore::open(&path).expect("open and migrate");
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), 4);
     let snap = store.load(10).expect("load");
     assert_eq!(snap.sessions.len(), 1);
     let session = &snap.sessions[0];
     assert_eq!(session.record.title, "fixture v2");
     assert_eq!(session.message_count, 2);
     assert!(session.grants.is_empty());
+    // Usage totals (version 4) start at zero.
+    assert_eq!(session.record.usage, Default::default());
     assert_eq!(snap.active_session, Some(session.record.id));
     assert_eq!(snap.request_keys[0].0, "v2-key");
     assert!(snap.pending_hitl.is_empty() && snap.open_turns.is_empty());
