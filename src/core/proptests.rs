@@ -124,7 +124,7 @@ fn report() -> impl Strategy<Value = Report> {
     prop_oneof![
         1 => (0u64..50, 0u64..50).prop_map(|(i, o)| Report::Usage(i, o)),
         6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
-        3 => (0u8..3, prop::option::weighted(0.9, prop::sample::select(vec![1usize, 4, 700, 3000])))
+        3 => (0u8..3, prop::option::weighted(0.9, prop::sample::select(vec![1usize, 4, 700, 5000])))
             .prop_map(|(c, n)| Report::ToolArgs(c, n)),
         2 => (0u8..3).prop_map(Report::ToolStart),
         1 => (0u8..3).prop_map(Report::Ask),
@@ -890,7 +890,13 @@ fn params_of(c: u8) -> String {
     match c {
         0 => "{\"text\":\"a b\"}".into(),
         1 => "{\"text\":\"wörld\"}".into(),
-        _ => format!("{{\"text\":\"{}\"}}", "é".repeat(5000)),
+        // 9 bytes, then `é`s to byte 8193: the cut at 8192 falls inside the last, and one-byte
+        // characters follow, which would fit the byte left were a stream not stopped there.
+        _ => format!(
+            "{{\"text\":\"{}\", \"pad\": \"{}\"}}",
+            "é".repeat(4092),
+            "x".repeat(2000)
+        ),
     }
 }
 
@@ -1053,5 +1059,29 @@ fn text_streamed_during_an_open_tool_call_keeps_its_position_when_the_turn_is_cu
             (Role::Assistant, "Hello", MessageStatus::Interrupted),
             (Role::Tool, cut, MessageStatus::Complete),
         ]
+    );
+}
+
+/// The property's own check of `tool.args`, run on a call whose stream is cut inside a
+/// character and then offered one-byte characters that would fit: none may follow the cut.
+#[test]
+fn a_stream_cut_inside_a_character_stays_cut() {
+    let mut h = Harness::new(2);
+    h.send(None, "hi", None);
+    let turn = *h.mirror.running.keys().next().unwrap();
+    for report in [
+        Report::ToolArgs(2, Some(5000)),
+        Report::ToolArgs(2, Some(1)),
+        Report::ToolArgs(2, Some(4)),
+        Report::ToolStart(2),
+    ] {
+        let event = h.model_event(turn, &report).unwrap();
+        h.core.model_event(turn, event, h.now);
+        h.absorb();
+        h.check();
+    }
+    assert!(
+        h.mirror.args_consistent.is_empty(),
+        "the start was checked against its arguments"
     );
 }
