@@ -328,6 +328,7 @@ fn populate(path: &Path, sessions: usize, messages: usize) -> Populated {
             updated_at: at(messages.saturating_sub(1)),
             model: None,
             system_prompt: None,
+            usage: Default::default(),
         }));
         let mut turn: Option<TurnId> = None;
         for k in 0..messages {
@@ -408,6 +409,7 @@ fn commit_latency(path: &Path) -> (f64, f64) {
             updated_at: now,
             model: None,
             system_prompt: None,
+            usage: Default::default(),
         });
         let t = Instant::now();
         store.commit(&[change]).expect("commit");

@@ -18,6 +18,7 @@ use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::{HitlId, InstanceId, TurnId};
 use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 use crate::protocol::methods::{DropCounters, Endpoints};
+use crate::protocol::usage::TurnUsage;
 use crate::store::memory::MemoryStore;
 use crate::store::{Rows, Store};
 use crate::transport::framing::{classify, Framed, Route};
@@ -219,9 +220,10 @@ impl Harness {
 
     /// A control step. Model reports, for the turn `selector` picks among all started so far
     /// (with none started, an id no turn has): `t` token `text`, `s` tool start (of a tool
-    /// `selector` picks: unknown, `ask_user` or one that asks), `e` tool end (an error when
-    /// `text` is empty), `S` a start of [`CLIENT_TOOL`] (run by a client that declared it),
-    /// `u` usage, `f` finished, `x` failed; `r` a `hitl.respond` (see
+    /// `selector` picks: unknown, `ask_user` or one that asks), `a` a piece of the arguments of
+    /// the call `s` starts, `e` tool end (an error when `text` is empty), `S` a start of
+    /// [`CLIENT_TOOL`] (run by a client that declared it), `u` usage, `f` finished, `x` failed;
+    /// `r` a `hitl.respond` (see
     /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
     /// expiry, `q` shutdown; and `w`, the welcome the transport
     /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
@@ -253,9 +255,16 @@ impl Harness {
                 is_error: text.is_empty(),
                 result: text,
             },
-            b'u' => ModelEvent::Usage {
-                tokens_in: text.len() as u64,
-                tokens_out: u64::from(selector),
+            b'u' => ModelEvent::Usage(TurnUsage {
+                input_tokens: text.len() as u64,
+                output_tokens: u64::from(selector),
+                ..TurnUsage::default()
+            }),
+            // A piece of the arguments of the call `s` would start with this selector.
+            b'a' => ModelEvent::ToolArgs {
+                call_id: format!("call-{selector}"),
+                tool_name: ["fuzz", "ask_user", "word_count"][usize::from(selector % 3)].into(),
+                delta: text,
             },
             b'f' => ModelEvent::Finished,
             b'x' => ModelEvent::Failed(text),

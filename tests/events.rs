@@ -75,9 +75,15 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
         "message.append",
         "llm.start",
         "session.update",
+        // echo streams each call's arguments in up to three pieces first.
+        "tool.args",
+        "tool.args",
+        "tool.args",
         "tool.start",
         "tool.end",
         "message.append",
+        "tool.args",
+        "tool.args",
         "tool.start",
         "tool.end",
         "message.append",
@@ -96,10 +102,11 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
             e.envelope.payload["token"].as_str().unwrap().to_owned()
         })
         .collect();
-    // Indexes below are into the turn's own events: a heartbeat may fall anywhere among them.
+    // Indexes below are into the turn's own events without the arguments' pieces (tests/streams.rs
+    // has those): a heartbeat may fall anywhere among them.
     let got: Vec<&ReceivedEvent> = got
         .iter()
-        .filter(|e| e.envelope.topic != "instance.heartbeat")
+        .filter(|e| !["instance.heartbeat", "tool.args"].contains(&e.envelope.topic.as_str()))
         .collect();
     let n = got.len();
     let end = &got[n - 3].envelope.payload;
@@ -107,6 +114,19 @@ fn a_turn_publishes_every_topic_in_the_guaranteed_order() {
     assert_eq!(end["tokens_out"], tokens.len() as u64);
     assert!(end["tokens_in"].as_u64().unwrap() > 0);
     assert!(end.get("error").is_none());
+    // echo's usage: its words in (estimated), its tokens out, no window.
+    let usage = &end["usage"];
+    assert_eq!(usage["input_tokens"], end["tokens_in"]);
+    assert_eq!(usage["output_tokens"], end["tokens_out"]);
+    assert_eq!(
+        usage["context_tokens"].as_u64(),
+        Some(end["tokens_in"].as_u64().unwrap() + end["tokens_out"].as_u64().unwrap())
+    );
+    assert_eq!(
+        usage["estimated"],
+        json!(["input_tokens", "context_tokens"])
+    );
+    assert!(usage.get("context_window").is_none());
     let assistant = &got[n - 2].envelope.payload;
     assert_eq!(assistant["role"], "assistant");
     assert_eq!(assistant["content"], text.as_str());

@@ -15,11 +15,12 @@ use zcoord::model::openai::{OpenAi, OpenAiConfig};
 use zcoord::model::{Model, ModelError, TurnSink};
 use zcoord::protocol::ids::{SessionId, TurnId};
 use zcoord::protocol::types::Role;
+use zcoord::protocol::usage::{TurnUsage, UsageFigure};
 use zcoord::tools::{Tools, ToolsConfig};
 
 use fake_openai::{
-    chunked_sse_head, finish, http_chunk, sse_body, sse_head, text, tool_piece, usage, FakeServer,
-    Reply, Step,
+    chunked_sse_head, finish, http_chunk, sse_body, sse_head, text, tool_piece, usage,
+    usage_details, FakeServer, Reply, Step,
 };
 
 /// Short timeouts and backoffs, so the error paths take milliseconds.
@@ -93,13 +94,33 @@ fn tokens(events: &[ModelEvent]) -> Vec<&str> {
 }
 
 fn last_usage(events: &[ModelEvent]) -> Option<(u64, u64)> {
+    last_report(events).map(|u| (u.input_tokens, u.output_tokens))
+}
+
+fn last_report(events: &[ModelEvent]) -> Option<&TurnUsage> {
     events.iter().rev().find_map(|e| match e {
-        ModelEvent::Usage {
-            tokens_in,
-            tokens_out,
-        } => Some((*tokens_in, *tokens_out)),
+        ModelEvent::Usage(u) => Some(u),
         _ => None,
     })
+}
+
+/// A usage report as the server gave it (no details), under the default context budget.
+fn reported(input: u64, output: u64, context: u64) -> ModelEvent {
+    ModelEvent::Usage(TurnUsage {
+        input_tokens: input,
+        output_tokens: output,
+        context_tokens: context,
+        context_window: Some(8_192),
+        ..TurnUsage::default()
+    })
+}
+
+fn args(call_id: &str, tool_name: &str, delta: &str) -> ModelEvent {
+    ModelEvent::ToolArgs {
+        call_id: call_id.into(),
+        tool_name: tool_name.into(),
+        delta: delta.into(),
+    }
 }
 
 /// The turn's error text; fails the test if the turn succeeded.
@@ -144,10 +165,7 @@ async fn plain_text_streams_tokens_in_order_with_reported_usage() {
             ModelEvent::Token("Hel".into()),
             ModelEvent::Token("lo, ".into()),
             ModelEvent::Token("wörld".into()),
-            ModelEvent::Usage {
-                tokens_in: 7,
-                tokens_out: 3
-            },
+            reported(7, 3, 10),
         ]
     );
 
@@ -229,6 +247,61 @@ async fn history_is_trimmed_from_the_oldest_end() {
     );
 }
 
+/// Cached and reasoning tokens are read from the details OpenAI sends; a round that reports no
+/// usage is estimated, and the report says which figures are.
+#[tokio::test]
+async fn usage_details_sum_over_rounds_and_an_unreported_round_is_marked_estimated() {
+    let server = FakeServer::start(vec![
+        Reply::sse(&[
+            tool_piece(0, Some("call_c"), Some("clock"), "{}"),
+            finish("tool_calls"),
+            usage_details(100, 12, 64, 8),
+        ]),
+        Reply::sse(&[text("Done."), finish("stop")]),
+    ])
+    .await;
+    let (outcome, events) = run(config(&server.base_url), hello()).await;
+    assert_eq!(outcome, Ok(()));
+    let first = events.iter().find_map(|e| match e {
+        ModelEvent::Usage(u) => Some(u.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        first,
+        Some(TurnUsage {
+            input_tokens: 100,
+            output_tokens: 12,
+            cached_input_tokens: Some(64),
+            reasoning_tokens: Some(8),
+            context_tokens: 112,
+            context_window: Some(8_192),
+            estimated: vec![],
+        })
+    );
+    let last = last_report(&events).expect("a usage report");
+    assert!(
+        last.input_tokens > 100 && last.output_tokens > 12,
+        "{last:?}"
+    );
+    assert_eq!(
+        last.context_tokens,
+        (last.input_tokens - 100) + (last.output_tokens - 12),
+        "the context is the last round's"
+    );
+    assert_eq!(
+        (last.cached_input_tokens, last.reasoning_tokens),
+        (Some(64), Some(8))
+    );
+    assert_eq!(
+        last.estimated,
+        [
+            UsageFigure::InputTokens,
+            UsageFigure::OutputTokens,
+            UsageFigure::ContextTokens
+        ]
+    );
+}
+
 #[tokio::test]
 async fn two_parallel_tool_calls_round_trip_to_the_model() {
     let server = FakeServer::start(vec![
@@ -247,7 +320,7 @@ async fn two_parallel_tool_calls_round_trip_to_the_model() {
     let (outcome, events) = run(config(&server.base_url), hello()).await;
     assert_eq!(outcome, Ok(()));
 
-    let clock = match &events[4] {
+    let clock = match &events[7] {
         ModelEvent::ToolEnd { result, .. } => result.clone(),
         other => panic!("expected the clock's end, got {other:?}"),
     };
@@ -255,10 +328,11 @@ async fn two_parallel_tool_calls_round_trip_to_the_model() {
     assert_eq!(
         events,
         [
-            ModelEvent::Usage {
-                tokens_in: 10,
-                tokens_out: 5
-            },
+            // Each call's arguments as they streamed, before any call starts.
+            args("call_a", "word_count", r#"{"te"#),
+            args("call_b", "clock", "{}"),
+            args("call_a", "word_count", r#"xt": "one two three"}"#),
+            reported(10, 5, 15),
             ModelEvent::ToolStart {
                 call_id: "call_a".into(),
                 tool_name: "word_count".into(),
@@ -281,10 +355,8 @@ async fn two_parallel_tool_calls_round_trip_to_the_model() {
             },
             ModelEvent::Token("Three ".into()),
             ModelEvent::Token("words.".into()),
-            ModelEvent::Usage {
-                tokens_in: 30,
-                tokens_out: 8
-            },
+            // Input and output over both rounds; the context as the last round left it.
+            reported(30, 8, 23),
         ]
     );
 
@@ -729,11 +801,10 @@ async fn a_call_waiting_for_approval_holds_no_stream_and_a_rejection_reaches_the
     let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
     let task =
         tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx, verdicts_rx)));
-    let (_, first) = rx.recv().await.expect("an event");
-    let first = match first {
-        ModelEvent::Usage { .. } => rx.recv().await.expect("an event").1,
-        e => e,
-    };
+    let mut first = rx.recv().await.expect("an event").1;
+    while matches!(first, ModelEvent::Usage(_) | ModelEvent::ToolArgs { .. }) {
+        first = rx.recv().await.expect("an event").1;
+    }
     assert!(
         matches!(&first, ModelEvent::ToolStart { call_id, .. } if call_id == "call_w"),
         "{first:?}"

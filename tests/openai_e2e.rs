@@ -52,6 +52,8 @@ fn a_tool_round_trip_through_the_sockets() {
             "llm.start",
             "llm.token",
             "message.append",
+            "tool.args",
+            "tool.args",
             "tool.start",
             "tool.end",
             "message.append",
@@ -65,18 +67,23 @@ fn a_tool_round_trip_through_the_sockets() {
         (p(3)["role"].as_str(), p(3)["content"].as_str()),
         (Some("assistant"), Some("Let me check. "))
     );
-    assert_eq!(p(4)["params"], r#"{"text": "one two three"}"#);
+    // The arguments' pieces as the model streamed them, concatenated: the call's params.
     assert_eq!(
-        (p(5)["result"].as_str(), p(5)["is_error"].as_bool()),
+        (p(4)["delta"].as_str(), p(5)["delta"].as_str()),
+        (Some(r#"{"text":"#), Some(r#" "one two three"}"#))
+    );
+    assert_eq!(p(6)["params"], r#"{"text": "one two three"}"#);
+    assert_eq!(
+        (p(7)["result"].as_str(), p(7)["is_error"].as_bool()),
         (Some("3"), Some(false))
     );
-    assert_eq!(p(6)["role"], "tool");
-    assert_eq!(p(6)["tool"]["call_id"], "call_wc");
+    assert_eq!(p(8)["role"], "tool");
+    assert_eq!(p(8)["tool"]["call_id"], "call_wc");
     assert_eq!(
         (
-            p(9)["reason"].as_str(),
-            p(9)["tokens_in"].as_u64(),
-            p(9)["tokens_out"].as_u64()
+            p(11)["reason"].as_str(),
+            p(11)["tokens_in"].as_u64(),
+            p(11)["tokens_out"].as_u64()
         ),
         (Some("completed"), Some(42), Some(6))
     );

@@ -52,6 +52,7 @@ fn session(n: u128, title: &str, updated: i64) -> Change {
         updated_at: at(updated),
         model: None,
         system_prompt: None,
+        usage: Default::default(),
     })
 }
 
@@ -373,6 +374,8 @@ fn migrates_a_version_1_database() {
                 updated_at: fixture_time(40),
                 model: None,
                 system_prompt: None,
+                // Totals begin at zero for sessions older than them.
+                usage: Default::default(),
             },
             message_count: 4,
             grants: vec![],
@@ -459,6 +462,8 @@ fn migrates_a_version_2_database() {
     assert_eq!(session.record.title, "fixture v2");
     assert_eq!(session.message_count, 2);
     assert!(session.grants.is_empty());
+    // Usage totals (version 4) start at zero.
+    assert_eq!(session.record.usage, Default::default());
     assert_eq!(snap.active_session, Some(session.record.id));
     assert_eq!(snap.request_keys[0].0, "v2-key");
     assert!(snap.pending_hitl.is_empty() && snap.open_turns.is_empty());

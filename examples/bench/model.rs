@@ -8,6 +8,7 @@ use tokio::time::MissedTickBehavior;
 use zcoord::core::{ModelEvent, TurnStart};
 use zcoord::model::{BoxFuture, Model, ModelError, TurnSink};
 use zcoord::protocol::types::Role;
+use zcoord::protocol::usage::TurnUsage;
 
 /// Digits of the timestamp every token starts with: nanoseconds since the epoch fit in 19.
 pub const STAMP_DIGITS: usize = 19;
@@ -120,10 +121,11 @@ impl Model for BenchModel {
                 }
                 sink.emit(ModelEvent::Token(stamped_token(&pad))).await?;
             }
-            sink.emit(ModelEvent::Usage {
-                tokens_in: 0,
-                tokens_out: plan.tokens,
-            })
+            sink.emit(ModelEvent::Usage(TurnUsage {
+                output_tokens: plan.tokens,
+                context_tokens: plan.tokens,
+                ..TurnUsage::default()
+            }))
             .await?;
             // Returning Ok makes the runner report `ModelEvent::Finished`.
             Ok(())

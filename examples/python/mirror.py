@@ -476,7 +476,8 @@ class Mirror:
             r.request_resolved(p)
         elif topic == "instance.shutdown":
             note(f"server shutting down ({p.get('reason')}); waiting for the next instance")
-        # llm.*, tool.*, instance.promoted: nothing to keep (a takeover shows as a new instance_id).
+        # llm.*, tool.* (tool.args pieces included), instance.promoted: nothing to keep (a
+        # takeover shows as a new instance_id). A session's `usage` totals come with its row.
 
 
 def main() -> int:

@@ -218,6 +218,21 @@ def subscribe_live(
 # --- the token printer ----------------------------------------------------------------------
 
 
+def usage_note(p: dict) -> str:
+    """llm.end's `usage` (PROTOCOL §6) in a few words; the daemon's estimates are marked `~`."""
+    u = p.get("usage")
+    if not u:
+        return ""  # a server older than `usage`
+    estimated = set(u.get("estimated", ()))
+
+    def fig(name: str) -> str:
+        return ("~" if name in estimated else "") + str(u.get(name, 0))
+
+    cached = f" ({u['cached_input_tokens']} cached)" if "cached_input_tokens" in u else ""
+    window = f"/{u['context_window']}" if "context_window" in u else ""
+    return f"; in {fig('input_tokens')}{cached}, out {fig('output_tokens')}, context {fig('context_tokens')}{window}"
+
+
 class Turn:
     def __init__(self, turn_id: str, session_id: str, instance_id: str):
         self.id, self.sid, self.instance_id = turn_id, session_id, instance_id
@@ -381,7 +396,7 @@ class Printer:
         detail = f": {p['error']}" if p.get("error") else ""
         count = p.get("tokens_out", t.next) if t.broken else t.next
         joined = f", joined at token {t.first}" if t.first else ""
-        note(f"[turn {t.id} {p['reason']}{detail}, {count} tokens{joined}]")
+        note(f"[turn {t.id} {p['reason']}{detail}, {count} tokens{joined}{usage_note(p)}]")
         self.turns_done += 1
 
     def tick(self) -> bool:

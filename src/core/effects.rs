@@ -9,6 +9,7 @@ use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::events::Published;
 use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::types::Role;
+use crate::protocol::usage::TurnUsage;
 
 /// One past message given to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +81,16 @@ pub enum Verdict {
 /// What a running model reports about its turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelEvent {
-    /// Token counts so far; the last report wins.
-    Usage {
-        tokens_in: u64,
-        tokens_out: u64,
-    },
+    /// The turn's usage so far; the last report wins.
+    Usage(TurnUsage),
     Token(String),
+    /// A piece of the JSON arguments of the call `call_id`, before its `ToolStart` (whose
+    /// `params` are these pieces concatenated).
+    ToolArgs {
+        call_id: String,
+        tool_name: String,
+        delta: String,
+    },
     ToolStart {
         call_id: String,
         tool_name: String,

@@ -18,6 +18,7 @@ mod restore;
 pub mod session;
 pub mod state;
 mod streaming;
+mod tool_args;
 pub mod turn;
 
 #[cfg(test)]
@@ -26,6 +27,8 @@ mod bounds_tests;
 mod clients_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

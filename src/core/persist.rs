@@ -10,6 +10,7 @@ use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::protocol::types::{Role, ToolCallInfo};
+use crate::protocol::usage::SessionUsage;
 
 /// How a stored message stands. `Streaming` exists only in the store: an assistant reply
 /// checkpointed while its turn runs. Recovery turns it into `Interrupted`.
@@ -48,6 +49,8 @@ pub struct SessionRecord {
     /// `session.configure`'s settings; `None`: the server's.
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    /// Running token totals (`SessionPayload.usage`).
+    pub usage: SessionUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

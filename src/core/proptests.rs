@@ -10,6 +10,11 @@
 //!   event) equals the messages `message.list` returns, paged either way, which are the
 //!   `message.append`s published for the session, in order and at their stored positions;
 //! - nothing is published about a session (key or payload) after its `session.deleted`;
+//! - a call's `tool.args` come before its `tool.start`, indexed 0, 1, 2… with no empty or
+//!   oversized delta, and concatenated equal its `tool.start` `params` whenever what the model
+//!   streamed was the start of the params it then gave (cut or not);
+//! - `llm.end`'s `usage` agrees with its `tokens_in`/`tokens_out`, and every session's `usage`
+//!   totals are the sums of its published `llm.end`s;
 //! - the core never panics, and a call naming an unknown or deleted session is refused with a
 //!   typed error, as are state changes during shutdown;
 //! - queues (`when_busy: "queue"`, `clear_queue`, restarts): every `message.queued` gets one
@@ -35,12 +40,14 @@ use super::*;
 use crate::protocol::events::{DequeueReason, EndReason, Event, Published};
 use crate::protocol::hitl::{Decision, HitlStatus, Respond};
 use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
+use crate::protocol::limits::MAX_ARGS_DELTA_BYTES;
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
     WhenBusy,
 };
 use crate::protocol::models::{Configure, Setting};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus};
+use crate::protocol::usage::{SessionUsage, TurnUsage};
 use crate::store::Rows;
 use crate::store::Store;
 
@@ -70,6 +77,8 @@ enum TurnSel {
 enum Report {
     Usage(u64, u64),
     Token(&'static str),
+    /// The next `n` characters of call `c`'s [`params_of`], or (`None`) text that is not.
+    ToolArgs(u8, Option<usize>),
     ToolStart(u8),
     /// A call of `ask_user`: a question for a person.
     Ask(u8),
@@ -146,6 +155,8 @@ fn report() -> impl Strategy<Value = Report> {
     prop_oneof![
         1 => (0u64..50, 0u64..50).prop_map(|(i, o)| Report::Usage(i, o)),
         6 => prop::sample::select(vec!["Hel", "lo", " ", "", "wörld", "\n"]).prop_map(Report::Token),
+        3 => (0u8..3, prop::option::weighted(0.9, prop::sample::select(vec![1usize, 4, 700, 5000])))
+            .prop_map(|(c, n)| Report::ToolArgs(c, n)),
         2 => (0u8..3).prop_map(Report::ToolStart),
         1 => (0u8..3).prop_map(Report::Ask),
         2 => (0u8..3).prop_map(Report::ClientTool),
@@ -255,6 +266,13 @@ struct Mirror {
     queues: HashMap<SessionId, VecDeque<(MessageId, TurnId)>>,
     /// A queued message whose `message.dequeued` (started) came: its append and start are next.
     starting: Option<(MessageId, TurnId)>,
+    /// `tool.args` per call not yet started: the next index and the deltas concatenated.
+    args: HashMap<(TurnId, String), (u64, String)>,
+    /// Calls whose `tool.start` must repeat their `tool.args` (the model streamed the start of
+    /// the params it gave); set by the harness as it plays a tool start.
+    args_consistent: HashSet<(TurnId, String)>,
+    /// Sums of each session's `llm.end` usage.
+    usage: HashMap<SessionId, SessionUsage>,
 }
 
 impl Mirror {
@@ -404,9 +422,21 @@ impl Mirror {
                 assert!(!t.token.is_empty());
                 *n += 1;
             }
+            Event::ToolArgs(a) => {
+                assert_eq!(self.running.get(&a.turn_id), Some(&a.session_id));
+                assert!(!a.delta.is_empty() && a.delta.len() <= MAX_ARGS_DELTA_BYTES);
+                let (next, text) = self.args.entry((a.turn_id, a.call_id.clone())).or_default();
+                assert_eq!(a.index, *next, "tool.args indexes are 0, 1, 2… per call");
+                *next += 1;
+                text.push_str(&a.delta);
+            }
             Event::ToolStart(t) => {
                 assert_eq!(self.running.get(&t.turn_id), Some(&t.session_id));
                 let key = (t.turn_id, t.call_id.clone());
+                let (_, streamed) = self.args.remove(&key).unwrap_or_default();
+                if self.args_consistent.remove(&key) {
+                    assert_eq!(streamed, t.params, "tool.args concatenated vs tool.start");
+                }
                 self.claimed.remove(&key);
                 if t.executor.is_server() {
                     self.client_calls.remove(&key);
@@ -428,6 +458,13 @@ impl Mirror {
                 );
                 assert!(self.ended.insert(e.turn_id));
                 assert!(e.tokens_out >= self.tokens[&e.turn_id]);
+                assert_eq!(
+                    (e.usage.input_tokens, e.usage.output_tokens),
+                    (e.tokens_in, e.tokens_out)
+                );
+                self.usage.entry(e.session_id).or_default().add(&e.usage);
+                // A call that never started leaves nothing behind.
+                self.args.retain(|(turn, _), _| *turn != e.turn_id);
                 let early = matches!(e.reason, EndReason::Interrupted | EndReason::Shutdown);
                 assert_eq!(early, self.cancelled.contains(&e.turn_id), "{e:?}");
                 assert_eq!(e.error.is_some(), e.reason == EndReason::Error);
@@ -510,6 +547,8 @@ impl Mirror {
         assert_eq!(s.status == SessionStatus::Running, running, "{s:?}");
         let queued = self.queues.get(&s.id).map_or(0, VecDeque::len);
         assert_eq!(s.queue_length, queued as u64, "queue_length of {s:?}");
+        let totals = self.usage.get(&s.id).copied().unwrap_or_default();
+        assert_eq!(s.usage, totals, "usage totals of {s:?}");
     }
 
     fn check_list(&self, list: &[SessionPayload]) {
@@ -532,6 +571,9 @@ struct Harness {
     page: usize,
     /// Restarts so far: each new core's ids start past the last one's.
     restarts: u8,
+    /// The arguments the model sent per call not yet started, and the calls each turn started.
+    args_sent: HashMap<(TurnId, String), String>,
+    started_calls: HashSet<(TurnId, String)>,
 }
 
 /// Sequential ids from an offset, so a restarted core never reissues an id.
@@ -566,6 +608,8 @@ impl Harness {
             remembered: VecDeque::new(),
             page,
             restarts: 0,
+            args_sent: HashMap::new(),
+            started_calls: HashSet::new(),
         }
     }
 
@@ -707,7 +751,9 @@ impl Harness {
             Op::Model(sel, report) => {
                 let turn = self.turn(sel);
                 let was_running = self.mirror.running.contains_key(&turn);
-                let event = model_event(report);
+                let Some(event) = self.model_event(turn, report) else {
+                    return;
+                };
                 self.core.model_event(turn, event, self.now);
                 let fx = self.absorb();
                 if !was_running {
@@ -1248,17 +1294,83 @@ impl Harness {
     }
 }
 
+/// The arguments call `c` starts with: short ones, and one past the cut whose cut falls inside
+/// a two-byte character.
+fn params_of(c: u8) -> String {
+    match c {
+        0 => "{\"text\":\"a b\"}".into(),
+        1 => "{\"text\":\"wörld\"}".into(),
+        // 9 bytes, then `é`s to byte 8193: the cut at 8192 falls inside the last, and one-byte
+        // characters follow, which would fit the byte left were a stream not stopped there.
+        _ => format!(
+            "{{\"text\":\"{}\", \"pad\": \"{}\"}}",
+            "é".repeat(4092),
+            "x".repeat(2000)
+        ),
+    }
+}
+
+impl Harness {
+    /// The report to make, and for arguments and starts what the mirror must expect; `None`
+    /// for arguments of a call the turn started already (a model never sends them).
+    fn model_event(&mut self, turn: TurnId, report: &Report) -> Option<ModelEvent> {
+        let call = |c: &u8| format!("call-{c}");
+        match report {
+            Report::ToolArgs(c, n) => {
+                if self.started_calls.contains(&(turn, call(c))) {
+                    return None;
+                }
+                let sent = self.args_sent.entry((turn, call(c))).or_default();
+                let delta = match n {
+                    Some(n) => {
+                        let params = params_of(*c);
+                        let rest = params.get(sent.len()..).unwrap_or("");
+                        rest.chars().take(*n).collect()
+                    }
+                    None => "stray".to_owned(),
+                };
+                sent.push_str(&delta);
+                Some(ModelEvent::ToolArgs {
+                    call_id: call(c),
+                    tool_name: "word_count".into(),
+                    delta,
+                })
+            }
+            Report::ToolStart(c) | Report::Ask(c) => {
+                let event = model_event(report);
+                if let ModelEvent::ToolStart { params, .. } = &event {
+                    let key = (turn, call(c));
+                    let sent = self.args_sent.remove(&key).unwrap_or_default();
+                    if self.mirror.running.contains_key(&turn) && params.starts_with(&sent) {
+                        self.mirror.args_consistent.insert(key.clone());
+                    }
+                    self.started_calls.insert(key);
+                }
+                Some(event)
+            }
+            _ => Some(model_event(report)),
+        }
+    }
+}
+
 fn model_event(report: &Report) -> ModelEvent {
     match report {
-        Report::Usage(i, o) => ModelEvent::Usage {
-            tokens_in: *i,
-            tokens_out: *o,
+        Report::Usage(i, o) => ModelEvent::Usage(TurnUsage {
+            input_tokens: *i,
+            output_tokens: *o,
+            context_tokens: i + o,
+            ..TurnUsage::default()
+        }),
+        Report::ToolArgs(c, _) => ModelEvent::ToolArgs {
+            call_id: format!("call-{c}"),
+            tool_name: "word_count".into(),
+            delta: params_of(*c),
         },
         Report::Token(t) => ModelEvent::Token((*t).to_owned()),
         Report::ToolStart(c) => ModelEvent::ToolStart {
             call_id: format!("call-{c}"),
             tool_name: "word_count".into(),
-            params: "{\"text\":\"a b\"}".into(),
+            params: params_of(*c),
         },
         Report::Ask(c) => ModelEvent::ToolStart {
             call_id: format!("call-{c}"),
@@ -1407,4 +1519,28 @@ fn a_queue_survives_a_restart_and_clear_queue_discards_what_is_left() {
         .started
         .iter()
         .all(|t| *t != before[1] && *t != before[2]));
+}
+
+/// The property's own check of `tool.args`, run on a call whose stream is cut inside a
+/// character and then offered one-byte characters that would fit: none may follow the cut.
+#[test]
+fn a_stream_cut_inside_a_character_stays_cut() {
+    let mut h = Harness::new(2);
+    h.send(None, "hi", None, false);
+    let turn = *h.mirror.running.keys().next().unwrap();
+    for report in [
+        Report::ToolArgs(2, Some(5000)),
+        Report::ToolArgs(2, Some(1)),
+        Report::ToolArgs(2, Some(4)),
+        Report::ToolStart(2),
+    ] {
+        let event = h.model_event(turn, &report).unwrap();
+        h.core.model_event(turn, event, h.now);
+        h.absorb();
+        h.check();
+    }
+    assert!(
+        h.mirror.args_consistent.is_empty(),
+        "the start was checked against its arguments"
+    );
 }

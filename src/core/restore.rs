@@ -25,6 +25,7 @@ impl Core {
             session.grants = stored.grants.into_iter().collect();
             session.model = record.model;
             session.system_prompt = record.system_prompt;
+            session.usage = record.usage;
             self.insert_session(session);
         }
         // A reply still streaming when the process died is what survived of it.

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::queue::QueuedMessage;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::types::{MessageStatus, Role, SessionPayload, SessionStatus, ToolCallInfo};
+use crate::protocol::usage::SessionUsage;
 
 /// Longest derived title, in characters.
 pub const TITLE_MAX_CHARS: usize = 60;
@@ -46,6 +47,8 @@ pub struct Session {
     /// Messages waiting to run as the next turns, oldest first. Non-empty only while a turn
     /// runs (or while the server shuts down, which keeps them for the restart).
     pub queue: VecDeque<QueuedMessage>,
+    /// Running token totals over the turns that ended (stored with the session).
+    pub usage: SessionUsage,
 }
 
 impl Session {
@@ -61,6 +64,7 @@ impl Session {
             model: None,
             system_prompt: None,
             queue: VecDeque::new(),
+            usage: SessionUsage::default(),
         }
     }
 
@@ -85,6 +89,7 @@ impl Session {
             model: self.model.clone(),
             system_prompt: self.system_prompt.clone(),
             queue_length: self.queue.len() as u64,
+            usage: self.usage,
         }
     }
 }

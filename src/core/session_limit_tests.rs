@@ -113,6 +113,7 @@ fn sessions_restored_over_a_lowered_limit_are_kept_and_new_ones_refused() {
             updated_at: at(0),
             model: None,
             system_prompt: None,
+            usage: Default::default(),
         };
         crate::core::persist::StoredSession {
             record,

@@ -854,5 +854,6 @@ pub(super) fn record_of(s: &Session) -> SessionRecord {
         updated_at: s.updated_at,
         model: s.model.clone(),
         system_prompt: s.system_prompt.clone(),
+        usage: s.usage,
     }
 }

@@ -18,6 +18,7 @@ use crate::protocol::events::{
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::limits::{clip_text, MAX_TOKEN_BYTES, MAX_TURN_TEXT_BYTES};
 use crate::protocol::types::{MessageStatus, Role, ToolCallInfo};
+use crate::protocol::usage::TurnUsage;
 
 impl Core {
     /// Applies one report from the model running `turn_id`. Reports for a turn that is no longer
@@ -28,13 +29,9 @@ impl Core {
         };
         let session_id = turn.session_id;
         match event {
-            ModelEvent::Usage {
-                tokens_in,
-                tokens_out,
-            } => {
+            ModelEvent::Usage(usage) => {
                 if let Some(turn) = self.turns.get_mut(&turn_id) {
-                    turn.tokens_in = tokens_in;
-                    turn.reported_tokens_out = Some(tokens_out);
+                    turn.reported = Some(usage);
                 }
             }
             ModelEvent::Token(token) if token.len() > MAX_TOKEN_BYTES => {
@@ -47,12 +44,18 @@ impl Core {
                 self.token(turn_id, session_id, rest.to_owned(), now);
             }
             ModelEvent::Token(token) => self.token(turn_id, session_id, token, now),
+            ModelEvent::ToolArgs {
+                call_id,
+                tool_name,
+                delta,
+            } => self.tool_args(turn_id, session_id, call_id, tool_name, delta, now),
             ModelEvent::ToolStart {
                 call_id,
                 tool_name,
                 params,
             } => {
                 self.close_segment(turn_id, MessageStatus::Complete, now);
+                self.finish_args(turn_id, session_id, &call_id, &tool_name, &params, now);
                 let executor = self.executor_of(turn_id, &tool_name);
                 // A client-run call a person must approve first is claimed after the approval.
                 let awaiting_approval = !executor.is_server()
@@ -279,7 +282,12 @@ impl Core {
 
     /// Ends the streaming text segment, if any, as an assistant message of its own and publishes
     /// its `message.append`.
-    fn close_segment(&mut self, turn_id: TurnId, status: MessageStatus, now: OffsetDateTime) {
+    pub(super) fn close_segment(
+        &mut self,
+        turn_id: TurnId,
+        status: MessageStatus,
+        now: OffsetDateTime,
+    ) {
         if let Some(append) = self.take_segment(turn_id, status, now) {
             self.publish(Event::MessageAppend(append), now);
         }
@@ -393,27 +401,22 @@ impl Core {
         let Some(turn) = self.turns.remove(&turn_id) else {
             return;
         };
+        let usage = turn.usage();
         self.persist(Change::TurnEnd(TurnEnd {
             id: turn_id,
             status: TurnStatus::from_reason(reason),
             reason: reason_str(reason).to_owned(),
             error: error.clone(),
             ended_at: now,
-            tokens_in: turn.tokens_in,
-            tokens_out: turn.tokens_out(),
+            tokens_in: usage.input_tokens,
+            tokens_out: usage.output_tokens,
         }));
-        let end = Event::LlmEnd(LlmEndPayload {
-            session_id,
-            turn_id,
-            tokens_in: turn.tokens_in,
-            tokens_out: turn.tokens_out(),
-            reason,
-            error,
-        });
         let Some(session) = self.sessions.get_mut(&session_id) else {
-            self.publish(end, now);
+            self.publish(end_event(session_id, turn_id, reason, error, usage), now);
             return;
         };
+        session.usage.add(&usage);
+        let end = end_event(session_id, turn_id, reason, error, usage);
         session.running = None;
         session.updated_at = now;
         let payload = session.payload();
@@ -427,6 +430,24 @@ impl Core {
         // However the turn ended, the next queued message runs now (not at shutdown).
         self.start_next(session_id, now);
     }
+}
+
+fn end_event(
+    session_id: SessionId,
+    turn_id: TurnId,
+    reason: EndReason,
+    error: Option<String>,
+    usage: TurnUsage,
+) -> Event {
+    Event::LlmEnd(LlmEndPayload {
+        session_id,
+        turn_id,
+        tokens_in: usage.input_tokens,
+        tokens_out: usage.output_tokens,
+        reason,
+        error,
+        usage,
+    })
 }
 
 pub(super) fn reason_str(reason: EndReason) -> &'static str {

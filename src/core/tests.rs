@@ -11,6 +11,28 @@ use crate::protocol::events::{EndReason, Event};
 use crate::protocol::ids::{InstanceId, SessionId, TurnId};
 use crate::protocol::methods::{Call, DropCounters, Endpoints, MessageSend, Reply, SendResult};
 use crate::protocol::types::{MessageStatus, Role, SessionStatus};
+use crate::protocol::usage::{SessionUsage, TurnUsage};
+
+/// A usage report of `input` and `output` tokens, the context holding both.
+pub(super) fn usage(input: u64, output: u64) -> ModelEvent {
+    ModelEvent::Usage(TurnUsage {
+        input_tokens: input,
+        output_tokens: output,
+        context_tokens: input + output,
+        ..TurnUsage::default()
+    })
+}
+
+/// Totals a restored session had stored.
+fn restored_usage() -> SessionUsage {
+    SessionUsage {
+        input_tokens: 40,
+        output_tokens: 7,
+        cached_input_tokens: 5,
+        reasoning_tokens: 1,
+        turns: 2,
+    }
+}
 use crate::store::Rows;
 
 const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
@@ -76,7 +98,7 @@ pub(super) fn changes(effects: &[Effect]) -> Vec<(Change, bool)> {
         .collect()
 }
 
-fn events(effects: &[Effect]) -> Vec<&Event> {
+pub(super) fn events(effects: &[Effect]) -> Vec<&Event> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -105,7 +127,7 @@ pub(super) fn send(
     }
 }
 
-fn session_of(c: &mut Core, id: SessionId) -> crate::protocol::types::SessionPayload {
+pub(super) fn session_of(c: &mut Core, id: SessionId) -> crate::protocol::types::SessionPayload {
     match c
         .reply(
             Call::SessionGet {
@@ -178,14 +200,7 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
     let r = send(&mut c, None, "hi", 1);
     c.take_effects();
     let t = r.turn_id;
-    c.model_event(
-        t,
-        ModelEvent::Usage {
-            tokens_in: 1,
-            tokens_out: 0,
-        },
-        at(2),
-    );
+    c.model_event(t, usage(1, 0), at(2));
     c.model_event(
         t,
         ModelEvent::ToolStart {
@@ -206,19 +221,13 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
     );
     c.model_event(t, ModelEvent::Token("Hel".into()), at(2));
     c.model_event(t, ModelEvent::Token("lo".into()), at(3));
-    c.model_event(
-        t,
-        ModelEvent::Usage {
-            tokens_in: 1,
-            tokens_out: 2,
-        },
-        at(3),
-    );
+    c.model_event(t, usage(1, 2), at(3));
     c.model_event(t, ModelEvent::Finished, at(4));
     let fx = c.take_effects();
     assert_eq!(
         trace(&fx),
         [
+            "tool.args",
             "tool.start",
             "VERDICT",
             "tool.end",
@@ -231,6 +240,11 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
         ]
     );
     let mut ev = events(&fx);
+    // The model streamed no arguments: they come whole, just before the call starts.
+    let Event::ToolArgs(args) = ev.remove(0) else {
+        panic!()
+    };
+    assert_eq!((args.index, args.delta.as_str()), (0, "{}"));
     // The tool result is a `tool` message of its own.
     let Event::MessageAppend(tool_msg) = ev.remove(2) else {
         panic!()
@@ -255,6 +269,13 @@ fn a_turn_streams_tools_and_ends_in_the_guaranteed_order() {
         (end.tokens_in, end.tokens_out, end.reason),
         (1, 2, EndReason::Completed)
     );
+    let want = TurnUsage {
+        input_tokens: 1,
+        output_tokens: 2,
+        context_tokens: 3,
+        ..TurnUsage::default()
+    };
+    assert_eq!(end.usage, want);
     let Event::MessageAppend(m) = ev[5] else {
         panic!()
     };
@@ -300,14 +321,7 @@ fn interrupt_ends_the_turn_once_keeps_partial_text_and_ignores_late_output() {
     let mut c = core();
     let r = send(&mut c, None, "hi", 1);
     // An early usage report must not make tokens_out lag behind what streamed.
-    c.model_event(
-        r.turn_id,
-        ModelEvent::Usage {
-            tokens_in: 1,
-            tokens_out: 0,
-        },
-        at(2),
-    );
+    c.model_event(r.turn_id, usage(1, 0), at(2));
     c.model_event(r.turn_id, ModelEvent::Token("par".into()), at(2));
     c.model_event(
         r.turn_id,
@@ -853,6 +867,7 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
                 updated_at: at(1),
                 model: None,
                 system_prompt: None,
+                usage: restored_usage(),
             },
             message_count: 1,
             grants: vec![],
@@ -894,6 +909,8 @@ fn restore_closes_crashed_turns_and_keeps_their_partial_replies() {
 
     let s = session_of(&mut c, sid);
     assert_eq!((s.status, s.message_count), (SessionStatus::Idle, 2));
+    // The crashed turn's figures died with it: the totals are as stored.
+    assert_eq!(s.usage, restored_usage());
     let Reply::StateSync(sync) = c
         .reply(Call::StateSync { project_id: None }, &ctx(51))
         .unwrap()

@@ -12,6 +12,7 @@ use crate::protocol::events::{DequeueReason, Event, Published};
 use crate::protocol::hitl::HitlStatus;
 use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::jsonrpc::MAX_BATCH_LEN;
+use crate::protocol::limits::{MAX_ARGS_DELTA_BYTES, MAX_EVENT_TEXT_BYTES};
 use crate::protocol::methods::ALL;
 
 /// What one message must get back.
@@ -180,17 +181,21 @@ fn lossy(bytes: &[u8]) -> String {
 /// The event stream's promises (proto-docs/PROTOCOL.md §4 and §7): `seq` counts up by one with
 /// no gap (a welcome takes none); every `llm.start` gets exactly one `llm.end`, and its tokens and
 /// tool events come between them; every `tool.start` gets exactly one `tool.end` before its
-/// turn's `llm.end`; every `hitl.pending` gets exactly one `hitl.resolved`, before its turn's
-/// `llm.end`; `tool.claimed` names an open call, once; every `message.queued` gets one
-/// `message.dequeued`, oldest first, and one that starts is followed at once by its
-/// `message.append` and `llm.start`; nothing names a session after its `session.deleted`; nothing
-/// is numbered after `instance.shutdown`; each envelope is the JSON it claims.
+/// turn's `llm.end`; a call's `tool.args` are indexed 0, 1, 2…, none empty or over 4 KiB, at
+/// most 8 KiB in all; `llm.end`'s usage agrees with its token counts; every `hitl.pending`
+/// gets exactly one `hitl.resolved`, before its turn's `llm.end`; `tool.claimed` names an open
+/// call, once; every `message.queued` gets one `message.dequeued`, oldest first, and one that
+/// starts is followed at once by its `message.append` and `llm.start`; nothing names a session
+/// after its `session.deleted`; nothing is numbered after `instance.shutdown`; each envelope is
+/// the JSON it claims.
 #[derive(Debug, Default)]
 pub(super) struct EventChecks {
     seq: u64,
     running: HashSet<TurnId>,
     /// Tool calls started and not yet ended; a model may reuse a call id, hence the count.
     open_tools: HashMap<(TurnId, String), u32>,
+    /// `tool.args` of calls not yet started: the next index and the bytes so far.
+    args: HashMap<(TurnId, String), (u64, usize)>,
     deleted: HashSet<SessionId>,
     shut_down: bool,
     /// Requests pending, with their turn; and every request ever resolved.
@@ -244,6 +249,7 @@ impl EventChecks {
     fn follow(&mut self, event: &Event) -> Result<(), String> {
         let inside_turn = match event {
             Event::LlmToken(t) => Some(t.turn_id),
+            Event::ToolArgs(t) => Some(t.turn_id),
             Event::ToolStart(t) => Some(t.turn_id),
             Event::ToolEnd(t) => Some(t.turn_id),
             Event::HitlPending(r) => Some(r.turn_id),
@@ -270,8 +276,23 @@ impl EventChecks {
             Event::LlmStart(s) if !self.running.insert(s.turn_id) => {
                 return Err("a second llm.start".into())
             }
+            Event::ToolArgs(a) => {
+                let (next, bytes) = self.args.entry((a.turn_id, a.call_id.clone())).or_default();
+                *bytes += a.delta.len();
+                if a.index != *next
+                    || a.delta.is_empty()
+                    || a.delta.len() > MAX_ARGS_DELTA_BYTES
+                    || *bytes > MAX_EVENT_TEXT_BYTES
+                {
+                    return Err("tool.args out of order, empty or over its bounds".into());
+                }
+                *next += 1;
+            }
             Event::ToolStart(t) => {
                 self.claimed.remove(&(t.turn_id, t.call_id.clone()));
+                // What the deltas carried cannot be checked against `params` here: a fuzzed
+                // model streams text its start then contradicts (the proptests check it).
+                self.args.remove(&(t.turn_id, t.call_id.clone()));
                 *self
                     .open_tools
                     .entry((t.turn_id, t.call_id.clone()))
@@ -293,6 +314,10 @@ impl EventChecks {
                     return Err("llm.end with a request still pending".into());
                 }
                 self.open_tools.retain(|(turn, _), _| *turn != e.turn_id);
+                self.args.retain(|(turn, _), _| *turn != e.turn_id);
+                if (e.usage.input_tokens, e.usage.output_tokens) != (e.tokens_in, e.tokens_out) {
+                    return Err("llm.end usage disagrees with tokens_in/tokens_out".into());
+                }
             }
             Event::ToolClaimed(c) => {
                 let open = self.open_tools.get(&(c.turn_id, c.call_id.clone()));

@@ -1,6 +1,8 @@
 //! The embedded `echo` model: deterministic, offline, streams a reply built from the user's message
 //! one token at a time with a fixed delay, and runs built-in tools on `/tool <name> <json-args>`
-//! lines (see [`Tools`]). A `/fail <text>` line makes the turn fail after streaming, to exercise error paths.
+//! lines (see [`Tools`]), streaming each call's arguments in a few pieces first. A `/fail <text>`
+//! line makes the turn fail after streaming, to exercise error paths. Its usage is counted in
+//! words and its own tokens, and says which figures are estimates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
 use crate::protocol::types::Role;
+use crate::protocol::usage::{TurnUsage, UsageFigure};
 use crate::tools::Tools;
 
 #[derive(Debug, Clone)]
@@ -79,6 +82,43 @@ pub fn tokenize(text: &str) -> Vec<&str> {
     tokens
 }
 
+/// Pieces the echo model streams a call's arguments in, at most.
+pub const ARGS_PIECES: usize = 3;
+
+/// Splits a call's arguments into at most [`ARGS_PIECES`] pieces of about as many characters
+/// each (never an empty one), so concatenating them gives the arguments back exactly.
+pub fn split_args(args: &str) -> Vec<&str> {
+    let chars = args.chars().count();
+    let per = chars.div_ceil(ARGS_PIECES).max(1);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (n, (i, _)) in args.char_indices().enumerate() {
+        if n > 0 && n % per == 0 {
+            pieces.push(&args[start..i]);
+            start = i;
+        }
+    }
+    if start < args.len() {
+        pieces.push(&args[start..]);
+    }
+    pieces
+}
+
+/// The usage echo reports: `input_tokens` are the conversation's words (an estimate), and
+/// `output_tokens` its own tokens streamed so far (exact: they are what it counts as a token);
+/// the context holds both (an estimate, as its input is). Echo has no token window.
+fn echo_usage(tokens_in: u64, tokens_out: u64) -> TurnUsage {
+    let mut usage = TurnUsage {
+        input_tokens: tokens_in,
+        output_tokens: tokens_out,
+        context_tokens: tokens_in + tokens_out,
+        ..TurnUsage::default()
+    };
+    usage.mark_estimated(UsageFigure::InputTokens);
+    usage.mark_estimated(UsageFigure::ContextTokens);
+    usage
+}
+
 /// `tokens_in` as the echo model counts it: whitespace-separated words of the whole conversation.
 fn count_words(turn: &TurnStart) -> u64 {
     turn.history
@@ -105,15 +145,23 @@ impl Model for Echo {
                 .unwrap_or_default();
             let plan = Plan::parse(&prompt);
             let tokens_in = count_words(&turn);
-            sink.emit(ModelEvent::Usage {
-                tokens_in,
-                tokens_out: 0,
-            })
-            .await?;
+            sink.emit(ModelEvent::Usage(echo_usage(tokens_in, 0)))
+                .await?;
 
             let mut reply = format!("echo: {}", plan.text).trim_end().to_owned();
             for (i, (name, args)) in plan.tool_calls.iter().enumerate() {
                 let call_id = format!("call_{}", i + 1);
+                for piece in split_args(args) {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    sink.emit(ModelEvent::ToolArgs {
+                        call_id: call_id.clone(),
+                        tool_name: name.clone(),
+                        delta: piece.to_owned(),
+                    })
+                    .await?;
+                }
                 let outcome = sink
                     .call_tool(&call_id, name, args, || tools.run(name, args))
                     .await?;
@@ -128,11 +176,8 @@ impl Model for Echo {
                 sink.emit(ModelEvent::Token(token.to_owned())).await?;
                 tokens_out += 1;
             }
-            sink.emit(ModelEvent::Usage {
-                tokens_in,
-                tokens_out,
-            })
-            .await?;
+            sink.emit(ModelEvent::Usage(echo_usage(tokens_in, tokens_out)))
+                .await?;
             match plan.fail {
                 Some(reason) => Err(ModelError::Failed(reason)),
                 None => Ok(()),
@@ -157,6 +202,25 @@ mod tests {
             assert_eq!(tokenize(text).concat(), text);
         }
         assert_eq!(tokenize("echo: hi there"), ["echo:", " hi", " there"]);
+    }
+
+    #[test]
+    fn arguments_split_into_a_few_pieces_that_concatenate_back() {
+        for args in [
+            "",
+            "{",
+            "{}",
+            r#"{"text": "a b"}"#,
+            "ééééé",
+            &"x".repeat(10_000),
+        ] {
+            let pieces = split_args(args);
+            assert_eq!(pieces.concat(), args);
+            assert!(pieces.len() <= ARGS_PIECES, "{args}: {pieces:?}");
+            assert!(pieces.iter().all(|p| !p.is_empty()));
+        }
+        assert_eq!(split_args(r#"{"a": 1}"#), [r#"{"a"#, r#"": "#, "1}"]);
+        assert_eq!(split_args("{}"), ["{", "}"]);
     }
 
     #[test]

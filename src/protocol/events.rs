@@ -14,6 +14,7 @@ use super::hitl::HitlRequest;
 use super::ids::{InstanceId, MessageId, SessionId, TurnId};
 use super::limits::clip_field;
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
+use super::usage::TurnUsage;
 
 pub mod topic {
     pub const SESSION_LIST: &str = "session.list";
@@ -24,6 +25,7 @@ pub mod topic {
     pub const LLM_START: &str = "llm.start";
     pub const LLM_TOKEN: &str = "llm.token";
     pub const LLM_END: &str = "llm.end";
+    pub const TOOL_ARGS: &str = "tool.args";
     pub const TOOL_START: &str = "tool.start";
     pub const TOOL_END: &str = "tool.end";
     pub const INSTANCE_HEARTBEAT: &str = "instance.heartbeat";
@@ -200,6 +202,22 @@ pub struct LlmEndPayload {
     pub reason: EndReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The turn's figures in detail; `input_tokens`/`output_tokens` equal `tokens_in`/`tokens_out`.
+    #[serde(default)]
+    pub usage: TurnUsage,
+}
+
+/// A piece of a tool call's JSON arguments as the model writes them, before the call's
+/// `tool.start`. `index` counts 0, 1, 2… per call; the deltas of a call concatenated equal its
+/// `tool.start` `params` (both stop at `limits::MAX_EVENT_TEXT_BYTES`, on the same character).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolArgsPayload {
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub call_id: String,
+    pub tool_name: String,
+    pub index: u64,
+    pub delta: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +326,7 @@ pub enum Event {
     LlmStart(LlmStartPayload),
     LlmToken(LlmTokenPayload),
     LlmEnd(LlmEndPayload),
+    ToolArgs(ToolArgsPayload),
     ToolStart(ToolStartPayload),
     ToolEnd(ToolEndPayload),
     InstanceHeartbeat(HeartbeatPayload),
@@ -338,6 +357,7 @@ impl Event {
             Event::LlmStart(_) => topic::LLM_START,
             Event::LlmToken(_) => topic::LLM_TOKEN,
             Event::LlmEnd(_) => topic::LLM_END,
+            Event::ToolArgs(_) => topic::TOOL_ARGS,
             Event::ToolStart(_) => topic::TOOL_START,
             Event::ToolEnd(_) => topic::TOOL_END,
             Event::InstanceHeartbeat(_) => topic::INSTANCE_HEARTBEAT,
@@ -365,6 +385,7 @@ impl Event {
             Event::LlmStart(p) => Some(p.session_id),
             Event::LlmToken(p) => Some(p.session_id),
             Event::LlmEnd(p) => Some(p.session_id),
+            Event::ToolArgs(p) => Some(p.session_id),
             Event::ToolStart(p) => Some(p.session_id),
             Event::ToolEnd(p) => Some(p.session_id),
             Event::HitlPending(r) | Event::HitlResolved(r) => Some(r.session_id),
@@ -416,6 +437,7 @@ impl Event {
             topic::LLM_START => Event::LlmStart(v(payload)?),
             topic::LLM_TOKEN => Event::LlmToken(v(payload)?),
             topic::LLM_END => Event::LlmEnd(v(payload)?),
+            topic::TOOL_ARGS => Event::ToolArgs(v(payload)?),
             topic::TOOL_START => Event::ToolStart(v(payload)?),
             topic::TOOL_END => Event::ToolEnd(v(payload)?),
             topic::HITL_PENDING => Event::HitlPending(v(payload)?),

@@ -15,6 +15,7 @@ use super::ids::*;
 use super::methods::*;
 use super::models::*;
 use super::types::*;
+use super::usage::*;
 
 const T: OffsetDateTime = datetime!(2026-03-04 05:06:07.5 UTC);
 const T_JSON: &str = "2026-03-04T05:06:07.5Z";
@@ -54,12 +55,21 @@ fn session() -> SessionPayload {
         model: None,
         system_prompt: None,
         queue_length: 0,
+        usage: SessionUsage {
+            input_tokens: 120,
+            output_tokens: 30,
+            cached_input_tokens: 64,
+            reasoning_tokens: 0,
+            turns: 1,
+        },
     }
 }
 
 fn session_json() -> Value {
     json!({"id": S, "title": "t", "created_at": T_JSON, "updated_at": T_JSON,
-           "message_count": 2, "status": "running"})
+           "message_count": 2, "status": "running",
+           "usage": {"input_tokens": 120, "output_tokens": 30, "cached_input_tokens": 64,
+                     "reasoning_tokens": 0, "turns": 1}})
 }
 
 #[test]
@@ -245,8 +255,11 @@ fn queue_shapes() {
             queue_length: 3,
             ..session()
         },
-        json!({"id": S, "title": "t", "created_at": T_JSON, "updated_at": T_JSON,
-               "message_count": 2, "status": "running", "queue_length": 3}),
+        {
+            let mut j = session_json();
+            j["queue_length"] = json!(3);
+            j
+        },
     );
 }
 
@@ -506,10 +519,60 @@ fn events_payloads_and_keys() {
                 tokens_out: 6,
                 reason: EndReason::Error,
                 error: Some("boom".into()),
+                usage: TurnUsage {
+                    input_tokens: 5,
+                    output_tokens: 6,
+                    cached_input_tokens: None,
+                    reasoning_tokens: None,
+                    context_tokens: 11,
+                    context_window: None,
+                    estimated: vec![UsageFigure::InputTokens, UsageFigure::ContextTokens],
+                },
             }),
             json!({"session_id": S, "turn_id": TU, "tokens_in": 5, "tokens_out": 6,
-                   "reason": "error", "error": "boom"}),
+                   "reason": "error", "error": "boom",
+                   "usage": {"input_tokens": 5, "output_tokens": 6, "context_tokens": 11,
+                             "estimated": ["input_tokens", "context_tokens"]}}),
             format!("llm.end/{S}"),
+        ),
+        (
+            Event::LlmEnd(LlmEndPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                tokens_in: 1200,
+                tokens_out: 80,
+                reason: EndReason::Completed,
+                error: None,
+                usage: TurnUsage {
+                    input_tokens: 1200,
+                    output_tokens: 80,
+                    cached_input_tokens: Some(1024),
+                    reasoning_tokens: Some(32),
+                    context_tokens: 700,
+                    context_window: Some(8192),
+                    estimated: vec![],
+                },
+            }),
+            json!({"session_id": S, "turn_id": TU, "tokens_in": 1200, "tokens_out": 80,
+                   "reason": "completed",
+                   "usage": {"input_tokens": 1200, "output_tokens": 80,
+                             "cached_input_tokens": 1024, "reasoning_tokens": 32,
+                             "context_tokens": 700, "context_window": 8192,
+                             "estimated": []}}),
+            format!("llm.end/{S}"),
+        ),
+        (
+            Event::ToolArgs(ToolArgsPayload {
+                session_id: sid(),
+                turn_id: tid(),
+                call_id: "call_1".into(),
+                tool_name: "word_count".into(),
+                index: 0,
+                delta: "{\"text\": ".into(),
+            }),
+            json!({"session_id": S, "turn_id": TU, "call_id": "call_1",
+                   "tool_name": "word_count", "index": 0, "delta": "{\"text\": "}),
+            format!("tool.args/{S}"),
         ),
         (
             Event::ToolStart(ToolStartPayload {
@@ -688,7 +751,7 @@ fn events_payloads_and_keys() {
         ),
     ];
     let topics: std::collections::HashSet<&str> = cases.iter().map(|(e, ..)| e.topic()).collect();
-    assert_eq!(topics.len(), 22, "every topic");
+    assert_eq!(topics.len(), 23, "every topic");
     for (event, golden, key) in cases {
         assert_eq!(
             serde_json::to_value(&event).unwrap(),

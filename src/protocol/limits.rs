@@ -60,6 +60,16 @@ pub const MAX_EVENT_TEXT_BYTES: usize = 8 << 10;
 /// Longest `llm.token`, in UTF-8 bytes: a longer piece of model output is published as several
 /// tokens (their concatenation is unchanged).
 pub const MAX_TOKEN_BYTES: usize = 4 << 10;
+/// Longest `tool.args` `delta`, in UTF-8 bytes: a longer piece of a call's arguments is
+/// published as several deltas (their concatenation is unchanged). A call's deltas stop where its
+/// `tool.start` `params` are cut, at [`MAX_EVENT_TEXT_BYTES`].
+pub const MAX_ARGS_DELTA_BYTES: usize = 4 << 10;
+/// Tool calls of one turn whose arguments may stream at once (started by a `tool.args`, not yet
+/// by their `tool.start`), and the longest `call_id` or `tool_name` such a call may have: a
+/// call past either bound streams nothing until its `tool.start`, whose `tool.args` then carry
+/// its arguments at once. Bounds what a model that never starts its calls makes a turn hold.
+pub const MAX_ARGS_STREAMS: usize = 64;
+pub const MAX_ARGS_NAME_BYTES: usize = 256;
 /// Most text one turn may stream, in UTF-8 bytes, over all its assistant messages: a model that
 /// goes past it has its turn ended with `llm.end {reason: "error"}` (its text so far is kept).
 /// Far above any model's output limit (128k tokens are about 0.5 MiB), and above the benchmark's

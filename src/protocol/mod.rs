@@ -13,6 +13,7 @@ pub mod methods;
 pub mod models;
 pub mod tool_schema;
 pub mod types;
+pub mod usage;
 
 #[cfg(test)]
 mod golden;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::ids::{MessageId, SessionId, TurnId};
+use super::usage::SessionUsage;
 
 /// Whether a session has a turn running. Extends the spec's `SessionPayload`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,9 @@ pub struct SessionPayload {
     /// when none are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub queue_length: u64,
+    /// Running token totals over the session's ended turns (richer streams, issue 14).
+    #[serde(default)]
+    pub usage: SessionUsage,
 }
 
 fn is_zero(n: &u64) -> bool {

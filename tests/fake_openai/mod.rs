@@ -142,6 +142,15 @@ pub fn usage(prompt: u64, completion: u64) -> String {
     .to_string()
 }
 
+/// A usage chunk with OpenAI's details: cached prompt tokens and reasoning tokens.
+pub fn usage_details(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> String {
+    json!({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                                    "total_tokens": prompt + completion,
+                                    "prompt_tokens_details": {"cached_tokens": cached},
+                                    "completion_tokens_details": {"reasoning_tokens": reasoning}}})
+    .to_string()
+}
+
 /// One request as the server read it.
 #[derive(Debug, Clone)]
 pub struct Received {

@@ -1,5 +1,6 @@
-//! Tool calls put back together from streamed pieces, and the call ids a turn uses. Pure: no
-//! I/O, so any split of the deltas can be tested.
+//! Tool calls put back together from streamed pieces, and the call ids a turn uses. A call gets
+//! its id when its first piece arrives, so its argument pieces can stream (`tool.args`) before
+//! it is whole. Pure: no I/O, so any split of the deltas can be tested.
 
 use std::collections::HashSet;
 
@@ -10,9 +11,20 @@ use super::wire::ToolCallDelta;
 pub struct AssembledCall {
     /// As the server sent it; may be empty.
     pub id: String,
+    /// The id the turn uses ([`CallIds`]), given when the call's first piece arrived: the
+    /// server's id when that piece had one.
+    pub call_id: String,
     pub name: String,
     /// JSON text, concatenated from its pieces; may be invalid or empty.
     pub arguments: String,
+}
+
+/// A piece of a call's arguments, as it streamed; `tool_name` is the name as known by then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgsPiece {
+    pub call_id: String,
+    pub tool_name: String,
+    pub delta: String,
 }
 
 /// Collects `delta.tool_calls[]` pieces into calls, by their `index`, in first-seen order.
@@ -23,12 +35,20 @@ pub struct CallAssembler {
 }
 
 impl CallAssembler {
-    pub fn add(&mut self, delta: ToolCallDelta) {
+    /// Adds a piece; returns the piece of arguments it carried, if any, with its call.
+    pub fn add(&mut self, delta: ToolCallDelta, ids: &mut CallIds) -> Option<ArgsPiece> {
         let index = self.index_for(&delta);
         let pos = match self.calls.iter().position(|(i, _)| *i == index) {
             Some(pos) => pos,
             None => {
-                self.calls.push((index, AssembledCall::default()));
+                let call_id = ids.assign(delta.id.as_deref().unwrap_or(""));
+                self.calls.push((
+                    index,
+                    AssembledCall {
+                        call_id,
+                        ..AssembledCall::default()
+                    },
+                ));
                 self.calls.len() - 1
             }
         };
@@ -46,9 +66,13 @@ impl CallAssembler {
                 call.name.push_str(&name);
             }
         }
-        if let Some(arguments) = delta.function.arguments {
-            call.arguments.push_str(&arguments);
-        }
+        let arguments = delta.function.arguments.filter(|a| !a.is_empty())?;
+        call.arguments.push_str(&arguments);
+        Some(ArgsPiece {
+            call_id: call.call_id.clone(),
+            tool_name: call.name.clone(),
+            delta: arguments,
+        })
     }
 
     /// The call a piece belongs to. Without an `index` (some servers omit it), a piece with a new
@@ -113,11 +137,36 @@ mod tests {
         }
     }
 
+    /// A call whose server id is new in its turn, so the turn uses it too.
     fn call(id: &str, name: &str, arguments: &str) -> AssembledCall {
         AssembledCall {
             id: id.into(),
+            call_id: id.into(),
             name: name.into(),
             arguments: arguments.into(),
+        }
+    }
+
+    /// An assembler with the turn's ids, keeping every argument piece it returns.
+    #[derive(Default)]
+    struct Feed {
+        asm: CallAssembler,
+        ids: CallIds,
+        streamed: Vec<ArgsPiece>,
+    }
+
+    impl Feed {
+        fn add(&mut self, delta: ToolCallDelta) {
+            self.streamed.extend(self.asm.add(delta, &mut self.ids));
+        }
+
+        /// The argument pieces of `call_id`, concatenated.
+        fn streamed_for(&self, call_id: &str) -> String {
+            self.streamed
+                .iter()
+                .filter(|p| p.call_id == call_id)
+                .map(|p| p.delta.as_str())
+                .collect()
         }
     }
 
@@ -131,14 +180,17 @@ mod tests {
                 continue;
             }
             for cut_b in 0..=args_b.len() {
-                let mut asm = CallAssembler::default();
+                let mut asm = Feed::default();
                 asm.add(piece(Some(0), "a", "word_count", ""));
                 asm.add(piece(Some(1), "b", "sleep", &args_b[..cut_b]));
                 asm.add(piece(Some(0), "", "", &args_a[..cut_a]));
                 asm.add(piece(Some(1), "", "", &args_b[cut_b..]));
                 asm.add(piece(Some(0), "", "", &args_a[cut_a..]));
+                assert_eq!(asm.streamed_for("a"), args_a);
+                assert_eq!(asm.streamed_for("b"), args_b);
+                assert!(asm.streamed.iter().all(|p| !p.delta.is_empty()));
                 assert_eq!(
-                    asm.finish(),
+                    asm.asm.finish(),
                     [call("a", "word_count", args_a), call("b", "sleep", args_b)],
                     "cuts {cut_a} {cut_b}"
                 );
@@ -148,28 +200,43 @@ mod tests {
 
     #[test]
     fn repeated_ids_and_names_count_once_and_split_names_join() {
-        let mut asm = CallAssembler::default();
+        let mut asm = Feed::default();
         asm.add(piece(Some(3), "x", "clock", "{"));
         asm.add(piece(Some(3), "x", "clock", "}"));
         asm.add(piece(Some(5), "y", "word_", ""));
         asm.add(piece(Some(5), "", "count", "{}"));
         assert_eq!(
-            asm.finish(),
+            asm.asm.finish(),
             [call("x", "clock", "{}"), call("y", "word_count", "{}")]
         );
     }
 
     #[test]
     fn pieces_without_index_follow_their_id() {
-        let mut asm = CallAssembler::default();
+        let mut asm = Feed::default();
         asm.add(piece(None, "a", "clock", "{"));
         asm.add(piece(None, "", "", "}"));
         asm.add(piece(None, "b", "sleep", r#"{"ms":1}"#));
         asm.add(piece(None, "a", "", ""));
         assert_eq!(
-            asm.finish(),
+            asm.asm.finish(),
             [call("a", "clock", "{}"), call("b", "sleep", r#"{"ms":1}"#)]
         );
+    }
+
+    #[test]
+    fn a_call_takes_its_id_from_its_first_piece() {
+        let mut asm = Feed::default();
+        asm.add(piece(Some(0), "", "clock", "{"));
+        asm.add(piece(Some(0), "late", "", "}"));
+        asm.add(piece(Some(1), "call_1", "sleep", "{}"));
+        assert_eq!(asm.streamed_for("call_1"), "{}");
+        assert_eq!(asm.streamed[0].tool_name, "clock");
+        let calls = asm.asm.finish();
+        assert_eq!(calls[0].id, "late");
+        assert_eq!(calls[0].call_id, "call_1");
+        // The server's id is taken already: the turn's ids stay unique.
+        assert_eq!(calls[1].call_id, "call_2");
     }
 
     #[test]

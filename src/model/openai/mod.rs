@@ -13,9 +13,15 @@
 //!   arguments is such an error result, not a failed turn; invalid arguments are echoed back to
 //!   the model as `{}` (servers that re-parse them would refuse the next request), the result
 //!   saying what was wrong. At most `max_tool_rounds` requests per turn.
-//! - **Usage**: after each round, a `Usage` with the sums over the turn's rounds. A round whose
-//!   server reported no usage counts an estimate instead: one token per four characters (rounded
-//!   up, per message) of the request's messages in, and of the round's text and tool calls out.
+//! - **Output** also streams each tool call's argument pieces as they arrive (`ToolArgs`), the
+//!   call given its id when its first piece comes (`calls.rs`).
+//! - **Usage**: after each round, a `Usage` with the sums over the turn's rounds (`usage.rs`):
+//!   input and output, cached input and reasoning tokens when the server reports them
+//!   (`prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`), the
+//!   context as the last round's input plus output, and `context_budget_tokens` as the window.
+//!   A round whose server reported no usage counts an estimate instead, and says so: one token
+//!   per four characters (rounded up, per message) of the request's messages in, and of the
+//!   round's text and tool calls out.
 //! - **Errors** end the turn with a clear text (`client.rs`, `stream.rs`): refused connection,
 //!   timeouts, HTTP errors with an excerpt of the body, malformed or truncated streams. Refused
 //!   connections, 429 and 5xx are retried up to `max_retries` times, waiting `Retry-After`
@@ -28,6 +34,7 @@ mod client;
 mod config;
 mod prompt;
 mod stream;
+mod usage;
 mod wire;
 
 pub use config::OpenAiConfig;
@@ -36,9 +43,10 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use self::calls::{AssembledCall, CallIds};
+use self::calls::CallIds;
 use self::client::Client;
 use self::stream::RoundOutput;
+use self::usage::TurnTotals;
 use self::wire::{ChatRequest, FunctionCall, Message, ToolCall, ToolSpec, Usage};
 use super::{BoxFuture, Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart};
@@ -110,7 +118,8 @@ impl Provider {
         let mut messages =
             prompt::conversation(system_prompt, &turn.history, config.context_budget_tokens);
         let max_rounds = config.max_tool_rounds.max(1);
-        let mut totals = Usage::default();
+        let window = u64::try_from(config.context_budget_tokens).unwrap_or(u64::MAX);
+        let mut totals = TurnTotals::new(window);
         let mut ids = CallIds::default();
         let mut streamed_text = false;
         let mut round = 0;
@@ -119,7 +128,8 @@ impl Provider {
             tracing::debug!(round, messages = messages.len(), "openai round");
             let request = ChatRequest::streaming(&config.model, &messages, &offered);
             let response = self.client.open_stream(&request, !streamed_text).await?;
-            let output = stream::read_round(response, &sink, config.chunk_timeout).await?;
+            let output =
+                stream::read_round(response, &sink, &mut ids, config.chunk_timeout).await?;
             streamed_text |= !output.text.is_empty();
             tracing::debug!(
                 finish_reason = output.finish_reason.as_deref().unwrap_or("none"),
@@ -128,16 +138,8 @@ impl Provider {
                 "openai round done"
             );
 
-            let usage = output
-                .usage
-                .unwrap_or_else(|| estimate_usage(&messages, &output));
-            totals.prompt_tokens += usage.prompt_tokens;
-            totals.completion_tokens += usage.completion_tokens;
-            sink.emit(ModelEvent::Usage {
-                tokens_in: totals.prompt_tokens,
-                tokens_out: totals.completion_tokens,
-            })
-            .await?;
+            totals.add_round(output.usage, || estimate_usage(&messages, &output));
+            sink.emit(ModelEvent::Usage(totals.report())).await?;
 
             if output.calls.is_empty() {
                 return Ok(());
@@ -150,7 +152,7 @@ impl Provider {
                     names.join(", ")
                 )));
             }
-            run_calls(&self.tools, output, &mut ids, &mut messages, &sink).await?;
+            run_calls(&self.tools, output, &mut messages, &sink).await?;
         }
     }
 }
@@ -160,19 +162,14 @@ impl Provider {
 async fn run_calls(
     tools: &Tools,
     output: RoundOutput,
-    ids: &mut CallIds,
     messages: &mut Vec<Message>,
     sink: &TurnSink,
 ) -> Result<(), ModelError> {
-    let calls: Vec<(String, AssembledCall)> = output
-        .calls
-        .into_iter()
-        .map(|call| (ids.assign(&call.id), call))
-        .collect();
+    let calls = output.calls;
     let echoed = calls
         .iter()
-        .map(|(id, call)| ToolCall {
-            id: id.clone(),
+        .map(|call| ToolCall {
+            id: call.call_id.clone(),
             kind: "function",
             function: FunctionCall {
                 name: call.name.clone(),
@@ -182,10 +179,11 @@ async fn run_calls(
         .collect();
     messages.push(Message::assistant_calls(&output.text, echoed));
 
-    for (call_id, call) in calls {
+    for call in calls {
+        let call_id = call.call_id.as_str();
         // Between rounds: no HTTP stream is being read while a person decides.
         let outcome = sink
-            .call_tool(&call_id, &call.name, &call.arguments, || async {
+            .call_tool(call_id, &call.name, &call.arguments, || async {
                 if call.name.is_empty() {
                     ToolOutcome {
                         is_error: true,
@@ -201,7 +199,7 @@ async fn run_calls(
         } else {
             outcome.result
         };
-        messages.push(Message::tool_result(&call_id, for_model));
+        messages.push(Message::tool_result(call_id, for_model));
     }
     Ok(())
 }
@@ -226,6 +224,7 @@ fn estimate_usage(request: &[Message], output: &RoundOutput) -> Usage {
     Usage {
         prompt_tokens: prompt::estimate_messages(request),
         completion_tokens: prompt::estimate_tokens(out_chars),
+        ..Usage::default()
     }
 }
 
@@ -248,8 +247,9 @@ mod tests {
         ];
         let output = RoundOutput {
             text: "abcde".into(),
-            calls: vec![AssembledCall {
+            calls: vec![calls::AssembledCall {
                 id: String::new(),
+                call_id: "call_1".into(),
                 name: "clock".into(),
                 arguments: "{}".into(),
             }],
@@ -259,7 +259,8 @@ mod tests {
             estimate_usage(&request, &output),
             Usage {
                 prompt_tokens: 3,
-                completion_tokens: 3
+                completion_tokens: 3,
+                ..Usage::default()
             }
         );
     }

@@ -1,6 +1,6 @@
 //! One streamed answer of the model: server-sent events framed by `eventsource-stream`, each
-//! `data:` payload parsed as a chunk, content pieces streamed to the turn's sink as they come,
-//! tool-call pieces assembled, usage kept. A silence longer than the chunk timeout, a malformed
+//! `data:` payload parsed as a chunk, content pieces and tool-call argument pieces streamed to the
+//! turn's sink as they come, tool calls assembled, usage kept. A silence longer than the chunk timeout, a malformed
 //! payload or a stream that ends before `data: [DONE]` is an error. Does not retry: by the time a
 //! stream is read, the request has succeeded.
 
@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Response;
 
-use super::calls::{AssembledCall, CallAssembler};
+use super::calls::{ArgsPiece, AssembledCall, CallAssembler, CallIds};
 use super::client::read_excerpt;
 use super::wire::{error_excerpt, truncate_chars, ChatChunk, Usage};
 use crate::core::ModelEvent;
@@ -32,6 +32,26 @@ pub struct RoundOutput {
     pub finish_reason: Option<String>,
 }
 
+/// What a chunk gives the turn's sink, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Args(ArgsPiece),
+}
+
+impl From<Piece> for ModelEvent {
+    fn from(piece: Piece) -> ModelEvent {
+        match piece {
+            Piece::Text(text) => ModelEvent::Token(text),
+            Piece::Args(a) => ModelEvent::ToolArgs {
+                call_id: a.call_id,
+                tool_name: a.tool_name,
+                delta: a.delta,
+            },
+        }
+    }
+}
+
 /// The state of a round as its chunks arrive.
 #[derive(Debug, Default)]
 pub struct Round {
@@ -43,8 +63,9 @@ pub struct Round {
 }
 
 impl Round {
-    /// Applies one `data:` payload; returns the content pieces to stream, in order.
-    pub fn apply(&mut self, data: &str) -> Result<Vec<String>, String> {
+    /// Applies one `data:` payload; returns the pieces to stream, in order. A call is given its
+    /// turn's id (from `ids`) when its first piece arrives.
+    pub fn apply(&mut self, data: &str, ids: &mut CallIds) -> Result<Vec<Piece>, String> {
         if data.trim() == "[DONE]" {
             self.done = true;
             return Ok(Vec::new());
@@ -70,10 +91,10 @@ impl Round {
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 self.text.push_str(&text);
-                pieces.push(text);
+                pieces.push(Piece::Text(text));
             }
             for piece in choice.delta.tool_calls {
-                self.calls.add(piece);
+                pieces.extend(self.calls.add(piece, ids).map(Piece::Args));
             }
             if choice.finish_reason.is_some() {
                 self.finish_reason = choice.finish_reason;
@@ -120,6 +141,7 @@ impl fmt::Display for BodyError {
 pub async fn read_round(
     response: Response,
     sink: &TurnSink,
+    ids: &mut CallIds,
     chunk_timeout: Duration,
 ) -> Result<RoundOutput, ModelError> {
     let is_json = response
@@ -153,9 +175,9 @@ pub async fn read_round(
                 error_excerpt(&event.data, EXCERPT_CHARS)
             )));
         }
-        for piece in round.apply(&event.data).map_err(ModelError::Failed)? {
-            tracing::trace!(token = %piece, "openai token");
-            sink.emit(ModelEvent::Token(piece)).await?;
+        for piece in round.apply(&event.data, ids).map_err(ModelError::Failed)? {
+            tracing::trace!(piece = ?piece, "openai piece");
+            sink.emit(piece.into()).await?;
         }
         if round.is_done() {
             return Ok(round.finish());
@@ -183,10 +205,22 @@ fn stream_error(e: EventStreamError<BodyError>, chunk_timeout: Duration) -> Stri
 mod tests {
     use super::*;
 
+    /// The text pieces of `payloads`, in order.
     fn feed(round: &mut Round, payloads: &[&str]) -> Vec<String> {
+        feed_all(round, payloads)
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Text(t) => Some(t),
+                Piece::Args(_) => None,
+            })
+            .collect()
+    }
+
+    fn feed_all(round: &mut Round, payloads: &[&str]) -> Vec<Piece> {
+        let mut ids = CallIds::default();
         payloads
             .iter()
-            .flat_map(|p| round.apply(p).unwrap())
+            .flat_map(|p| round.apply(p, &mut ids).unwrap())
             .collect()
     }
 
@@ -228,7 +262,8 @@ mod tests {
             round.finish().usage,
             Some(Usage {
                 prompt_tokens: 5,
-                completion_tokens: 2
+                completion_tokens: 2,
+                ..Usage::default()
             })
         );
     }
@@ -236,7 +271,7 @@ mod tests {
     #[test]
     fn tool_calls_and_text_in_one_round() {
         let mut round = Round::default();
-        feed(
+        let pieces = feed_all(
             &mut round,
             &[
                 r#"{"choices":[{"delta":{"content":"Let me look."}}]}"#,
@@ -244,6 +279,17 @@ mod tests {
                 r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
                 r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
             ],
+        );
+        assert_eq!(
+            pieces,
+            [
+                Piece::Text("Let me look.".into()),
+                Piece::Args(ArgsPiece {
+                    call_id: "c0".into(),
+                    tool_name: "clock".into(),
+                    delta: "{}".into()
+                })
+            ]
         );
         let out = round.finish();
         assert_eq!(out.text, "Let me look.");
@@ -267,12 +313,15 @@ mod tests {
     #[test]
     fn malformed_payloads_and_in_stream_errors_are_errors() {
         let err = Round::default()
-            .apply(r#"{"choices":[{"delta":"#)
+            .apply(r#"{"choices":[{"delta":"#, &mut CallIds::default())
             .unwrap_err();
         assert!(err.starts_with("malformed JSON in the stream"), "{err}");
         assert!(err.contains(r#"{"choices":[{"delta":"#), "{err}");
         let err = Round::default()
-            .apply(r#"{"error":{"message":"overloaded","code":503}}"#)
+            .apply(
+                r#"{"error":{"message":"overloaded","code":503}}"#,
+                &mut CallIds::default(),
+            )
             .unwrap_err();
         assert_eq!(
             err,

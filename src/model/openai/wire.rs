@@ -220,6 +220,24 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(deserialize_with = "null_as_default")]
     pub completion_tokens: u64,
+    /// OpenAI's, and vLLM's with prefix caching; most local servers send none.
+    #[serde(deserialize_with = "null_as_default")]
+    pub prompt_tokens_details: PromptDetails,
+    /// Reasoning models' (o-series, and servers that copy the field).
+    #[serde(deserialize_with = "null_as_default")]
+    pub completion_tokens_details: CompletionDetails,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct PromptDetails {
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct CompletionDetails {
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// `null` reads as the type's default, as a missing field does.
@@ -355,9 +373,27 @@ mod tests {
             c.usage,
             Some(Usage {
                 prompt_tokens: 12,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
+        let c: ChatChunk = serde_json::from_str(
+            r#"{"usage":{"prompt_tokens":9,"completion_tokens":4,
+                "prompt_tokens_details":{"cached_tokens":6,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":3}}}"#,
+        )
+        .unwrap();
+        let usage = c.usage.unwrap();
+        assert_eq!(usage.prompt_tokens_details.cached_tokens, Some(6));
+        assert_eq!(usage.completion_tokens_details.reasoning_tokens, Some(3));
+        let c: ChatChunk = serde_json::from_str(
+            r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":null,
+                "completion_tokens_details":{"reasoning_tokens":null}}}"#,
+        )
+        .unwrap();
+        let usage = c.usage.unwrap();
+        assert_eq!(usage.prompt_tokens_details.cached_tokens, None);
+        assert_eq!(usage.completion_tokens_details.reasoning_tokens, None);
         let c: ChatChunk =
             serde_json::from_str(r#"{"usage":{"prompt_tokens":3,"completion_tokens":null}}"#)
                 .unwrap();
@@ -365,7 +401,8 @@ mod tests {
             c.usage,
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 0
+                completion_tokens: 0,
+                ..Usage::default()
             })
         );
     }

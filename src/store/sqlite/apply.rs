@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use super::columns::{nanos, role_str, to_i64};
+use super::columns::{nanos, role_str, to_i64, total_i64};
 use super::schema::{sql_error, ACTIVE_SESSION_KEY};
 use crate::core::persist::{Change, TurnStatus};
 use crate::store::StoreError;
@@ -66,11 +66,18 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
     match change {
         Change::SessionUpsert(s) => {
             tx.prepare_cached(
-                "INSERT INTO sessions (id, title, created_at, updated_at, model, system_prompt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO sessions (id, title, created_at, updated_at, model, system_prompt,
+                     usage_input_tokens, usage_output_tokens, usage_cached_input_tokens,
+                     usage_reasoning_tokens, usage_turns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(id) DO UPDATE SET title = excluded.title,
                      created_at = excluded.created_at, updated_at = excluded.updated_at,
-                     model = excluded.model, system_prompt = excluded.system_prompt",
+                     model = excluded.model, system_prompt = excluded.system_prompt,
+                     usage_input_tokens = excluded.usage_input_tokens,
+                     usage_output_tokens = excluded.usage_output_tokens,
+                     usage_cached_input_tokens = excluded.usage_cached_input_tokens,
+                     usage_reasoning_tokens = excluded.usage_reasoning_tokens,
+                     usage_turns = excluded.usage_turns",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -79,7 +86,12 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
                     nanos(s.created_at),
                     nanos(s.updated_at),
                     s.model,
-                    s.system_prompt
+                    s.system_prompt,
+                    total_i64(s.usage.input_tokens),
+                    total_i64(s.usage.output_tokens),
+                    total_i64(s.usage.cached_input_tokens),
+                    total_i64(s.usage.reasoning_tokens),
+                    total_i64(s.usage.turns),
                 ])
             })
             .map_err(err("saving a session"))?;

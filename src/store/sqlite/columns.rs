@@ -91,6 +91,18 @@ pub(super) fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Invalid(format!("{what} {n} is too large to store")))
 }
 
+/// A running total, as stored: past `i64::MAX` it is clamped, as [`nanos`] clamps, rather than
+/// failing the commit of the turn that ends.
+pub(super) fn total_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A running total, as read: a negative one is not ours.
+pub(super) fn total(row: &Row<'_>, i: usize, what: &str) -> Result<u64, StoreError> {
+    let n = int(row, i, what)?;
+    u64::try_from(n).map_err(|_| StoreError::Invalid(format!("{what} {n} is negative")))
+}
+
 pub(super) fn role_str(role: Role) -> &'static str {
     match role {
         Role::User => "user",

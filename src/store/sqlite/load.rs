@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, Row, Transaction};
 
-use super::columns::{id, int, opt_id, parse_role, parsed, text, time_at};
+use super::columns::{id, int, opt_id, parse_role, parsed, text, time_at, total};
 use super::schema::{sql_error, ACTIVE_SESSION_KEY};
 use crate::core::persist::{
     MessageRecord, OpenTurn, SessionRecord, Snapshot, StoredSession, StoredStatus,
@@ -18,6 +18,7 @@ use crate::core::read::Direction;
 use crate::protocol::hitl::HitlRequest;
 use crate::protocol::ids::{MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
+use crate::protocol::usage::SessionUsage;
 use crate::store::StoreError;
 
 /// Reads everything but the history in one transaction; see [`crate::store::Store::load`].
@@ -168,7 +169,9 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
             "SELECT s.id, s.title, s.created_at, s.updated_at,
                     (SELECT MAX(m.position) + 1 FROM messages m WHERE m.session_id = s.id),
                     (SELECT MIN(m.position) FROM messages m WHERE m.session_id = s.id),
-                    s.model, s.system_prompt
+                    s.model, s.system_prompt,
+                    s.usage_input_tokens, s.usage_output_tokens, s.usage_cached_input_tokens,
+                    s.usage_reasoning_tokens, s.usage_turns
              FROM sessions s WHERE s.deleted_at IS NULL",
         )
         .map_err(err)?;
@@ -182,6 +185,13 @@ fn load_sessions(tx: &Transaction<'_>, path: &Path) -> Result<Vec<StoredSession>
             updated_at: time_at(row, 3, "sessions.updated_at")?,
             model: row.get(6).map_err(err)?,
             system_prompt: row.get(7).map_err(err)?,
+            usage: SessionUsage {
+                input_tokens: total(row, 8, "sessions.usage_input_tokens")?,
+                output_tokens: total(row, 9, "sessions.usage_output_tokens")?,
+                cached_input_tokens: total(row, 10, "sessions.usage_cached_input_tokens")?,
+                reasoning_tokens: total(row, 11, "sessions.usage_reasoning_tokens")?,
+                turns: total(row, 12, "sessions.usage_turns")?,
+            },
         };
         let count: Option<i64> = row.get(4).map_err(err)?;
         let lowest: Option<i64> = row.get(5).map_err(err)?;

@@ -124,6 +124,12 @@ CREATE TABLE queued_messages (
 );
 -- queued messages: a queued send's answer repeats its place (NULL: it started a turn at once).
 ALTER TABLE request_keys ADD COLUMN queued_position INTEGER;
+-- Richer streams: a session's running token totals (SessionPayload.usage).
+ALTER TABLE sessions ADD COLUMN usage_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_output_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_cached_input_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN usage_turns INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -379,6 +385,52 @@ mod tests {
                 "{want} missing from {names:?}"
             );
         }
+    }
+
+    /// A version-3 file (every migration before V4, one session in it) migrates with zero
+    /// usage totals, and the totals it then stores survive a reopen.
+    #[test]
+    fn a_version_3_database_migrates_with_zero_usage_totals() {
+        use crate::core::persist::{Change, SessionRecord};
+        use crate::protocol::usage::SessionUsage;
+        use crate::store::Store;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v3.db");
+        let old = Connection::open(&path).expect("create");
+        for script in &MIGRATIONS[..3] {
+            old.execute_batch(script).expect("v1..v3");
+        }
+        old.pragma_update(None, "user_version", 3).expect("version");
+        old.execute(
+            "INSERT INTO sessions (id, title, created_at, updated_at)
+             VALUES ('00000000-0000-0000-0000-00000000000a', 'old', 0, 1)",
+            [],
+        )
+        .expect("a session");
+        drop(old);
+
+        let mut store = SqliteStore::open(&path).expect("open and migrate");
+        assert_eq!(pragma::<i64>(&store.conn, "user_version"), 4);
+        let snap = store.load(10).expect("load");
+        assert_eq!(snap.sessions.len(), 1);
+        let mut record: SessionRecord = snap.sessions[0].record.clone();
+        assert_eq!(record.usage, SessionUsage::default());
+
+        record.usage = SessionUsage {
+            input_tokens: 30,
+            output_tokens: 9,
+            cached_input_tokens: 6,
+            reasoning_tokens: 2,
+            turns: 2,
+        };
+        store
+            .commit(&[Change::SessionUpsert(record.clone())])
+            .expect("commit");
+        drop(store);
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        let snap = store.load(10).expect("load");
+        assert_eq!(snap.sessions[0].record, record);
     }
 
     #[test]

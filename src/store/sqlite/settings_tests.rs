@@ -17,6 +17,7 @@ fn configured(n: u128, model: Option<&str>, prompt: Option<&str>) -> Change {
         updated_at: at(2),
         model: model.map(str::to_owned),
         system_prompt: prompt.map(str::to_owned),
+        usage: Default::default(),
     })
 }
 

@@ -38,6 +38,7 @@ pub(super) fn session(n: u128) -> Change {
         updated_at: at(1),
         model: None,
         system_prompt: None,
+        usage: Default::default(),
     })
 }
 
