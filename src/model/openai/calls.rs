@@ -6,6 +6,12 @@ use std::collections::HashSet;
 
 use super::wire::ToolCallDelta;
 
+/// Calls one round may hold: far above what a model asks for at once.
+pub const MAX_CALLS_PER_ROUND: usize = 64;
+/// Bytes of names, ids and arguments all of one round's calls may hold while they are put back
+/// together: a model (or a server) that will not stop writing a call cannot fill the server.
+pub const MAX_CALL_BYTES_PER_ROUND: usize = 1 << 20;
+
 /// One call as the model finished writing it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssembledCall {
@@ -32,14 +38,37 @@ pub struct ArgsPiece {
 pub struct CallAssembler {
     /// `(index, call)`; few calls per round, so a list beats a map.
     calls: Vec<(u32, AssembledCall)>,
+    /// Bytes the calls hold, counted before each piece is taken.
+    bytes: usize,
 }
 
 impl CallAssembler {
-    /// Adds a piece; returns the piece of arguments it carried, if any, with its call.
-    pub fn add(&mut self, delta: ToolCallDelta, ids: &mut CallIds) -> Option<ArgsPiece> {
+    /// Adds a piece; returns the piece of arguments it carried, if any, with its call. A piece
+    /// that would take the round past [`MAX_CALLS_PER_ROUND`] or [`MAX_CALL_BYTES_PER_ROUND`] is
+    /// refused, and says why: the round cannot go on.
+    pub fn add(
+        &mut self,
+        delta: ToolCallDelta,
+        ids: &mut CallIds,
+    ) -> Result<Option<ArgsPiece>, String> {
+        let size = [&delta.id, &delta.function.name, &delta.function.arguments]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum::<usize>();
+        if self.bytes + size > MAX_CALL_BYTES_PER_ROUND {
+            return Err(format!(
+                "the model's tool calls passed {MAX_CALL_BYTES_PER_ROUND} bytes in one round: cut short"
+            ));
+        }
+        self.bytes += size;
         let index = self.index_for(&delta);
         let pos = match self.calls.iter().position(|(i, _)| *i == index) {
             Some(pos) => pos,
+            None if self.calls.len() >= MAX_CALLS_PER_ROUND => {
+                return Err(format!(
+                    "the model made more than {MAX_CALLS_PER_ROUND} tool calls in one round: cut short"
+                ));
+            }
             None => {
                 let call_id = ids.assign(delta.id.as_deref().unwrap_or(""));
                 self.calls.push((
@@ -66,13 +95,15 @@ impl CallAssembler {
                 call.name.push_str(&name);
             }
         }
-        let arguments = delta.function.arguments.filter(|a| !a.is_empty())?;
+        let Some(arguments) = delta.function.arguments.filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
         call.arguments.push_str(&arguments);
-        Some(ArgsPiece {
+        Ok(Some(ArgsPiece {
             call_id: call.call_id.clone(),
             tool_name: call.name.clone(),
             delta: arguments,
-        })
+        }))
     }
 
     /// The call a piece belongs to. Without an `index` (some servers omit it), a piece with a new
@@ -157,7 +188,11 @@ mod tests {
 
     impl Feed {
         fn add(&mut self, delta: ToolCallDelta) {
-            self.streamed.extend(self.asm.add(delta, &mut self.ids));
+            let piece = self
+                .asm
+                .add(delta, &mut self.ids)
+                .expect("within the bounds");
+            self.streamed.extend(piece);
         }
 
         /// The argument pieces of `call_id`, concatenated.
@@ -196,6 +231,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_round_is_bounded_in_calls_and_bytes() {
+        let mut asm = CallAssembler::default();
+        let mut ids = CallIds::default();
+        let chunk = "x".repeat(64 << 10);
+        let mut refused = None;
+        for _ in 0..(MAX_CALL_BYTES_PER_ROUND / chunk.len() + 1) {
+            if let Err(e) = asm.add(piece(Some(0), "", "", &chunk), &mut ids) {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(refused.unwrap().contains("bytes in one round"));
+        assert!(asm.bytes <= MAX_CALL_BYTES_PER_ROUND);
+
+        let mut asm = CallAssembler::default();
+        for i in 0..MAX_CALLS_PER_ROUND as u32 {
+            asm.add(piece(Some(i), "", "clock", "{}"), &mut ids)
+                .unwrap();
+        }
+        let e = asm
+            .add(piece(Some(999), "", "clock", "{}"), &mut ids)
+            .unwrap_err();
+        assert!(e.contains("tool calls in one round"), "{e}");
+        // More pieces of the calls it has are still taken.
+        assert!(asm.add(piece(Some(0), "", "", " "), &mut ids).is_ok());
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Round {
                 pieces.push(Piece::Text(text));
             }
             for piece in choice.delta.tool_calls {
-                pieces.extend(self.calls.add(piece, ids).map(Piece::Args));
+                pieces.extend(self.calls.add(piece, ids)?.map(Piece::Args));
             }
             if choice.finish_reason.is_some() {
                 self.finish_reason = choice.finish_reason;
