@@ -133,6 +133,19 @@ fn serve_writes_a_private_discovery_file_and_the_client_commands_use_it() {
     assert!(out.contains("hello from the cli"));
     assert_eq!(out.lines().filter(|l| l.starts_with('*')).count(), 1);
 
+    let nobody = s.cli(&["clients"]);
+    assert_eq!(nobody.status.code(), Some(0));
+    assert!(stdout(&nobody).starts_with("no clients"));
+    let hello = r#"{"client_id":"tui-1","name":"TUI","protocol_versions":[1],
+        "tools":[{"name":"pick_file","parameters":{"type":"object"}}]}"#;
+    // A hello from `call` is a client until it times out (15 s): long enough to be listed.
+    assert_eq!(s.cli(&["call", "client.hello", hello]).status.code(), Some(0));
+    let clients = s.cli(&["clients"]);
+    assert_eq!(clients.status.code(), Some(0), "{}", stderr(&clients));
+    let out = stdout(&clients);
+    assert!(out.starts_with("tui-1  TUI -  connected "), "{out}");
+    assert!(out.trim_end().ends_with("tools: pick_file"), "{out}");
+
     let list = s.cli(&["call", "session.list"]);
     assert_eq!(list.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&list.stdout).unwrap();

@@ -2,6 +2,7 @@
 //! 2 usage, 3 server unreachable.
 
 mod call;
+mod clients;
 mod config_file;
 mod hitl;
 mod model_config;
@@ -81,6 +82,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// List sessions (`*` marks the active one).
     Sessions(sessions::SessionsArgs),
+    /// List the clients present: those that said client.hello, with the tools they run.
+    Clients(clients::ClientsArgs),
     /// Mirror the primary and print each change; follows restarts and failovers.
     Watch(watch::WatchArgs),
     /// List the tool approvals and questions waiting for a person.
@@ -144,6 +147,7 @@ pub fn main() -> i32 {
         Command::Sub(args) => sub::run(args, &data_dir),
         Command::Send(args) => send::run(args, &data_dir),
         Command::Sessions(args) => sessions::run(args, &data_dir),
+        Command::Clients(args) => clients::run(args, &data_dir),
         Command::Watch(args) => watch::run(args, &data_dir),
         Command::Hitl(args) => hitl::list(args, &data_dir),
         Command::Approve(args) => hitl::approve(args, &data_dir),
