@@ -139,7 +139,10 @@ fn serve_writes_a_private_discovery_file_and_the_client_commands_use_it() {
     let hello = r#"{"client_id":"tui-1","name":"TUI","protocol_versions":[1],
         "tools":[{"name":"pick_file","parameters":{"type":"object"}}]}"#;
     // A hello from `call` is a client until it times out (15 s): long enough to be listed.
-    assert_eq!(s.cli(&["call", "client.hello", hello]).status.code(), Some(0));
+    assert_eq!(
+        s.cli(&["call", "client.hello", hello]).status.code(),
+        Some(0)
+    );
     let clients = s.cli(&["clients"]);
     assert_eq!(clients.status.code(), Some(0), "{}", stderr(&clients));
     let out = stdout(&clients);

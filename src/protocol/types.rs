@@ -39,8 +39,9 @@ pub struct SessionPayload {
     /// when none are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub queue_length: u64,
-    /// Running token totals over the session's ended turns (richer streams, issue 14).
-    #[serde(default)]
+    /// Running token totals over the session's ended turns (richer streams, issue 14); absent
+    /// while no turn has ended (all zero), so a snapshot of many idle sessions stays small.
+    #[serde(default, skip_serializing_if = "SessionUsage::is_zero")]
     pub usage: SessionUsage,
 }
 

@@ -61,6 +61,11 @@ pub struct SessionUsage {
 }
 
 impl SessionUsage {
+    /// No turn counted yet.
+    pub fn is_zero(&self) -> bool {
+        *self == SessionUsage::default()
+    }
+
     /// Adds one ended turn.
     pub fn add(&mut self, turn: &TurnUsage) {
         self.input_tokens = self.input_tokens.saturating_add(turn.input_tokens);
