@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{send, spawn_daemon_with, Daemon, Events, WAIT};
+use common::{refused, send, spawn_daemon_with, Daemon, WAIT};
 use serde_json::{json, Value};
 use zcoord::client::{ClientError, RpcClient};
 use zcoord::core::policy::Policy;
@@ -43,22 +43,6 @@ fn hello(client: &mut RpcClient, id: &str, tools: Value) -> Value {
                "protocol_versions": [1], "tools": tools}),
         )
         .unwrap_or_else(|e| panic!("hello {id}: {e}"))
-}
-
-fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
-    match client.call(method, params) {
-        Err(ClientError::Rpc(e)) => serde_json::to_value(e).unwrap(),
-        other => panic!("{method} should have been refused, got {other:?}"),
-    }
-}
-
-fn next(events: &Events, topic: &str) -> Value {
-    events
-        .until(|e| e.envelope.topic == topic)
-        .pop()
-        .unwrap()
-        .envelope
-        .payload
 }
 
 #[test]
@@ -148,11 +132,11 @@ fn a_reconnect_replaces_the_stale_entry_and_the_author_is_recorded() {
     let events = d.subscriber(&["client.", "message.append"]);
     let mut first = d.client();
     hello(&mut first, "vscode-1", json!([]));
-    assert_eq!(next(&events, "client.joined")["rejoined"], false);
+    assert_eq!(events.payload("client.joined")["rejoined"], false);
     // The same client on a new socket (it reconnected): one entry, never two.
     let mut second = d.client();
     hello(&mut second, "vscode-1", json!([tool_spec()]));
-    let joined = next(&events, "client.joined");
+    let joined = events.payload("client.joined");
     assert_eq!(joined["rejoined"], true);
     assert_eq!(joined["tools"], json!([TOOL]));
     let list = d.call("client.list", json!({}));
@@ -166,7 +150,7 @@ fn a_reconnect_replaces_the_stale_entry_and_the_author_is_recorded() {
     let r = second
         .call("message.send", json!({"content": "from the editor"}))
         .unwrap();
-    let append = next(&events, "message.append");
+    let append = events.payload("message.append");
     assert_eq!(
         append["author"],
         json!({"client_id": "vscode-1", "name": "vscode-1 app"})
@@ -176,7 +160,7 @@ fn a_reconnect_replaces_the_stale_entry_and_the_author_is_recorded() {
 
     // Goodbye: it leaves at once.
     second.call("client.goodbye", json!({})).unwrap();
-    let left = next(&events, "client.left");
+    let left = events.payload("client.left");
     assert_eq!(left["reason"], "goodbye");
     assert_eq!(d.call("client.list", json!({}))["clients"], json!([]));
 }
@@ -260,12 +244,12 @@ fn a_client_killed_with_kill_9_leaves_within_the_timeout() {
     let events = d.subscriber(&["client."]);
     let (mut c, lines) = child(&d, "hello", "doomed");
     wait_line(&lines, "HELLO");
-    assert_eq!(next(&events, "client.joined")["client_id"], "doomed");
+    assert_eq!(events.payload("client.joined")["client_id"], "doomed");
     // It pings, so it stays while alive: two timeouts pass without a client.left.
     assert!(events.try_next(Duration::from_millis(2_200)).is_none());
     let killed = Instant::now();
     kill_9(&mut c);
-    let left = next(&events, "client.left");
+    let left = events.payload("client.left");
     assert_eq!(left["client_id"], "doomed");
     assert_eq!(left["reason"], "timeout");
     // 1 s of silence, noticed on the next 0.5 s tick; generous for a loaded machine.
@@ -287,7 +271,7 @@ fn two_clients_race_to_claim_and_exactly_one_runs_the_call() {
     hello(&mut b, "b", json!([tool_spec()]));
     let r = send(&d, None, &format!("what is open?\n{CALL}"));
     let turn = r["turn_id"].as_str().unwrap().to_owned();
-    let start = next(&events, "tool.start");
+    let start = events.payload("tool.start");
     assert_eq!(start["executor"], "client");
     assert_eq!(start["tool_name"], TOOL);
     assert!(start.get("awaiting_approval").is_none(), "{start}");
@@ -313,7 +297,7 @@ fn two_clients_race_to_claim_and_exactly_one_runs_the_call() {
     let data = lost.data.unwrap();
     assert_eq!(data["kind"], "tool_claimed");
     assert_eq!(data["client_id"], winner);
-    let claimed = next(&events, "tool.claimed");
+    let claimed = events.payload("tool.claimed");
     assert_eq!(claimed["client_id"], winner);
 
     // The loser's result is refused; the winner's ends the call; a second one is too late.
@@ -339,7 +323,7 @@ fn two_clients_race_to_claim_and_exactly_one_runs_the_call() {
             json!({"call_id": "call_1", "result": {"files": ["main.rs"]}}),
         )
         .unwrap();
-    let end = next(&events, "tool.end");
+    let end = events.payload("tool.end");
     assert_eq!(end["is_error"], false);
     assert_eq!(end["result"], "{\"files\":[\"main.rs\"]}");
     let e = refused(
@@ -373,9 +357,9 @@ fn a_claimant_that_dies_mid_call_ends_it_as_an_error_and_the_turn_goes_on() {
     let r = send(&d, None, &format!("go\n{CALL}"));
     let turn = r["turn_id"].as_str().unwrap().to_owned();
     wait_line(&lines, "CLAIMED");
-    assert_eq!(next(&events, "tool.claimed")["client_id"], "mortal");
+    assert_eq!(events.payload("tool.claimed")["client_id"], "mortal");
     kill_9(&mut c);
-    let end = next(&events, "tool.end");
+    let end = events.payload("tool.end");
     assert_eq!(end["is_error"], true);
     let why = end["result"].as_str().unwrap();
     assert!(why.contains("mortal") && why.contains("left"), "{why}");
@@ -391,9 +375,9 @@ fn a_client_tool_behind_ask_is_claimed_after_the_approval() {
     hello(&mut editor, "editor", json!([tool_spec()]));
     let r = send(&d, None, &format!("go\n{CALL}"));
     let turn = r["turn_id"].as_str().unwrap().to_owned();
-    let start = next(&events, "tool.start");
+    let start = events.payload("tool.start");
     assert_eq!(start["awaiting_approval"], true);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     assert_eq!(pending["payload"]["tool_name"], TOOL);
     let e = refused(&mut editor, "tool.claim", json!({"call_id": "call_1"}));
     assert_eq!(e["data"]["kind"], "tool_call_not_found");
@@ -407,7 +391,7 @@ fn a_client_tool_behind_ask_is_claimed_after_the_approval() {
             json!({"id": pending["id"], "decision": "approve"}),
         )
         .unwrap();
-    let resolved = next(&events, "hitl.resolved");
+    let resolved = events.payload("hitl.resolved");
     assert_eq!(resolved["resolved_by"], "tui");
     editor
         .call("tool.claim", json!({"call_id": "call_1", "turn_id": turn}))
@@ -418,7 +402,7 @@ fn a_client_tool_behind_ask_is_claimed_after_the_approval() {
             json!({"call_id": "call_1", "result": "nothing open", "is_error": true}),
         )
         .unwrap();
-    let end = next(&events, "tool.end");
+    let end = events.payload("tool.end");
     assert_eq!(end["is_error"], true);
     assert_eq!(end["result"], "nothing open");
     events.until_turn("llm.end", &turn);

@@ -7,8 +7,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{live_subscriber, send, spawn_daemon_with, topics, Daemon, Events, WAIT};
-use serde_json::{json, Value};
+use common::{live_subscriber, refused, send, spawn_daemon_with, topics, Daemon, Events, WAIT};
+use serde_json::json;
 use zcoord::client::{ClientError, RpcClient};
 use zcoord::core::policy::Policy;
 
@@ -23,14 +23,6 @@ fn daemon(policy: &[(&str, Policy)]) -> (Daemon, Events) {
     (d, events)
 }
 
-/// The error `hitl.respond` (or any call) got.
-fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
-    match client.call(method, params) {
-        Err(ClientError::Rpc(e)) => serde_json::to_value(e).unwrap(),
-        other => panic!("{method} should have been refused, got {other:?}"),
-    }
-}
-
 /// The first `tool.end` among `events`.
 fn tool_end(events: &[zcoord::client::ReceivedEvent]) -> &zcoord::client::ReceivedEvent {
     events
@@ -39,23 +31,13 @@ fn tool_end(events: &[zcoord::client::ReceivedEvent]) -> &zcoord::client::Receiv
         .expect("a tool.end")
 }
 
-/// Waits for the next `topic` event and returns its payload.
-fn next(events: &Events, topic: &str) -> Value {
-    events
-        .until(|e| e.envelope.topic == topic)
-        .pop()
-        .unwrap()
-        .envelope
-        .payload
-}
-
 #[test]
 fn a_question_is_shown_to_everyone_and_the_first_answer_wins() {
     let (d, events) = daemon(&[]);
     let ask = r#"/tool ask_user {"question": "Which colour?", "options": ["red", "blue"]}"#;
     let r = send(&d, None, &format!("pick one\n{ask}"));
     let turn = r["turn_id"].as_str().unwrap().to_owned();
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     assert_eq!(pending["type"], "question");
     assert_eq!(pending["status"], "pending");
     assert_eq!(pending["payload"]["question"], "Which colour?");
@@ -147,7 +129,7 @@ fn an_approval_gates_the_tool_and_approve_session_grants_it() {
 
     // approve_session: this call runs, and the next one is not asked about.
     let r = send(&d, Some(&sid), call);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     d.call(
         "hitl.respond",
         json!({"id": pending["id"], "decision": "approve_session"}),
@@ -166,7 +148,7 @@ fn an_approval_gates_the_tool_and_approve_session_grants_it() {
     );
     // Another session has no grant.
     let r = send(&d, None, call);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     assert_eq!(pending["session_id"], r["session_id"]);
 }
 
@@ -190,7 +172,7 @@ fn interrupt_and_delete_cancel_what_waits_before_llm_end() {
     let (d, events) = daemon(&[]);
     for how in ["session.interrupt", "session.delete"] {
         let r = send(&d, None, r#"/tool ask_user {"question": "still there?"}"#);
-        let pending = next(&events, "hitl.pending");
+        let pending = events.payload("hitl.pending");
         d.call(how, json!({"session_id": r["session_id"]}));
         let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
         let resolved = rest
@@ -217,9 +199,9 @@ fn an_unanswered_request_expires_and_the_call_does_not_run() {
     });
     let events = d.subscriber(&["hitl.", "tool.", "llm.end"]);
     let r = send(&d, None, r#"/tool word_count {"text": "a"}"#);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     assert!(pending["expires_at"].as_str().is_some(), "{pending}");
-    let resolved = next(&events, "hitl.resolved");
+    let resolved = events.payload("hitl.resolved");
     assert_eq!(resolved["status"], "expired");
     assert_eq!(resolved["resolved_by"], "server");
     let rest = events.until_turn("llm.end", r["turn_id"].as_str().unwrap());
@@ -275,7 +257,7 @@ fn bad_responses_get_clear_errors() {
 
     // A question takes an answer, not a decision; the request still waits after the mistake.
     let r = send(&d, None, r#"/tool ask_user {"question": "ok?"}"#);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     let wrong = refused(
         &mut c,
         "hitl.respond",
@@ -381,7 +363,7 @@ fn a_crash_while_a_request_waits_cancels_it_on_restart() {
         json!({"content": "/tool ask_user {\"question\": \"before the crash?\"}"}),
     )
     .unwrap();
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -417,7 +399,7 @@ fn shutdown_cancels_what_waits_before_instance_shutdown() {
     let (d, _) = daemon(&[]);
     let events = d.subscriber(&["hitl.", "llm.end", "instance.shutdown"]);
     send(&d, None, r#"/tool ask_user {"question": "leaving?"}"#);
-    let pending = next(&events, "hitl.pending");
+    let pending = events.payload("hitl.pending");
     d.stop();
     let rest = events.until(|e| e.envelope.topic == "instance.shutdown");
     assert_eq!(
@@ -497,7 +479,7 @@ fn write_file_waits_for_approval_by_default_and_writes_only_when_approved() {
     for (decision, name) in [("reject", "no.txt"), ("approve", "yes.txt")] {
         let call = format!(r#"/tool write_file {{"path": "{name}", "content": "hi"}}"#);
         let r = send(&d, None, &call);
-        let pending = next(&events, "hitl.pending");
+        let pending = events.payload("hitl.pending");
         assert_eq!(pending["payload"]["tool_name"], "write_file");
         assert!(
             !ws.path().join(name).exists(),

@@ -177,9 +177,26 @@ impl Events {
         }
     }
 
+    /// Waits for the next `topic` event and returns its payload.
+    pub fn payload(&self, topic: &str) -> Value {
+        self.until(|e| e.envelope.topic == topic)
+            .pop()
+            .expect("until returns the event it stopped at")
+            .envelope
+            .payload
+    }
+
     /// Collects events up to and including `topic` for `turn_id`.
     pub fn until_turn(&self, topic: &str, turn_id: &str) -> Vec<ReceivedEvent> {
         self.until(|e| e.envelope.topic == topic && e.envelope.payload["turn_id"] == turn_id)
+    }
+}
+
+/// The error reply `method` got, as JSON; panics when it was answered.
+pub fn refused(client: &mut RpcClient, method: &str, params: Value) -> Value {
+    match client.call(method, params) {
+        Err(zcoord::client::ClientError::Rpc(e)) => serde_json::to_value(e).unwrap(),
+        other => panic!("{method} should have been refused, got {other:?}"),
     }
 }
 
