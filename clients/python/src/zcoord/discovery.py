@@ -178,7 +178,7 @@ def resolve(
     server key comes from the discovery file when not given."""
     rpc = rpc or _env(RPC_ENV)
     pub = pub or _env(PUB_ENV)
-    explicit = bool(rpc and pub)
+    explicit = bool(rpc)  # calls need only rpc; a subscription without pub fails when made
     disc: Optional[Discovery] = None
     path = data_dir_for(data_dir, workspace, cwd) / FILE_NAME
     try:
@@ -193,8 +193,9 @@ def resolve(
         )
     rpc_ep = rpc or (disc.rpc if disc else None)
     pub_ep = pub or (disc.pub if disc else None)
-    if not rpc_ep or not pub_ep:
+    if not rpc_ep:
         raise DiscoveryError(f"no endpoints: give rpc and pub, or start `zcoord serve` ({path})")
+    pub_ep = pub_ep or ""
     keys: Optional[CurveKeys] = None
     if isinstance(curve, CurveKeys):
         keys = curve

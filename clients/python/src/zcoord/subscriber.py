@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import zmq
 
 from .effects import run
-from .errors import NotLive, Timeout
+from .errors import ConnectionFailed, NotLive, Timeout
 from .protocol import EventEnvelope
 from .sequencer import Envelope, Sequencer
 from .welcome import RETRY_AFTER, Welcome, is_welcome, new_token, parse_welcome, welcome_key
@@ -52,6 +52,8 @@ class Subscription:
     def _open_live(self, timeout: float) -> "tuple[zmq.Socket[Any], Welcome]":
         deadline = time.monotonic() + timeout
         target = self.client.target
+        if not target.pub:
+            raise ConnectionFailed("no pub endpoint: give pub, or use the discovery file")
         while True:
             sock = self.client.context.socket(zmq.SUB)
             sock.setsockopt(zmq.LINGER, 0)
