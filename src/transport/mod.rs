@@ -15,6 +15,7 @@ pub mod outbound;
 mod pending;
 mod server;
 pub mod stats;
+pub mod triage;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;

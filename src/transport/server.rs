@@ -15,19 +15,18 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
 use super::connections::Connections;
-use super::framing::{classify, Framed, Route};
+use super::framing::Route;
 use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
 use super::pending::{Pending, Refused, Slot};
 use super::stats::Stats;
+use super::triage::{triage, Triage, MAX_FRAMES_KEPT};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
 use crate::protocol::ids::InstanceId;
-use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
+use crate::protocol::jsonrpc::Calls;
 use crate::protocol::welcome::{requested_token, Welcome};
 
-/// Frames kept of one message; the rest are read and discarded (the count is still known).
-const MAX_FRAMES_KEPT: usize = 4;
 /// Messages read from the ROUTER before looking at the outbound queue again.
 const READ_BURST: usize = 256;
 /// How long the thread stays awake waiting for the core's answer to requests it just passed on.
@@ -287,10 +286,6 @@ impl Server {
         }
     }
 
-    fn reply_error(&self, route: &Route, error: RpcError) {
-        self.reply(route, &Response::err(Id::Null, error).to_bytes());
-    }
-
     /// Reads a burst of requests; returns how many went to the core.
     fn read_requests(&self) -> usize {
         let mut to_core = 0;
@@ -333,33 +328,17 @@ impl Server {
 
     /// Answers or passes on one request; true when it went to the core and awaits its reply.
     fn handle_message(&self, frames: &[Vec<u8>], total: usize) -> bool {
-        let (route, body) = match classify(frames, total) {
-            Framed::Request { route, body } => (route, body),
-            Framed::BadShape { route, frames } => {
-                tracing::debug!(frames, "request with wrong frame count");
-                self.reply_error(&route, RpcError::invalid_frames(frames));
+        let (route, calls) = match triage(frames, total, self.max_message_bytes) {
+            Triage::Calls { route, calls } => (route, calls),
+            Triage::Answer { route, body, why } => {
+                tracing::debug!(why, "request answered by the transport");
+                self.reply(&route, &body);
                 return false;
             }
-            Framed::Unroutable => {
+            Triage::Drop => {
                 Stats::bump(&self.stats.requests_dropped);
                 return false;
             }
-        };
-        if body.len() > self.max_message_bytes {
-            tracing::debug!(size = body.len(), "request over the size limit");
-            self.reply_error(
-                &route,
-                RpcError::message_too_large(body.len(), self.max_message_bytes),
-            );
-            return false;
-        }
-        let calls = match decode(body) {
-            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
-                self.reply(&route, &resp.to_bytes());
-                return false;
-            }
-            Incoming::Single(Ok(req)) => Calls::Single(req),
-            Incoming::Batch(items) => Calls::Batch(items),
         };
         if self.signals.draining.load(Ordering::SeqCst) {
             self.refuse(&route, calls, RpcError::shutting_down());
