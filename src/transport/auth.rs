@@ -20,8 +20,9 @@ use super::curve::{AuthorizedKeys, PublicKey, ServerKeyPair};
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
 /// The ZAP domain our sockets set; requests for any other domain are refused.
 pub const ZAP_DOMAIN: &str = "zcoord";
-/// The PLAIN user name clients present; the password is the secret.
-pub const PLAIN_USERNAME: &str = "zcoord";
+/// The PLAIN user name clients present (the password is the secret), and how a client presents
+/// it: one definition, in the client crate.
+pub use zcoord_client::plain::{present_plain, PLAIN_USERNAME};
 /// The shortest secret accepted from the user (`ZCOORD_SECRET`, `--secret-file`); a generated
 /// one is 32 characters.
 pub const MIN_SECRET_CHARS: usize = 16;
@@ -113,12 +114,6 @@ impl TcpAuth {
             }
         }
     }
-}
-
-/// Makes `sock` present the PLAIN credentials for `secret` (clients).
-pub fn present_plain(sock: &zmq::Socket, secret: &str) -> Result<(), zmq::Error> {
-    sock.set_plain_username(Some(PLAIN_USERNAME))?;
-    sock.set_plain_password(Some(secret))
 }
 
 /// Makes `sock` a CURVE client of the server whose public key is `server`, proving itself with

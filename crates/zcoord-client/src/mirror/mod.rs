@@ -19,9 +19,9 @@ use serde_json::json;
 pub use replica::{Change, Replica, Resync};
 
 use crate::client::{ClientError, RpcClient, Subscriber};
-use crate::protocol::ids::{InstanceId, SessionId};
-use crate::protocol::methods::{MessageListResult, StateSyncResult};
-use crate::protocol::types::MessagePayload;
+use zcoord_protocol::ids::{InstanceId, SessionId};
+use zcoord_protocol::methods::{MessageListResult, StateSyncResult};
+use zcoord_protocol::types::MessagePayload;
 
 /// How long one wait for an event lasts before the stop flag is looked at again.
 const TICK: Duration = Duration::from_millis(100);

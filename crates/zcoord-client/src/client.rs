@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::protocol::errors::RpcError;
-use crate::protocol::events::{topic, ReceivedEnvelope, WelcomePayload};
-use crate::transport::auth::present_plain;
+use crate::plain::present_plain;
+use zcoord_protocol::errors::RpcError;
+use zcoord_protocol::events::{topic, ReceivedEnvelope, WelcomePayload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

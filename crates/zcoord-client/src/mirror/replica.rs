@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::protocol::events::{topic, MessageAppendPayload, ReceivedEnvelope, SessionListPayload};
-use crate::protocol::hitl::HitlRequest;
-use crate::protocol::ids::{HitlId, InstanceId, MessageId, SessionId};
-use crate::protocol::methods::StateSyncResult;
-use crate::protocol::types::{MessagePayload, SessionPayload};
+use zcoord_protocol::events::{topic, MessageAppendPayload, ReceivedEnvelope, SessionListPayload};
+use zcoord_protocol::hitl::HitlRequest;
+use zcoord_protocol::ids::{HitlId, InstanceId, MessageId, SessionId};
+use zcoord_protocol::methods::StateSyncResult;
+use zcoord_protocol::types::{MessagePayload, SessionPayload};
 
 /// One change to the replica, for whoever watches it.
 #[derive(Debug, Clone, PartialEq)]

@@ -190,7 +190,7 @@ impl RpcError {
     }
 
     /// The request was resolved already: `data.request` is how, and by whom.
-    pub fn hitl_resolved(request: &crate::protocol::hitl::HitlRequest) -> Self {
+    pub fn hitl_resolved(request: &crate::hitl::HitlRequest) -> Self {
         RpcError::new(
             code::HITL_RESOLVED,
             format!(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::protocol::ids::InstanceId;
-use crate::protocol::methods::Endpoints;
+use zcoord_protocol::ids::InstanceId;
+use zcoord_protocol::methods::Endpoints;
 
 pub const FILE_NAME: &str = "instance.json";
 
