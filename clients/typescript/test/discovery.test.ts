@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
@@ -23,21 +23,7 @@ describe("discovery", () => {
 
   before(async () => {
     mkdirSync(deep, { recursive: true });
-    const wsRoot = join(env.XDG_DATA_HOME, "zcoord", "workspaces");
-    // No --data-dir: the server picks its workspace's directory under the data home itself.
-    server = await Server.start({
-      dataDir: null,
-      cwd: workspace,
-      env,
-      findDataDir: () => {
-        try {
-          const names = readdirSync(wsRoot);
-          return names.length === 1 ? join(wsRoot, names[0]) : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-    });
+    server = await Server.startInWorkspace(workspace, env);
     serverDir = server.dataDir;
   });
 

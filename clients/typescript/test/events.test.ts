@@ -2,26 +2,21 @@
 // turn's tokens, and gap repair against the real server's events.replay.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { Client } from "../src/client.js";
 import type { EventEnvelope } from "../src/generated/types.js";
 import { Sequencer, type StreamItem } from "../src/sequencer.js";
 import { isOwnWelcome, isWelcome, parseEnvelope, welcomeLastSeq } from "../src/welcome.js";
-import { Server, within } from "./support/server.js";
+import { Server, serverAndClient, within } from "./support/server.js";
 
 describe("events", () => {
   let server: Server;
   let client: Client;
 
-  before(async () => {
-    server = await Server.start();
-    client = await Client.connect({ dataDir: server.dataDir });
-  });
-
-  after(async () => {
-    await client?.close();
-    await server?.stop();
+  serverAndClient({}, (s, c) => {
+    server = s;
+    client = c;
   });
 
   it("is live once its own welcome arrives: every later event follows, numbered above last_seq", async () => {

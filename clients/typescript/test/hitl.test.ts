@@ -2,24 +2,17 @@
 // approvals and questions, a rejection reaches the model, and the first answer wins.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { Client } from "../src/client.js";
 import { ApprovalDesk, type HitlOutcome } from "../src/hitl.js";
-import { Server } from "./support/server.js";
+import { serverAndClient } from "./support/server.js";
 
 describe("human in the loop", () => {
-  let server: Server;
   let client: Client;
 
-  before(async () => {
-    server = await Server.start({ args: ["--tool-policy", "word_count=ask"] });
-    client = await Client.connect({ dataDir: server.dataDir });
-  });
-
-  after(async () => {
-    await client?.close();
-    await server?.stop();
+  serverAndClient({ args: ["--tool-policy", "word_count=ask"] }, (_server, c) => {
+    client = c;
   });
 
   it("approves a tool call, and the call runs", async () => {

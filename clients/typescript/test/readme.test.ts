@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
@@ -17,20 +17,7 @@ describe("README", () => {
 
   before(async () => {
     mkdirSync(join(workspace, "sub"), { recursive: true });
-    const wsRoot = join(env.XDG_DATA_HOME, "zcoord", "workspaces");
-    server = await Server.start({
-      dataDir: null,
-      cwd: workspace,
-      env,
-      findDataDir: () => {
-        try {
-          const [name] = readdirSync(wsRoot);
-          return name ? join(wsRoot, name) : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-    });
+    server = await Server.startInWorkspace(workspace, env);
   });
 
   after(async () => {

@@ -3,12 +3,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { Client } from "../src/client.js";
 import { CallError, CallTimeoutError, ClosedError, ErrorCode, ErrorKind } from "../src/errors.js";
 import { RpcConnection } from "../src/rpc.js";
-import { Server, tempDir } from "./support/server.js";
+import { Server, serverAndClient, tempDir } from "./support/server.js";
 
 /** Runs `f` and returns the CallError it must reject with. */
 async function callError(f: () => Promise<unknown>): Promise<CallError> {
@@ -25,14 +25,9 @@ describe("calls", () => {
   let server: Server;
   let client: Client;
 
-  before(async () => {
-    server = await Server.start();
-    client = await Client.connect({ dataDir: server.dataDir });
-  });
-
-  after(async () => {
-    await client?.close();
-    await server?.stop();
+  serverAndClient({}, (s, c) => {
+    server = s;
+    client = c;
   });
 
   it("instance.ping and instance.info name the discovery file's instance", async () => {

@@ -3,10 +3,13 @@
 // waits that always end.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
+
+import { Client } from "../../src/client.js";
 
 import type { DiscoveryFile } from "../../src/discovery.js";
 
@@ -110,6 +113,25 @@ export class Server {
     }
   }
 
+  /** A server started in `workspace` without `--data-dir`: it picks its own data directory
+   * under `env.XDG_DATA_HOME` (which should be empty), found here by listing it. */
+  static startInWorkspace(workspace: string, env: { XDG_DATA_HOME: string } & NodeJS.ProcessEnv): Promise<Server> {
+    const wsRoot = join(env.XDG_DATA_HOME, "zcoord", "workspaces");
+    return Server.start({
+      dataDir: null,
+      cwd: workspace,
+      env,
+      findDataDir: () => {
+        try {
+          const names = readdirSync(wsRoot);
+          return names.length === 1 ? join(wsRoot, names[0]) : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+    });
+  }
+
   get log(): string {
     return this.output;
   }
@@ -127,4 +149,20 @@ export class Server {
     if (opts.removeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
     return code;
   }
+}
+
+/** Registers before/after hooks that start a server (with `opts`) and a client connected to it
+ * for the enclosing suite, handing both to `use`, and stop them at the end. */
+export function serverAndClient(opts: ServerOptions, use: (server: Server, client: Client) => void): void {
+  let server: Server | undefined;
+  let client: Client | undefined;
+  before(async () => {
+    server = await Server.start(opts);
+    client = await Client.connect({ dataDir: server.dataDir });
+    use(server, client);
+  });
+  after(async () => {
+    await client?.close();
+    await server?.stop();
+  });
 }
