@@ -14,11 +14,11 @@ use crate::core::policy::Policy;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
 use crate::protocol::errors::RpcError;
-use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::{HitlId, InstanceId, TurnId};
 use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 use crate::protocol::methods::{DropCounters, Endpoints};
 use crate::protocol::usage::TurnUsage;
+use crate::protocol::welcome::{requested_token, Welcome, WELCOME_PREFIX};
 use crate::store::memory::MemoryStore;
 use crate::store::{Rows, Store};
 use crate::transport::framing::{classify, Framed, Route};
@@ -226,7 +226,8 @@ impl Harness {
     /// `r` a `hitl.respond` (see
     /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
     /// expiry, `q` shutdown; and `w`, the welcome the transport
-    /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
+    /// publishes for a subscription to `instance.welcome/<text>` (not numbered: it must carry the
+    /// last event's number),
     /// `k` the clock forward by `selector` × 100 ms. Any other op does nothing, and after `q` so do
     /// the actor's own inputs (its loop has ended).
     pub fn control(&mut self, op: u8, selector: u8, text: &[u8]) {
@@ -280,16 +281,18 @@ impl Harness {
             }
             b'r' => return self.respond(selector, text),
             b'w' => {
-                // What the transport thread publishes on a subscription: numbered after the
-                // last event the core decided (all of which it has sent by now, here).
-                let welcome = EventEncoder::default().welcome(
-                    &text,
-                    self.core.seq(),
-                    self.now,
-                    self.core.instance_id(),
-                );
-                if let Err(what) = self.events.check(&welcome) {
-                    self.broken.get_or_insert(what);
+                // What the transport thread publishes on a subscription to
+                // `instance.welcome/<text>`: no number of its own, the last event's in its payload.
+                let subscription = format!("{WELCOME_PREFIX}{text}");
+                if let Some(token) = requested_token(subscription.as_bytes()) {
+                    let last = self.core.seq();
+                    let w = Welcome::encode(token, last, self.now, self.core.instance_id());
+                    let frames = [w.key.into_bytes(), w.body];
+                    let answered = Welcome::parse(&frames, token).map(|e| e.payload.last_seq);
+                    if answered != Some(last) {
+                        self.broken
+                            .get_or_insert(format!("welcome for {token:?}: {answered:?}"));
+                    }
                 }
                 return;
             }

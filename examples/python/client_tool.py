@@ -156,7 +156,7 @@ def main() -> int:
     try:
         hello, err = rpc.call("client.hello", {
             "client_id": args.client_id, "name": "reverse_text example", "version": "1.0",
-            "protocol_versions": [1], "tools": [TOOL]})
+            "protocol_versions": [2], "tools": [TOOL]})
     except TimeoutError as e:
         print(e, file=sys.stderr)
         return 3
