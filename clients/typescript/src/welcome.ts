@@ -34,17 +34,12 @@ export function isWelcome(env: { topic?: unknown }): boolean {
 /** Whether `env` is the welcome for `token`. A subscriber to `""` or `instance.` also gets other
  * clients' welcomes: those carry other tokens. */
 export function isOwnWelcome(env: EventEnvelope | WelcomeEnvelope, token: string): env is WelcomeEnvelope {
-  if (!isWelcome(env)) return false;
-  const p = env.payload as { token?: unknown; subscription?: unknown };
-  // A version-1 server welcomes every subscription under its own name, the welcome subscription
-  // included: that one is ours too, and it comes after the prefixes subscribed before it.
-  return p.token === token || p.subscription === `${WELCOME_TOPIC}/${token}`;
+  return isWelcome(env) && (env.payload as { token?: unknown }).token === token;
 }
 
-/** The `last_seq` of a welcome (version 1 called it `seq`). */
+/** The `last_seq` of a welcome: every matching event numbered above it follows. */
 export function welcomeLastSeq(env: WelcomeEnvelope): number {
-  const p = env.payload as { last_seq?: number; seq?: number };
-  return p.last_seq ?? p.seq ?? 0;
+  return typeof env.payload.last_seq === "number" ? env.payload.last_seq : 0;
 }
 
 /** Parses a two-frame PUB message; undefined when it is not one. */
