@@ -1,6 +1,6 @@
 //! `asyncapi.json`: the PUB topics as an AsyncAPI 3.0 document. One channel per topic, at the
 //! address a SUB subscribes to (`topic`, or `topic/{session_id}` for a session's events; the
-//! welcome at `{subscription}`), one message (the envelope, its payload that topic's) and one
+//! welcome at `instance.welcome/{token}`), one message (the envelope, its payload that topic's) and one
 //! `receive` operation each; `components/schemas` holds the same defs as `zcoord.schema.json`.
 
 use serde_json::{json, Map, Value};
@@ -9,6 +9,7 @@ use super::catalog::{pascal, TOPICS};
 use super::openrpc::rebase;
 use super::Bundle;
 use crate::events::topic;
+use crate::welcome::WELCOME_PREFIX;
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -21,8 +22,8 @@ pub fn document(bundle: &Bundle) -> Value {
         let welcome = t.topic == topic::INSTANCE_WELCOME;
         let (address, parameters) = if welcome {
             (
-                "{subscription}".to_owned(),
-                json!({"subscription": {"description": "The subscription (key prefix) this welcome answers: it is published with that prefix as its key."}}),
+                format!("{WELCOME_PREFIX}{{token}}"),
+                json!({"token": {"description": "The token the client subscribed to instance.welcome/<token> with (1-128 bytes): the welcome answers that SUB socket."}}),
             )
         } else if t.keyed {
             (

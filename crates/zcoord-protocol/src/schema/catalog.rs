@@ -12,12 +12,12 @@ use crate::events::{
     topic, HeartbeatPayload, LlmEndPayload, LlmStartPayload, LlmTokenPayload, MessageAppendPayload,
     MessageDequeuedPayload, MessageQueuedPayload, PromotedPayload, SessionListPayload,
     ShutdownPayload, StatusPayload, ToolArgsPayload, ToolEndPayload, ToolStartPayload,
-    WelcomePayload,
 };
 use crate::hitl::{HitlListResult, HitlRequest, RespondResult};
 use crate::methods::*;
 use crate::models::ModelListResult;
 use crate::types::{MessagePayload, SessionPayload};
+use crate::welcome::WelcomePayload;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -284,7 +284,8 @@ pub const METHODS: &[MethodSpec] = &[
     },
 ];
 
-/// Every topic; `instance.welcome` last, as its envelope differs (it is not numbered).
+/// Every topic; `instance.welcome` last: it is not an event (no `seq`, keyed by the token a
+/// client asked it for, `instance.welcome/<token>`), its envelope is `WelcomeEnvelope`.
 pub const TOPICS: &[TopicSpec] = &[
     TopicSpec {
         topic: topic::SESSION_LIST,

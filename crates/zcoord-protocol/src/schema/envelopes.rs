@@ -1,7 +1,7 @@
-//! Frame 2 of a PUB message, as schemas: the envelope of a numbered event, whose `payload` is
-//! the schema of its `topic`'s payload (one `if`/`then` per topic, from `catalog::TOPICS`), and
-//! the envelope of an `instance.welcome`. `events::Envelope` writes both; the golden tests
-//! validate what it writes against these.
+//! Frame 2 of an event, as a schema: the envelope whose `payload` is the schema of its `topic`'s
+//! payload (one `if`/`then` per topic, from `catalog::TOPICS`). `events::Envelope` writes it; the
+//! golden tests validate what it writes against this. (A welcome's envelope is a type of its own,
+//! `welcome::WelcomeEnvelope`, derived.)
 
 use std::borrow::Cow;
 
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::catalog::TOPICS;
 use super::formats::Timestamp;
-use crate::events::{topic, WelcomePayload};
+use crate::events::topic;
 use crate::ids::{InstanceId, SessionId};
 
 /// `{seq, instance_id, topic, session_id?, timestamp, payload}` of every numbered event.
@@ -52,32 +52,6 @@ impl JsonSchema for EventEnvelope {
                 "payload": {"type": "object"}
             },
             "allOf": cases
-        })
-    }
-}
-
-/// The envelope of an `instance.welcome`: keyed by the subscription it answers, not numbered
-/// (its `seq` repeats the last event's), never replayed.
-pub struct WelcomeEnvelope;
-
-impl JsonSchema for WelcomeEnvelope {
-    fn schema_name() -> Cow<'static, str> {
-        "WelcomeEnvelope".into()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "object",
-            "description": "Frame 2 of an instance.welcome, published with the subscription itself as frame 1.",
-            "required": ["seq", "instance_id", "topic", "timestamp", "payload"],
-            "properties": {
-                "seq": generator.subschema_for::<u64>(),
-                "instance_id": generator.subschema_for::<InstanceId>(),
-                "topic": {"const": topic::INSTANCE_WELCOME},
-                "timestamp": generator.subschema_for::<Timestamp>(),
-                "payload": generator.subschema_for::<WelcomePayload>()
-            },
-            "not": {"required": ["session_id"]}
         })
     }
 }

@@ -21,11 +21,12 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-pub use envelopes::{EventEnvelope, WelcomeEnvelope};
+pub use envelopes::EventEnvelope;
 pub use formats::{GoDuration, Timestamp};
 
 use crate::errors::RpcError;
 use crate::jsonrpc::{Request, Response};
+use crate::welcome::WelcomeEnvelope;
 use catalog::{pascal, ERRORS, METHODS, TOPICS};
 
 /// The file names the documents are written to, in `proto-docs/schema/`.
@@ -74,7 +75,30 @@ impl Bundle {
         b.add::<RpcError>("RpcError");
         b.add::<EventEnvelope>("EventEnvelope");
         b.add::<WelcomeEnvelope>("WelcomeEnvelope");
+        // The shapes of the untagged enums, named so that clients can name them too.
+        b.name_variants(
+            "HitlPayload",
+            &["HitlToolApprovalPayload", "HitlQuestionPayload"],
+        );
+        b.name_variants("HitlResponse", &["DecisionResponse", "AnswerResponse"]);
         b
+    }
+
+    /// Gives the alternatives of an untagged enum's def (its `anyOf`, in variant order) names
+    /// of their own, leaving `$ref`s to them in its place.
+    fn name_variants(&mut self, def: &str, names: &[&str]) {
+        let defs = self.generator.definitions_mut();
+        let Some(Value::Array(variants)) = defs.get_mut(def).and_then(|d| d.get_mut("anyOf"))
+        else {
+            panic!("$defs/{def} is not an untagged enum");
+        };
+        assert_eq!(variants.len(), names.len(), "one name per variant of {def}");
+        let mut named = Vec::new();
+        for (variant, name) in variants.iter_mut().zip(names) {
+            let schema = std::mem::replace(variant, json!({"$ref": reference(name)}));
+            named.push((name.to_string(), schema));
+        }
+        defs.extend(named);
     }
 
     /// Adds `T` under `name` (an alias when its own name differs); returns the `$ref` to it.

@@ -169,7 +169,7 @@ pub struct HitlRespondParams {
 
 /// A tool a client declares in `client.hello`: an OpenAI-style function.
 #[derive(JsonSchema)]
-pub struct ToolDeclaration {
+pub struct ClientTool {
     /// 1-64 of `A-Z a-z 0-9 _ -`, unique in the hello, not a built-in tool's.
     #[schemars(regex(pattern = tool_name_pattern()))]
     pub name: String,
@@ -209,7 +209,7 @@ pub struct ClientHelloParams {
     /// The tools this client runs, offered to the model while it is present; at most 32.
     #[schemars(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_CLIENT_TOOLS))]
-    pub tools: Option<Vec<ToolDeclaration>>,
+    pub tools: Option<Vec<ClientTool>>,
 }
 
 /// `tool.claim`.
