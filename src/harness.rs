@@ -152,7 +152,7 @@ impl Harness {
         }
     }
 
-    /// One ROUTER message, as `transport::server::Server::handle_message` and then
+    /// One ROUTER message, as `transport::server::TransportThread::handle_message` and then
     /// `app::Actor::on_inbound` treat it. Left out, as nothing ever waits here: the queue between
     /// them (`server_busy`), the per-peer pending bound and the drain (`shutting_down`).
     pub fn handle(&mut self, frames: &[Vec<u8>]) -> Outcome {

@@ -35,7 +35,7 @@ use connections::Connections;
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
-use server::Server;
+use server::TransportThread;
 
 /// Socket options and queue sizes.
 #[derive(Debug, Clone)]
@@ -216,7 +216,7 @@ impl Transport {
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
         let signals = Arc::new(Signals::default());
-        let server = Server {
+        let server = TransportThread {
             router_raw: held::RawSocket::of(&mut router),
             publisher_raw: held::RawSocket::of(&mut publisher),
             router,

@@ -32,7 +32,8 @@ const READ_BURST: usize = 256;
 /// How long the thread stays awake waiting for the core's answer to requests it just passed on.
 const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-pub(super) struct Server {
+/// The transport thread's sockets and state (the server as a whole is `app::Server`).
+pub(super) struct TransportThread {
     pub router: zmq::Socket,
     /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
     pub router_raw: RawSocket,
@@ -65,7 +66,7 @@ pub(super) struct Server {
 /// Least time between two subscribers disconnected for holding too much.
 const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl Server {
+impl TransportThread {
     pub fn run(self) {
         loop {
             // About to sleep: from here on a send must wake us. Look once more after clearing
@@ -231,7 +232,7 @@ impl Server {
         self.reply_held(route, body.to_vec(), None);
     }
 
-    /// As [`Server::reply`], the body going to libzmq without a copy and `slot` (the request's
+    /// As [`TransportThread::reply`], the body going to libzmq without a copy and `slot` (the request's
     /// count against its client) released only when libzmq frees it: a client that does not
     /// read its replies has them count against it until it does, however many libzmq queues.
     fn reply_held(&self, route: &Route, body: Vec<u8>, slot: Option<Slot>) {

@@ -5,7 +5,7 @@
 
 import type { Subscriber } from "zeromq";
 
-import { CallError, CallTimeoutError, ErrorKind } from "./errors.js";
+import { CallError, CallTimeoutError, ErrorKind, EventsLostError } from "./errors.js";
 import type { EventEnvelope, EventsReplayResult, WelcomeEnvelope } from "./generated/types.js";
 import type { RpcConnection } from "./rpc.js";
 import { Sequencer, type ReplayPage, type StreamBreak, type StreamItem } from "./sequencer.js";
@@ -15,23 +15,33 @@ import { isOwnWelcome, isWelcome, openLiveSubscriber, parseEnvelope, welcomeLast
 export interface StreamOptions {
   /** Only events whose key starts with one of these (PROTOCOL §6); default: all. */
   prefixes?: readonly string[];
+  /** Most bytes of events (as JSON) this iterator holds for a reader that does not keep up;
+   * past it the iterator ends with `EventsLostError` (reason `reader_behind`) rather than grow.
+   * Default 64 MiB. */
+  maxBufferedBytes?: number;
 }
+
+/** The default bound of one iterator's buffer. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 /** An async iterator over the hub's events from the moment it was made, in `seq` order, gap-free
  * within an instance. It buffers what its reader has not taken yet: end it (`return()`, a
  * `break` out of `for await`, or `close()`) when done. */
 export class EventIterator<T> implements AsyncIterableIterator<T> {
-  private readonly queue: T[] = [];
+  private readonly queue: { value: T; bytes: number }[] = [];
+  private queuedBytes = 0;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private done = false;
+  private lost: EventsLostError | undefined;
 
   constructor(
     private readonly accept: (item: StreamItem) => T | undefined,
     private readonly detach: (it: EventIterator<T>) => void,
+    private readonly maxBufferedBytes: number = DEFAULT_MAX_BUFFERED_BYTES,
   ) {}
 
-  /** @internal the hub hands each item to every iterator. */
-  offer(item: StreamItem): void {
+  /** @internal the hub hands each item, and its size as JSON, to every iterator. */
+  offer(item: StreamItem, bytes: number): void {
     if (this.done) return;
     const value = this.accept(item);
     if (value === undefined) return;
@@ -39,9 +49,29 @@ export class EventIterator<T> implements AsyncIterableIterator<T> {
       const w = this.waiter;
       this.waiter = undefined;
       w({ value, done: false });
-    } else {
-      this.queue.push(value);
+      return;
     }
+    if (this.queuedBytes + bytes > this.maxBufferedBytes) {
+      // Counted before it is admitted: a reader that stopped reading costs its bound, no more.
+      this.lost = new EventsLostError(
+        `this reader fell more than ${this.maxBufferedBytes} bytes behind; its buffer was dropped`,
+        "reader_behind",
+      );
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+      this.end();
+      this.detach(this);
+      return;
+    }
+    this.queue.push({ value, bytes });
+    this.queuedBytes += bytes;
+  }
+
+  private take(): T | undefined {
+    const head = this.queue.shift();
+    if (!head) return undefined;
+    this.queuedBytes -= head.bytes;
+    return head.value;
   }
 
   /** @internal the hub ends every iterator when it closes. */
@@ -59,15 +89,22 @@ export class EventIterator<T> implements AsyncIterableIterator<T> {
     return this.queue.length;
   }
 
+  /** Bytes (as JSON) of the items waiting to be read. */
+  get bufferedBytes(): number {
+    return this.queuedBytes;
+  }
+
   next(): Promise<IteratorResult<T>> {
-    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift() as T, done: false });
+    if (this.queue.length > 0) return Promise.resolve({ value: this.take() as T, done: false });
+    if (this.lost) return Promise.reject(this.lost);
     if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
   /** The next item, or undefined when none comes within `timeoutMs` (or the stream ended). */
   async nextWithin(timeoutMs: number): Promise<T | undefined> {
-    if (this.queue.length > 0) return this.queue.shift();
+    if (this.queue.length > 0) return this.take();
+    if (this.lost) throw this.lost;
     if (this.done) return undefined;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<undefined>((resolve) => {
@@ -88,6 +125,7 @@ export class EventIterator<T> implements AsyncIterableIterator<T> {
 
   close(): void {
     this.queue.length = 0;
+    this.queuedBytes = 0;
     this.end();
     this.detach(this);
   }
@@ -158,6 +196,7 @@ export class EventHub {
         return matches(item, opts.prefixes) ? (item as ZEvent) : undefined;
       },
       (x) => this.iterators.delete(x as EventIterator<unknown>),
+      opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
     );
     if (this.closed) it.end();
     else this.iterators.add(it as EventIterator<unknown>);
@@ -173,7 +212,9 @@ export class EventHub {
   }
 
   private dispatch(item: StreamItem): void {
-    for (const it of this.iterators) it.offer(item);
+    if (this.iterators.size === 0) return;
+    const bytes = JSON.stringify(item).length;
+    for (const it of this.iterators) it.offer(item, bytes);
   }
 
   private async replayPage(after: number, instanceId: string): Promise<ReplayPage> {
