@@ -8,6 +8,7 @@ mod hitl;
 mod model_config;
 mod ping;
 mod policy_settings;
+pub mod schema;
 mod send;
 mod serve;
 mod sessions;
@@ -94,6 +95,8 @@ pub enum Command {
     Reject(hitl::RejectArgs),
     /// Answer a waiting question.
     Answer(hitl::AnswerArgs),
+    /// Print the protocol's JSON Schema, OpenRPC or AsyncAPI document (--out DIR: write all three).
+    Schema(schema::SchemaArgs),
 }
 
 /// Parses the command line, runs the subcommand, returns the exit code.
@@ -153,6 +156,7 @@ pub fn main() -> i32 {
         Command::Approve(args) => hitl::approve(args, &data_dir),
         Command::Reject(args) => hitl::reject(args, &data_dir),
         Command::Answer(args) => hitl::answer(args, &data_dir),
+        Command::Schema(args) => schema::run(args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! RPC methods: their names, typed params (decoded from the raw `params` value with the offending
 //! field named on error) and result shapes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -644,14 +645,15 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PingResult {
     pub status: String,
     pub instance_id: InstanceId,
+    #[schemars(with = "crate::schema::GoDuration")]
     pub uptime: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Endpoints {
     pub rpc: String,
     #[serde(rename = "pub")]
@@ -659,7 +661,7 @@ pub struct Endpoints {
 }
 
 /// Counters of what the server dropped or refused on its own queues since it started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DropCounters {
     /// Replies not delivered: the peer was gone or its queue was full.
     pub replies_dropped: u64,
@@ -672,14 +674,16 @@ pub struct DropCounters {
     pub requests_dropped: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InfoResult {
     pub instance_id: InstanceId,
     pub version: String,
     pub protocol_version: u32,
     pub pid: u32,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    #[schemars(with = "crate::schema::GoDuration")]
     pub uptime: String,
     pub endpoints: Endpoints,
     pub session_count: u64,
@@ -716,7 +720,7 @@ pub struct InfoResult {
 }
 
 /// Gauges of the transport, read when `instance.info` is answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TransportInfo {
     /// Live connections on the ROUTER and on the PUB.
     pub connections_rpc: u64,
@@ -732,15 +736,16 @@ pub struct TransportInfo {
 }
 
 /// Why the instance is degraded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DegradedInfo {
     pub reason: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
 }
 
 /// The replay ring's contents and bounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayInfo {
     pub events: u64,
     pub bytes: u64,
@@ -750,7 +755,7 @@ pub struct ReplayInfo {
     pub max_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StateSyncResult {
     pub sessions: Vec<SessionPayload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -766,17 +771,17 @@ pub struct StateSyncResult {
     pub clients: Vec<ClientInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionListResult {
     pub sessions: Vec<SessionPayload>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OkResult {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SendResult {
     pub ok: bool,
     pub session_id: SessionId,
@@ -791,7 +796,7 @@ pub struct SendResult {
     pub position: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageListResult {
     pub messages: Vec<MessagePayload>,
     /// More messages lie beyond this page in the direction paged (older for `before` or the
@@ -799,7 +804,7 @@ pub struct MessageListResult {
     pub has_more: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InterruptResult {
     pub ok: bool,
     pub interrupted: bool,
@@ -833,10 +838,11 @@ pub enum Reply {
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
 /// the client is covered up to `latest_seq`, the newest event at the time of the call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayResult {
     pub instance_id: InstanceId,
     /// Envelopes exactly as they were published, oldest first.
+    #[schemars(with = "Vec<crate::schema::EventEnvelope>")]
     pub events: Vec<Value>,
     pub next_after_seq: u64,
     pub has_more: bool,
