@@ -18,35 +18,12 @@ use super::limits;
 use super::models::{Configure, ModelInfo, ModelListResult, Setting};
 use super::types::{MessagePayload, SessionPayload};
 
-pub const STATE_SYNC: &str = "state.sync";
-pub const SESSION_LIST: &str = "session.list";
-pub const SESSION_GET: &str = "session.get";
-pub const SESSION_CREATE: &str = "session.create";
-pub const SESSION_DELETE: &str = "session.delete";
-pub const SESSION_ACTIVATE: &str = "session.activate";
-pub const SESSION_INTERRUPT: &str = "session.interrupt";
-pub const MESSAGE_SEND: &str = "message.send";
-pub const MESSAGE_LIST: &str = "message.list";
-pub const MESSAGE_GET: &str = "message.get";
-pub const INSTANCE_PING: &str = "instance.ping";
-pub const INSTANCE_INFO: &str = "instance.info";
-pub const EVENTS_REPLAY: &str = "events.replay";
-pub const HITL_LIST: &str = "hitl.list";
-pub const HITL_RESPOND: &str = "hitl.respond";
-pub const CLIENT_HELLO: &str = "client.hello";
-pub const CLIENT_LIST: &str = "client.list";
-pub const CLIENT_GOODBYE: &str = "client.goodbye";
-pub const TOOL_CLAIM: &str = "tool.claim";
-pub const TOOL_RESULT: &str = "tool.result";
-
 /// `client.hello`: at most this many protocol versions listed.
 pub const MAX_PROTOCOL_VERSIONS: usize = 16;
 /// `client.hello`: the client's name and version strings, in bytes.
 pub const MAX_CLIENT_NAME_BYTES: usize = 256;
 /// `client.hello`: `capabilities` as compact JSON.
 pub const MAX_CAPABILITIES_BYTES: usize = 4 << 10;
-pub const SESSION_CONFIGURE: &str = "session.configure";
-pub const MODEL_LIST: &str = "model.list";
 
 /// `events.replay`: at most this many prefixes, each at most this long.
 pub const MAX_REPLAY_PREFIXES: usize = 32;
@@ -55,31 +32,223 @@ pub const MAX_REPLAY_PREFIX_BYTES: usize = 256;
 pub const DEFAULT_REPLAY_LIMIT: usize = 1_000;
 pub const MAX_REPLAY_LIMIT: usize = 10_000;
 
-/// Every method, for `instance.info` and the docs.
-pub const ALL: &[&str] = &[
-    STATE_SYNC,
-    SESSION_LIST,
-    SESSION_GET,
-    SESSION_CREATE,
-    SESSION_DELETE,
-    SESSION_ACTIVATE,
-    SESSION_INTERRUPT,
-    MESSAGE_SEND,
-    MESSAGE_LIST,
-    MESSAGE_GET,
-    INSTANCE_PING,
-    INSTANCE_INFO,
-    EVENTS_REPLAY,
-    HITL_LIST,
-    HITL_RESPOND,
-    CLIENT_HELLO,
-    CLIENT_LIST,
-    CLIENT_GOODBYE,
-    TOOL_CLAIM,
-    TOOL_RESULT,
-    SESSION_CONFIGURE,
-    MODEL_LIST,
-];
+// The one table of methods: each row is a method's constant, its name on the wire, the `Call`
+// it decodes to, and how its params decode (`p` is the [`Params`] object). The macro below
+// turns it into the constants, [`ALL`], [`Call::parse`]'s decoders and [`Call::method`], so a
+// method is written once.
+macro_rules! methods {
+    ($p:ident; $($konst:ident = $name:literal, $variant:pat => $decode:expr;)*) => {
+        $(pub const $konst: &str = $name;)*
+
+        /// Every method, for `instance.info` and the docs.
+        pub const ALL: &[&str] = &[$($konst),*];
+
+        /// Each method's params decoder, by name.
+        const DECODERS: &[(&str, fn(&Params) -> Result<Call, RpcError>)] = &[
+            $(($konst, |$p: &Params| -> Result<Call, RpcError> {
+                let _ = $p; // methods without params do not read it
+                Ok($decode)
+            })),*
+        ];
+
+        impl Call {
+            /// The method name, for logs.
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $($variant => $konst,)*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    p;
+    STATE_SYNC = "state.sync", Call::StateSync { .. } =>
+        Call::StateSync {
+            project_id: p.opt_str("project_id")?,
+        };
+    SESSION_LIST = "session.list", Call::SessionList =>
+        Call::SessionList;
+    SESSION_GET = "session.get", Call::SessionGet { .. } =>
+        Call::SessionGet {
+            session_id: p.req_str("session_id")?,
+        };
+    SESSION_CREATE = "session.create", Call::SessionCreate { .. } => {
+        let title = p.opt_str("title")?;
+        if let Some(title) = &title {
+            limits::check_title(title)?;
+        }
+        Call::SessionCreate { title }
+    };
+    SESSION_DELETE = "session.delete", Call::SessionDelete { .. } =>
+        Call::SessionDelete {
+            session_id: p.req_str("session_id")?,
+        };
+    SESSION_ACTIVATE = "session.activate", Call::SessionActivate { .. } =>
+        Call::SessionActivate {
+            session_id: p.req_str("session_id")?,
+        };
+    SESSION_INTERRUPT = "session.interrupt", Call::SessionInterrupt { .. } =>
+        Call::SessionInterrupt {
+            session_id: p.req_str("session_id")?,
+            clear_queue: p.opt_bool("clear_queue")?.unwrap_or(false),
+        };
+    MESSAGE_SEND = "message.send", Call::MessageSend(_) => {
+        let content = p.req_str("content")?;
+        limits::check_content(&content)?;
+        if content.trim().is_empty() {
+            return Err(RpcError::invalid_params("content", "must not be empty"));
+        }
+        let request_id = p.opt_str("request_id")?;
+        if let Some(r) = &request_id {
+            limits::check_request_id(r)?;
+        }
+        let model = p.opt_str("model")?;
+        if let Some(m) = &model {
+            limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+        }
+        let when_busy = match p.opt_str("when_busy")? {
+            None => WhenBusy::default(),
+            Some(w) => WhenBusy::parse(&w).ok_or_else(|| {
+                RpcError::invalid_params("when_busy", "must be \"reject\" or \"queue\"")
+            })?,
+        };
+        Call::MessageSend(MessageSend {
+            session_id: p.opt_str("session_id")?,
+            content,
+            request_id,
+            model,
+            when_busy,
+        })
+    };
+    MESSAGE_LIST = "message.list", Call::MessageList { .. } => {
+        let page = PageRequest {
+            limit: p.opt_limit("limit")?,
+            before: p.opt_str("before")?,
+            after: p.opt_str("after")?,
+        };
+        if page.before.is_some() && page.after.is_some() {
+            return Err(RpcError::invalid_params(
+                "after",
+                "give before or after, not both",
+            ));
+        }
+        Call::MessageList {
+            session_id: p.req_str("session_id")?,
+            page,
+        }
+    };
+    MESSAGE_GET = "message.get", Call::MessageGet { .. } =>
+        Call::MessageGet {
+            session_id: p.req_str("session_id")?,
+            message_id: p.req_str("message_id")?,
+        };
+    INSTANCE_PING = "instance.ping", Call::InstancePing =>
+        Call::InstancePing;
+    INSTANCE_INFO = "instance.info", Call::InstanceInfo =>
+        Call::InstanceInfo;
+    EVENTS_REPLAY = "events.replay", Call::EventsReplay(_) =>
+        Call::EventsReplay(ReplayRequest {
+            after_seq: p.req_u64("after_seq")?,
+            prefixes: p.prefixes("prefixes")?,
+            limit: p
+                .opt_limit("limit")?
+                .unwrap_or(DEFAULT_REPLAY_LIMIT)
+                .min(MAX_REPLAY_LIMIT),
+            instance_id: p.opt_str("instance_id")?,
+        });
+    HITL_LIST = "hitl.list", Call::HitlList { .. } =>
+        Call::HitlList {
+            session_id: p.opt_str("session_id")?,
+        };
+    HITL_RESPOND = "hitl.respond", Call::HitlRespond(_) => {
+        let decision = match p.opt_str("decision")? {
+            None => None,
+            Some(d) => Some(Decision::parse(&d).ok_or_else(|| {
+                RpcError::invalid_params(
+                    "decision",
+                    "must be \"approve\", \"approve_session\" or \"reject\"",
+                )
+            })?),
+        };
+        let answer = p.opt_str("answer")?;
+        if let Some(a) = &answer {
+            limits::check_content(a).map_err(|_| {
+                RpcError::too_long("answer", a.len(), limits::MAX_CONTENT_BYTES)
+            })?;
+        }
+        let reason = p.opt_str("reason")?;
+        if let Some(r) = &reason {
+            limits::check_len("reason", r, limits::MAX_REASON_BYTES)?;
+        }
+        let client_id = p.opt_str("client_id")?;
+        if let Some(c) = &client_id {
+            limits::check_len("client_id", c, limits::MAX_CLIENT_ID_BYTES)?;
+        }
+        if decision.is_some() && answer.is_some() {
+            return Err(RpcError::invalid_params(
+                "answer",
+                "give a decision (for a tool approval) or an answer (for a question), not both",
+            ));
+        }
+        if decision.is_none() && answer.is_none() {
+            return Err(RpcError::invalid_params(
+                "decision",
+                "give a decision (for a tool approval) or an answer (for a question)",
+            ));
+        }
+        Call::HitlRespond(Respond {
+            id: p.req_str("id")?,
+            decision,
+            answer,
+            reason,
+            client_id,
+        })
+    };
+    CLIENT_HELLO = "client.hello", Call::ClientHello(_) =>
+        Call::ClientHello(Box::new(p.hello()?));
+    CLIENT_LIST = "client.list", Call::ClientList =>
+        Call::ClientList;
+    CLIENT_GOODBYE = "client.goodbye", Call::ClientGoodbye =>
+        Call::ClientGoodbye;
+    TOOL_CLAIM = "tool.claim", Call::ToolClaim(_) =>
+        Call::ToolClaim(p.call_ref()?);
+    TOOL_RESULT = "tool.result", Call::ToolResult(_) => {
+        let result = match p.0.get("result") {
+            None | Some(Value::Null) => {
+                return Err(RpcError::invalid_params("result", "required"))
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        limits::check_content(&result).map_err(|_| {
+            RpcError::too_long("result", result.len(), limits::MAX_CONTENT_BYTES)
+        })?;
+        Call::ToolResult(ToolResultParams {
+            call: p.call_ref()?,
+            result,
+            is_error: p.opt_bool("is_error")?.unwrap_or(false),
+        })
+    };
+    SESSION_CONFIGURE = "session.configure", Call::SessionConfigure(_) => {
+        let model = p.setting_str("model")?;
+        if let Setting::Set(m) = &model {
+            limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
+        }
+        let system_prompt = p.setting_str("system_prompt")?;
+        if let Setting::Set(s) = &system_prompt {
+            limits::check_len("system_prompt", s, limits::MAX_SYSTEM_PROMPT_BYTES)?;
+        }
+        Call::SessionConfigure(Configure {
+            session_id: p.req_str("session_id")?,
+            model,
+            system_prompt,
+        })
+    };
+    MODEL_LIST = "model.list", Call::ModelList =>
+        Call::ModelList;
+}
 
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
 /// here: a string that names no session is `session_not_found`, not a type error.
@@ -190,213 +359,13 @@ impl Call {
     /// with a `data.kind` when they break one of the bounds in [`limits`].
     /// Unknown members in `params` are ignored, so newer clients can talk to older servers.
     pub fn parse(method: &str, params: Option<Value>) -> Result<Call, RpcError> {
-        let known = ALL.contains(&method);
-        if !known {
+        let Some((_, decode)) = DECODERS.iter().find(|(name, _)| *name == method) else {
             return Err(RpcError::method_not_found(method));
-        }
+        };
         if let Some(params) = &params {
             limits::check_params(params)?;
         }
-        let p = Params::new(params)?;
-        Ok(match method {
-            STATE_SYNC => Call::StateSync {
-                project_id: p.opt_str("project_id")?,
-            },
-            SESSION_LIST => Call::SessionList,
-            SESSION_GET => Call::SessionGet {
-                session_id: p.req_str("session_id")?,
-            },
-            SESSION_CREATE => {
-                let title = p.opt_str("title")?;
-                if let Some(title) = &title {
-                    limits::check_title(title)?;
-                }
-                Call::SessionCreate { title }
-            }
-            SESSION_DELETE => Call::SessionDelete {
-                session_id: p.req_str("session_id")?,
-            },
-            SESSION_ACTIVATE => Call::SessionActivate {
-                session_id: p.req_str("session_id")?,
-            },
-            SESSION_INTERRUPT => Call::SessionInterrupt {
-                session_id: p.req_str("session_id")?,
-                clear_queue: p.opt_bool("clear_queue")?.unwrap_or(false),
-            },
-            MESSAGE_SEND => {
-                let content = p.req_str("content")?;
-                limits::check_content(&content)?;
-                if content.trim().is_empty() {
-                    return Err(RpcError::invalid_params("content", "must not be empty"));
-                }
-                let request_id = p.opt_str("request_id")?;
-                if let Some(r) = &request_id {
-                    limits::check_request_id(r)?;
-                }
-                let model = p.opt_str("model")?;
-                if let Some(m) = &model {
-                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
-                }
-                let when_busy = match p.opt_str("when_busy")? {
-                    None => WhenBusy::default(),
-                    Some(w) => WhenBusy::parse(&w).ok_or_else(|| {
-                        RpcError::invalid_params("when_busy", "must be \"reject\" or \"queue\"")
-                    })?,
-                };
-                Call::MessageSend(MessageSend {
-                    session_id: p.opt_str("session_id")?,
-                    content,
-                    request_id,
-                    model,
-                    when_busy,
-                })
-            }
-            MESSAGE_LIST => {
-                let page = PageRequest {
-                    limit: p.opt_limit("limit")?,
-                    before: p.opt_str("before")?,
-                    after: p.opt_str("after")?,
-                };
-                if page.before.is_some() && page.after.is_some() {
-                    return Err(RpcError::invalid_params(
-                        "after",
-                        "give before or after, not both",
-                    ));
-                }
-                Call::MessageList {
-                    session_id: p.req_str("session_id")?,
-                    page,
-                }
-            }
-            MESSAGE_GET => Call::MessageGet {
-                session_id: p.req_str("session_id")?,
-                message_id: p.req_str("message_id")?,
-            },
-            INSTANCE_PING => Call::InstancePing,
-            INSTANCE_INFO => Call::InstanceInfo,
-            EVENTS_REPLAY => Call::EventsReplay(ReplayRequest {
-                after_seq: p.req_u64("after_seq")?,
-                prefixes: p.prefixes("prefixes")?,
-                limit: p
-                    .opt_limit("limit")?
-                    .unwrap_or(DEFAULT_REPLAY_LIMIT)
-                    .min(MAX_REPLAY_LIMIT),
-                instance_id: p.opt_str("instance_id")?,
-            }),
-            HITL_LIST => Call::HitlList {
-                session_id: p.opt_str("session_id")?,
-            },
-            HITL_RESPOND => {
-                let decision = match p.opt_str("decision")? {
-                    None => None,
-                    Some(d) => Some(Decision::parse(&d).ok_or_else(|| {
-                        RpcError::invalid_params(
-                            "decision",
-                            "must be \"approve\", \"approve_session\" or \"reject\"",
-                        )
-                    })?),
-                };
-                let answer = p.opt_str("answer")?;
-                if let Some(a) = &answer {
-                    limits::check_content(a).map_err(|_| {
-                        RpcError::too_long("answer", a.len(), limits::MAX_CONTENT_BYTES)
-                    })?;
-                }
-                let reason = p.opt_str("reason")?;
-                if let Some(r) = &reason {
-                    limits::check_len("reason", r, limits::MAX_REASON_BYTES)?;
-                }
-                let client_id = p.opt_str("client_id")?;
-                if let Some(c) = &client_id {
-                    limits::check_len("client_id", c, limits::MAX_CLIENT_ID_BYTES)?;
-                }
-                if decision.is_some() && answer.is_some() {
-                    return Err(RpcError::invalid_params(
-                        "answer",
-                        "give a decision (for a tool approval) or an answer (for a question), not both",
-                    ));
-                }
-                if decision.is_none() && answer.is_none() {
-                    return Err(RpcError::invalid_params(
-                        "decision",
-                        "give a decision (for a tool approval) or an answer (for a question)",
-                    ));
-                }
-                Call::HitlRespond(Respond {
-                    id: p.req_str("id")?,
-                    decision,
-                    answer,
-                    reason,
-                    client_id,
-                })
-            }
-            CLIENT_HELLO => Call::ClientHello(Box::new(p.hello()?)),
-            CLIENT_LIST => Call::ClientList,
-            CLIENT_GOODBYE => Call::ClientGoodbye,
-            TOOL_CLAIM => Call::ToolClaim(p.call_ref()?),
-            TOOL_RESULT => {
-                let result = match p.0.get("result") {
-                    None | Some(Value::Null) => {
-                        return Err(RpcError::invalid_params("result", "required"))
-                    }
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                };
-                limits::check_content(&result).map_err(|_| {
-                    RpcError::too_long("result", result.len(), limits::MAX_CONTENT_BYTES)
-                })?;
-                Call::ToolResult(ToolResultParams {
-                    call: p.call_ref()?,
-                    result,
-                    is_error: p.opt_bool("is_error")?.unwrap_or(false),
-                })
-            }
-            SESSION_CONFIGURE => {
-                let model = p.setting_str("model")?;
-                if let Setting::Set(m) = &model {
-                    limits::check_len("model", m, limits::MAX_MODEL_NAME_BYTES)?;
-                }
-                let system_prompt = p.setting_str("system_prompt")?;
-                if let Setting::Set(s) = &system_prompt {
-                    limits::check_len("system_prompt", s, limits::MAX_SYSTEM_PROMPT_BYTES)?;
-                }
-                Call::SessionConfigure(Configure {
-                    session_id: p.req_str("session_id")?,
-                    model,
-                    system_prompt,
-                })
-            }
-            MODEL_LIST => Call::ModelList,
-            _ => return Err(RpcError::method_not_found(method)),
-        })
-    }
-
-    /// The method name, for logs.
-    pub fn method(&self) -> &'static str {
-        match self {
-            Call::StateSync { .. } => STATE_SYNC,
-            Call::SessionList => SESSION_LIST,
-            Call::SessionGet { .. } => SESSION_GET,
-            Call::SessionCreate { .. } => SESSION_CREATE,
-            Call::SessionDelete { .. } => SESSION_DELETE,
-            Call::SessionActivate { .. } => SESSION_ACTIVATE,
-            Call::SessionInterrupt { .. } => SESSION_INTERRUPT,
-            Call::MessageSend(_) => MESSAGE_SEND,
-            Call::MessageList { .. } => MESSAGE_LIST,
-            Call::MessageGet { .. } => MESSAGE_GET,
-            Call::InstancePing => INSTANCE_PING,
-            Call::InstanceInfo => INSTANCE_INFO,
-            Call::EventsReplay(_) => EVENTS_REPLAY,
-            Call::HitlList { .. } => HITL_LIST,
-            Call::HitlRespond(_) => HITL_RESPOND,
-            Call::ClientHello(_) => CLIENT_HELLO,
-            Call::ClientList => CLIENT_LIST,
-            Call::ClientGoodbye => CLIENT_GOODBYE,
-            Call::ToolClaim(_) => TOOL_CLAIM,
-            Call::ToolResult(_) => TOOL_RESULT,
-            Call::SessionConfigure(_) => SESSION_CONFIGURE,
-            Call::ModelList => MODEL_LIST,
-        }
+        decode(&Params::new(params)?)
     }
 }
 
