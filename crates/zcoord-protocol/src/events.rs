@@ -397,14 +397,8 @@ impl Event {
         }
     }
 
-    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event.
-    pub fn key(&self) -> String {
-        let mut key = String::new();
-        self.write_key(&mut key);
-        key
-    }
-
-    /// Appends [`Event::key`] to `out`, allocating nothing when `out` has room.
+    /// Appends the subscription key (frame 1) to `out`: the topic, or `topic/session_id` for a
+    /// session's event. Allocates nothing when `out` has room.
     pub fn write_key(&self, out: &mut String) {
         use std::fmt::Write;
         out.push_str(self.topic());
@@ -491,19 +485,6 @@ pub struct ReceivedEnvelope {
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub payload: Value,
-}
-
-impl Published {
-    /// Numbers, stamps and encodes `event` into its two frames. For a stream of events use an
-    /// [`EventEncoder`], which reuses its buffers.
-    pub fn new(
-        seq: u64,
-        timestamp: OffsetDateTime,
-        event: Event,
-        instance_id: InstanceId,
-    ) -> Published {
-        EventEncoder::default().encode(seq, timestamp, event, instance_id)
-    }
 }
 
 /// Scratch capacity kept between events.

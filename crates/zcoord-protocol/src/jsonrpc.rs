@@ -44,12 +44,6 @@ pub struct Request {
     pub params: Option<Value>,
 }
 
-impl Request {
-    pub fn is_notification(&self) -> bool {
-        self.id.is_none()
-    }
-}
-
 /// A response: exactly one of `result` and `error` is present, as the spec demands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Response {
@@ -396,7 +390,7 @@ mod tests {
         let Incoming::Single(Ok(n)) = decode(br#"{"jsonrpc":"2.0","method":"m"}"#) else {
             panic!()
         };
-        assert!(n.is_notification());
+        assert!(n.id.is_none(), "a notification");
         let Incoming::Single(Ok(r)) = decode(br#"{"jsonrpc":"2.0","method":"m","id":null}"#) else {
             panic!()
         };
@@ -458,7 +452,7 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok());
         assert_eq!(err_of(items[1].as_ref().unwrap_err()).code, -32600);
-        assert!(items[2].as_ref().unwrap().is_notification());
+        assert!(items[2].as_ref().unwrap().id.is_none(), "a notification");
     }
 
     #[test]
