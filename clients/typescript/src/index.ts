@@ -10,7 +10,6 @@ export {
   resolveDataDir,
   resolveTarget,
   workspaceDataDir,
-  type DiscoveryFile,
   type DiscoveryOptions,
   type Target,
   type TargetOptions,
