@@ -67,8 +67,8 @@ const isObject = (x) => typeof x === "object" && x !== null && !Array.isArray(x)
 const clone = (x) => structuredClone(x);
 
 /** Calls `f` on every subschema of `schema` (itself included), children first, replacing each
- * by what `f` returns. Walks every keyword's value: the schema has no keyword whose value is
- * data that looks like a schema except `default`, `const` and `enum`, which are skipped. */
+ * by what `f` returns. Walks every keyword's value but those that hold data, not schemas
+ * (`default`, `const`, `enum`, `required`), which are copied as they are. */
 function mapSchemas(schema, f) {
   if (!isObject(schema)) return f(schema);
   const out = {};
