@@ -30,6 +30,12 @@ export interface SendOptions extends CallOptions {
   idleTimeoutMs?: number;
 }
 
+/** `client.hello`'s params but `protocol_versions`. (`Omit` would drop every named member too:
+ * the generated params have an index signature, since the server ignores unknown members.) */
+type WithoutProtocolVersions = {
+  [K in keyof T.ClientHelloParams as K extends "protocol_versions" ? never : K]: T.ClientHelloParams[K];
+};
+
 export class Client {
   readonly rpc: RpcConnection;
   private hubPromise: Promise<EventHub> | undefined;
@@ -119,7 +125,7 @@ export class Client {
   }
   /** `client.hello`; `protocol_versions` defaults to the versions this client speaks. */
   clientHello(
-    params: Omit<T.ClientHelloParams, "protocol_versions"> & { protocol_versions?: number[] },
+    params: WithoutProtocolVersions & { protocol_versions?: number[] },
     opts?: CallOptions,
   ): Promise<T.ClientHelloResult> {
     return this.call("client.hello", { ...params, protocol_versions: params.protocol_versions ?? [...PROTOCOL_VERSIONS] }, opts);

@@ -6,24 +6,12 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 
-import type { Endpoints } from "./generated/types.js";
+import type { DiscoveryFile } from "./generated/types.js";
 import { DiscoveryError } from "./errors.js";
 
+/** The name of the discovery file (`DiscoveryFile`) `zcoord serve` writes into its data
+ * directory (PROTOCOL §1). */
 export const DISCOVERY_FILE = "instance.json";
-
-/** The discovery file `zcoord serve` writes into its data directory (PROTOCOL §1). */
-export interface DiscoveryFile {
-  instance_id: string;
-  pid: number;
-  endpoints: Endpoints;
-  started_at: string;
-  protocol_version: number;
-  version: string;
-  /** The PLAIN secret, present when an endpoint is tcp. */
-  secret?: string;
-  /** The server's CURVE public key, present when tcp peers must use CURVE. */
-  curve_public_key?: string;
-}
 
 export interface DiscoveryOptions {
   /** The data directory itself (like `--data-dir`); wins over everything else. */

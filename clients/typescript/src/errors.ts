@@ -65,18 +65,28 @@ export class ZcoordError extends Error {
   override name = "ZcoordError";
 }
 
+/** An error's `data` (PROTOCOL §3): an object, with `kind` for the application codes. */
+export type ErrorData = { kind?: unknown; [k: string]: unknown };
+
+/** `error.data` when it is an object; the schema allows any JSON there. */
+function dataOf(error: WireRpcError): ErrorData | undefined {
+  const d = error.data;
+  return typeof d === "object" && d !== null && !Array.isArray(d) ? (d as ErrorData) : undefined;
+}
+
 /** The server answered a call with an error reply. */
 export class CallError extends ZcoordError {
   override name = "CallError";
   readonly code: number;
-  readonly data: { kind?: string; [k: string]: unknown } | undefined;
+  readonly data: ErrorData | undefined;
   readonly method: string;
 
   constructor(method: string, error: WireRpcError) {
-    super(`${method}: ${error.message} (${error.code}${error.data?.kind ? ` ${error.data.kind}` : ""})`);
+    const kind = dataOf(error)?.kind;
+    super(`${method}: ${error.message} (${error.code}${typeof kind === "string" ? ` ${kind}` : ""})`);
     this.method = method;
     this.code = error.code;
-    this.data = error.data;
+    this.data = dataOf(error);
     // The server's own text, without our prefix, for callers that show it as it is.
     this.serverMessage = error.message;
   }

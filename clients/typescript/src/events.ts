@@ -8,7 +8,7 @@ import type { Subscriber } from "zeromq";
 import { CallError, CallTimeoutError, ErrorKind, EventsLostError } from "./errors.js";
 import type { EventEnvelope, EventsReplayResult, WelcomeEnvelope } from "./generated/types.js";
 import type { RpcConnection } from "./rpc.js";
-import { Sequencer, type ReplayPage, type StreamBreak, type StreamItem } from "./sequencer.js";
+import { isBreak, Sequencer, type ReplayPage, type StreamBreak, type StreamItem } from "./sequencer.js";
 import { matches, type ZEvent } from "./topics.js";
 import { isOwnWelcome, isWelcome, openLiveSubscriber, parseEnvelope, welcomeLastSeq } from "./welcome.js";
 
@@ -192,7 +192,7 @@ export class EventHub {
   stream(opts: StreamOptions & { breaks?: boolean } = {}): EventIterator<ZEvent> | EventIterator<ZEvent | StreamBreak> {
     const it = new EventIterator<ZEvent | StreamBreak>(
       (item) => {
-        if ("kind" in item) return opts.breaks ? item : undefined;
+        if (isBreak(item)) return opts.breaks ? item : undefined;
         return matches(item, opts.prefixes) ? (item as ZEvent) : undefined;
       },
       (x) => this.iterators.delete(x as EventIterator<unknown>),

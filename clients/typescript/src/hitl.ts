@@ -6,13 +6,13 @@
 import type { Client } from "./client.js";
 import { CallError, ErrorKind } from "./errors.js";
 import type { EventIterator } from "./events.js";
-import type { HitlRequest, HitlRespondParams } from "./generated/types.js";
+import type { Decision, HitlRequest, HitlRespondParams } from "./generated/types.js";
 import type { ZEvent } from "./topics.js";
 
 /** What a handler answers: a decision for a `tool_approval`, an answer for a `question`; or
  * undefined to leave the request to someone else. */
 export type HitlAnswer =
-  | { decision: "approve" | "approve_session" | "reject"; reason?: string }
+  | { decision: Decision; reason?: string }
   | { answer: string };
 
 export type HitlHandler = (request: HitlRequest) => Promise<HitlAnswer | undefined> | HitlAnswer | undefined;

@@ -10,7 +10,6 @@ export {
   resolveDataDir,
   resolveTarget,
   workspaceDataDir,
-  type DiscoveryFile,
   type DiscoveryOptions,
   type Target,
   type TargetOptions,
@@ -26,6 +25,7 @@ export {
   NoWelcomeError,
   ZcoordError,
   type ErrorCodeValue,
+  type ErrorData,
   type ErrorKindValue,
 } from "./errors.js";
 export { EventHub, EventIterator, type StreamOptions } from "./events.js";
@@ -34,9 +34,9 @@ export { PROTOCOL_VERSIONS, type MethodName, type Methods, type ParamsOf, type R
 export { Mirror, type MirrorChange, type MirrorOptions } from "./mirror.js";
 export { Replica, ReplicaDiverged, type ReplicaMessage, type ReplicaSnapshot } from "./replica.js";
 export { DEFAULT_TIMEOUT_MS, RpcConnection } from "./rpc.js";
-export { Sequencer, type ReplayFn, type ReplayPage, type StreamBreak, type StreamItem } from "./sequencer.js";
+export { isBreak, Sequencer, type ReplayFn, type ReplayPage, type StreamBreak, type StreamItem } from "./sequencer.js";
 export { PLAIN_USERNAME } from "./sockets.js";
-export { ToolRunner, type ClientTool, type ToolCallOutcome, type ToolOutput, type ToolRunnerOptions } from "./tools.js";
+export { ToolRunner, type RunnableTool, type ToolCallOutcome, type ToolOutput, type ToolRunnerOptions } from "./tools.js";
 export { keyOf, matches, WELCOME_TOPIC, type Topic, type TopicPayloads, type ZEvent } from "./topics.js";
 export { Turn, type TurnOutcome } from "./turn.js";
 export { isOwnWelcome, isWelcome, newWelcomeToken, openLiveSubscriber, type LiveSubscriber } from "./welcome.js";

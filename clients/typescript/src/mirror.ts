@@ -8,7 +8,7 @@ import { CallError, CallTimeoutError, ErrorKind, ZcoordError } from "./errors.js
 import type { EventIterator } from "./events.js";
 import type { MessagePayload, StateSyncResult } from "./generated/types.js";
 import { Replica, ReplicaDiverged } from "./replica.js";
-import type { StreamBreak } from "./sequencer.js";
+import { isBreak, type StreamBreak } from "./sequencer.js";
 import type { ZEvent } from "./topics.js";
 
 export interface MirrorChange {
@@ -118,7 +118,7 @@ export class Mirror {
   private async follow(): Promise<void> {
     for await (const item of this.events) {
       let resync: string | undefined;
-      if ("kind" in item) {
+      if (isBreak(item)) {
         resync = `${item.reason}${item.detail ? `: ${item.detail}` : ""}`;
       } else if (item.instance_id !== this.replica.instanceId) {
         // The snapshot came from another instance than these events (a failover between them).

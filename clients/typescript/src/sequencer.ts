@@ -22,6 +22,12 @@ export interface StreamBreak {
 
 export type StreamItem = EventEnvelope | StreamBreak;
 
+/** Whether a stream item is a break. (`"kind" in item` does not narrow: an event may carry
+ * members this client does not know, `kind` among them.) */
+export function isBreak(item: StreamItem): item is StreamBreak {
+  return (item as { kind?: unknown }).kind === "break" && !("seq" in item);
+}
+
 /** One page of `events.replay`, or why there is none: `unavailable` carries the error's
  * `data.reason` (`evicted`, `ahead`, `instance_changed`) or a transport failure's text. */
 export type ReplayPage = { page: EventsReplayResult } | { unavailable: string; failed?: boolean };

@@ -6,15 +6,16 @@
 import type { Client } from "./client.js";
 import { CallError, ErrorKind } from "./errors.js";
 import type { EventIterator } from "./events.js";
-import type { ClientHelloResult, ToolClaimResult, ToolDeclaration } from "./generated/types.js";
-import type { StreamBreak } from "./sequencer.js";
+import type { ClientHelloResult, ClientTool, NonNullJson, ToolClaimResult } from "./generated/types.js";
+import { isBreak, type StreamBreak } from "./sequencer.js";
 import type { ZEvent } from "./topics.js";
 
-/** What a tool's implementation returns: its text (any other JSON value is sent as its JSON
- * text), or an explicit error result the model is told of. */
-export type ToolOutput = string | { result: unknown; is_error?: boolean };
+/** What a tool's implementation returns: its text, or `{result, is_error}` with any JSON value
+ * but null as the result (sent as its JSON text), `is_error` telling the model it failed. */
+export type ToolOutput = string | { result: NonNullJson; is_error?: boolean };
 
-export interface ClientTool extends ToolDeclaration {
+/** A tool as `client.hello` declares it (the wire's `ClientTool`), and its implementation. */
+export interface RunnableTool extends ClientTool {
   /** Runs one call. `args` is the call's arguments parsed from JSON (`{}` when empty); a throw
    * becomes an error result. */
   run: (args: unknown, call: ToolClaimResult) => Promise<ToolOutput> | ToolOutput;
@@ -26,7 +27,7 @@ export interface ToolRunnerOptions {
   /** Shown to people. */
   name: string;
   version?: string;
-  tools: ClientTool[];
+  tools: RunnableTool[];
   /** How often to ping to stay present; default a third of the server's client timeout. */
   keepAliveMs?: number;
   /** Called after each call this runner dealt with. */
@@ -118,7 +119,7 @@ export class ToolRunner {
 
   private async run(): Promise<void> {
     for await (const item of this.events) {
-      if ("kind" in item) {
+      if (isBreak(item)) {
         // A new instance knows no clients: say hello again. Calls whose events were lost are
         // not claimed; the server ends them when nobody claims in time.
         if (item.reason === "instance_changed") await this.rehello();
@@ -130,11 +131,12 @@ export class ToolRunner {
         if (p.awaiting_approval) this.awaiting.set(p.call_id, p.turn_id);
         else this.spawn(p.call_id, p.turn_id, p.tool_name);
       } else if (item.topic === "hitl.resolved") {
-        const callId = item.payload.payload.call_id;
+        const asked = item.payload.payload;
+        const callId = asked.call_id;
         const turnId = this.awaiting.get(callId);
         if (turnId === undefined || turnId !== item.payload.turn_id) continue;
         this.awaiting.delete(callId);
-        const toolName = item.payload.payload.tool_name ?? "";
+        const toolName = typeof asked.tool_name === "string" ? asked.tool_name : "";
         if (item.payload.status === "approved") this.spawn(callId, turnId, toolName);
         else this.opts.onCall?.({ call_id: callId, turn_id: turnId, tool_name: toolName, outcome: "gone" });
       }

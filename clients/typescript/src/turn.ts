@@ -5,7 +5,7 @@
 import { EventsLostError, ZcoordError } from "./errors.js";
 import type { EventIterator } from "./events.js";
 import type { LlmEndPayload, MessageSendResult } from "./generated/types.js";
-import type { StreamBreak } from "./sequencer.js";
+import { isBreak, type StreamBreak } from "./sequencer.js";
 import type { ZEvent } from "./topics.js";
 
 export interface TurnOutcome {
@@ -52,7 +52,7 @@ export class Turn implements AsyncIterable<ZEvent> {
         if (item === undefined) {
           throw new ZcoordError(`turn ${this.turn_id}: no event for ${this.timeoutMs} ms`);
         }
-        if ("kind" in item) {
+        if (isBreak(item)) {
           throw new EventsLostError(`turn ${this.turn_id}: events were lost (${item.reason})`, item.reason);
         }
         if ((item.payload as { turn_id?: unknown }).turn_id !== this.turn_id) continue;

@@ -27,7 +27,7 @@ export function newWelcomeToken(): string {
 }
 
 /** Whether an envelope is a welcome (anyone's): welcomes are not numbered events. */
-export function isWelcome(env: { topic?: unknown }): boolean {
+export function isWelcome(env: { topic?: unknown }): env is WelcomeEnvelope {
   return env.topic === WELCOME_TOPIC;
 }
 
@@ -42,11 +42,12 @@ export function welcomeLastSeq(env: WelcomeEnvelope): number {
   return typeof env.payload.last_seq === "number" ? env.payload.last_seq : 0;
 }
 
-/** Parses a two-frame PUB message; undefined when it is not one. */
-export function parseEnvelope(frames: Buffer[]): EventEnvelope | undefined {
+/** Parses a two-frame PUB message (a numbered event or a welcome, told apart by `isWelcome`);
+ * undefined when it is not one. Only `topic` is checked: the rest is the server's word. */
+export function parseEnvelope(frames: Buffer[]): EventEnvelope | WelcomeEnvelope | undefined {
   if (frames.length !== 2) return undefined;
   try {
-    const env = JSON.parse(frames[1].toString("utf8")) as EventEnvelope;
+    const env = JSON.parse(frames[1].toString("utf8")) as EventEnvelope | WelcomeEnvelope;
     return env && typeof env === "object" && typeof env.topic === "string" ? env : undefined;
   } catch {
     return undefined;

@@ -11,7 +11,8 @@ const A = "instance-a";
 const B = "instance-b";
 
 function ev(seq: number, instance = A): EventEnvelope {
-  return { seq, instance_id: instance, topic: "instance.heartbeat", timestamp: "t", payload: {} };
+  const payload = { instance_id: instance, session_count: 0, uptime: "0s", started_at: "t", status: "ok" as const };
+  return { seq, instance_id: instance, topic: "instance.heartbeat", timestamp: "t", payload };
 }
 
 /** A sequencer over `history` (what the server's ring holds, per instance), recording what it

@@ -7,17 +7,17 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "../src/client.js";
 import { CallError, ErrorKind } from "../src/errors.js";
 import { ApprovalDesk } from "../src/hitl.js";
-import { ToolRunner, type ClientTool, type ToolCallOutcome } from "../src/tools.js";
+import { ToolRunner, type RunnableTool, type ToolCallOutcome } from "../src/tools.js";
 import { Server } from "./support/server.js";
 
-const reverse: ClientTool = {
+const reverse: RunnableTool = {
   name: "reverse_text",
   description: "Reverses a text, character by character.",
   parameters: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
   run: (args) => [...(args as { text: string }).text].reverse().join(""),
 };
 
-const shout: ClientTool = {
+const shout: RunnableTool = {
   name: "shout",
   parameters: { type: "object", properties: { text: { type: "string" } } },
   run: (args) => ({ result: `${(args as { text: string }).text.toUpperCase()}!`, is_error: false }),

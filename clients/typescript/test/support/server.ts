@@ -11,7 +11,7 @@ import { after, before } from "node:test";
 
 import { Client } from "../../src/client.js";
 
-import type { DiscoveryFile } from "../../src/discovery.js";
+import type { DiscoveryFile } from "../../src/generated/types.js";
 
 /** The repository root: this file runs from clients/typescript/dist/test/support/. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL("../../../../../", import.meta.url)));
