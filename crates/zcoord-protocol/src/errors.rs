@@ -41,7 +41,19 @@ pub struct RpcError {
     pub code: i64,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<ErrorData>")]
     pub data: Option<Value>,
+}
+
+/// The schema of [`RpcError::data`]: always an object. `kind` names an application error
+/// (PROTOCOL §3, -32001 and on); the other members depend on the error (`detail`, `field`,
+/// `limit`, `session_id`, `supported`, `suggestion`…).
+#[derive(JsonSchema)]
+#[schemars(rename = "RpcErrorData")]
+#[allow(dead_code)] // describes the JSON; never built
+struct ErrorData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
 }
 
 impl RpcError {

@@ -1031,8 +1031,17 @@ export interface RespondResult {
  */
 export interface RpcError {
   code: number;
-  data?: unknown;
+  data?: RpcErrorData;
   message: string;
+  [k: string]: unknown;
+}
+/**
+ * The schema of [`RpcError::data`]: always an object. `kind` names an application error
+ * (PROTOCOL §3, -32001 and on); the other members depend on the error (`detail`, `field`,
+ * `limit`, `session_id`, `supported`, `suggestion`…).
+ */
+export interface RpcErrorData {
+  kind?: string;
   [k: string]: unknown;
 }
 export interface SendResult {
