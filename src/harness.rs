@@ -219,18 +219,18 @@ impl Harness {
             // A tool the server does not have (runs at once), a question, or one whose
             // policy here is `ask`.
             b's' => ModelEvent::ToolStart {
-                call_id: format!("call-{selector}"),
+                call_id: format!("call-{selector}").into(),
                 tool_name: ["fuzz", "ask_user", "word_count"][usize::from(selector % 3)].into(),
                 params: text,
             },
             // A call of the tool the seeds' clients declare (`client.hello`): run by a client.
             b'S' => ModelEvent::ToolStart {
-                call_id: format!("call-{selector}"),
+                call_id: format!("call-{selector}").into(),
                 tool_name: CLIENT_TOOL.into(),
                 params: text,
             },
             b'e' => ModelEvent::ToolEnd {
-                call_id: format!("call-{selector}"),
+                call_id: format!("call-{selector}").into(),
                 is_error: text.is_empty(),
                 result: text,
             },
@@ -241,7 +241,7 @@ impl Harness {
             }),
             // A piece of the arguments of the call `s` would start with this selector.
             b'a' => ModelEvent::ToolArgs {
-                call_id: format!("call-{selector}"),
+                call_id: format!("call-{selector}").into(),
                 tool_name: ["fuzz", "ask_user", "word_count"][usize::from(selector % 3)].into(),
                 delta: text,
             },

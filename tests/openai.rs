@@ -71,7 +71,7 @@ async fn run(config: OpenAiConfig, turn: TurnStart) -> (Result<(), ModelError>, 
             assert_eq!(turn_id, turn.turn_id);
             // As the core does for a tool whose policy is `allow`.
             if let ModelEvent::ToolStart { call_id, .. } = &event {
-                let _ = verdicts.send((call_id.clone(), Verdict::Run));
+                let _ = verdicts.send((call_id.0.clone(), Verdict::Run));
             }
             events.push(event);
         }

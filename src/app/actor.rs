@@ -490,7 +490,7 @@ impl<'t> Actor<'t> {
                     verdict,
                 } => {
                     if let Some(h) = self.turns.get(&turn_id) {
-                        h.verdict(call_id, verdict);
+                        h.verdict(call_id.0, verdict);
                     }
                 }
                 Effect::CancelTurn(turn_id) => {

@@ -14,7 +14,7 @@ use crate::protocol::clients::{
     CallRef, Executor, LeaveReason, ToolClaimResult, ToolClaimedPayload, ToolResultParams,
 };
 use crate::protocol::events::Event;
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::ids::{CallId, SessionId, TurnId};
 use crate::protocol::methods::OkResult;
 
 /// Client calls that ended, remembered so a late `tool.claim`/`tool.result` hears "already
@@ -26,7 +26,7 @@ const ENDED_REMEMBERED: usize = 256;
 pub struct ClientCall {
     pub session_id: SessionId,
     pub turn_id: TurnId,
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     /// Its arguments whole (`tool.start` may show them cut): the claim's reply carries them.
     pub params: String,
@@ -39,7 +39,7 @@ pub struct ClientCall {
 #[derive(Debug, Default)]
 pub struct Claims {
     pub(super) open: Vec<ClientCall>,
-    ended: VecDeque<(TurnId, String)>,
+    ended: VecDeque<(TurnId, CallId)>,
 }
 
 impl Claims {
@@ -86,11 +86,16 @@ impl Core {
     }
 
     /// A client call may run: it waits for a claim, unless no present client offers its tool.
-    pub(super) fn open_client_call(&mut self, turn_id: TurnId, call_id: &str, now: OffsetDateTime) {
+    pub(super) fn open_client_call(
+        &mut self,
+        turn_id: TurnId,
+        call_id: &CallId,
+        now: OffsetDateTime,
+    ) {
         let Some(turn) = self.turns.get(&turn_id) else {
             return;
         };
-        let Some(call) = turn.open_tools.iter().rev().find(|c| c.call_id == call_id) else {
+        let Some(call) = turn.open_tools.iter().rev().find(|c| c.call_id == *call_id) else {
             return;
         };
         if !self.peers.offers(&call.tool_name) {
@@ -103,7 +108,7 @@ impl Core {
         self.claims.open.push(ClientCall {
             session_id: turn.session_id,
             turn_id,
-            call_id: call_id.to_owned(),
+            call_id: call_id.clone(),
             tool_name: call.tool_name.clone(),
             params: call.params.clone(),
             opened_at: now,
@@ -279,12 +284,12 @@ impl Core {
     }
 
     /// The model ended the call itself: nothing is left to claim.
-    pub(super) fn close_claim(&mut self, turn_id: TurnId, call_id: &str) {
+    pub(super) fn close_claim(&mut self, turn_id: TurnId, call_id: &CallId) {
         if let Some(i) = self
             .claims
             .open
             .iter()
-            .position(|c| c.turn_id == turn_id && c.call_id == call_id)
+            .position(|c| c.turn_id == turn_id && c.call_id == *call_id)
         {
             self.claims.close(i);
         }
@@ -297,7 +302,7 @@ impl Core {
         }
     }
 
-    fn tell_model(&mut self, turn_id: TurnId, call_id: &str, is_error: bool, result: String) {
+    fn tell_model(&mut self, turn_id: TurnId, call_id: &CallId, is_error: bool, result: String) {
         self.verdict(turn_id, call_id, Verdict::Result { is_error, result });
     }
 }

@@ -60,7 +60,7 @@ fn verdicts(effects: &[Effect]) -> Vec<(String, Verdict)> {
         .filter_map(|e| match e {
             Effect::ToolVerdict {
                 call_id, verdict, ..
-            } => Some((call_id.clone(), verdict.clone())),
+            } => Some((call_id.0.clone(), verdict.clone())),
             _ => None,
         })
         .collect()

@@ -7,7 +7,7 @@ use super::persist::Change;
 use super::read::ContextRead;
 use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::events::Published;
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::ids::{CallId, SessionId, TurnId};
 use crate::protocol::types::Role;
 use crate::protocol::usage::TurnUsage;
 
@@ -56,7 +56,7 @@ pub enum Effect {
     /// the result to give instead).
     ToolVerdict {
         turn_id: TurnId,
-        call_id: String,
+        call_id: CallId,
         verdict: Verdict,
     },
     /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be
@@ -87,17 +87,17 @@ pub enum ModelEvent {
     /// A piece of the JSON arguments of the call `call_id`, before its `ToolStart` (whose
     /// `params` are these pieces concatenated).
     ToolArgs {
-        call_id: String,
+        call_id: CallId,
         tool_name: String,
         delta: String,
     },
     ToolStart {
-        call_id: String,
+        call_id: CallId,
         tool_name: String,
         params: String,
     },
     ToolEnd {
-        call_id: String,
+        call_id: CallId,
         is_error: bool,
         result: String,
     },

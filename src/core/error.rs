@@ -4,7 +4,7 @@ use super::queue::QueueScope;
 use crate::protocol::clients::SUPPORTED_VERSIONS;
 use crate::protocol::errors::RpcError;
 use crate::protocol::hitl::HitlRequest;
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::ids::{CallId, SessionId, TurnId};
 use crate::protocol::tool_schema::bad_tool;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,12 +43,12 @@ pub enum CoreError {
     #[error("{limit} clients present")]
     TooManyClients { limit: usize },
     #[error("tool call {call_id} is claimed by {client_id}")]
-    ToolClaimed { call_id: String, client_id: String },
+    ToolClaimed { call_id: CallId, client_id: String },
     #[error("tool call {call_id}: {why}")]
-    ToolCallNotFound { call_id: String, why: String },
+    ToolCallNotFound { call_id: CallId, why: String },
     #[error("tool call {call_id}: {why}")]
     NotClaimant {
-        call_id: String,
+        call_id: CallId,
         why: String,
         claimant: Option<String>,
     },
@@ -98,16 +98,16 @@ impl From<CoreError> for RpcError {
             CoreError::InvalidTool { name, why } => bad_tool(&name, &why),
             CoreError::TooManyClients { limit } => RpcError::too_many_clients(limit),
             CoreError::ToolClaimed { call_id, client_id } => {
-                RpcError::tool_claimed(&call_id, &client_id)
+                RpcError::tool_claimed(call_id.as_str(), &client_id)
             }
             CoreError::ToolCallNotFound { call_id, why } => {
-                RpcError::tool_call_not_found(&call_id, &why)
+                RpcError::tool_call_not_found(call_id.as_str(), &why)
             }
             CoreError::NotClaimant {
                 call_id,
                 why,
                 claimant,
-            } => RpcError::not_claimant(&call_id, &why, claimant.as_deref()),
+            } => RpcError::not_claimant(call_id.as_str(), &why, claimant.as_deref()),
             CoreError::ModelNotFound { model, available } => {
                 RpcError::model_not_found(&model, &available)
             }

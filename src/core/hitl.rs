@@ -18,7 +18,7 @@ use crate::protocol::hitl::{
     Decision, HitlPayload, HitlRequest, HitlResponse, HitlStatus, HitlType, Respond, RespondResult,
     RESOLVED_BY_ANONYMOUS, RESOLVED_BY_SERVER,
 };
-use crate::protocol::ids::{HitlId, SessionId, TurnId};
+use crate::protocol::ids::{CallId, HitlId, SessionId, TurnId};
 use crate::protocol::limits::{clip_field, clip_text};
 
 /// Resolved requests remembered, so a late `hitl.respond` learns who won (`hitl_resolved`)
@@ -65,7 +65,7 @@ impl Core {
         &mut self,
         turn_id: TurnId,
         session_id: SessionId,
-        call_id: &str,
+        call_id: &CallId,
         tool_name: &str,
         params: &str,
         now: OffsetDateTime,
@@ -76,7 +76,7 @@ impl Core {
                     let mut question = question;
                     let question_truncated = clip_field(&mut question).is_some();
                     let payload = HitlPayload::Question {
-                        call_id: call_id.to_owned(),
+                        call_id: call_id.clone(),
                         question,
                         options,
                         question_truncated,
@@ -106,7 +106,7 @@ impl Core {
                 let params_truncated = clip_field(&mut params).is_some();
                 let payload = HitlPayload::ToolApproval {
                     tool_name: tool_name.to_owned(),
-                    call_id: call_id.to_owned(),
+                    call_id: call_id.clone(),
                     params,
                     params_truncated,
                 };
@@ -137,12 +137,12 @@ impl Core {
     }
 
     /// The call may run: a built-in tool runs now; a client-run one waits for its claim.
-    fn run_call(&mut self, turn_id: TurnId, call_id: &str, now: OffsetDateTime) {
+    fn run_call(&mut self, turn_id: TurnId, call_id: &CallId, now: OffsetDateTime) {
         let client = self
             .turns
             .get(&turn_id)
             // The newest: a model that reuses a call id means its latest call.
-            .and_then(|t| t.open_tools.iter().rev().find(|c| c.call_id == call_id))
+            .and_then(|t| t.open_tools.iter().rev().find(|c| c.call_id == *call_id))
             .is_some_and(|c| !c.executor.is_server());
         if client {
             self.open_client_call(turn_id, call_id, now);
@@ -177,10 +177,10 @@ impl Core {
         self.publish(Event::HitlPending(request), now);
     }
 
-    pub(super) fn verdict(&mut self, turn_id: TurnId, call_id: &str, verdict: Verdict) {
+    pub(super) fn verdict(&mut self, turn_id: TurnId, call_id: &CallId, verdict: Verdict) {
         self.effects.push(Effect::ToolVerdict {
             turn_id,
-            call_id: call_id.to_owned(),
+            call_id: call_id.clone(),
             verdict,
         });
     }

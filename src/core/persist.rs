@@ -7,7 +7,7 @@ use super::queue::QueuedMessage;
 use crate::protocol::clients::Author;
 use crate::protocol::events::EndReason;
 use crate::protocol::hitl::HitlRequest;
-use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::ids::{CallId, MessageId, SessionId, TurnId};
 use crate::protocol::methods::SendResult;
 use crate::protocol::types::{Role, ToolCallInfo};
 use crate::protocol::usage::SessionUsage;
@@ -147,14 +147,14 @@ pub enum Change {
     TurnEnd(TurnEnd),
     ToolCallStart {
         turn_id: TurnId,
-        call_id: String,
+        call_id: CallId,
         tool_name: String,
         params: String,
         started_at: OffsetDateTime,
     },
     ToolCallEnd {
         turn_id: TurnId,
-        call_id: String,
+        call_id: CallId,
         is_error: bool,
         result: String,
         ended_at: OffsetDateTime,

@@ -39,7 +39,7 @@ use super::tests::{at, core};
 use super::*;
 use crate::protocol::events::{DequeueReason, EndReason, Event, Published};
 use crate::protocol::hitl::{Decision, HitlStatus, Respond};
-use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
+use crate::protocol::ids::{CallId, HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::limits::MAX_ARGS_DELTA_BYTES;
 use crate::protocol::methods::{
     Call, DropCounters, InterruptResult, MessageSend, OkResult, PageRequest, Reply, SendResult,
@@ -255,9 +255,9 @@ struct Mirror {
     /// Clients present, as `client.joined`/`client.left` tell it.
     present: BTreeSet<String>,
     /// Client-run calls claimed: each at most once, while its turn runs.
-    claimed: HashSet<(TurnId, String)>,
+    claimed: HashSet<(TurnId, CallId)>,
     /// Client-run calls started (`executor: client`), and whether the model was told its end.
-    client_calls: HashMap<(TurnId, String), bool>,
+    client_calls: HashMap<(TurnId, CallId), bool>,
     /// Each session's model as its last `session.update` said (`None`: the default).
     session_models: HashMap<SessionId, Option<String>>,
     /// Requests resolved by a core that has since been restarted (the new one never knew them).
@@ -267,10 +267,10 @@ struct Mirror {
     /// A queued message whose `message.dequeued` (started) came: its append and start are next.
     starting: Option<(MessageId, TurnId)>,
     /// `tool.args` per call not yet started: the next index and the deltas concatenated.
-    args: HashMap<(TurnId, String), (u64, String)>,
+    args: HashMap<(TurnId, CallId), (u64, String)>,
     /// Calls whose `tool.start` must repeat their `tool.args` (the model streamed the start of
     /// the params it gave); set by the harness as it plays a tool start.
-    args_consistent: HashSet<(TurnId, String)>,
+    args_consistent: HashSet<(TurnId, CallId)>,
     /// Sums of each session's `llm.end` usage.
     usage: HashMap<SessionId, SessionUsage>,
 }
@@ -571,8 +571,8 @@ struct Harness {
     /// Restarts so far: each new core's ids start past the last one's.
     restarts: u8,
     /// The arguments the model sent per call not yet started, and the calls each turn started.
-    args_sent: HashMap<(TurnId, String), String>,
-    started_calls: HashSet<(TurnId, String)>,
+    args_sent: HashMap<(TurnId, CallId), String>,
+    started_calls: HashSet<(TurnId, CallId)>,
 }
 
 /// Sequential ids from an offset, so a restarted core never reissues an id.
@@ -820,7 +820,7 @@ impl Harness {
             }
             Op::Claim(n, c) => {
                 let r = crate::protocol::clients::CallRef {
-                    call_id: format!("call-{c}"),
+                    call_id: format!("call-{c}").into(),
                     turn_id: None,
                 };
                 let got = self.call_as(&peer(*n), Call::ToolClaim(r));
@@ -847,7 +847,7 @@ impl Harness {
             Op::Result(n, c) => {
                 let p = crate::protocol::clients::ToolResultParams {
                     call: crate::protocol::clients::CallRef {
-                        call_id: format!("call-{c}"),
+                        call_id: format!("call-{c}").into(),
                         turn_id: None,
                     },
                     result: "done".into(),
@@ -1315,7 +1315,7 @@ impl Harness {
     /// The report to make, and for arguments and starts what the mirror must expect; `None`
     /// for arguments of a call the turn started already (a model never sends them).
     fn model_event(&mut self, turn: TurnId, report: &Report) -> Option<ModelEvent> {
-        let call = |c: &u8| format!("call-{c}");
+        let call = |c: &u8| CallId(format!("call-{c}"));
         match report {
             Report::ToolArgs(c, n) => {
                 if self.started_calls.contains(&(turn, call(c))) {
@@ -1363,28 +1363,28 @@ fn model_event(report: &Report) -> ModelEvent {
             ..TurnUsage::default()
         }),
         Report::ToolArgs(c, _) => ModelEvent::ToolArgs {
-            call_id: format!("call-{c}"),
+            call_id: format!("call-{c}").into(),
             tool_name: "word_count".into(),
             delta: params_of(*c),
         },
         Report::Token(t) => ModelEvent::Token((*t).to_owned()),
         Report::ToolStart(c) => ModelEvent::ToolStart {
-            call_id: format!("call-{c}"),
+            call_id: format!("call-{c}").into(),
             tool_name: "word_count".into(),
             params: params_of(*c),
         },
         Report::Ask(c) => ModelEvent::ToolStart {
-            call_id: format!("call-{c}"),
+            call_id: format!("call-{c}").into(),
             tool_name: "ask_user".into(),
             params: "{\"question\":\"go on?\"}".into(),
         },
         Report::ClientTool(c) => ModelEvent::ToolStart {
-            call_id: format!("call-{c}"),
+            call_id: format!("call-{c}").into(),
             tool_name: CLIENT_TOOL.into(),
             params: "{}".into(),
         },
         Report::ToolEnd(c, is_error) => ModelEvent::ToolEnd {
-            call_id: format!("call-{c}"),
+            call_id: format!("call-{c}").into(),
             is_error: *is_error,
             result: "2".into(),
         },

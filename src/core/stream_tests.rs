@@ -41,7 +41,7 @@ fn args_of(fx: &[Effect]) -> Vec<ToolArgsPayload> {
 fn pieces(fx: &[Effect]) -> Vec<(String, u64, String)> {
     args_of(fx)
         .into_iter()
-        .map(|a| (a.call_id, a.index, a.delta))
+        .map(|a| (a.call_id.0, a.index, a.delta))
         .collect()
 }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::state::Core;
 use super::turn::ArgsStream;
 use crate::protocol::events::{Event, ToolArgsPayload};
-use crate::protocol::ids::{SessionId, TurnId};
+use crate::protocol::ids::{CallId, SessionId, TurnId};
 use crate::protocol::limits::{
     clip_text, MAX_ARGS_DELTA_BYTES, MAX_ARGS_NAME_BYTES, MAX_ARGS_STREAMS, MAX_EVENT_TEXT_BYTES,
 };
@@ -17,7 +17,7 @@ use crate::protocol::types::MessageStatus;
 
 /// One call's deltas to publish: its ids, the index of the first, and the text they carry.
 struct Pieces<'a> {
-    call_id: &'a str,
+    call_id: &'a CallId,
     tool_name: &'a str,
     first_index: u64,
     text: &'a str,
@@ -31,7 +31,7 @@ impl Core {
         &mut self,
         turn_id: TurnId,
         session_id: SessionId,
-        call_id: String,
+        call_id: CallId,
         tool_name: String,
         delta: String,
         now: OffsetDateTime,
@@ -103,7 +103,7 @@ impl Core {
         &mut self,
         turn_id: TurnId,
         session_id: SessionId,
-        call_id: &str,
+        call_id: &CallId,
         tool_name: &str,
         params: &str,
         now: OffsetDateTime,
@@ -114,7 +114,7 @@ impl Core {
         let stream = turn
             .args
             .iter()
-            .position(|s| s.call_id == call_id)
+            .position(|s| s.call_id == *call_id)
             .map(|pos| turn.args.swap_remove(pos));
         let (published, first_index) = match &stream {
             Some(s) if s.cut => return,
@@ -151,7 +151,7 @@ impl Core {
                 Event::ToolArgs(ToolArgsPayload {
                     session_id,
                     turn_id,
-                    call_id: pieces.call_id.to_owned(),
+                    call_id: pieces.call_id.clone(),
                     tool_name: pieces.tool_name.to_owned(),
                     index,
                     delta: delta.to_owned(),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::protocol::clients::{ClientToolSpec, Executor};
-use crate::protocol::ids::{MessageId, SessionId, TurnId};
+use crate::protocol::ids::{CallId, MessageId, SessionId, TurnId};
 use crate::protocol::usage::{TurnUsage, UsageFigure};
 
 #[derive(Debug, Clone)]
 pub struct OpenToolCall {
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     pub params: String,
     pub executor: Executor,
@@ -21,7 +21,7 @@ pub struct OpenToolCall {
 /// the text: what was published is the first `bytes` of the call's `params`.
 #[derive(Debug, Clone)]
 pub struct ArgsStream {
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     /// Index of the call's next `tool.args`.
     pub next_index: u64,

@@ -10,7 +10,7 @@ use super::{Outcome, MAX_MESSAGE_BYTES};
 use crate::protocol::errors::code;
 use crate::protocol::events::{DequeueReason, Event, Published};
 use crate::protocol::hitl::HitlStatus;
-use crate::protocol::ids::{HitlId, MessageId, SessionId, TurnId};
+use crate::protocol::ids::{CallId, HitlId, MessageId, SessionId, TurnId};
 use crate::protocol::jsonrpc::MAX_BATCH_LEN;
 use crate::protocol::limits::{MAX_ARGS_DELTA_BYTES, MAX_EVENT_TEXT_BYTES};
 use crate::protocol::methods::ALL;
@@ -193,16 +193,16 @@ pub(super) struct EventChecks {
     seq: u64,
     running: HashSet<TurnId>,
     /// Tool calls started and not yet ended; a model may reuse a call id, hence the count.
-    open_tools: HashMap<(TurnId, String), u32>,
+    open_tools: HashMap<(TurnId, CallId), u32>,
     /// `tool.args` of calls not yet started: the next index and the bytes so far.
-    args: HashMap<(TurnId, String), (u64, usize)>,
+    args: HashMap<(TurnId, CallId), (u64, usize)>,
     deleted: HashSet<SessionId>,
     shut_down: bool,
     /// Requests pending, with their turn; and every request ever resolved.
     pub(super) pending: HashMap<HitlId, TurnId>,
     resolved: HashSet<HitlId>,
     /// Client-run calls claimed (`tool.claimed`): at most once each.
-    claimed: HashSet<(TurnId, String)>,
+    claimed: HashSet<(TurnId, CallId)>,
     /// Messages queued per session (message, turn), oldest first.
     queued: HashMap<SessionId, VecDeque<(MessageId, TurnId)>>,
     /// A queued message that left to start: its `message.append`, then its `llm.start`, come
@@ -305,7 +305,7 @@ impl EventChecks {
                 if !self.running.remove(&e.turn_id) {
                     return Err("llm.end for a turn not running".into());
                 }
-                let open = |((turn, _), n): (&(TurnId, String), &u32)| *turn == e.turn_id && *n > 0;
+                let open = |((turn, _), n): (&(TurnId, CallId), &u32)| *turn == e.turn_id && *n > 0;
                 if self.open_tools.iter().any(open) {
                     return Err("llm.end with a tool call still open".into());
                 }

@@ -156,7 +156,7 @@ impl Model for Echo {
                         tokio::time::sleep(delay).await;
                     }
                     sink.emit(ModelEvent::ToolArgs {
-                        call_id: call_id.clone(),
+                        call_id: call_id.clone().into(),
                         tool_name: name.clone(),
                         delta: piece.to_owned(),
                     })

@@ -93,7 +93,7 @@ impl TurnSink {
         Fut: Future<Output = ToolOutcome>,
     {
         self.emit(ModelEvent::ToolStart {
-            call_id: call_id.to_owned(),
+            call_id: call_id.into(),
             tool_name: tool_name.to_owned(),
             params: params.to_owned(),
         })
@@ -111,7 +111,7 @@ impl TurnSink {
             Verdict::Result { is_error, result } => ToolOutcome { is_error, result },
         };
         self.emit(ModelEvent::ToolEnd {
-            call_id: call_id.to_owned(),
+            call_id: call_id.into(),
             is_error: outcome.is_error,
             result: outcome.result.clone(),
         })

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::ids::{InstanceId, SessionId, TurnId};
+use super::ids::{CallId, InstanceId, SessionId, TurnId};
 
 /// Protocol versions this server speaks, oldest first; `client.hello` picks the highest that the
 /// client also lists.
@@ -139,7 +139,7 @@ impl Executor {
 /// have a call of that id (the model picks call ids, so they can repeat across turns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRef {
-    pub call_id: String,
+    pub call_id: CallId,
     pub turn_id: Option<String>,
 }
 
@@ -158,7 +158,7 @@ pub struct ToolClaimResult {
     pub ok: bool,
     pub session_id: SessionId,
     pub turn_id: TurnId,
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     pub params: String,
 }
@@ -168,7 +168,7 @@ pub struct ToolClaimResult {
 pub struct ToolClaimedPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     pub client_id: String,
 }

@@ -12,7 +12,7 @@ use super::clients::{
     Author, ClientJoinedPayload, ClientLeftPayload, Executor, ToolClaimedPayload,
 };
 use super::hitl::HitlRequest;
-use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::ids::{CallId, InstanceId, MessageId, SessionId, TurnId};
 use super::limits::clip_field;
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 use super::usage::TurnUsage;
@@ -218,7 +218,7 @@ pub struct LlmEndPayload {
 pub struct ToolArgsPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     pub index: u64,
     pub delta: String,
@@ -229,7 +229,7 @@ pub struct ToolStartPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
     pub tool_name: String,
-    pub call_id: String,
+    pub call_id: CallId,
     /// The call's JSON arguments, as a string (as the spec has it); cut like a message's
     /// content when longer than `limits::MAX_EVENT_TEXT_BYTES` (`params_truncated`).
     pub params: String,
@@ -258,7 +258,7 @@ pub struct ToolEndPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
     pub tool_name: String,
-    pub call_id: String,
+    pub call_id: CallId,
     pub is_error: bool,
     /// Cut like a message's content when longer than `limits::MAX_EVENT_TEXT_BYTES`
     /// (`result_truncated`); the `tool` message that follows holds it whole in the store.

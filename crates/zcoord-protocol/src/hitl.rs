@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::ids::{HitlId, SessionId, TurnId};
+use super::ids::{CallId, HitlId, SessionId, TurnId};
 
 /// The `resolved_by` of a request the server resolved itself (expiry, interrupt, deletion,
 /// shutdown, crash recovery).
@@ -55,13 +55,13 @@ impl HitlStatus {
 pub enum HitlPayload {
     ToolApproval {
         tool_name: String,
-        call_id: String,
+        call_id: CallId,
         params: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         params_truncated: bool,
     },
     Question {
-        call_id: String,
+        call_id: CallId,
         question: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         options: Option<Vec<String>>,
@@ -71,7 +71,7 @@ pub enum HitlPayload {
 }
 
 impl HitlPayload {
-    pub fn call_id(&self) -> &str {
+    pub fn call_id(&self) -> &CallId {
         match self {
             HitlPayload::ToolApproval { call_id, .. } | HitlPayload::Question { call_id, .. } => {
                 call_id

@@ -48,3 +48,62 @@ id_type!(
     /// One human-in-the-loop request: an approval or a question.
     HitlId
 );
+
+/// One tool call within a turn, named by the model (OpenAI's `call_…`, echo's `call_1`): opaque
+/// text, not a UUID, unique within its turn.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct CallId(pub String);
+
+impl CallId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its length in bytes, for the byte bounds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for CallId {
+    fn from(s: String) -> Self {
+        CallId(s)
+    }
+}
+
+impl From<&str> for CallId {
+    fn from(s: &str) -> Self {
+        CallId(s.to_owned())
+    }
+}
+
+impl std::borrow::Borrow<str> for CallId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for CallId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CallId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}

@@ -13,7 +13,7 @@ use super::clients::{
 use super::errors::RpcError;
 use super::events::Health;
 use super::hitl::{Decision, HitlListResult, HitlRequest, Respond, RespondResult};
-use super::ids::{InstanceId, MessageId, SessionId, TurnId};
+use super::ids::{CallId, InstanceId, MessageId, SessionId, TurnId};
 use super::limits;
 use super::models::{Configure, ModelInfo, ModelListResult, Setting};
 use super::types::{MessagePayload, SessionPayload};
@@ -479,7 +479,10 @@ impl Params {
         if let Some(t) = &turn_id {
             limits::check_len("turn_id", t, limits::MAX_CLIENT_ID_BYTES)?;
         }
-        Ok(CallRef { call_id, turn_id })
+        Ok(CallRef {
+            call_id: CallId(call_id),
+            turn_id,
+        })
     }
 
     /// `client.hello`'s params, each bounded; the tools' schemas are checked here too.

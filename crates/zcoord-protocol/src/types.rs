@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::ids::{MessageId, SessionId, TurnId};
+use super::ids::{CallId, MessageId, SessionId, TurnId};
 use super::usage::SessionUsage;
 
 /// Whether a session has a turn running. Extends the spec's `SessionPayload`.
@@ -64,7 +64,7 @@ pub enum Role {
 /// Which tool call a `tool` message answers. Extends the spec's `MessagePayload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallInfo {
-    pub call_id: String,
+    pub call_id: CallId,
     pub tool_name: String,
     /// The call's JSON arguments, as text.
     pub params: String,

@@ -44,7 +44,7 @@ impl From<Piece> for ModelEvent {
         match piece {
             Piece::Text(text) => ModelEvent::Token(text),
             Piece::Args(a) => ModelEvent::ToolArgs {
-                call_id: a.call_id,
+                call_id: a.call_id.into(),
                 tool_name: a.tool_name,
                 delta: a.delta,
             },

@@ -257,7 +257,7 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
             .and_then(|mut st| {
                 st.execute(params![
                     turn_id.to_string(),
-                    call_id,
+                    call_id.as_str(),
                     tool_name,
                     params,
                     nanos(*started_at)
@@ -281,7 +281,7 @@ fn apply(tx: &Transaction<'_>, change: &Change, path: &Path) -> Result<u64, Stor
             .and_then(|mut st| {
                 st.execute(params![
                     turn_id.to_string(),
-                    call_id,
+                    call_id.as_str(),
                     is_error,
                     result,
                     nanos(*ended_at)

@@ -6,6 +6,11 @@
  * Optional members of results and events are never null (absent instead); params may be
  * null where the server accepts it. scripts/gen-types.mjs says how the schema is read. */
 
+/**
+ * One tool call within a turn, named by the model (OpenAI's `call_…`, echo's `call_1`): opaque
+ * text, not a UUID, unique within its turn.
+ */
+export type CallId = string;
 export type ClientGoodbyeParams = NoParams;
 export type ClientGoodbyeResult = OkResult;
 export type ClientHelloResult = HelloResult;
@@ -655,7 +660,7 @@ export interface HitlListResult {
   [k: string]: unknown;
 }
 export interface HitlQuestionPayload {
-  call_id: string;
+  call_id: CallId;
   options?: string[];
   question: string;
   question_truncated?: boolean;
@@ -679,7 +684,7 @@ export interface HitlRequest {
   [k: string]: unknown;
 }
 export interface HitlToolApprovalPayload {
-  call_id: string;
+  call_id: CallId;
   params: string;
   params_truncated?: boolean;
   tool_name: string;
@@ -1249,7 +1254,7 @@ export interface StatusPayload {
  * `tool.start` `params` (both stop at `limits::MAX_EVENT_TEXT_BYTES`, on the same character).
  */
 export interface ToolArgsPayload {
-  call_id: string;
+  call_id: CallId;
   delta: string;
   index: number;
   session_id: SessionId;
@@ -1261,7 +1266,7 @@ export interface ToolArgsPayload {
  * Which tool call a `tool` message answers. Extends the spec's `MessagePayload`.
  */
 export interface ToolCallInfo {
-  call_id: string;
+  call_id: CallId;
   is_error: boolean;
   /**
    * The call's JSON arguments, as text.
@@ -1288,7 +1293,7 @@ export interface ToolClaimParams {
  * `tool.claim`'s answer to the winner: the call whole (`tool.start` may show its params cut).
  */
 export interface ToolClaimResult {
-  call_id: string;
+  call_id: CallId;
   ok: boolean;
   params: string;
   session_id: SessionId;
@@ -1300,7 +1305,7 @@ export interface ToolClaimResult {
  * `tool.claimed`: `client_id` won the call and runs it.
  */
 export interface ToolClaimedPayload {
-  call_id: string;
+  call_id: CallId;
   client_id: string;
   session_id: SessionId;
   tool_name: string;
@@ -1308,7 +1313,7 @@ export interface ToolClaimedPayload {
   [k: string]: unknown;
 }
 export interface ToolEndPayload {
-  call_id: string;
+  call_id: CallId;
   is_error: boolean;
   /**
    * Cut like a message's content when longer than `limits::MAX_EVENT_TEXT_BYTES`
@@ -1347,7 +1352,7 @@ export interface ToolStartPayload {
    * claim it once its `hitl.resolved` approves it; `false`: claim it now.
    */
   awaiting_approval?: boolean;
-  call_id: string;
+  call_id: CallId;
   /**
    * Who runs it: `server` (a built-in tool) or `client` (a tool a client declared; it waits
    * for a `tool.claim`).
