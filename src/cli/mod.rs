@@ -1,10 +1,12 @@
 //! The command line: one file per subcommand. Exit codes: 0 ok, 1 error reply (or a failed turn),
-//! 2 usage, 3 server unreachable.
+//! 2 usage, 3 server unreachable, 130 interrupted by Ctrl-C (`send`).
 
 mod call;
 mod clients;
 mod config_file;
 mod hitl;
+mod input;
+mod interrupt;
 mod model_config;
 mod ping;
 mod policy_settings;
@@ -27,6 +29,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Ended by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
 #[command(
