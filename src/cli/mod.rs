@@ -7,6 +7,7 @@ mod config_file;
 mod hitl;
 mod input;
 mod interrupt;
+mod locate;
 mod model_config;
 mod ping;
 mod policy_settings;
@@ -17,6 +18,7 @@ mod sub;
 mod target;
 mod tool_config;
 mod watch;
+mod where_is;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,6 +100,29 @@ pub enum Command {
     Reject(hitl::RejectArgs),
     /// Answer a waiting question.
     Answer(hitl::AnswerArgs),
+    /// Which server the client commands here would use (workspace, data directory, discovery
+    /// file, endpoints, pid) and whether it runs; exits 3 when it does not.
+    Where(where_is::WhereArgs),
+}
+
+impl Command {
+    /// The connection flags of a client command; `None` for `serve` and `where`.
+    fn client_args(&self) -> Option<&ClientArgs> {
+        Some(match self {
+            Command::Serve(_) | Command::Where(_) => return None,
+            Command::Ping(a) => &a.client,
+            Command::Call(a) => &a.client,
+            Command::Sub(a) => &a.client,
+            Command::Send(a) => &a.client,
+            Command::Sessions(a) => &a.client,
+            Command::Clients(a) => &a.client,
+            Command::Watch(a) => &a.client,
+            Command::Hitl(a) => &a.client,
+            Command::Approve(a) => &a.client,
+            Command::Reject(a) => &a.client,
+            Command::Answer(a) => &a.client,
+        })
+    }
 }
 
 /// Parses the command line, runs the subcommand, returns the exit code.
@@ -130,20 +155,24 @@ pub fn main() -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let data_dir = match (&cli.data_dir, &cli.workspace) {
-        (Some(d), _) => d.clone(),
-        (None, Some(w)) => match crate::discovery::workspace_data_dir(w) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: workspace {}: {e}", w.display());
-                return EXIT_USAGE;
-            }
-        },
-        // The workspace is the current directory unless said otherwise.
-        (None, None) => std::env::current_dir()
-            .and_then(|cwd| crate::discovery::workspace_data_dir(&cwd))
-            .unwrap_or_else(|_| crate::discovery::default_data_dir()),
+    // `serve` serves the directory it starts in; the others look for the nearest running server.
+    let walk = !matches!(cli.command, Command::Serve(_));
+    let at = match locate::locate(cli.data_dir.as_deref(), cli.workspace.as_deref(), walk) {
+        Ok(at) => at,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
     };
+    if let Some(c) = cli.command.client_args() {
+        let endpoints_given = c.rpc.is_some() && c.pub_.is_some();
+        if walk && at.how == locate::How::CurrentDir && !endpoints_given {
+            let here = at.workspace.clone().unwrap_or_default();
+            eprintln!("{}", locate::nothing_found(&here));
+            return EXIT_UNREACHABLE;
+        }
+    }
+    let data_dir = at.data_dir.clone();
     match cli.command {
         Command::Serve(args) => serve::run(*args, data_dir, cli.workspace.as_deref()),
         Command::Ping(args) => ping::run(args, &data_dir),
@@ -157,6 +186,7 @@ pub fn main() -> i32 {
         Command::Approve(args) => hitl::approve(args, &data_dir),
         Command::Reject(args) => hitl::reject(args, &data_dir),
         Command::Answer(args) => hitl::answer(args, &data_dir),
+        Command::Where(args) => where_is::run(args, &at),
     }
 }
 

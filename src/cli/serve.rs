@@ -410,6 +410,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
                     Some(TcpAuth::Curve { keys, .. }) => Some(keys.public.z85()),
                     _ => None,
                 },
+                workspace: Some(tools.workspace.clone()),
             },
         )?;
         println!(

@@ -38,7 +38,7 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
     }
     let path = discovery::path_in(data_dir);
     match discovery::read(&path) {
-        Ok(d) if !process_may_be_alive(d.pid) => {
+        Ok(d) if !discovery::pid_may_be_alive(d.pid) => {
             eprintln!(
                 "error: the discovery file {} is stale: instance {} (pid {}) is not running",
                 path.display(),
@@ -66,14 +66,4 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             Err(EXIT_UNREACHABLE)
         }
     }
-}
-
-/// False only when the process certainly does not exist (Linux: no `/proc/<pid>`). Elsewhere, or
-/// when unsure, true: the call's timeout then decides.
-fn process_may_be_alive(pid: u32) -> bool {
-    let proc_root = Path::new("/proc/self");
-    if !proc_root.exists() {
-        return true;
-    }
-    Path::new("/proc").join(pid.to_string()).exists()
 }
