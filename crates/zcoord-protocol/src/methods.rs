@@ -80,6 +80,15 @@ pub const ALL: &[&str] = &[
     MODEL_LIST,
 ];
 
+/// `-32601`, with `data.suggestion` when a known method is close to the one asked for.
+fn not_found(method: &str) -> RpcError {
+    let e = RpcError::method_not_found(method);
+    match super::suggest::nearest(method, ALL) {
+        Some(s) => e.with_data("suggestion", serde_json::json!(s)),
+        None => e,
+    }
+}
+
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
 /// here: a string that names no session is `session_not_found`, not a type error.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +200,7 @@ impl Call {
     pub fn parse(method: &str, params: Option<Value>) -> Result<Call, RpcError> {
         let known = ALL.contains(&method);
         if !known {
-            return Err(RpcError::method_not_found(method));
+            return Err(not_found(method));
         }
         if let Some(params) = &params {
             limits::check_params(params)?;
@@ -366,7 +375,7 @@ impl Call {
                 })
             }
             MODEL_LIST => Call::ModelList,
-            _ => return Err(RpcError::method_not_found(method)),
+            _ => return Err(not_found(method)),
         })
     }
 
