@@ -16,13 +16,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_zcoord");
 
 /// `zcoord serve` on `dir` with a slow echo model (`delay_ms` per token).
 fn serve(dir: &Path, delay_ms: &str) -> Spawned {
+    serve_beating(dir, delay_ms, "0.05")
+}
+
+/// As [`serve`], with a heartbeat every `interval` seconds.
+fn serve_beating(dir: &Path, delay_ms: &str, interval: &str) -> Spawned {
     let mut cmd = Command::new(BIN);
     cmd.arg("--data-dir").arg(dir).args([
         "serve",
         "--store",
         "memory",
         "--heartbeat-interval",
-        "0.05",
+        interval,
         "--token-delay-ms",
         delay_ms,
     ]);
@@ -129,7 +134,8 @@ fn ctrl_c_interrupts_the_turn_send_started_and_exits_130() {
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), "20");
+    // Heartbeats far apart: the freeze below must not be taken for a dead primary first.
+    let server = serve_beating(dir.path(), "20", "10");
     let ctx = zmq::Context::new();
     let events = live_subscriber(&ctx, &server.endpoint("pub"), &["llm.token"]);
     let mut child = send(dir.path(), &["--timeout-ms", "20000", &"word ".repeat(400)]);
@@ -208,5 +214,95 @@ fn text_comes_from_stdin_or_a_file_and_more_than_the_limit_is_refused_locally() 
         list["sessions"].as_array().unwrap().len(),
         2,
         "the refused text started no session"
+    );
+}
+
+/// `zcoord serve --standby` on `dir`: primary if first, else it waits to take over.
+fn standby(dir: &Path) -> Child {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "serve",
+            "--standby",
+            "--store",
+            "sqlite",
+            "--heartbeat-interval",
+            "0.05",
+            "--token-delay-ms",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_primary_killed_mid_turn_is_noticed_at_once_and_the_standby_says_what_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = Killed(standby(dir.path()));
+    let d = common::discovery_of(dir.path(), &primary.0);
+    let _standby = Killed(standby(dir.path()));
+
+    let mut child = send(dir.path(), &[&"word ".repeat(400)]);
+    let err = stderr_lines(&mut child);
+    let chunks = stdout_chunks(&mut child);
+    chunks.recv_timeout(WAIT).expect("tokens before the kill");
+    let t0 = std::time::Instant::now();
+    primary.0.kill().unwrap();
+    primary.0.wait().unwrap();
+    assert_eq!(exit_code(&mut child), Some(1));
+    let took = t0.elapsed();
+    let err = err.lock().unwrap().clone();
+    let old = d["instance_id"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("the primary (instance {old}) is gone: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("has taken over; it cannot say how the old primary ended turn"),
+        "{err}"
+    );
+    assert!(
+        err.contains("but no reply: the turn was cut off") || err.contains("has the reply cut off"),
+        "{err}"
+    );
+    eprintln!("kill -9 to send's verdict: {took:?}");
+}
+
+#[test]
+fn a_frozen_primary_is_noticed_by_its_missing_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), "20");
+    let mut child = send(dir.path(), &[&"word ".repeat(400)]);
+    let err = stderr_lines(&mut child);
+    let chunks = stdout_chunks(&mut child);
+    chunks.recv_timeout(WAIT).expect("tokens before the freeze");
+    let pid = server.child.id();
+    signal(pid, "-STOP");
+    let t0 = std::time::Instant::now();
+    let code = exit_code(&mut child);
+    signal(pid, "-CONT");
+    assert_eq!(code, Some(3));
+    let err = err.lock().unwrap().clone();
+    // Three 50 ms intervals, then the wait for a standby that never comes.
+    assert!(err.contains("is gone: no heartbeat for"), "{err}");
+    assert!(
+        err.contains("no other primary took over within 5s"),
+        "{err}"
+    );
+    eprintln!(
+        "freeze to send's verdict (with the 5 s takeover wait): {:?}",
+        t0.elapsed()
     );
 }

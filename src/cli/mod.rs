@@ -17,6 +17,7 @@ mod sessions;
 mod sub;
 mod target;
 mod tool_config;
+mod turn_fate;
 mod watch;
 mod where_is;
 

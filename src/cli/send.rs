@@ -4,6 +4,8 @@
 //! `--queue`, a message to a busy session waits for its turn (the wait does not count as idle);
 //! discarded from the queue, it exits 1. Ctrl-C interrupts the turn it started
 //! (`session.interrupt`), waits for its `llm.end` and exits 130; a second Ctrl-C exits at once.
+//! A primary that dies meanwhile (no heartbeat for three intervals, its process gone, or another
+//! instance publishing) is said so at once; what a new primary kept is in [`super::turn_fate`].
 //!
 //! PUB/SUB can lose the first events of a fresh subscription (the slow joiner). Tokens are printed
 //! as they come; if any were missed, the complete reply from the assistant `message.append` is
@@ -17,11 +19,13 @@ use serde_json::{json, Value};
 
 use super::interrupt::CtrlC;
 use super::{
-    hitl, input, report, target, ClientArgs, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK,
+    hitl, input, report, target, turn_fate, ClientArgs, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK,
     EXIT_UNREACHABLE, EXIT_USAGE,
 };
 use crate::client::{ClientError, RpcClient, Subscriber};
+use crate::liveness::{self, Liveness};
 use crate::protocol::events::topic;
+use crate::protocol::ids::InstanceId;
 use crate::protocol::methods::SendResult;
 
 #[derive(Debug, clap::Args)]
@@ -45,9 +49,10 @@ pub struct SendArgs {
     /// queued already) instead of failing with session_busy.
     #[arg(long)]
     pub queue: bool,
-    /// Give up if no event for the turn arrives for this long, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
+    /// Give up if no event for the turn arrives for this long, in seconds (default: wait as
+    /// long as the primary lives; a dead one is noticed from its heartbeats).
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -99,11 +104,15 @@ fn stream(
         topic::MESSAGE_APPEND,
         topic::HITL_PENDING,
         topic::MESSAGE_DEQUEUED,
+        // Heartbeats and shutdown: how a dead primary is noticed.
+        "instance.",
     ];
     let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
     let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
-    // A round trip gives the subscription time to reach the server; a miss is repaired below.
-    rpc.call("instance.ping", json!({}))?;
+    // A round trip gives the subscription time to reach the server (a miss is repaired below),
+    // and says which instance to follow and how often it beats.
+    let info = rpc.call("instance.info", json!({}))?;
+    let instance: Option<InstanceId> = serde_json::from_value(info["instance_id"].clone()).ok();
     let mut params = json!({"content": text});
     if let Some(s) = &args.session {
         params["session_id"] = json!(s);
@@ -131,7 +140,15 @@ fn stream(
     // Waiting in the queue is not being idle: the turns before it may take any time.
     let mut queued = sent.queued;
 
-    let idle = Duration::from_secs(args.idle_timeout);
+    let idle = args.idle_timeout.map(Duration::from_secs);
+    let mut live = match instance {
+        Some(i) => Liveness::of(
+            i,
+            info["heartbeat_interval_ms"].as_u64().unwrap_or(0),
+            Instant::now(),
+        ),
+        None => Liveness::new(Instant::now()),
+    };
     let mut last_event = Instant::now();
     let mut next_index = 0u64;
     let mut gaps = false;
@@ -165,8 +182,22 @@ fn stream(
                 return Ok(EXIT_INTERRUPTED);
             }
         }
-        let Some(ev) = sub.recv(Duration::from_millis(200))? else {
-            if !queued && last_event.elapsed() > idle {
+        let received = sub.recv(Duration::from_millis(200))?;
+        let gone = match &received {
+            Some(ev) => live.heard(&ev.envelope, Instant::now()),
+            None => {
+                let local = t
+                    .discovery_file
+                    .as_deref()
+                    .and_then(|f| liveness::local_process_runs(f, live.instance()));
+                live.check(Instant::now(), local)
+            }
+        };
+        if let Some(why) = gone.filter(|_| end.is_none()) {
+            return Ok(turn_fate::report(ctx, t, &sent, instance, &why));
+        }
+        let Some(ev) = received else {
+            if let Some(idle) = idle.filter(|i| !queued && last_event.elapsed() > *i) {
                 eprintln!("\nerror: no event for {idle:?}");
                 return Ok(EXIT_UNREACHABLE);
             }

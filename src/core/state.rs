@@ -84,6 +84,9 @@ pub struct CoreConfig {
     pub claim_timeout: time::Duration,
     /// How many messages, and bytes of them, may wait behind running turns.
     pub queue: QueueLimits,
+    /// How often the app publishes `instance.heartbeat` (the core only reports it, in each
+    /// heartbeat and in `instance.info`, so clients can tell a silent instance from a dead one).
+    pub heartbeat_interval: std::time::Duration,
 }
 
 impl Default for CoreConfig {
@@ -103,6 +106,7 @@ impl Default for CoreConfig {
             client_timeout: time::Duration::seconds(DEFAULT_CLIENT_TIMEOUT_SECS),
             claim_timeout: time::Duration::seconds(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS),
             queue: QueueLimits::default(),
+            heartbeat_interval: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -390,6 +394,7 @@ impl Core {
             promoted_from: self.promoted_from,
             status: self.health(),
             reason: self.degraded.as_ref().map(|d| d.reason.clone()),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
         };
         self.publish(Event::InstanceHeartbeat(payload), now);
     }
@@ -841,6 +846,7 @@ impl Core {
                 reason: d.reason.clone(),
                 since: d.since,
             }),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
         }
     }
 }

@@ -722,6 +722,10 @@ pub struct InfoResult {
     pub status: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<DegradedInfo>,
+    /// Milliseconds between `instance.heartbeat`s (`serve --heartbeat-interval`). 0 (absent)
+    /// from servers older than this field.
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
 }
 
 /// Gauges of the transport, read when `instance.info` is answered.
