@@ -48,8 +48,6 @@ const LONG_TOKENS_PER_TURN: usize = 100_000;
 /// Token rounds by default (each: every phase on every server); the table shows medians.
 const TOKEN_ROUNDS: usize = 7;
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// How a welcome envelope names its topic.
-const WELCOME: &str = "\"topic\":\"instance.welcome\"";
 
 struct Args {
     sessions: usize,
@@ -649,12 +647,18 @@ impl EventSub {
         sock.set_linger(0).unwrap();
         sock.set_rcvhwm(2_000_000).unwrap();
         sock.set_rcvtimeo(TIMEOUT.as_millis() as i32).unwrap();
-        for t in ["llm.token/", "llm.end/", "instance.heartbeat"] {
+        // The welcome asked for last (PROTOCOL §8) says the others are live.
+        for t in [
+            "llm.token/",
+            "llm.end/",
+            "instance.heartbeat",
+            "instance.welcome/bench-store",
+        ] {
             sock.set_subscribe(t.as_bytes()).unwrap();
         }
         sock.connect(endpoint).unwrap();
         let sub = EventSub { sock };
-        // The subscription is live once a heartbeat arrives.
+        // Live once the welcome (or a heartbeat, which proves it as well) arrives.
         while sub.next("a heartbeat").0 != Topic::Other {}
         sub
     }
@@ -670,11 +674,6 @@ impl EventSub {
             let [key, body] = frames.as_slice() else {
                 panic!("event with {} frames", frames.len());
             };
-            // A welcome comes under each subscription's own prefix (PROTOCOL §8): not an event
-            // of the topic that prefix names.
-            if body.windows(WELCOME.len()).any(|w| w == WELCOME.as_bytes()) {
-                continue;
-            }
             if key.starts_with(b"llm.token/") {
                 return (Topic::Token, at);
             }

@@ -13,23 +13,20 @@ use crate::core::models::ModelEntry;
 use crate::core::policy::Policy;
 use crate::core::replay::ReplayLimits;
 use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
-use crate::protocol::errors::RpcError;
-use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::{HitlId, InstanceId, TurnId};
-use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
+
 use crate::protocol::methods::{DropCounters, Endpoints};
 use crate::protocol::usage::TurnUsage;
+use crate::protocol::welcome::{requested_token, Welcome, WELCOME_PREFIX};
 use crate::store::memory::MemoryStore;
 use crate::store::{Rows, Store};
-use crate::transport::framing::{classify, Framed, Route};
+use crate::transport::framing::Route;
+use crate::transport::triage::{triage, Triage};
 
 mod expect;
 pub use expect::check_reply;
 use expect::EventChecks;
 
-/// Frames the transport keeps of one message (`MAX_FRAMES_KEPT` in transport/server.rs, private
-/// there); the rest are only counted.
-pub const MAX_FRAMES_KEPT: usize = 4;
 /// Small on purpose, so a fuzzer's short inputs reach the size refusal and the ring's eviction.
 pub const MAX_MESSAGE_BYTES: usize = 2_048;
 const REPLAY_LIMITS: ReplayLimits = ReplayLimits {
@@ -155,36 +152,17 @@ impl Harness {
         }
     }
 
-    /// One ROUTER message, as `transport::server::Server::handle_message` and then
+    /// One ROUTER message, as `transport::server::TransportThread::handle_message` and then
     /// `app::Actor::on_inbound` treat it. Left out, as nothing ever waits here: the queue between
     /// them (`server_busy`), the per-peer pending bound and the drain (`shutting_down`).
     pub fn handle(&mut self, frames: &[Vec<u8>]) -> Outcome {
-        let total = frames.len();
-        let kept = &frames[..total.min(MAX_FRAMES_KEPT)];
-        let (route, body) = match classify(kept, total) {
-            Framed::Request { route, body } => (route, body),
-            Framed::BadShape { route, frames } => {
-                return error_reply(route, RpcError::invalid_frames(frames))
-            }
-            Framed::Unroutable => return Outcome::Dropped,
-        };
-        if body.len() > MAX_MESSAGE_BYTES {
-            return error_reply(
-                route,
-                RpcError::message_too_large(body.len(), MAX_MESSAGE_BYTES),
-            );
-        }
-        // Glue repeated from `Server::handle_message` (private there): which decoded messages
-        // the transport answers itself; the rest go through `Core::answer` as in the server.
-        let calls = match decode(body) {
-            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
-                return Outcome::Reply {
-                    route,
-                    body: resp.to_bytes(),
-                }
-            }
-            Incoming::Single(Ok(req)) => Calls::Single(req),
-            Incoming::Batch(items) => Calls::Batch(items),
+        // The transport thread's own triage; what it lets through goes through `Core::answer`
+        // as in the server (admission by pending counts and the queue is the transport's state,
+        // not exercised here).
+        let (route, calls) = match triage(frames, frames.len(), MAX_MESSAGE_BYTES) {
+            Triage::Calls { route, calls } => (route, calls),
+            Triage::Answer { route, body, .. } => return Outcome::Reply { route, body },
+            Triage::Drop => return Outcome::Dropped,
         };
         // The transport counts a peer's pending requests by this; a wrong guess leaks the count.
         let promised = calls.expects_reply();
@@ -226,7 +204,8 @@ impl Harness {
     /// `r` a `hitl.respond` (see
     /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
     /// expiry, `q` shutdown; and `w`, the welcome the transport
-    /// publishes for a subscription to `text` (checked as an event, numbered after the last one),
+    /// publishes for a subscription to `instance.welcome/<text>` (not numbered: it must carry the
+    /// last event's number),
     /// `k` the clock forward by `selector` × 100 ms. Any other op does nothing, and after `q` so do
     /// the actor's own inputs (its loop has ended).
     pub fn control(&mut self, op: u8, selector: u8, text: &[u8]) {
@@ -280,16 +259,18 @@ impl Harness {
             }
             b'r' => return self.respond(selector, text),
             b'w' => {
-                // What the transport thread publishes on a subscription: numbered after the
-                // last event the core decided (all of which it has sent by now, here).
-                let welcome = EventEncoder::default().welcome(
-                    &text,
-                    self.core.seq(),
-                    self.now,
-                    self.core.instance_id(),
-                );
-                if let Err(what) = self.events.check(&welcome) {
-                    self.broken.get_or_insert(what);
+                // What the transport thread publishes on a subscription to
+                // `instance.welcome/<text>`: no number of its own, the last event's in its payload.
+                let subscription = format!("{WELCOME_PREFIX}{text}");
+                if let Some(token) = requested_token(subscription.as_bytes()) {
+                    let last = self.core.seq();
+                    let w = Welcome::encode(token, last, self.now, self.core.instance_id());
+                    let frames = [w.key.into_bytes(), w.body];
+                    let answered = Welcome::parse(&frames, token).map(|e| e.payload.last_seq);
+                    if answered != Some(last) {
+                        self.broken
+                            .get_or_insert(format!("welcome for {token:?}: {answered:?}"));
+                    }
                 }
                 return;
             }
@@ -390,12 +371,5 @@ impl Harness {
             }
         }
         Ok(())
-    }
-}
-
-fn error_reply(route: Route, error: RpcError) -> Outcome {
-    Outcome::Reply {
-        route,
-        body: Response::err(Id::Null, error).to_bytes(),
     }
 }

@@ -339,6 +339,8 @@ impl CurvePeer {
         };
         let sub = sock(zmq::SUB, &s.endpoint("pub"));
         sub.set_subscribe(b"").unwrap();
+        // A welcome right away, rather than waiting for the next heartbeat.
+        sub.set_subscribe(b"instance.welcome/access").unwrap();
         CurvePeer {
             dealer: sock(zmq::DEALER, &s.endpoint("rpc")),
             sub,
@@ -355,7 +357,7 @@ impl CurvePeer {
         v["result"]["status"].as_str().map(str::to_owned)
     }
 
-    /// Whether any event (a welcome, a heartbeat) arrives within `wait`.
+    /// Whether anything (its welcome, a heartbeat) arrives within `wait`.
     fn hears_events(&self, wait: Duration) -> bool {
         recv_within(&self.sub, wait).is_some()
     }

@@ -40,7 +40,7 @@ fn hello(client: &mut RpcClient, id: &str, tools: Value) -> Value {
         .call(
             "client.hello",
             json!({"client_id": id, "name": format!("{id} app"), "version": "0.3",
-               "protocol_versions": [1], "tools": tools}),
+               "protocol_versions": [2], "tools": tools}),
         )
         .unwrap_or_else(|e| panic!("hello {id}: {e}"))
 }
@@ -55,7 +55,7 @@ fn versions_are_negotiated_both_ways_and_an_anonymous_client_works_as_before() {
             json!({"client_id": "a", "name": "A", "protocol_versions": [3, 1, 2]}),
         )
         .unwrap();
-    assert_eq!(ok["protocol_version"], 1);
+    assert_eq!(ok["protocol_version"], 2);
     assert_eq!(ok["instance_id"], d.instance_id.as_str());
     assert_eq!(ok["capabilities"]["client_tools"], true);
 
@@ -63,11 +63,11 @@ fn versions_are_negotiated_both_ways_and_an_anonymous_client_works_as_before() {
     let e = refused(
         &mut b,
         "client.hello",
-        json!({"client_id": "b", "name": "B", "protocol_versions": [2, 3]}),
+        json!({"client_id": "b", "name": "B", "protocol_versions": [1, 3]}),
     );
     assert_eq!(e["code"], -32014);
     assert_eq!(e["data"]["kind"], "version_mismatch");
-    assert_eq!(e["data"]["supported"], json!([1]));
+    assert_eq!(e["data"]["supported"], json!([2]));
 
     // Without hello everything works as it did, and nothing is attributed.
     let r = send(&d, None, "anonymous");
@@ -81,7 +81,7 @@ fn versions_are_negotiated_both_ways_and_an_anonymous_client_works_as_before() {
 fn bad_hellos_are_refused_naming_what_is_wrong() {
     let d = daemon(None);
     let mut c = d.client();
-    let base = |tools: Value| json!({"client_id": "c", "name": "C", "protocol_versions": [1], "tools": tools});
+    let base = |tools: Value| json!({"client_id": "c", "name": "C", "protocol_versions": [2], "tools": tools});
     let cases = [
         (
             base(json!([{"name": "t", "parameters": {"type": "objekt"}}])),
@@ -103,7 +103,7 @@ fn bad_hellos_are_refused_naming_what_is_wrong() {
             "",
         ),
         (
-            json!({"client_id": "x".repeat(300), "name": "C", "protocol_versions": [1]}),
+            json!({"client_id": "x".repeat(300), "name": "C", "protocol_versions": [2]}),
             "client_id_too_long",
         ),
     ];

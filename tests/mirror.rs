@@ -98,3 +98,26 @@ fn the_mirror_holds_long_histories_and_long_messages_whole() {
     let longest = held.iter().map(|m| m.content.len()).max().unwrap();
     assert!(longest >= long.trim_end().len(), "longest held: {longest}");
 }
+
+/// `Synced` announces a replica that is already there: a reader of `replica()` on it sees the
+/// snapshot, never the empty replica from before (issue 15 saw `sessions=0` in 3 of 8 starts).
+#[test]
+fn on_synced_the_replica_already_holds_the_snapshot() {
+    let d = spawn_daemon();
+    for title in ["a", "b", "c"] {
+        d.call("session.create", json!({"title": title}));
+    }
+    for _ in 0..8 {
+        let mirror = Mirror::start(&d.rpc, &d.pub_, Duration::from_secs(5));
+        let seq = loop {
+            match mirror.changes().recv_timeout(common::WAIT) {
+                Ok(zcoord::mirror::Change::Synced { seq, .. }) => break seq,
+                Ok(_) => continue,
+                Err(e) => panic!("no Synced: {e}"),
+            }
+        };
+        let replica = mirror.replica();
+        assert_eq!(replica.sessions.len(), 3, "the announced snapshot");
+        assert!(replica.seq >= seq);
+    }
+}

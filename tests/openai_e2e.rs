@@ -195,7 +195,7 @@ fn a_client_tool_is_offered_to_the_model_while_its_client_is_present() {
     editor
         .call(
             "client.hello",
-            json!({"client_id": "ed", "name": "Editor", "protocol_versions": [1],
+            json!({"client_id": "ed", "name": "Editor", "protocol_versions": [2],
                    "tools": [{"name": "open_editors", "description": "Open files",
                               "parameters": schema}]}),
         )

@@ -23,7 +23,7 @@ fn ping_and_info_describe_this_instance() {
 
     let info = d.call("instance.info", json!({}));
     assert_eq!(info["instance_id"], d.instance_id.as_str());
-    assert_eq!(info["protocol_version"], 1);
+    assert_eq!(info["protocol_version"], 2);
     assert_eq!(info["pid"], std::process::id());
     assert_eq!(info["endpoints"]["rpc"], d.rpc.as_str());
     assert_eq!(info["endpoints"]["pub"], d.pub_.as_str());

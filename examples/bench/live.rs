@@ -6,22 +6,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde::Deserialize;
 use zcoord::client::Subscriber;
 
 /// Something events arrive on, frame by frame.
 pub trait EventSource {
     /// The next message's frames, or `None` when nothing arrives within `timeout`.
     fn next_frames(&self, timeout: Duration) -> anyhow::Result<Option<Vec<Vec<u8>>>>;
+    /// Adds a subscription after the ones made so far.
+    fn subscribe_more(&self, prefix: &str) -> anyhow::Result<()>;
 }
 
 impl EventSource for Subscriber {
     fn next_frames(&self, timeout: Duration) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
         Ok(self.recv_raw(timeout)?)
     }
+
+    fn subscribe_more(&self, prefix: &str) -> anyhow::Result<()> {
+        Ok(self.subscribe(prefix)?)
+    }
 }
 
 impl EventSource for zmq::Socket {
+    fn subscribe_more(&self, prefix: &str) -> anyhow::Result<()> {
+        Ok(self.set_subscribe(prefix.as_bytes())?)
+    }
+
     fn next_frames(&self, timeout: Duration) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
         let ms = timeout.as_millis().min(i64::MAX as u128) as i64;
         let mut items = [self.as_poll_item(zmq::POLLIN)];
@@ -35,7 +44,7 @@ impl EventSource for zmq::Socket {
 /// How a subscription was found to be live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Live {
-    /// An `instance.welcome` arrived for every prefix.
+    /// The `instance.welcome` asked for after the prefixes arrived.
     Welcome,
     /// No welcome in time; another event arrived, so the subscription is live anyway.
     FirstEvent,
@@ -53,24 +62,31 @@ pub fn counts() -> (usize, usize) {
     )
 }
 
-/// How long to wait for welcomes before any event will do.
+/// How long to wait for the welcome before any event will do.
 const WELCOME_GRACE: Duration = Duration::from_millis(200);
 
-/// Waits until the subscription to `prefixes` (in the order they were subscribed) is live.
+/// Tells the welcome tokens of one bench run apart.
+static TOKENS: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits until the subscription to `prefixes` (already made, in this order) is live.
 ///
-/// The server answers each new subscription with an `instance.welcome` whose key is the
-/// prefix itself; once every prefix has its welcome, all of them are live. A server without
-/// welcomes (or one that only reports a subscription the first time any subscriber makes it)
-/// sends none: after [`WELCOME_GRACE`] any event proves the subscription live, because libzmq
-/// sends a socket's subscriptions in order and the server applies them in order, so a socket
-/// whose last prefix is `instance.heartbeat` is live once a heartbeat arrives.
+/// It asks for a welcome after them (`instance.welcome/<token>`, PROTOCOL §8); the zcoord server
+/// answers it, and its arrival proves every earlier prefix live. A server without welcomes (bare
+/// libzmq) sends none: after [`WELCOME_GRACE`] any event proves the subscription live, because
+/// libzmq sends a socket's subscriptions in order and the server applies them in order, so a
+/// socket whose last prefix is `instance.heartbeat` is live once a heartbeat arrives.
 pub fn wait_live(
     source: &impl EventSource,
     prefixes: &[&str],
     timeout: Duration,
 ) -> anyhow::Result<Live> {
     let start = Instant::now();
-    let mut waiting: Vec<&str> = prefixes.to_vec();
+    let key = format!(
+        "instance.welcome/bench-{}-{}",
+        std::process::id(),
+        TOKENS.fetch_add(1, Ordering::Relaxed)
+    );
+    source.subscribe_more(&key)?;
     let mut seen_any = false;
     loop {
         let elapsed = start.elapsed();
@@ -90,25 +106,19 @@ pub fn wait_live(
         let Some(frames) = source.next_frames(wait)? else {
             continue;
         };
-        seen_any = true;
-        if let [key, body] = frames.as_slice() {
-            if is_welcome(body) {
-                waiting.retain(|p| p.as_bytes() != key.as_slice());
-                if waiting.is_empty() {
-                    BY_WELCOME.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Live::Welcome);
-                }
+        match frames.first() {
+            Some(k) if *k == key.as_bytes() => {
+                BY_WELCOME.fetch_add(1, Ordering::Relaxed);
+                return Ok(Live::Welcome);
             }
+            // Another reader's welcome proves nothing about this socket.
+            Some(k) if is_welcome_key(k) => {}
+            _ => seen_any = true,
         }
     }
 }
 
-/// Whether an event's envelope is an `instance.welcome`.
-pub fn is_welcome(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Topic<'a> {
-        #[serde(borrow)]
-        topic: &'a str,
-    }
-    serde_json::from_slice::<Topic>(body).is_ok_and(|t| t.topic == "instance.welcome")
+/// Whether a PUB key is an `instance.welcome`'s (any reader's): not an event.
+pub fn is_welcome_key(key: &[u8]) -> bool {
+    key.starts_with(b"instance.welcome/")
 }

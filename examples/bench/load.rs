@@ -14,7 +14,7 @@ use zcoord::client::Subscriber;
 use crate::child::ServerChild;
 use crate::control::Control;
 use crate::dealer::Client;
-use crate::live::{is_welcome, wait_live, EventSource};
+use crate::live::{wait_live, EventSource};
 use crate::model::TurnPlan;
 use crate::readers::{Expect, Readers, Target, LIVE_TIMEOUT};
 use crate::serve::ServeOptions;
@@ -172,9 +172,8 @@ impl Watcher {
             let mut arrivals = Vec::new();
             while !stopping.load(Ordering::Relaxed) {
                 let frames = sub.next_frames(Duration::from_millis(100))?;
-                // The welcome to this subscription has the same key.
-                if let Some([key, body]) = frames.as_deref() {
-                    if key == b"instance.heartbeat" && !is_welcome(body) {
+                if let Some([key, _]) = frames.as_deref() {
+                    if key == b"instance.heartbeat" {
                         arrivals.push(Instant::now());
                     }
                 }

@@ -24,7 +24,16 @@ from pathlib import Path
 
 import zmq
 
-from call import data_dir, read_discovery
+from zcoord.discovery import data_dir_for as data_dir
+
+
+def read_discovery(path: Path) -> dict:
+    """The discovery file's JSON, or {} when there is none (endpoints given on the command line)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def keygen(path: Path) -> int:

@@ -4,7 +4,8 @@
 #
 #   bash examples/python/smoke.sh target/debug/zcoord
 #
-# Needs python3 with pyzmq (pip install pyzmq). PYTHON overrides the interpreter.
+# Needs python3 with the zcoord package (pip install ./clients/python, which brings pyzmq).
+# PYTHON overrides the interpreter.
 set -euo pipefail
 
 BIN=${1:?usage: smoke.sh PATH_TO_ZCOORD_BINARY}
@@ -45,7 +46,7 @@ wait_for() {
     return 1
 }
 
-"$PY" -c 'import zmq' || fail "pyzmq is not installed (pip install pyzmq)"
+"$PY" -c 'import zcoord' || fail "the zcoord package is not installed (pip install ./clients/python)"
 # The secret of each server is read from its discovery file; one from the caller's environment
 # would override it.
 unset ZCOORD_SECRET

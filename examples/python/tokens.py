@@ -7,14 +7,11 @@
 Without --session every session's tokens are printed; --turns N exits after N turns ended
 (llm.end). It follows the recommended start-up of proto-docs/PROTOCOL.md §8:
 
-  1. a SUB subscribes to the llm.* and message.append events (of one session, or of all) and
-     to instance.* (for instance.shutdown), and waits for the `instance.welcome` of each
-     subscription: its key frame and its payload `subscription` are the subscription itself
-     (welcomes for other clients' subscriptions may arrive too and are ignored). From then on
-     every event published after the welcome reaches this SUB unless its queue overflows, so it
-     prints "subscribed" on stderr: a `message.send` made after that is seen from its first
-     token. Events published before are lost to the "slow joiner" race; a turn already running
-     is printed from the token it had reached.
+  1. with the `zcoord` package, a SUB subscribes to the llm.* and message.append events (of one
+     session, or of all) and to instance.* (for instance.shutdown), then to its own
+     `instance.welcome/<token>`, and waits for that welcome: every subscription made before it
+     is live, so it prints "subscribed" on stderr and a `message.send` made after that is seen
+     from its first token. A turn already running is printed from the token it had reached.
   2. tokens are printed in `index` order. An index jump means tokens were lost (a subscriber
      that fell behind its queue, §9): they are fetched over a DEALER with `events.replay
      {after_seq: <seq of the last token we have>, prefixes: ["llm.token/<sid>"], instance_id}`
@@ -28,79 +25,21 @@ Without --session every session's tokens are printed; --turns N exits after N tu
 Exit codes: 0 after --turns N turns or instance.shutdown, 2 usage, 3 no server (no discovery file,
 or no welcome within --live-timeout), 130 Ctrl-C.
 Over tcp both sockets authenticate with ZeroMQ PLAIN (user "zcoord", the secret from
-$ZCOORD_SECRET or the discovery file); see authenticate().
-Requires pyzmq (pip install pyzmq). See proto-docs/PROTOCOL.md for the wire format.
+$ZCOORD_SECRET or the discovery file): the package does it.
+Requires the package: pip install ./clients/python (see README.md).
 """
 
 import argparse
-import json
-import os
 import sys
 import time
-import uuid
-from pathlib import Path
 
-import zmq
+import zcoord
 
 REPLAY_UNAVAILABLE = -32008
 QUIET_CHECK = 2.0  # seconds a running turn may stay silent before we ask the server about it
 END_WAIT = 1.0  # seconds to wait for the closing message.append of a turn that lost tokens
-
-
-def data_home() -> Path:
-    if os.environ.get("XDG_DATA_HOME"):
-        return Path(os.environ["XDG_DATA_HOME"]) / "zcoord"
-    return Path.home() / ".local/share/zcoord"
-
-
-def data_dir(arg: str | None, workspace: str | None = None) -> Path:
-    """Where `zcoord serve` writes instance.json: the same lookup order as the zcoord CLI.
-
-    --data-dir, else $ZCOORD_DATA_DIR, else the workspace's own directory under the data home:
-    the workspace is --workspace, else $ZCOORD_WORKSPACE, else the current directory.
-    """
-    if arg:
-        return Path(arg)
-    if os.environ.get("ZCOORD_DATA_DIR"):
-        return Path(os.environ["ZCOORD_DATA_DIR"])
-    ws = os.path.realpath(workspace or os.environ.get("ZCOORD_WORKSPACE") or os.getcwd())
-    base = os.path.basename(ws) or "root"
-    name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in base)[:16]
-    h = 0xCBF29CE484222325  # FNV-1a, 64 bits, over the absolute path's UTF-8 bytes
-    for b in ws.encode():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return data_home() / "workspaces" / f"{name}-{h:016x}"
-
-
-def authenticate(sock: zmq.Socket, endpoint: str, secret: str | None) -> None:
-    """Over tcp the server lets in only peers presenting ZeroMQ PLAIN credentials: user name
-    "zcoord", password the instance's secret. Two socket options, set before connect(); over ipc
-    the directory's permissions do that job and nothing is set."""
-    if endpoint.startswith("tcp://") and secret:
-        sock.plain_username = b"zcoord"
-        sock.plain_password = secret.encode()
-
-
-def secret_for(discovery: dict, endpoints: list[str]) -> str | None:
-    """$ZCOORD_SECRET, else the discovery file's "secret" (written only when an endpoint is tcp;
-    the file is 0600). Warns when a tcp endpoint has none: the server would ignore us."""
-    secret = os.environ.get("ZCOORD_SECRET") or discovery.get("secret")
-    if not secret and any(e.startswith("tcp://") for e in endpoints):
-        print(
-            "warning: tcp endpoint but no secret ($ZCOORD_SECRET or the discovery file's): "
-            "the server will not answer",
-            file=sys.stderr,
-        )
-    return secret
-
-
-def read_discovery(path: Path) -> dict:
-    """The discovery file, or {} when there is none (endpoints given on the command line)."""
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}
+RpcError = zcoord.RpcError
+RpcTimeout = zcoord.Timeout
 
 
 def note(line: str) -> None:
@@ -111,108 +50,6 @@ def note(line: str) -> None:
 def write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-# --- RPC ------------------------------------------------------------------------------------
-
-
-class RpcTimeout(Exception):
-    pass
-
-
-class RpcError(Exception):
-    def __init__(self, error: dict):
-        super().__init__(json.dumps(error))
-        self.error = error
-        self.code = error.get("code")
-        self.data = error.get("data") or {}
-
-
-class Rpc:
-    """JSON-RPC over one long-lived DEALER. libzmq reconnects it by itself after a restart."""
-
-    def __init__(self, ctx: zmq.Context, endpoint: str, timeout_ms: int, secret: str | None):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        authenticate(self.sock, endpoint, secret)  # tcp only: PLAIN, before connect
-        self.sock.connect(endpoint)
-        self.timeout_ms = timeout_ms
-
-    def call(self, method: str, params: dict) -> dict:
-        req_id = str(uuid.uuid4())
-        request = {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}
-        self.sock.send(json.dumps(request).encode())
-        deadline = time.monotonic() + self.timeout_ms / 1000
-        while True:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0 or not self.sock.poll(left_ms, zmq.POLLIN):
-                raise RpcTimeout(f"{method}: no reply within {self.timeout_ms} ms")
-            reply = json.loads(self.sock.recv_multipart()[-1])
-            # The socket is reused: a late reply to a call that timed out may come first.
-            if not isinstance(reply, dict) or reply.get("id") != req_id:
-                continue
-            if "error" in reply:
-                raise RpcError(reply["error"])
-            return reply["result"]
-
-
-# --- a live subscription --------------------------------------------------------------------
-
-
-def welcome_in(frames: list[bytes]) -> dict | None:
-    """The envelope of an instance.welcome, or None. Its key frame is the subscription."""
-    if len(frames) != 2:
-        return None
-    try:
-        event = json.loads(frames[1])
-        if event.get("topic") != "instance.welcome":
-            return None
-        if event["payload"]["subscription"].encode() != frames[0]:
-            return None
-        return event
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def subscribe_live(
-    ctx: zmq.Context, endpoint: str, prefixes: list[str], timeout: float, secret: str | None
-):
-    """A SUB on `prefixes` whose subscriptions are all live: each one's welcome has arrived.
-
-    Returns (sub, welcomes, early): `welcomes` maps each prefix to its welcome's envelope (`seq`:
-    every matching event numbered above it reaches us), `early` the events that arrived before.
-    None if that does not happen within `timeout` seconds. A welcome that is late gets a fresh
-    socket rather than a longer wait: a welcome can be lost like any event, and a new
-    connection is welcomed anew.
-    """
-    deadline = time.monotonic() + timeout
-    attempt = 1.0
-    while True:
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        authenticate(sub, endpoint, secret)  # the PUB checks subscribers too
-        for p in prefixes:
-            sub.setsockopt_string(zmq.SUBSCRIBE, p)
-        sub.connect(endpoint)
-        welcomes, early = {}, []
-        until = min(deadline, time.monotonic() + attempt)
-        while len(welcomes) < len(set(prefixes)):
-            left_ms = int((until - time.monotonic()) * 1000)
-            if left_ms <= 0 or not sub.poll(left_ms, zmq.POLLIN):
-                break
-            frames = sub.recv_multipart()
-            welcome = welcome_in(frames)
-            sub_of = welcome and welcome["payload"]["subscription"]
-            if sub_of in prefixes and sub_of not in welcomes:
-                welcomes[sub_of] = welcome
-            elif welcome is None:
-                early.append(frames)  # another client's welcome is just dropped
-        else:
-            return sub, welcomes, early
-        sub.close()
-        if time.monotonic() >= deadline:
-            return None
-        attempt = min(attempt * 2, 5.0)
 
 
 # --- the token printer ----------------------------------------------------------------------
@@ -249,7 +86,7 @@ class Turn:
 
 
 class Printer:
-    def __init__(self, rpc: Rpc, turns_wanted: int | None):
+    def __init__(self, rpc: zcoord.Client, turns_wanted: int | None):
         self.rpc = rpc
         self.turns: dict[str, Turn] = {}  # running turns, by turn_id
         self.finished: set[str] = set()  # turns printed to the end: later events are old news
@@ -257,8 +94,7 @@ class Printer:
         self.turns_done = 0
         self.covered: dict[str, int] = {}  # instance_id -> seq after which our events all come
 
-    def welcomed(self, welcome: dict) -> None:
-        iid, seq = welcome["instance_id"], welcome["payload"]["seq"]
+    def welcomed(self, iid: str, seq: int) -> None:
         self.covered[iid] = min(self.covered.get(iid, seq), seq)
 
     def turn(self, event: dict, create: bool = True) -> Turn | None:
@@ -358,7 +194,7 @@ class Printer:
                 self.put(t, event)
         except (RpcError, RpcTimeout) as e:
             why = e.data.get("reason") if isinstance(e, RpcError) else None
-            if isinstance(e, RpcError) and e.code == REPLAY_UNAVAILABLE:
+            if zcoord.errors.is_replay_unavailable(e):
                 self.give_up(t, f"tokens from {t.next} are no longer replayable ({why})")
             else:
                 self.give_up(t, f"events.replay failed: {e}")
@@ -417,12 +253,12 @@ class Printer:
         except RpcTimeout:
             return  # try again at the next check
         except RpcError as e:
-            if e.code == REPLAY_UNAVAILABLE and e.data.get("reason") == "instance_changed":
+            if zcoord.errors.is_replay_unavailable(e) and e.data.get("reason") == "instance_changed":
                 # A restarted server ends no turn of the old one (PROTOCOL.md §12).
                 self.turns.pop(t.id, None)
                 self.finished.add(t.id)
                 note(f"\n[turn {t.id}: the server restarted; this turn will not end]")
-            elif e.code == REPLAY_UNAVAILABLE:
+            elif zcoord.errors.is_replay_unavailable(e):
                 self.give_up(t, f"tokens from {t.next} are no longer replayable")
             return
         for event in events:
@@ -447,17 +283,12 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    path = data_dir(args.data_dir, args.workspace) / "instance.json"
-    discovery = read_discovery(path)
-    rpc_ep, pub_ep = args.rpc, args.pub
-    if not (rpc_ep and pub_ep):
-        try:
-            endpoints = discovery["endpoints"]
-            rpc_ep, pub_ep = rpc_ep or endpoints["rpc"], pub_ep or endpoints["pub"]
-        except (KeyError, TypeError):
-            note(f"error: no endpoints in {path} (is `zcoord serve` running?)")
-            return 3
-    secret = secret_for(discovery, [rpc_ep, pub_ep])
+    try:
+        rpc = zcoord.Client.connect(rpc=args.rpc, pub=args.pub, data_dir=args.data_dir,
+                                    workspace=args.workspace, timeout=args.timeout_ms / 1000)
+    except zcoord.ConnectionFailed as e:
+        note(f"error: {e} (is `zcoord serve` running?)")
+        return 3
 
     # Subscriptions are key prefixes. Session events have keys "<topic>/<session_id>", so
     # "llm.token/<id>" is one session's tokens and "llm." every session's llm.* events.
@@ -468,32 +299,28 @@ def main() -> int:
         prefixes = ["llm.", "message.append/"]
     prefixes.append("instance.")  # instance.shutdown tells us when to stop
 
-    ctx = zmq.Context.instance()
-    rpc = Rpc(ctx, rpc_ep, args.timeout_ms, secret)
-    live = subscribe_live(ctx, pub_ep, prefixes, args.live_timeout, secret)
-    if live is None:
-        note(
-            f"error: no welcome within {args.live_timeout:g} s on {pub_ep} (is the server running?)"
-        )
+    # The Printer repairs token holes itself (and falls back to message.append), so the
+    # subscription only orders events: repair=False.
+    try:
+        sub = rpc.subscribe(prefixes, timeout=args.live_timeout, repair=False)
+    except zcoord.NotLive as e:
+        note(f"error: {e}")
         return 3
-    sub, welcomes, early = live
     note("subscribed")
 
     printer = Printer(rpc, args.turns)
-    for welcome in welcomes.values():
-        printer.welcomed(welcome)
-    for frames in early:
-        if not printer.on_event(json.loads(frames[-1])):
-            return 0
+    printer.welcomed(sub.welcome.instance_id, sub.welcome.last_seq)
     while True:
-        if sub.poll(200, zmq.POLLIN):
-            # Frame 1 is the key, frame 2 the JSON envelope {seq, instance_id, topic, ..., payload}.
-            frames = sub.recv_multipart()
-            welcome = welcome_in(frames)
-            if welcome and welcome["payload"]["subscription"] in prefixes:
-                printer.welcomed(welcome)  # ours again: a reconnect, perhaps to a new instance
-            if not printer.on_event(json.loads(frames[-1])):
-                return 0
+        try:
+            event = sub.recv(0.2)
+        except zcoord.InstanceChanged as e:
+            # A new instance (restart, failover): follow it; its tokens come from seq 1.
+            assert e.event is not None
+            sub.reset(e.event["instance_id"], 0)
+            printer.welcomed(e.event["instance_id"], 0)
+            event = e.event
+        if event is not None and not printer.on_event(dict(event)):
+            return 0
         if not printer.tick():
             return 0
 

@@ -87,7 +87,7 @@ def main() -> int:
                 env = json.loads(body)
                 if env["topic"] == "instance.welcome":
                     live.add(env["payload"]["subscription"])
-        call("client.hello", {"client_id": "bench", "name": "bench", "protocol_versions": [1],
+        call("client.hello", {"client_id": "bench", "name": "bench", "protocol_versions": [2],
                               "tools": [TOOL]})
         session = call("session.create", {})["id"]
         times = {"server": [], "client": []}

@@ -55,7 +55,8 @@ pub fn run(args: SubArgs, data_dir: &Path) -> i32 {
     let prefixes = prefixes(&args);
     let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     let ctx = zmq::Context::new();
-    // Wait for the welcomes so that nothing published after this point is missed, and say so.
+    // Wait for the welcome so that nothing published after this point is missed, and say so.
+    // (`recv` skips other clients' welcomes, which a subscription to everything also gets.)
     let sub = match Subscriber::connect_live_with(
         &ctx,
         &t.pub_,
@@ -76,8 +77,6 @@ pub fn run(args: SubArgs, data_dir: &Path) -> i32 {
             return EXIT_OK;
         }
         match sub.recv(Duration::from_secs(3600)) {
-            // Welcomes answer subscriptions (ours was handled above; others are other clients').
-            Ok(Some(ev)) if ev.envelope.topic == topic::INSTANCE_WELCOME => {}
             Ok(Some(ev)) => {
                 seen += 1;
                 let mut out = stdout.lock();

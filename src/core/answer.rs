@@ -9,6 +9,7 @@
 use super::read::{MessageRows, Read, ReadError};
 use super::state::{CallContext, Core};
 use crate::protocol::errors::RpcError;
+use crate::protocol::ids::{SessionId, TurnId};
 use crate::protocol::jsonrpc::{encode_result, join_batch, Calls, Id, Request, Response};
 use crate::protocol::methods::{Call, Reply};
 
@@ -105,13 +106,63 @@ impl Core {
     /// One call; `None` for a notification (which still runs; a read it would make is not).
     fn answer_one(&mut self, req: Request, ctx: &CallContext) -> Option<Part> {
         let Request { id, method, params } = req;
-        let outcome = Call::parse(&method, params)
-            .and_then(|call| self.call(call, ctx).map_err(RpcError::from));
+        // One span per call, for logs: its method (as parsed: a name a client made up is not
+        // a field) and the session and turn it is about, when it names or starts one.
+        let span = tracing::debug_span!(
+            "request",
+            method = tracing::field::Empty,
+            session_id = tracing::field::Empty,
+            turn_id = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let outcome = Call::parse(&method, params).and_then(|call| {
+            span.record("method", call.method());
+            if let Some(session_id) = session_of(&call) {
+                span.record("session_id", session_id);
+            }
+            self.call(call, ctx).map_err(RpcError::from)
+        });
+        if let Ok(Outcome::Reply(reply)) = &outcome {
+            if let Some((session_id, turn_id)) = turn_of(reply) {
+                span.record("session_id", tracing::field::display(session_id));
+                span.record("turn_id", tracing::field::display(turn_id));
+            }
+        }
+        match &outcome {
+            Ok(_) => tracing::trace!("answered"),
+            Err(e) => tracing::debug!(code = e.code, "refused"),
+        }
         let id = id?;
         Some(match outcome {
             Ok(Outcome::Reply(reply)) => Part::Done(encode_result(&id, &reply)),
             Ok(Outcome::Read(read)) => Part::Read { id, read },
             Err(e) => Part::Done(Response::err(id, e).to_bytes()),
         })
+    }
+}
+
+/// The session a call names, for its span.
+fn session_of(call: &Call) -> Option<&str> {
+    match call {
+        Call::SessionGet { session_id }
+        | Call::SessionDelete { session_id }
+        | Call::SessionActivate { session_id }
+        | Call::SessionInterrupt { session_id, .. }
+        | Call::MessageList { session_id, .. }
+        | Call::MessageGet { session_id, .. } => Some(session_id),
+        Call::MessageSend(send) => send.session_id.as_deref(),
+        Call::HitlList { session_id } => session_id.as_deref(),
+        Call::SessionConfigure(c) => Some(&c.session_id),
+        _ => None,
+    }
+}
+
+/// The session and turn a reply is about, for its call's span: the turn a send started or
+/// queued, the call a client claimed.
+fn turn_of(reply: &Reply) -> Option<(SessionId, TurnId)> {
+    match reply {
+        Reply::Send(r) => Some((r.session_id, r.turn_id)),
+        Reply::Claim(r) => Some((r.session_id, r.turn_id)),
+        _ => None,
     }
 }

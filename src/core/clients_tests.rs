@@ -104,20 +104,20 @@ fn turn_calling(c: &mut Core, secs: i64) -> TurnId {
 #[test]
 fn hello_agrees_on_the_highest_common_version_or_says_which_it_speaks() {
     let mut c = core();
-    match c.reply(hello("a", &[1, 7, 9], &[]), &on(b"A", 0)).unwrap() {
+    match c.reply(hello("a", &[1, 2, 9], &[]), &on(b"A", 0)).unwrap() {
         Reply::Hello(h) => {
-            assert_eq!(h.protocol_version, 1);
+            assert_eq!(h.protocol_version, 2);
             assert!(h.capabilities.client_tools);
             assert_eq!(h.capabilities.client_timeout_secs, 15);
         }
         other => panic!("{other:?}"),
     }
-    let err = c.reply(hello("b", &[2, 3], &[]), &on(b"B", 0)).unwrap_err();
+    let err = c.reply(hello("b", &[1, 3], &[]), &on(b"B", 0)).unwrap_err();
     let rpc = crate::protocol::errors::RpcError::from(err);
     assert_eq!(rpc.code, -32014);
     let data = rpc.data.unwrap();
     assert_eq!(data["kind"], "version_mismatch");
-    assert_eq!(data["supported"], json!([1]));
+    assert_eq!(data["supported"], json!([2]));
     // The refused client is not present.
     match c.reply(Call::ClientList, &on(b"B", 0)).unwrap() {
         Reply::ClientList(l) => assert_eq!(l.clients.len(), 1),
@@ -128,8 +128,8 @@ fn hello_agrees_on_the_highest_common_version_or_says_which_it_speaks() {
 #[test]
 fn a_second_hello_with_the_same_id_replaces_the_first_and_a_reused_socket_replaces_its_client() {
     let mut c = core();
-    c.reply(hello("a", &[1], &[]), &on(b"A1", 0)).unwrap();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A2", 3))
+    c.reply(hello("a", &[2], &[]), &on(b"A1", 0)).unwrap();
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A2", 3))
         .unwrap();
     let evs = events(&mut c);
     let joined: Vec<bool> = evs
@@ -151,7 +151,7 @@ fn a_second_hello_with_the_same_id_replaces_the_first_and_a_reused_socket_replac
     assert_eq!(c.author(b"A2").unwrap().client_id, "a");
 
     // The same socket says hello as someone else: the first leaves, replaced.
-    c.reply(hello("b", &[1], &[]), &on(b"A2", 4)).unwrap();
+    c.reply(hello("b", &[2], &[]), &on(b"A2", 4)).unwrap();
     let evs = events(&mut c);
     assert!(matches!(&evs[0], Event::ClientLeft(l) if l.client_id == "a"
         && l.reason == LeaveReason::Replaced));
@@ -161,8 +161,8 @@ fn a_second_hello_with_the_same_id_replaces_the_first_and_a_reused_socket_replac
 #[test]
 fn silence_past_the_timeout_leaves_and_any_request_keeps_a_client_present() {
     let mut c = core();
-    c.reply(hello("a", &[1], &[]), &on(b"A", 0)).unwrap();
-    c.reply(hello("b", &[1], &[]), &on(b"B", 0)).unwrap();
+    c.reply(hello("a", &[2], &[]), &on(b"A", 0)).unwrap();
+    c.reply(hello("b", &[2], &[]), &on(b"B", 0)).unwrap();
     events(&mut c);
     // `a` pings at 10 s; at 16 s only `b` has been silent for 15 s.
     c.reply(Call::InstancePing, &on(b"A", 10)).unwrap();
@@ -181,7 +181,7 @@ fn silence_past_the_timeout_leaves_and_any_request_keeps_a_client_present() {
 #[test]
 fn a_message_from_a_client_that_said_hello_carries_its_author() {
     let mut c = core();
-    c.reply(hello("vscode-1", &[1], &[]), &on(b"A", 0)).unwrap();
+    c.reply(hello("vscode-1", &[2], &[]), &on(b"A", 0)).unwrap();
     let call = |content: &str| {
         Call::MessageSend(MessageSend {
             session_id: None,
@@ -227,11 +227,11 @@ fn a_message_from_a_client_that_said_hello_carries_its_author() {
 #[test]
 fn a_client_tool_is_offered_claimed_once_and_ended_by_its_claimants_result() {
     let mut c = core();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
-    c.reply(hello("b", &[1], &["open_editors"]), &on(b"B", 0))
+    c.reply(hello("b", &[2], &["open_editors"]), &on(b"B", 0))
         .unwrap();
-    c.reply(hello("n", &[1], &[]), &on(b"N", 0)).unwrap();
+    c.reply(hello("n", &[2], &[]), &on(b"N", 0)).unwrap();
     c.take_effects();
     let t = send(&mut c, None, "what is open?", 1).turn_id;
     let offered = c.take_effects().into_iter().find_map(|e| match e {
@@ -331,7 +331,7 @@ fn error_verdict(effects: &[Effect]) -> String {
 #[test]
 fn unclaimed_calls_time_out_and_a_claimant_that_leaves_ends_its_call() {
     let mut c = core();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
     turn_calling(&mut c, 1);
     c.take_effects();
@@ -346,7 +346,7 @@ fn unclaimed_calls_time_out_and_a_claimant_that_leaves_ends_its_call() {
 
     // A second turn: claimed, then the claimant says goodbye.
     let mut c = core();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
     turn_calling(&mut c, 1);
     claim(&mut c, b"A", "call_1", 2).unwrap();
@@ -358,7 +358,7 @@ fn unclaimed_calls_time_out_and_a_claimant_that_leaves_ends_its_call() {
 #[test]
 fn a_call_whose_clients_all_left_fails_at_once_and_a_turns_end_closes_its_claims() {
     let mut c = core();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
     turn_calling(&mut c, 1);
     c.take_effects();
@@ -366,7 +366,7 @@ fn a_call_whose_clients_all_left_fails_at_once_and_a_turns_end_closes_its_claims
     assert!(error_verdict(&c.take_effects()).contains("no connected client offers"));
 
     let mut c = core();
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
     turn_calling(&mut c, 1);
     claim(&mut c, b"A", "call_1", 2).unwrap();
@@ -390,7 +390,7 @@ fn a_call_whose_clients_all_left_fails_at_once_and_a_turns_end_closes_its_claims
 fn a_client_tool_behind_ask_is_claimable_only_once_approved_by_a_named_client() {
     let mut c = core();
     c.config.tool_policy.set("open_editors", Policy::Ask);
-    c.reply(hello("a", &[1], &["open_editors"]), &on(b"A", 0))
+    c.reply(hello("a", &[2], &["open_editors"]), &on(b"A", 0))
         .unwrap();
     turn_calling(&mut c, 1);
     let evs = events(&mut c);
@@ -430,7 +430,7 @@ fn tools_that_clash_with_built_ins_and_one_client_too_many_are_refused() {
     let mut c = core();
     for name in ["read_file", "ask_user"] {
         let err = c
-            .reply(hello("a", &[1], &[name]), &on(b"A", 0))
+            .reply(hello("a", &[2], &[name]), &on(b"A", 0))
             .unwrap_err();
         let rpc = crate::protocol::errors::RpcError::from(err);
         assert_eq!(rpc.code, -32602);
@@ -438,13 +438,13 @@ fn tools_that_clash_with_built_ins_and_one_client_too_many_are_refused() {
     }
     for i in 0..crate::protocol::limits::MAX_CLIENTS {
         let peer = format!("P{i}");
-        c.reply(hello(&format!("c{i}"), &[1], &[]), &on(peer.as_bytes(), 0))
+        c.reply(hello(&format!("c{i}"), &[2], &[]), &on(peer.as_bytes(), 0))
             .unwrap();
     }
-    let err = c.reply(hello("late", &[1], &[]), &on(b"L", 0)).unwrap_err();
+    let err = c.reply(hello("late", &[2], &[]), &on(b"L", 0)).unwrap_err();
     assert_eq!(crate::protocol::errors::RpcError::from(err).code, -32020);
     // A client already present may still say hello again.
-    assert!(c.reply(hello("c0", &[1], &[]), &on(b"P0", 1)).is_ok());
+    assert!(c.reply(hello("c0", &[2], &[]), &on(b"P0", 1)).is_ok());
 }
 
 #[test]
@@ -458,7 +458,7 @@ fn a_queued_message_keeps_its_author_and_model_until_its_turn_starts() {
             context_bytes: 4 << 10,
         },
     );
-    c.reply(hello("ed", &[1], &[]), &on(b"E", 0)).unwrap();
+    c.reply(hello("ed", &[2], &[]), &on(b"E", 0)).unwrap();
     let first = send(&mut c, None, "first", 1);
     let queued = Call::MessageSend(MessageSend {
         session_id: Some(first.session_id.to_string()),

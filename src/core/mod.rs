@@ -3,10 +3,12 @@
 
 pub mod answer;
 pub mod client_tools;
+mod dispatch;
 pub mod effects;
 pub mod error;
 pub mod hitl;
 pub mod ids;
+mod instance;
 pub mod models;
 pub mod peers;
 pub mod persist;
@@ -15,7 +17,9 @@ pub mod queue;
 pub mod read;
 pub mod replay;
 mod restore;
+mod send;
 pub mod session;
+mod session_calls;
 pub mod state;
 mod streaming;
 mod tool_args;

@@ -478,7 +478,6 @@ impl Mirror {
                 self.shut_down = true;
             }
             Event::InstancePromoted(_) => panic!("never promoted here"),
-            Event::InstanceWelcome(_) => panic!("welcomes are the transport's, never the core's"),
             Event::InstanceStatus(_) => panic!("the store never fails here"),
             Event::HitlPending(r) => {
                 assert_eq!(self.running.get(&r.turn_id), Some(&r.session_id));
@@ -793,7 +792,7 @@ impl Harness {
                     client_id: format!("c{n}"),
                     name: format!("client {n}"),
                     version: None,
-                    protocol_versions: vec![1],
+                    protocol_versions: vec![2],
                     capabilities: Default::default(),
                     tools,
                 };

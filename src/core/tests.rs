@@ -1080,3 +1080,57 @@ fn a_promoted_instance_announces_itself_and_every_heartbeat_names_its_predecesso
     };
     assert_eq!(info.promoted_from, Some(prev));
 }
+
+/// Each call runs in a `request` span naming its method, and the session and turn it is about
+/// (issue 16), so a log line says which request it belongs to.
+#[test]
+fn each_call_logs_in_a_span_with_its_method_session_and_turn() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let mut c = core();
+    tracing::subscriber::with_default(subscriber, || {
+        let send = br#"{"jsonrpc":"2.0","id":1,"method":"message.send","params":{"content":"hi"}}"#;
+        let unknown =
+            br#"{"jsonrpc":"2.0","id":2,"method":"session.get","params":{"session_id":"nope"}}"#;
+        for body in [&send[..], &unknown[..]] {
+            let crate::protocol::jsonrpc::Incoming::Single(Ok(req)) =
+                crate::protocol::jsonrpc::decode(body)
+            else {
+                panic!("a request");
+            };
+            c.answer(crate::protocol::jsonrpc::Calls::Single(req), &ctx(1));
+        }
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains("request{method=\"message.send\""),
+        "{log}"
+    );
+    assert!(lines[0].contains("turn_id="), "the turn it started: {log}");
+    assert!(lines[0].contains("answered"), "{log}");
+    assert!(
+        lines[1].contains("request{method=\"session.get\" session_id=\"nope\"}"),
+        "{log}"
+    );
+    assert!(lines[1].contains("refused code=-32001"), "{log}");
+}

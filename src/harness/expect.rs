@@ -179,7 +179,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// The event stream's promises (proto-docs/PROTOCOL.md §4 and §7): `seq` counts up by one with
-/// no gap (a welcome takes none); every `llm.start` gets exactly one `llm.end`, and its tokens and
+/// no gap; every `llm.start` gets exactly one `llm.end`, and its tokens and
 /// tool events come between them; every `tool.start` gets exactly one `tool.end` before its
 /// turn's `llm.end`; a call's `tool.args` are indexed 0, 1, 2…, none empty or over 4 KiB, at
 /// most 8 KiB in all; `llm.end`'s usage agrees with its token counts; every `hitl.pending`
@@ -217,12 +217,11 @@ impl EventChecks {
     }
 
     pub(super) fn check(&mut self, p: &Published) -> Result<(), String> {
-        let numbered = !matches!(p.event, Event::InstanceWelcome(_));
-        let want = if numbered { self.seq + 1 } else { self.seq };
+        let want = self.seq + 1;
         self.seq = want;
         let broken = if p.seq != want {
             Some(format!("want seq {want}"))
-        } else if numbered && self.shut_down {
+        } else if self.shut_down {
             Some("published after instance.shutdown".into())
         } else if p
             .event

@@ -15,6 +15,7 @@ pub mod outbound;
 mod pending;
 mod server;
 pub mod stats;
+pub mod triage;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -27,7 +28,6 @@ pub use framing::Route;
 pub use outbound::{Outbound, OutboundSender};
 pub use stats::Stats;
 
-use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
 use crate::protocol::limits::MAX_SUBSCRIPTION_MESSAGE_BYTES;
 use auth::{TcpAuth, ZapHandler};
@@ -35,7 +35,7 @@ use connections::Connections;
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
-use server::Server;
+use server::TransportThread;
 
 /// Socket options and queue sizes.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct Inbound {
 }
 
 /// What the transport hands the core: decoded requests. (Subscriptions it answers itself, with
-/// `instance.welcome`: see `server.rs`.)
+/// `instance.welcome/<token>`: see `server.rs`.)
 #[derive(Debug)]
 pub struct Inputs {
     pub requests: mpsc::Receiver<Inbound>,
@@ -182,7 +182,7 @@ impl Transport {
         }
 
         // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
-        // answer with `instance.welcome` (verbose: repeated subscriptions too, one per client).
+        // answer with `instance.welcome` when it asks for one (verbose: repeats too).
         let mut publisher = context.socket(zmq::XPUB)?;
         publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
@@ -216,7 +216,7 @@ impl Transport {
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
         let signals = Arc::new(Signals::default());
-        let server = Server {
+        let server = TransportThread {
             router_raw: held::RawSocket::of(&mut router),
             publisher_raw: held::RawSocket::of(&mut publisher),
             router,
@@ -226,7 +226,6 @@ impl Transport {
             inbound: in_tx,
             instance_id,
             last_seq: Cell::new(0),
-            encoder: RefCell::new(EventEncoder::default()),
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,

@@ -1,8 +1,8 @@
 //! The transport thread: owns the ROUTER, the PUB and the wake-up socket, and is the only thread
 //! that touches them. Turns frames into decoded requests for the core and sends what the core
 //! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
-//! oversized messages, `too_many_pending`, `server_busy` and `shutting_down`; and each new
-//! subscription, with `instance.welcome`.
+//! oversized messages, `too_many_pending`, `server_busy` and `shutting_down`; and each
+//! subscription to `instance.welcome/<token>`, with that welcome.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -15,25 +15,25 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
 use super::connections::Connections;
-use super::framing::{classify, Framed, Route};
+use super::framing::Route;
 use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
 use super::pending::{Pending, Refused, Slot};
 use super::stats::Stats;
+use super::triage::{triage, Triage, MAX_FRAMES_KEPT};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
-use crate::protocol::events::EventEncoder;
 use crate::protocol::ids::InstanceId;
-use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
+use crate::protocol::jsonrpc::Calls;
+use crate::protocol::welcome::{requested_token, Welcome};
 
-/// Frames kept of one message; the rest are read and discarded (the count is still known).
-const MAX_FRAMES_KEPT: usize = 4;
 /// Messages read from the ROUTER before looking at the outbound queue again.
 const READ_BURST: usize = 256;
 /// How long the thread stays awake waiting for the core's answer to requests it just passed on.
 const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
-pub(super) struct Server {
+/// The transport thread's sockets and state (the server as a whole is `app::Server`).
+pub(super) struct TransportThread {
     pub router: zmq::Socket,
     /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
     pub router_raw: RawSocket,
@@ -48,7 +48,6 @@ pub(super) struct Server {
     /// The number of the last event handed to the PUB: a subscription read after it is covered
     /// from the next one on.
     pub last_seq: Cell<u64>,
-    pub encoder: RefCell<EventEncoder>,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
@@ -67,7 +66,7 @@ pub(super) struct Server {
 /// Least time between two subscribers disconnected for holding too much.
 const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl Server {
+impl TransportThread {
     pub fn run(self) {
         loop {
             // About to sleep: from here on a send must wake us. Look once more after clearing
@@ -233,7 +232,7 @@ impl Server {
         self.reply_held(route, body.to_vec(), None);
     }
 
-    /// As [`Server::reply`], the body going to libzmq without a copy and `slot` (the request's
+    /// As [`TransportThread::reply`], the body going to libzmq without a copy and `slot` (the request's
     /// count against its client) released only when libzmq frees it: a client that does not
     /// read its replies has them count against it until it does, however many libzmq queues.
     fn reply_held(&self, route: &Route, body: Vec<u8>, slot: Option<Slot>) {
@@ -252,17 +251,16 @@ impl Server {
     }
 
     /// Reads what subscribers sent the XPUB: `\x01prefix` subscribes, `\x00prefix` unsubscribes.
-    /// Each subscription is already live in the XPUB when we read it, so every event sent from
-    /// here on reaches it: it is answered at once with `instance.welcome` carrying the number of
-    /// the last event sent, the point it is covered from. Answered here rather than by the core,
-    /// because only this thread knows that point exactly, and because a queue to the core would
-    /// let a flood of subscriptions crowd out a newcomer's welcome. Unsubscriptions and anything
-    /// else are ignored.
+    /// A subscription to `instance.welcome/<token>` asks for a welcome: the socket's earlier
+    /// subscriptions came through the same pipe, so they are live in the XPUB by the time this one
+    /// is read, and every event sent from here on reaches them. It is answered at once with the
+    /// welcome keyed by that subscription, carrying the number of the last event sent. Answered
+    /// here rather than by the core, because only this thread knows that point exactly, and
+    /// because a queue to the core would let a flood of subscriptions crowd out a newcomer's
+    /// welcome. Every other subscription, and every unsubscription, is only read.
     fn read_subscriptions(&self) {
-        // One welcome answers every subscriber of its prefix whose subscription was read before
-        // it went out, so a prefix repeated within a burst (many clients subscribing to
-        // everything at once) is welcomed once: each welcome reaches all of that prefix's
-        // subscribers, and one per subscription would send them n² messages.
+        // A token repeated within a burst (a client that subscribed twice) is answered once: the
+        // one welcome reaches every subscriber of its key.
         let mut burst: HashSet<String> = HashSet::new();
         for _ in 0..READ_BURST {
             let msg = match self.publisher.recv_bytes(zmq::DONTWAIT) {
@@ -273,27 +271,20 @@ impl Server {
                     break;
                 }
             };
-            let Some((&1, prefix)) = msg.split_first() else {
+            let Some((&1, subscription)) = msg.split_first() else {
                 continue;
             };
-            // Keys are UTF-8, so a prefix that is not can match nothing: no welcome either.
-            let Ok(prefix) = std::str::from_utf8(prefix) else {
-                continue;
-            };
-            if !burst.contains(prefix) {
-                burst.insert(prefix.to_owned());
+            if let Some(token) = requested_token(subscription) {
+                if !burst.contains(token) {
+                    burst.insert(token.to_owned());
+                }
             }
         }
         let now = OffsetDateTime::now_utc();
-        let mut encoder = self.encoder.borrow_mut();
-        for prefix in &burst {
-            let welcome = encoder.welcome(prefix, self.last_seq.get(), now, self.instance_id);
-            self.publish(welcome.key.as_bytes(), welcome.body);
+        for token in &burst {
+            let welcome = Welcome::encode(token, self.last_seq.get(), now, self.instance_id);
+            self.publish(welcome.key.as_bytes(), Arc::from(welcome.body));
         }
-    }
-
-    fn reply_error(&self, route: &Route, error: RpcError) {
-        self.reply(route, &Response::err(Id::Null, error).to_bytes());
     }
 
     /// Reads a burst of requests; returns how many went to the core.
@@ -338,33 +329,17 @@ impl Server {
 
     /// Answers or passes on one request; true when it went to the core and awaits its reply.
     fn handle_message(&self, frames: &[Vec<u8>], total: usize) -> bool {
-        let (route, body) = match classify(frames, total) {
-            Framed::Request { route, body } => (route, body),
-            Framed::BadShape { route, frames } => {
-                tracing::debug!(frames, "request with wrong frame count");
-                self.reply_error(&route, RpcError::invalid_frames(frames));
+        let (route, calls) = match triage(frames, total, self.max_message_bytes) {
+            Triage::Calls { route, calls } => (route, calls),
+            Triage::Answer { route, body, why } => {
+                tracing::debug!(why, "request answered by the transport");
+                self.reply(&route, &body);
                 return false;
             }
-            Framed::Unroutable => {
+            Triage::Drop => {
                 Stats::bump(&self.stats.requests_dropped);
                 return false;
             }
-        };
-        if body.len() > self.max_message_bytes {
-            tracing::debug!(size = body.len(), "request over the size limit");
-            self.reply_error(
-                &route,
-                RpcError::message_too_large(body.len(), self.max_message_bytes),
-            );
-            return false;
-        }
-        let calls = match decode(body) {
-            Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => {
-                self.reply(&route, &resp.to_bytes());
-                return false;
-            }
-            Incoming::Single(Ok(req)) => Calls::Single(req),
-            Incoming::Batch(items) => Calls::Batch(items),
         };
         if self.signals.draining.load(Ordering::SeqCst) {
             self.refuse(&route, calls, RpcError::shutting_down());

@@ -112,8 +112,8 @@ impl Drop for Daemon {
     }
 }
 
-/// Subscribes to `prefixes` and waits for each one's `instance.welcome`: then every later event
-/// matching them arrives (no sleeping on the slow joiner).
+/// Subscribes to `prefixes` and waits for the welcome it asks for after them: then every later
+/// event matching them arrives (no sleeping on the slow joiner).
 pub fn live_subscriber(ctx: &zmq::Context, endpoint: &str, prefixes: &[&str]) -> Events {
     let (sub, _) = Subscriber::connect_live(ctx, endpoint, prefixes, WAIT)
         .expect("subscription never went live (no instance.welcome)");
@@ -131,7 +131,7 @@ pub struct Events {
 }
 
 impl Events {
-    /// The next event (welcomes, and heartbeats unless subscribed to, skipped), or panic after
+    /// The next event (heartbeats skipped unless subscribed to; `recv` skips welcomes), or panic after
     /// `WAIT`.
     pub fn next(&self) -> ReceivedEvent {
         self.try_next(WAIT).expect("no event within the wait limit")
@@ -146,9 +146,7 @@ impl Events {
             }
             let ev = self.sub.recv(left).expect("recv")?;
             let topic = ev.envelope.topic.as_str();
-            if topic == "instance.welcome"
-                || (self.skip_heartbeats && topic == "instance.heartbeat")
-            {
+            if self.skip_heartbeats && topic == "instance.heartbeat" {
                 continue;
             }
             return Some(ev);

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::plain::present_plain;
 use zcoord_protocol::errors::RpcError;
-use zcoord_protocol::events::{topic, ReceivedEnvelope, WelcomePayload};
+use zcoord_protocol::events::ReceivedEnvelope;
+use zcoord_protocol::welcome::{is_welcome_key, Welcome, WELCOME_PREFIX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -110,13 +111,13 @@ impl RpcClient {
     }
 }
 
-/// How long one connection attempt of `connect_live` waits for its welcomes.
+/// How long one connection attempt of `connect_live` waits for its welcome.
 const WELCOME_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// A SUB connected to the PUB.
 pub struct Subscriber {
     sock: zmq::Socket,
-    /// Events that arrived while `connect_live` waited for welcomes, handed out first.
+    /// Events that arrived while `connect_live` waited for its welcome, handed out first.
     pending: RefCell<VecDeque<Vec<Vec<u8>>>>,
 }
 
@@ -162,10 +163,12 @@ impl Subscriber {
         })
     }
 
-    /// Connects, subscribes and waits until every subscription is live: the server answers each
-    /// with `instance.welcome`. Returns the subscriber and the `seq` from which on it is covered
-    /// (every later event matching a prefix will arrive); events that arrive while waiting are
-    /// kept for `recv`. Fails with `Timeout` if a welcome does not come within `timeout`.
+    /// Connects, subscribes and waits until every subscription is live: after the prefixes it
+    /// subscribes to `instance.welcome/<token>` with a fresh token, and the server's answer to
+    /// that (PROTOCOL §8) says the earlier ones are live. Returns the subscriber and the `seq` of
+    /// the last event before the welcome: every later event matching a prefix will arrive.
+    /// Events that arrive while waiting are kept for `recv`. Fails with `NoWelcome` if the
+    /// welcome does not come within `timeout`.
     pub fn connect_live(
         ctx: &zmq::Context,
         endpoint: &str,
@@ -194,25 +197,24 @@ impl Subscriber {
             // stream (about 1 connect in 300 in a tight loop; not seen with libzmq 4.3.5): a
             // late welcome means a fresh socket, not a longer wait.
             let attempt = left.min(WELCOME_ATTEMPT);
-            let sub = Subscriber::connect_with(ctx, endpoint, prefixes, secret)?;
-            if let Some(covered_from) = sub.await_welcomes(prefixes, attempt)? {
-                return Ok((sub, covered_from));
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let welcome_key = format!("{WELCOME_PREFIX}{token}");
+            let mut all: Vec<&str> = prefixes.to_vec();
+            // Last: the server reads a socket's subscriptions in order.
+            all.push(&welcome_key);
+            let sub = Subscriber::connect_with(ctx, endpoint, &all, secret)?;
+            if let Some(last_seq) = sub.await_welcome(&token, attempt)? {
+                // Asked once: a reconnect must not bring a welcome nobody waits for.
+                sub.sock.set_unsubscribe(welcome_key.as_bytes())?;
+                return Ok((sub, last_seq));
             }
         }
     }
 
-    /// Waits for a welcome for each prefix; `None` if they do not all come within `timeout`.
-    fn await_welcomes(
-        &self,
-        prefixes: &[&str],
-        timeout: Duration,
-    ) -> Result<Option<u64>, ClientError> {
-        let mut waiting: Vec<&str> = prefixes.to_vec();
-        waiting.sort_unstable();
-        waiting.dedup();
+    /// Waits for the welcome for `token`; `None` if it does not come within `timeout`.
+    fn await_welcome(&self, token: &str, timeout: Duration) -> Result<Option<u64>, ClientError> {
         let deadline = Instant::now() + timeout;
-        let mut covered_from = 0;
-        while !waiting.is_empty() {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             // From the socket itself: what is kept in `pending` is not a welcome, and reading it
             // back would spin on it until the deadline. A busy stream must not keep us waiting
@@ -221,16 +223,13 @@ impl Subscriber {
                 Some(frames) if !left.is_zero() => frames,
                 _ => return Ok(None),
             };
-            if let Some(welcome) = welcome_in(&frames) {
-                if let Some(at) = waiting.iter().position(|p| *p == welcome.subscription) {
-                    waiting.swap_remove(at);
-                    covered_from = covered_from.max(welcome.seq);
-                    continue;
-                }
+            if let Some(welcome) = Welcome::parse(&frames, token) {
+                return Ok(Some(welcome.payload.last_seq));
             }
-            self.pending.borrow_mut().push_back(frames);
+            if !frames.first().is_some_and(|key| is_welcome_key(key)) {
+                self.pending.borrow_mut().push_back(frames);
+            }
         }
-        Ok(Some(covered_from))
     }
 
     pub fn subscribe(&self, prefix: &str) -> Result<(), ClientError> {
@@ -254,10 +253,18 @@ impl Subscriber {
         Ok(Some(self.sock.recv_multipart(0)?))
     }
 
-    /// The next event, or `Ok(None)` when none arrives within `timeout`.
+    /// The next event, or `Ok(None)` when none arrives within `timeout`. Other clients'
+    /// welcomes (which a subscription to `""` or `instance.` also gets) are not events: skipped.
     pub fn recv(&self, timeout: Duration) -> Result<Option<ReceivedEvent>, ClientError> {
-        let Some(frames) = self.recv_raw(timeout)? else {
-            return Ok(None);
+        let deadline = Instant::now() + timeout;
+        let frames = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(frames) = self.recv_raw(left)? else {
+                return Ok(None);
+            };
+            if !frames.first().is_some_and(|key| is_welcome_key(key)) {
+                break frames;
+            }
         };
         let [key, body] = frames.as_slice() else {
             return Err(ClientError::BadReply(format!(
@@ -273,20 +280,6 @@ impl Subscriber {
             raw: body.clone(),
         }))
     }
-}
-
-/// The welcome in `frames`, if they are one (the key is the subscription, so only the envelope
-/// tells a welcome from an event whose key happens to equal a prefix).
-fn welcome_in(frames: &[Vec<u8>]) -> Option<WelcomePayload> {
-    let [key, body] = frames else {
-        return None;
-    };
-    let env: ReceivedEnvelope = serde_json::from_slice(body).ok()?;
-    if env.topic != topic::INSTANCE_WELCOME {
-        return None;
-    }
-    let welcome: WelcomePayload = serde_json::from_value(env.payload).ok()?;
-    (welcome.subscription.as_bytes() == key.as_slice()).then_some(welcome)
 }
 
 fn poll_in(sock: &zmq::Socket, timeout: Duration) -> Result<bool, ClientError> {

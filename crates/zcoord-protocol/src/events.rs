@@ -309,15 +309,6 @@ pub struct ShutdownPayload {
     pub reason: String,
 }
 
-/// A new subscription is live: every event numbered above `seq` whose key starts with
-/// `subscription` reaches it. Published with the subscription itself as the key, so exactly the
-/// subscribers of that prefix (and of shorter ones) get it; not numbered, not replayed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WelcomePayload {
-    pub subscription: String,
-    pub seq: u64,
-}
-
 /// Every event the primary publishes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -336,7 +327,6 @@ pub enum Event {
     InstanceHeartbeat(HeartbeatPayload),
     InstanceShutdown(ShutdownPayload),
     InstancePromoted(PromotedPayload),
-    InstanceWelcome(WelcomePayload),
     InstanceStatus(StatusPayload),
     /// A request waits for a person: `status: "pending"`.
     HitlPending(HitlRequest),
@@ -367,7 +357,6 @@ impl Event {
             Event::InstanceHeartbeat(_) => topic::INSTANCE_HEARTBEAT,
             Event::InstanceShutdown(_) => topic::INSTANCE_SHUTDOWN,
             Event::InstancePromoted(_) => topic::INSTANCE_PROMOTED,
-            Event::InstanceWelcome(_) => topic::INSTANCE_WELCOME,
             Event::InstanceStatus(_) => topic::INSTANCE_STATUS,
             Event::HitlPending(_) => topic::HITL_PENDING,
             Event::HitlResolved(_) => topic::HITL_RESOLVED,
@@ -402,13 +391,11 @@ impl Event {
             | Event::InstanceHeartbeat(_)
             | Event::InstanceShutdown(_)
             | Event::InstancePromoted(_)
-            | Event::InstanceWelcome(_)
             | Event::InstanceStatus(_) => None,
         }
     }
 
-    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event;
-    /// for a welcome, the subscription it answers.
+    /// The subscription key (frame 1): the topic, or `topic/session_id` for a session's event.
     pub fn key(&self) -> String {
         let mut key = String::new();
         self.write_key(&mut key);
@@ -418,10 +405,6 @@ impl Event {
     /// Appends [`Event::key`] to `out`, allocating nothing when `out` has room.
     pub fn write_key(&self, out: &mut String) {
         use std::fmt::Write;
-        if let Event::InstanceWelcome(w) = self {
-            out.push_str(&w.subscription);
-            return;
-        }
         out.push_str(self.topic());
         if let Some(id) = self.session_id() {
             // Writing to a String cannot fail.
@@ -454,7 +437,6 @@ impl Event {
             topic::INSTANCE_HEARTBEAT => Event::InstanceHeartbeat(v(payload)?),
             topic::INSTANCE_SHUTDOWN => Event::InstanceShutdown(v(payload)?),
             topic::INSTANCE_PROMOTED => Event::InstancePromoted(v(payload)?),
-            topic::INSTANCE_WELCOME => Event::InstanceWelcome(v(payload)?),
             topic::INSTANCE_STATUS => Event::InstanceStatus(v(payload)?),
             other => return Err(DecodeError::UnknownTopic(other.to_owned())),
         };
@@ -519,25 +501,6 @@ impl Published {
         instance_id: InstanceId,
     ) -> Published {
         EventEncoder::default().encode(seq, timestamp, event, instance_id)
-    }
-}
-
-impl EventEncoder {
-    /// The `instance.welcome` answering a subscription to `prefix` that became live after the
-    /// event numbered `seq` went out: keyed by the prefix itself, carrying `seq` (in the envelope
-    /// too), taking no number of its own.
-    pub fn welcome(
-        &mut self,
-        prefix: &str,
-        seq: u64,
-        timestamp: OffsetDateTime,
-        instance_id: InstanceId,
-    ) -> Published {
-        let event = Event::InstanceWelcome(WelcomePayload {
-            subscription: prefix.to_owned(),
-            seq,
-        });
-        self.encode(seq, timestamp, event, instance_id)
     }
 }
 

@@ -15,9 +15,11 @@ pub mod suggest;
 pub mod tool_schema;
 pub mod types;
 pub mod usage;
+pub mod welcome;
 
 #[cfg(test)]
 mod golden;
 
-/// Bumped on any incompatible change to methods, payloads or framing.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any incompatible change to methods, payloads or framing. 2: the welcome is opt-in
+/// (`instance.welcome/<token>`) and takes no `seq` (PROTOCOL §13).
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -1083,7 +1083,7 @@ mod tests {
     fn every_listed_method_parses_and_names_itself() {
         let params = json!({"session_id": "s", "content": "c", "after_seq": 0, "message_id": "m",
                             "id": "h", "decision": "approve", "client_id": "c", "name": "n",
-                            "protocol_versions": [1], "call_id": "x", "result": "r"});
+                            "protocol_versions": [2], "call_id": "x", "result": "r"});
         for m in ALL {
             let call = Call::parse(m, Some(params.clone())).unwrap();
             assert_eq!(call.method(), *m);

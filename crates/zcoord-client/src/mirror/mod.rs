@@ -126,6 +126,9 @@ impl Worker {
             let mut replica = match self.snapshot(&mut rpc) {
                 Ok((replica, change)) => {
                     backoff = Duration::from_millis(100);
+                    // The replica first, then the news: a reader of `replica()` on `Synced`
+                    // must see the snapshot it announces.
+                    self.publish(&replica);
                     let _ = self.tx.send(change);
                     replica
                 }
@@ -136,7 +139,6 @@ impl Worker {
                     continue;
                 }
             };
-            self.publish(&replica);
             loop {
                 if self.stopped() {
                     return;

@@ -102,17 +102,6 @@ impl Replica {
         if Some(env.instance_id) != self.instance_id {
             return Err(Resync::NewInstance(env.instance_id));
         }
-        if env.topic == topic::INSTANCE_WELCOME {
-            // A welcome repeats the number of the last event before it: if that is news, the
-            // events up to it were missed.
-            return match env.seq > self.seq {
-                true => Err(Resync::Gap {
-                    after: self.seq,
-                    got: env.seq,
-                }),
-                false => Ok(Vec::new()),
-            };
-        }
         if env.seq <= self.seq {
             return Ok(Vec::new());
         }
@@ -306,22 +295,6 @@ mod tests {
             .unwrap();
         let left: Vec<u128> = r.hitl.keys().map(|k| k.0.as_u128()).collect();
         assert_eq!(left, [0x72]);
-    }
-
-    #[test]
-    fn a_welcome_is_no_change_unless_it_shows_a_gap() {
-        let mut r = replica(10);
-        let w = |seq| {
-            env(
-                seq,
-                "instance.welcome",
-                json!({"subscription": "", "seq": seq}),
-            )
-        };
-        assert_eq!(r.apply(&w(10)), Ok(vec![]));
-        assert_eq!(r.apply(&w(9)), Ok(vec![]));
-        assert_eq!(r.apply(&w(11)), Err(Resync::Gap { after: 10, got: 11 }));
-        assert_eq!(r.seq, 10);
     }
 
     #[test]
