@@ -104,8 +104,9 @@ fn stream(
         topic::MESSAGE_APPEND,
         topic::HITL_PENDING,
         topic::MESSAGE_DEQUEUED,
-        // Heartbeats and shutdown: how a dead primary is noticed.
-        "instance.",
+        // How a dead primary is noticed (not `instance.`: that would take every welcome too).
+        topic::INSTANCE_HEARTBEAT,
+        topic::INSTANCE_SHUTDOWN,
     ];
     let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
     let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
