@@ -1,6 +1,6 @@
-//! `serve`'s start-up check of its model servers, through the real binary: a base URL where
-//! nothing listens is warned about in the log, without delaying start-up; one that answers (even
-//! 404) is not.
+//! Failures `serve` makes diagnosable in its log, through the real binary: a model server that
+//! does not answer at start-up (warned, without delaying start-up; one that answers, even 404,
+//! is not), and request frames over `--max-message-bytes` (warned once a second at most).
 
 mod common;
 
@@ -84,4 +84,47 @@ fn a_model_server_that_answers_even_404_is_not_warned_about() {
     });
     assert!(line.contains("status=404"), "{line}");
     assert!(!server.log().contains("does not answer"));
+}
+
+#[test]
+fn frames_over_the_size_limit_are_answered_and_warned_about_once_a_second_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir.path()).args([
+        "serve",
+        "--store",
+        "memory",
+        "--max-message-bytes",
+        "1000",
+    ]);
+    let server = Spawned::start(cmd, dir.path());
+    let ctx = zmq::Context::new();
+    let mut c =
+        zcoord::client::RpcClient::connect(&ctx, &server.endpoint("rpc"), common::WAIT).unwrap();
+    let big = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "session.get", "params": {"session_id": "x".repeat(1500)}}))
+    .unwrap();
+    for _ in 0..3 {
+        // Answered with `id: null` (the frame was not read), so not through `call`.
+        c.send_frames(&[&big]).unwrap();
+        let reply = c.recv_frames(common::WAIT).unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(reply.last().unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], -32003, "{reply}");
+    }
+    // The connection survived (under the hard limit, 64 KiB here): a normal call still works.
+    c.call("instance.ping", serde_json::json!({})).unwrap();
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("over --max-message-bytes was answered with message_too_large"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let lines = eventually("the warning", || {
+        Some(warned(&server.log())).filter(|l| !l.is_empty())
+    });
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("limit=1000"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 1, "three within a second, one line: {lines:?}");
 }
