@@ -11,6 +11,7 @@ mod locate;
 mod model_config;
 mod ping;
 mod policy_settings;
+pub mod schema;
 mod send;
 mod serve;
 mod sessions;
@@ -104,13 +105,15 @@ pub enum Command {
     /// Which server the client commands here would use (workspace, data directory, discovery
     /// file, endpoints, pid) and whether it runs; exits 3 when it does not.
     Where(where_is::WhereArgs),
+    /// Print the protocol's JSON Schema, OpenRPC or AsyncAPI document (--out DIR: write all three).
+    Schema(schema::SchemaArgs),
 }
 
 impl Command {
-    /// The connection flags of a client command; `None` for `serve` and `where`.
+    /// The connection flags of a client command; `None` for `serve`, `where` and `schema`.
     fn client_args(&self) -> Option<&ClientArgs> {
         Some(match self {
-            Command::Serve(_) | Command::Where(_) => return None,
+            Command::Serve(_) | Command::Where(_) | Command::Schema(_) => return None,
             Command::Ping(a) => &a.client,
             Command::Call(a) => &a.client,
             Command::Sub(a) => &a.client,
@@ -157,7 +160,7 @@ pub fn main() -> i32 {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // `serve` serves the directory it starts in; the others look for the nearest running server.
-    let walk = !matches!(cli.command, Command::Serve(_));
+    let walk = !matches!(cli.command, Command::Serve(_) | Command::Schema(_));
     let at = match locate::locate(cli.data_dir.as_deref(), cli.workspace.as_deref(), walk) {
         Ok(at) => at,
         Err(e) => {
@@ -188,6 +191,7 @@ pub fn main() -> i32 {
         Command::Reject(args) => hitl::reject(args, &data_dir),
         Command::Answer(args) => hitl::answer(args, &data_dir),
         Command::Where(args) => where_is::run(args, &at),
+        Command::Schema(args) => schema::run(args),
     }
 }
 

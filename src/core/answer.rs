@@ -9,15 +9,55 @@
 use super::read::{MessageRows, Read, ReadError};
 use super::state::{CallContext, Core};
 use crate::protocol::errors::RpcError;
-use crate::protocol::ids::{SessionId, TurnId};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::clients::ClientInfo;
+use crate::protocol::hitl::HitlRequest;
+use crate::protocol::ids::{InstanceId, SessionId, TurnId};
 use crate::protocol::jsonrpc::{encode_result, join_batch, Calls, Id, Request, Response};
 use crate::protocol::methods::{Call, Reply};
+#[cfg(test)]
+use crate::protocol::methods::{SessionListResult, StateSyncResult};
 
-/// What a call decided: its reply, or the read that will make it.
+/// What a call decided: its reply, the read that will make it, or an answer holding the session
+/// list, which is encoded once per change rather than per call (`sessions.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Reply(Reply),
     Read(Read),
+    Sessions(SessionsReply),
+}
+
+/// `state.sync` or `session.list`, but for the session list itself, which comes encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionsReply {
+    StateSync {
+        active_session_id: Option<SessionId>,
+        instance_id: InstanceId,
+        seq: u64,
+        hitl: Vec<HitlRequest>,
+        clients: Vec<ClientInfo>,
+    },
+    SessionList,
+}
+
+/// [`StateSyncResult`] with its sessions already encoded: the same JSON, member for member.
+#[derive(Serialize)]
+struct EncodedStateSync<'a> {
+    sessions: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_session_id: Option<SessionId>,
+    instance_id: InstanceId,
+    seq: u64,
+    hitl: Vec<HitlRequest>,
+    clients: Vec<ClientInfo>,
+}
+
+/// [`SessionListResult`] with its sessions already encoded.
+#[derive(Serialize)]
+struct EncodedSessionList<'a> {
+    sessions: &'a RawValue,
 }
 
 /// One frame's answer, possibly waiting for reads.
@@ -136,6 +176,7 @@ impl Core {
         Some(match outcome {
             Ok(Outcome::Reply(reply)) => Part::Done(encode_result(&id, &reply)),
             Ok(Outcome::Read(read)) => Part::Read { id, read },
+            Ok(Outcome::Sessions(reply)) => Part::Done(self.encode_sessions(&id, reply)),
             Err(e) => Part::Done(Response::err(id, e).to_bytes()),
         })
     }
@@ -164,5 +205,57 @@ fn turn_of(reply: &Reply) -> Option<(SessionId, TurnId)> {
         Reply::Send(r) => Some((r.session_id, r.turn_id)),
         Reply::Claim(r) => Some((r.session_id, r.turn_id)),
         _ => None,
+    }
+}
+
+impl Core {
+    /// Encodes a [`SessionsReply`] with the session list as `sessions.rs` keeps it encoded.
+    pub(super) fn encode_sessions(&mut self, id: &Id, reply: SessionsReply) -> Vec<u8> {
+        let sessions = self.sessions.encoded();
+        match reply {
+            SessionsReply::StateSync {
+                active_session_id,
+                instance_id,
+                seq,
+                hitl,
+                clients,
+            } => encode_result(
+                id,
+                &EncodedStateSync {
+                    sessions,
+                    active_session_id,
+                    instance_id,
+                    seq,
+                    hitl,
+                    clients,
+                },
+            ),
+            SessionsReply::SessionList => encode_result(id, &EncodedSessionList { sessions }),
+        }
+    }
+
+    /// The same answer as a typed [`Reply`], the session list built afresh: for tests, which
+    /// compare the two.
+    #[cfg(test)]
+    pub(super) fn typed_sessions(&self, reply: SessionsReply) -> Reply {
+        match reply {
+            SessionsReply::StateSync {
+                active_session_id,
+                instance_id,
+                seq,
+                hitl,
+                clients,
+            } => Reply::StateSync(StateSyncResult {
+                sessions: self.session_list(),
+                active_session_id,
+                instance_id,
+                seq,
+                hitl,
+                clients,
+            }),
+            SessionsReply::SessionList => Reply::SessionList(SessionListResult {
+                sessions: self.session_list(),
+            }),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The core's dispatch: one call in, its answer (or the read that answers it) out; each method
 //! is handed to the file that owns its concept. Also `events.replay`, answered from the ring.
 
-use super::answer::Outcome;
+use super::answer::{Outcome, SessionsReply};
 use super::effects::Effect;
 use super::error::CoreError;
 use super::read::Read;
@@ -11,7 +11,6 @@ use crate::protocol::events::{DequeueReason, EndReason};
 use crate::protocol::hitl::HitlListResult;
 use crate::protocol::methods::{
     Call, InterruptResult, OkResult, PingResult, ReplayRequest, ReplayResult, Reply,
-    SessionListResult, StateSyncResult,
 };
 
 impl Core {
@@ -48,17 +47,16 @@ impl Core {
                 uptime: self.uptime(now),
             })),
             Call::InstanceInfo => Ok(Reply::Info(Box::new(self.info(ctx)))),
-            Call::StateSync { project_id: _ } => Ok(Reply::StateSync(StateSyncResult {
-                sessions: self.session_list(),
-                active_session_id: self.active,
-                instance_id: self.meta.instance_id,
-                seq: self.seq,
-                hitl: self.requests.pending(None),
-                clients: self.peers.list(),
-            })),
-            Call::SessionList => Ok(Reply::SessionList(SessionListResult {
-                sessions: self.session_list(),
-            })),
+            Call::StateSync { project_id: _ } => {
+                return Ok(Outcome::Sessions(SessionsReply::StateSync {
+                    active_session_id: self.active,
+                    instance_id: self.meta.instance_id,
+                    seq: self.seq,
+                    hitl: self.requests.pending(None),
+                    clients: self.peers.list(),
+                }))
+            }
+            Call::SessionList => return Ok(Outcome::Sessions(SessionsReply::SessionList)),
             Call::SessionGet { session_id } => {
                 Ok(Reply::Session(self.session(&session_id)?.payload()))
             }

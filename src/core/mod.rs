@@ -20,6 +20,7 @@ mod restore;
 mod send;
 pub mod session;
 mod session_calls;
+pub mod sessions;
 pub mod state;
 mod streaming;
 mod tool_args;

@@ -625,6 +625,8 @@ impl Harness {
         };
         match self.core.call(call, &ctx)? {
             Outcome::Reply(r) => Ok(r),
+            // Compared with what a client gets: the session list from its cache.
+            Outcome::Sessions(s) => Ok(self.core.checked_sessions(s)),
             // Every earlier step's changes are in the store: reads decide nothing new.
             Outcome::Read(read) => read
                 .execute(&mut Rows(&mut self.mirror.stored.store))

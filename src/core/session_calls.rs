@@ -124,9 +124,11 @@ impl Core {
 
     /// Sessions, most recently updated first.
     pub(super) fn session_list(&self) -> Vec<SessionPayload> {
-        let mut list: Vec<&Session> = self.sessions.values().collect();
-        list.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
-        list.into_iter().map(Session::payload).collect()
+        self.sessions
+            .sorted()
+            .into_iter()
+            .map(Session::payload)
+            .collect()
     }
 
     pub(super) fn session(&self, raw: &str) -> Result<&Session, CoreError> {

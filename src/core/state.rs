@@ -5,7 +5,7 @@
 //! `send.rs`, `session_calls.rs`, `instance.rs`, `streaming.rs` (model events), `hitl.rs`,
 //! `queue.rs`, `peers.rs` and `client_tools.rs` decide the events; `take_effects` drains them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use time::OffsetDateTime;
 
@@ -20,6 +20,7 @@ use super::policy::ToolPolicy;
 use super::queue::QueueLimits;
 use super::replay::{EventRing, ReplayLimits};
 use super::session::Session;
+use super::sessions::Sessions;
 use super::turn::Turn;
 use crate::protocol::clients::Author;
 use crate::protocol::events::EventEncoder;
@@ -117,7 +118,7 @@ pub struct Core {
     /// `seq` of the last event decided; the first event is 1.
     pub(super) seq: u64,
     /// Keyed by id; v7 ids make this creation order.
-    pub(super) sessions: BTreeMap<SessionId, Session>,
+    pub(super) sessions: Sessions,
     pub(super) active: Option<SessionId>,
     pub(super) turns: HashMap<TurnId, Turn>,
     /// `request_id` -> the answer it got, for idempotent `message.send`.
@@ -176,7 +177,7 @@ impl Core {
             config,
             ids,
             seq: 0,
-            sessions: BTreeMap::new(),
+            sessions: Sessions::default(),
             active: None,
             turns: HashMap::new(),
             sent: HashMap::new(),

@@ -1,7 +1,7 @@
 //! Test helpers for the core: calls answered without the store, and the store a test keeps
 //! beside a core (the changes it was asked to persist) to answer reads as the server does.
 
-use super::answer::Outcome;
+use super::answer::{Outcome, SessionsReply};
 use super::effects::{Effect, HistoryEntry};
 use super::error::CoreError;
 use super::read::ReadError;
@@ -15,8 +15,21 @@ impl Core {
     pub fn reply(&mut self, call: Call, ctx: &CallContext) -> Result<Reply, CoreError> {
         match self.call(call, ctx)? {
             Outcome::Reply(r) => Ok(r),
+            Outcome::Sessions(s) => Ok(self.checked_sessions(s)),
             Outcome::Read(r) => panic!("{r:?} reads the store: use testing::Stored"),
         }
+    }
+
+    /// The typed answer to a [`SessionsReply`], after checking that the encoded answer a client
+    /// gets (the session list from the cache) says exactly the same.
+    pub fn checked_sessions(&mut self, s: SessionsReply) -> Reply {
+        let typed = self.typed_sessions(s.clone());
+        let id = crate::protocol::jsonrpc::Id::from(1);
+        let encoded: serde_json::Value =
+            serde_json::from_slice(&self.encode_sessions(&id, s)).expect("an encoded answer");
+        let want = serde_json::to_value(&typed).expect("a typed answer");
+        assert_eq!(encoded["result"], want, "the cached session list is stale");
+        typed
     }
 }
 
@@ -67,6 +80,7 @@ impl Stored {
         self.sync(core);
         match outcome? {
             Outcome::Reply(r) => Ok(r),
+            Outcome::Sessions(s) => Ok(core.checked_sessions(s)),
             Outcome::Read(read) => match read.execute(&mut Rows(&mut self.store)) {
                 Ok(r) => Ok(r),
                 Err(ReadError::Core(e)) => Err(e),

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -14,11 +15,13 @@ use zcoord_protocol::methods::Endpoints;
 
 pub const FILE_NAME: &str = "instance.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "DiscoveryFile")]
 pub struct Discovery {
     pub instance_id: InstanceId,
     pub pid: u32,
     pub endpoints: Endpoints,
+    #[schemars(with = "zcoord_protocol::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub protocol_version: u32,

@@ -2,6 +2,7 @@
 //! (`client.list`, `client.joined`/`client.left`, `client.goodbye`), the author of a message, and
 //! the calls of a client-run tool (`tool.claim`, `tool.result`, `tool.claimed`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -13,7 +14,7 @@ use super::ids::{InstanceId, SessionId, TurnId};
 pub const SUPPORTED_VERSIONS: &[u32] = &[super::PROTOCOL_VERSION];
 
 /// Who sent a user message: the client that said `client.hello` on the socket it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Author {
     pub client_id: String,
     pub name: String,
@@ -21,7 +22,7 @@ pub struct Author {
 
 /// A tool a client offers to run: an OpenAI-style function, `parameters` a JSON Schema whose
 /// top level is `{"type": "object", ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientToolSpec {
     pub name: String,
     #[serde(default)]
@@ -41,7 +42,7 @@ pub struct Hello {
 }
 
 /// `client.hello` result: the version both speak and what this server offers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HelloResult {
     pub protocol_version: u32,
     pub server_version: String,
@@ -50,7 +51,7 @@ pub struct HelloResult {
 }
 
 /// What this server can do beyond the base protocol, so a client need not probe for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServerCapabilities {
     /// `tool.claim`/`tool.result` for tools declared in `client.hello`.
     pub client_tools: bool,
@@ -65,7 +66,7 @@ pub struct ServerCapabilities {
 }
 
 /// One present client, as `client.list`, `state.sync` and `client.joined` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientInfo {
     pub client_id: String,
     pub name: String,
@@ -73,8 +74,10 @@ pub struct ClientInfo {
     pub version: Option<String>,
     /// The version `client.hello` agreed on.
     pub protocol_version: u32,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub connected_at: OffsetDateTime,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
     /// The names of the tools it runs.
@@ -84,7 +87,7 @@ pub struct ClientInfo {
 
 /// `client.joined`: a client said hello. `rejoined` when it replaced an entry of the same
 /// `client_id` (a reconnect, or a second hello): that is one client, never two entries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientJoinedPayload {
     #[serde(flatten)]
     pub client: ClientInfo,
@@ -93,7 +96,7 @@ pub struct ClientJoinedPayload {
 }
 
 /// Why a client left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// It sent `client.goodbye`.
@@ -105,20 +108,20 @@ pub enum LeaveReason {
 }
 
 /// `client.left`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientLeftPayload {
     pub client_id: String,
     pub name: String,
     pub reason: LeaveReason,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClientListResult {
     pub clients: Vec<ClientInfo>,
 }
 
 /// Who runs a tool call: the server (its built-in tools) or a client (a tool it declared).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Executor {
     #[default]
@@ -150,7 +153,7 @@ pub struct ToolResultParams {
 }
 
 /// `tool.claim`'s answer to the winner: the call whole (`tool.start` may show its params cut).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolClaimResult {
     pub ok: bool,
     pub session_id: SessionId,
@@ -161,7 +164,7 @@ pub struct ToolClaimResult {
 }
 
 /// `tool.claimed`: `client_id` won the call and runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolClaimedPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,

@@ -1,6 +1,7 @@
 //! JSON-RPC error objects and every error code zcoord uses, standard and application, in one
 //! table. A code is never reused for another meaning; `data.kind` is the stable machine-readable name.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -35,7 +36,7 @@ pub mod code {
 }
 
 /// The `error` member of a response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RpcError {
     pub code: i64,
     pub message: String,

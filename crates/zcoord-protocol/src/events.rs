@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -44,7 +45,7 @@ pub mod topic {
 
 /// Whether the instance can save changes: `ok`, or `degraded` while its store cannot commit
 /// (calls that change state are then refused with `store_unavailable`; reads still answer).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     #[default]
@@ -54,12 +55,13 @@ pub enum Health {
 
 /// `instance.status`: published when the health changes, so clients hear of a failing store
 /// at once rather than at the next heartbeat. `reason` and `since` are set while degraded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatusPayload {
     pub instance_id: InstanceId,
     pub status: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[schemars(with = "Option<crate::schema::Timestamp>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -72,7 +74,7 @@ pub struct StatusPayload {
 /// updated ones, at most `limits::SESSION_LIST_EVENT_MAX`, so the event stays small however many
 /// sessions there are; `truncated` says some were left out (the `session.list` method has them
 /// all).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionListPayload {
     pub sessions: Vec<SessionPayload>,
     #[serde(default)]
@@ -81,7 +83,7 @@ pub struct SessionListPayload {
     pub truncated: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageAppendPayload {
     pub session_id: SessionId,
     pub message_id: MessageId,
@@ -90,6 +92,7 @@ pub struct MessageAppendPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn_id: Option<TurnId>,
     pub status: MessageStatus,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Set on `tool` messages only.
@@ -119,13 +122,14 @@ impl MessageAppendPayload {
 /// "queue"`). `message_id` and `turn_id` are the ones its turn will have; `position` is its place
 /// in the queue (1: next to run), which is also the queue's length now. `content` is cut like a
 /// `message.append`'s.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageQueuedPayload {
     pub session_id: SessionId,
     pub message_id: MessageId,
     pub turn_id: TurnId,
     pub content: String,
     pub position: u64,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub queued_at: OffsetDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,7 +148,7 @@ impl MessageQueuedPayload {
 }
 
 /// Why a queued message left its queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DequeueReason {
     /// Its turn starts: its `message.append` and `llm.start` follow at once.
@@ -157,7 +161,7 @@ pub enum DequeueReason {
 
 /// A queued message left the queue: exactly one per `message.queued` (within an instance).
 /// `queue_length` is how many are still queued after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageDequeuedPayload {
     pub session_id: SessionId,
     pub message_id: MessageId,
@@ -166,7 +170,7 @@ pub struct MessageDequeuedPayload {
     pub queue_length: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LlmStartPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -175,7 +179,7 @@ pub struct LlmStartPayload {
     pub model: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LlmTokenPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -184,7 +188,7 @@ pub struct LlmTokenPayload {
 }
 
 /// Why a turn ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EndReason {
     Completed,
@@ -193,7 +197,7 @@ pub enum EndReason {
     Shutdown,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LlmEndPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -210,7 +214,7 @@ pub struct LlmEndPayload {
 /// A piece of a tool call's JSON arguments as the model writes them, before the call's
 /// `tool.start`. `index` counts 0, 1, 2… per call; the deltas of a call concatenated equal its
 /// `tool.start` `params` (both stop at `limits::MAX_EVENT_TEXT_BYTES`, on the same character).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolArgsPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -220,7 +224,7 @@ pub struct ToolArgsPayload {
     pub delta: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolStartPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -249,7 +253,7 @@ impl ToolStartPayload {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolEndPayload {
     pub session_id: SessionId,
     pub turn_id: TurnId,
@@ -271,13 +275,15 @@ impl ToolEndPayload {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatPayload {
     pub instance_id: InstanceId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_session_id: Option<SessionId>,
     pub session_count: u64,
+    #[schemars(with = "crate::schema::GoDuration")]
     pub uptime: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     /// On a standby that took over: the primary it replaced. Subscribers that reconnect after a
@@ -296,14 +302,14 @@ pub struct HeartbeatPayload {
 }
 
 /// A standby became the primary. `previous_instance_id` is the primary it replaced, when known.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromotedPayload {
     pub instance_id: InstanceId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_instance_id: Option<InstanceId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ShutdownPayload {
     pub instance_id: InstanceId,
     pub reason: String,

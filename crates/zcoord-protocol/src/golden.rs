@@ -1,6 +1,7 @@
 //! Golden JSON for every wire shape, both ways: what we emit is exactly this JSON, and this JSON
 //! decodes back to the same value. A change here is a protocol change.
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -37,7 +38,25 @@ const TU: &str = "00000000-0000-0000-0000-000000000002";
 const M: &str = "00000000-0000-0000-0000-000000000003";
 const I: &str = "00000000-0000-0000-0000-000000000004";
 
-fn both_ways<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T, golden: Value) {
+/// The generated schema document, built once for all the checks of a test binary.
+fn schema() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| crate::schema::Bundle::protocol().json_schema())
+}
+
+/// `golden` is valid against `$defs/<def>`.
+fn conforms(def: &str, golden: &Value) {
+    if let Err(e) = crate::schema::check(schema(), def, golden) {
+        panic!("{e}\n{golden:#}");
+    }
+}
+
+/// Golden JSON both ways, and valid against the type's own schema.
+fn both_ways<T>(v: &T, golden: Value)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + JsonSchema,
+{
+    conforms(&T::schema_name(), &golden);
     assert_eq!(serde_json::to_value(v).unwrap(), golden, "serialise");
     let back: T = serde_json::from_value(golden).unwrap();
     assert_eq!(&back, v, "deserialise");
@@ -90,6 +109,13 @@ fn shared_shapes() {
         json!({"id": M, "session_id": S, "turn_id": TU, "role": "assistant", "content": "hi",
                "created_at": T_JSON, "status": "interrupted"}),
     );
+}
+
+/// An event as `events.replay` returns it: the envelope exactly as it was published.
+fn replayed_token() -> Value {
+    json!({"seq": 5, "instance_id": I, "topic": "llm.token", "session_id": S,
+           "timestamp": T_JSON,
+           "payload": {"session_id": S, "turn_id": TU, "index": 0, "token": "echo:"}})
 }
 
 #[test]
@@ -174,13 +200,13 @@ fn method_results() {
     both_ways(
         &ReplayResult {
             instance_id: iid(),
-            events: vec![json!({"seq": 5, "topic": "llm.token"})],
+            events: vec![replayed_token()],
             next_after_seq: 9,
             has_more: false,
             oldest_seq: 3,
             latest_seq: 9,
         },
-        json!({"instance_id": I, "events": [{"seq": 5, "topic": "llm.token"}],
+        json!({"instance_id": I, "events": [replayed_token()],
                "next_after_seq": 9, "has_more": false, "oldest_seq": 3, "latest_seq": 9}),
     );
     both_ways(
@@ -751,7 +777,20 @@ fn events_payloads_and_keys() {
         22,
         "every topic (the welcome is not an event: welcome.rs)"
     );
+    let catalogued: std::collections::HashSet<&str> = crate::schema::catalog::TOPICS
+        .iter()
+        .map(|t| t.topic)
+        .filter(|t| *t != topic::INSTANCE_WELCOME)
+        .collect();
+    assert_eq!(topics, catalogued, "every topic is in the schema catalog");
     for (event, golden, key) in cases {
+        let spec = crate::schema::catalog::TOPICS
+            .iter()
+            .find(|t| t.topic == event.topic())
+            .unwrap();
+        assert_eq!(spec.keyed, event.session_id().is_some(), "{}", spec.topic);
+        let pascal = crate::schema::catalog::pascal(spec.topic);
+        conforms(&format!("{pascal}Payload"), &golden);
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
             golden,
@@ -876,6 +915,7 @@ fn envelope_golden() {
     );
     assert_eq!(&*p.key, format!("llm.start/{S}"));
     let v: Value = serde_json::from_slice(&p.body).unwrap();
+    conforms("EventEnvelope", &v);
     assert_eq!(
         v,
         json!({"seq": 9, "instance_id": I, "topic": "llm.start", "session_id": S,
@@ -891,6 +931,7 @@ fn envelope_golden() {
         iid(),
     );
     let v: Value = serde_json::from_slice(&hb.body).unwrap();
+    conforms("EventEnvelope", &v);
     assert!(
         v.get("session_id").is_none(),
         "no session_id member for instance events"

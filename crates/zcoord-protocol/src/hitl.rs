@@ -2,6 +2,7 @@
 //! question the model put to a person (seed 003's HITLView), the responses a client gives, and
 //! the `hitl.*` methods' params and results.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -13,7 +14,7 @@ pub const RESOLVED_BY_SERVER: &str = "server";
 /// The `resolved_by` of a response that named no `client_id`.
 pub const RESOLVED_BY_ANONYMOUS: &str = "anonymous";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HitlType {
     ToolApproval,
@@ -21,7 +22,7 @@ pub enum HitlType {
 }
 
 /// `pending`, then exactly one of the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HitlStatus {
     Pending,
@@ -49,7 +50,7 @@ impl HitlStatus {
 /// for a question. `params` is the call's arguments as JSON text; it and `question` are cut at
 /// 8 KiB like every text an event carries (`*_truncated` then says so; the whole call is in the
 /// tool message). At most 32 options of 1 KiB each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HitlPayload {
     ToolApproval {
@@ -80,7 +81,7 @@ impl HitlPayload {
 }
 
 /// A decision on a tool approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Approve,
@@ -101,7 +102,7 @@ impl Decision {
 }
 
 /// How a request was answered: `{decision, reason?}` or `{answer}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HitlResponse {
     Decision {
@@ -118,7 +119,7 @@ pub enum HitlResponse {
 }
 
 /// One request, as `hitl.pending`, `hitl.resolved`, `hitl.list` and `state.sync` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HitlRequest {
     pub id: HitlId,
     pub session_id: SessionId,
@@ -131,14 +132,17 @@ pub struct HitlRequest {
     pub response: Option<HitlResponse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[schemars(with = "Option<crate::schema::Timestamp>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "time::serde::rfc3339::option"
     )]
     pub resolved_at: Option<OffsetDateTime>,
+    #[schemars(with = "Option<crate::schema::Timestamp>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -190,13 +194,13 @@ pub struct Respond {
 }
 
 /// `hitl.list`'s answer: the pending requests, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HitlListResult {
     pub requests: Vec<HitlRequest>,
 }
 
 /// `hitl.respond`'s answer: the request as resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RespondResult {
     pub ok: bool,
     pub request: HitlRequest,

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 envelope: request ids, requests, responses, batches and the decoder that turns one
 //! frame into them. Owns the answer to malformed input; knows nothing about methods or sockets.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -13,7 +14,7 @@ pub const MAX_BATCH_LEN: usize = 256;
 /// plain numbers come back byte for byte, at any length or precision; a number written with an
 /// exponent comes back in serde_json's form of it (`1E5` as `1e+5`), which any JSON reader parses
 /// to the same number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Id {
     Num(serde_json::Number),
@@ -50,7 +51,7 @@ impl Request {
 }
 
 /// A response: exactly one of `result` and `error` is present, as the spec demands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Response {
     pub jsonrpc: Version,
     pub id: Id,
@@ -58,7 +59,7 @@ pub struct Response {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub enum Outcome {
     #[serde(rename = "result")]
     Result(Value),

@@ -11,6 +11,7 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod methods;
 pub mod models;
+pub mod schema;
 pub mod suggest;
 pub mod tool_schema;
 pub mod types;

@@ -1,6 +1,7 @@
 //! RPC methods: their names, typed params (decoded from the raw `params` value with the offending
 //! field named on error) and result shapes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -653,14 +654,15 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PingResult {
     pub status: String,
     pub instance_id: InstanceId,
+    #[schemars(with = "crate::schema::GoDuration")]
     pub uptime: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Endpoints {
     pub rpc: String,
     #[serde(rename = "pub")]
@@ -668,7 +670,7 @@ pub struct Endpoints {
 }
 
 /// Counters of what the server dropped or refused on its own queues since it started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DropCounters {
     /// Replies not delivered: the peer was gone or its queue was full.
     pub replies_dropped: u64,
@@ -681,14 +683,16 @@ pub struct DropCounters {
     pub requests_dropped: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InfoResult {
     pub instance_id: InstanceId,
     pub version: String,
     pub protocol_version: u32,
     pub pid: u32,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    #[schemars(with = "crate::schema::GoDuration")]
     pub uptime: String,
     pub endpoints: Endpoints,
     pub session_count: u64,
@@ -729,7 +733,7 @@ pub struct InfoResult {
 }
 
 /// Gauges of the transport, read when `instance.info` is answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TransportInfo {
     /// Live connections on the ROUTER and on the PUB.
     pub connections_rpc: u64,
@@ -745,15 +749,16 @@ pub struct TransportInfo {
 }
 
 /// Why the instance is degraded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DegradedInfo {
     pub reason: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub since: OffsetDateTime,
 }
 
 /// The replay ring's contents and bounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayInfo {
     pub events: u64,
     pub bytes: u64,
@@ -763,7 +768,7 @@ pub struct ReplayInfo {
     pub max_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StateSyncResult {
     pub sessions: Vec<SessionPayload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -779,17 +784,17 @@ pub struct StateSyncResult {
     pub clients: Vec<ClientInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionListResult {
     pub sessions: Vec<SessionPayload>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OkResult {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SendResult {
     pub ok: bool,
     pub session_id: SessionId,
@@ -804,7 +809,7 @@ pub struct SendResult {
     pub position: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageListResult {
     pub messages: Vec<MessagePayload>,
     /// More messages lie beyond this page in the direction paged (older for `before` or the
@@ -812,7 +817,7 @@ pub struct MessageListResult {
     pub has_more: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InterruptResult {
     pub ok: bool,
     pub interrupted: bool,
@@ -846,10 +851,11 @@ pub enum Reply {
 
 /// `events.replay`'s answer. Continue from `next_after_seq` while `has_more`; when it is false
 /// the client is covered up to `latest_seq`, the newest event at the time of the call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReplayResult {
     pub instance_id: InstanceId,
     /// Envelopes exactly as they were published, oldest first.
+    #[schemars(with = "Vec<crate::schema::EventEnvelope>")]
     pub events: Vec<Value>,
     pub next_after_seq: u64,
     pub has_more: bool,

@@ -2,10 +2,11 @@
 //! `instance.info`), the `session.configure` params, and the three-way setting a param can ask
 //! for (leave it, reset it to the server's default, or set it).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One model the server can run, by the name clients use for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelInfo {
     /// The name `session.configure` and `message.send` take (`[models.NAME]`, or for a model
     /// given as `--model echo|openai:<model>`, that text).
@@ -19,7 +20,7 @@ pub struct ModelInfo {
 }
 
 /// `model.list`'s answer: every model, by name, and the default's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelListResult {
     pub default: String,
     pub models: Vec<ModelInfo>,

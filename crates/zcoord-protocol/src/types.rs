@@ -1,5 +1,6 @@
 //! Shared wire shapes: sessions, messages, roles and statuses as clients see them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -7,7 +8,7 @@ use super::ids::{MessageId, SessionId, TurnId};
 use super::usage::SessionUsage;
 
 /// Whether a session has a turn running. Extends the spec's `SessionPayload`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Idle,
@@ -16,12 +17,14 @@ pub enum SessionStatus {
 
 /// The spec's `SessionPayload` (`id`, `title`, `updated_at`, `message_count`) plus `created_at`
 /// and `status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionPayload {
     pub id: SessionId,
     pub title: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub message_count: u64,
@@ -49,7 +52,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -59,7 +62,7 @@ pub enum Role {
 }
 
 /// Which tool call a `tool` message answers. Extends the spec's `MessagePayload`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallInfo {
     pub call_id: String,
     pub tool_name: String,
@@ -70,7 +73,7 @@ pub struct ToolCallInfo {
 
 /// How a message came to be: `complete`, or `interrupted` for an assistant reply cut short
 /// (interrupt, model error, shutdown). Extends the spec's `MessagePayload`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Complete,
@@ -79,7 +82,7 @@ pub enum MessageStatus {
 
 /// The spec's `MessagePayload` (`id`, `role`, `content`, `created_at`) plus `session_id`,
 /// `turn_id` and `status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessagePayload {
     pub id: MessageId,
     pub session_id: SessionId,
@@ -87,6 +90,7 @@ pub struct MessagePayload {
     pub turn_id: Option<TurnId>,
     pub role: Role,
     pub content: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub status: MessageStatus,

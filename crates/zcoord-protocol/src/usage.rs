@@ -1,11 +1,14 @@
 //! Token usage on the wire: what one turn used (`llm.end` `usage`), which of its figures are
 //! estimates, and a session's running totals (`SessionPayload.usage`). Only shapes and the sum.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A figure of [`TurnUsage`], named as its field is: listed in `estimated` when the daemon
 /// counted it itself instead of reading it from the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageFigure {
     InputTokens,
@@ -16,7 +19,7 @@ pub enum UsageFigure {
 /// What one turn used, as the provider reported it (`llm.end` `usage`). `input_tokens` and
 /// `output_tokens` equal the event's `tokens_in` and `tokens_out`. Optional figures are absent
 /// when the provider did not report them; they are never estimated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TurnUsage {
     /// Prompt tokens over every request of the turn (a turn with tool calls sends several).
     pub input_tokens: u64,
@@ -49,7 +52,7 @@ impl TurnUsage {
 
 /// A session's running totals over its turns that ended with an `llm.end` (a turn a crash cut
 /// short adds nothing: its figures died with the process). Absent figures add zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct SessionUsage {
     pub input_tokens: u64,

@@ -3,6 +3,7 @@
 //! live. Not an event: it takes no `seq`, so `seq` stays unique and gap-free over what the core
 //! publishes, and it is never replayed (PROTOCOL §8, §13).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -17,18 +18,20 @@ pub const MAX_WELCOME_TOKEN_BYTES: usize = 128;
 
 /// The payload: whose welcome this is, and the number of the last event published before it.
 /// Every later event whose key matches one of the socket's earlier subscriptions reaches it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WelcomePayload {
     pub token: String,
     pub last_seq: u64,
 }
 
 /// Frame 2 of a welcome: an event envelope without `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WelcomeEnvelope {
     pub instance_id: InstanceId,
     /// Always `instance.welcome`.
+    #[schemars(extend("const" = topic::INSTANCE_WELCOME))]
     pub topic: String,
+    #[schemars(with = "crate::schema::Timestamp")]
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub payload: WelcomePayload,
@@ -112,6 +115,12 @@ mod tests {
         let w = Welcome::encode("a1b2", 41, T, iid);
         assert_eq!(w.key, "instance.welcome/a1b2");
         let v: Value = serde_json::from_slice(&w.body).unwrap();
+        let schema = crate::schema::Bundle::protocol().json_schema();
+        crate::schema::check(&schema, "WelcomeEnvelope", &v).unwrap();
+        assert!(
+            crate::schema::check(&schema, "EventEnvelope", &v).is_err(),
+            "a welcome is not an event"
+        );
         assert_eq!(
             v,
             json!({"instance_id": "00000000-0000-0000-0000-000000000001",

@@ -13,11 +13,14 @@ from .shapes import *  # noqa: F401,F403
 PROTOCOL_VERSION = 2
 
 
-class RpcErrorObject(TypedDict, total=False):
-    """A JSON-RPC error reply's `error` member: `code`, `message`, `data?`."""
-
+class _RpcErrorObjectRequired(TypedDict):
     code: int
     message: str
+
+
+class RpcErrorObject(_RpcErrorObjectRequired, total=False):
+    """A JSON-RPC error reply's `error` member: `code`, `message`, `data?`."""
+
     data: dict[str, Any]
 
 

@@ -58,14 +58,11 @@ class ReplayInfo(TypedDict):
     max_bytes: int
 
 
-class _TransportInfoRequired(TypedDict):
+class TransportInfo(TypedDict):
     connections_rpc: int
     connections_pub: int
     connections_refused: int
     pub_bytes_held: int
-
-
-class TransportInfo(_TransportInfoRequired, total=False):
     subscribers_evicted: int
 
 
@@ -94,6 +91,7 @@ class _InstanceInfoResultRequired(TypedDict):
     replay: ReplayInfo
     transport: TransportInfo
     status: Health
+    heartbeat_interval_ms: int
 
 
 class InstanceInfoResult(_InstanceInfoResultRequired, total=False):
