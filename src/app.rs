@@ -155,6 +155,7 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
                 .unwrap_or(time::Duration::MAX),
             claim_timeout: time::Duration::try_from(config.tool_claim_timeout)
                 .unwrap_or(time::Duration::MAX),
+            heartbeat_interval: config.heartbeat_interval,
             ..CoreConfig::default()
         },
         Box::new(UuidV7),

@@ -9,8 +9,11 @@
 //! - [`app`]: wiring: the core actor, model tasks, heartbeat, shutdown order.
 //! - [`store`]: persistence behind one trait (SQLite, memory) and the writer thread.
 //! - [`discovery`]: the discovery file clients find the server by (from `zcoord-client`).
+//! - [`workspace`]: the walk-up rule clients find their workspace's server by (from
+//!   `zcoord-client`).
 //! - [`election`]: the data-directory lock that decides who is primary; standbys wait on it.
 //! - [`client`]: a small blocking client used by the CLI and tests (from `zcoord-client`).
+//! - [`liveness`]: whether the primary a subscriber follows is still there (from `zcoord-client`).
 //! - [`mirror`]: the mirror client a secondary embeds: a replica kept by the Clone pattern (from
 //!   `zcoord-client`).
 //! - [`cli`]: one file per subcommand.
@@ -29,5 +32,5 @@ pub mod transport;
 
 // The two library crates under the names the server has always used for them, so that
 // `crate::protocol::…` and `zcoord::client::…` read the same in the server, its tests and apps.
-pub use zcoord_client::{client, discovery, mirror};
+pub use zcoord_client::{client, discovery, liveness, mirror, workspace};
 pub use zcoord_protocol as protocol;

@@ -259,3 +259,60 @@ fn a_sigstopped_primary_is_not_replaced() {
     assert!(!standby.said("serving"));
     drop(first);
 }
+
+/// `zcoord watch` across a `kill -9` failover: it says the old primary is gone as soon as its
+/// process has ended (not after an idle timeout), then resyncs from the standby that took over.
+#[test]
+fn watch_says_a_killed_primary_is_gone_and_resyncs_from_the_standby() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = zmq::Context::new();
+    let mut first = Node::start(dir.path());
+    let (primary, _) = new_primary(dir.path(), &ctx, None);
+    let _standby = Node::start(dir.path());
+    let old = primary["instance_id"].as_str().unwrap().to_owned();
+
+    let mut watch = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("watch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let out = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let said = |what: &str| lines.lock().unwrap().iter().any(|l| l.contains(what));
+    eventually("watch's first sync", || {
+        said(&format!("synced instance={old}")).then_some(())
+    });
+
+    let t0 = Instant::now();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    eventually("watch to say the primary is gone", || {
+        said(&format!("primary-gone instance={old}")).then_some(())
+    });
+    let noticed = t0.elapsed();
+    let (second, _) = new_primary(dir.path(), &ctx, Some(&old));
+    let new = second["instance_id"].as_str().unwrap().to_owned();
+    eventually("watch to resync from the new primary", || {
+        said(&format!("synced instance={new}")).then_some(())
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let gone: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("primary-gone"))
+        .cloned()
+        .collect();
+    assert_eq!(gone.len(), 1, "said once: {gone:?}");
+    eprintln!("watch noticed the kill -9 after {noticed:?}: {}", gone[0]);
+}

@@ -234,3 +234,15 @@ fn a_transport_dropped_without_close_frees_its_endpoints() {
             .unwrap_or_else(|e| panic!("{endpoint} still bound: {e}"));
     }
 }
+
+#[test]
+fn an_unknown_method_suggests_the_nearest_one_when_it_is_close() {
+    let d = common::spawn_daemon();
+    let mut c = d.client();
+    let e = common::refused(&mut c, "sesion.list", json!({}));
+    assert_eq!(e["code"], -32601);
+    assert_eq!(e["data"]["suggestion"], "session.list");
+    let e = common::refused(&mut c, "frobnicate", json!({}));
+    assert_eq!(e["code"], -32601);
+    assert!(e.get("data").is_none(), "nothing close: no suggestion: {e}");
+}

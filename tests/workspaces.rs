@@ -185,3 +185,103 @@ fn a_data_directory_where_the_lock_cannot_be_taken_is_refused() {
         "nothing was created"
     );
 }
+
+#[test]
+fn client_commands_in_a_subdirectory_walk_up_to_their_workspace_server() {
+    let home = tempfile::tempdir().unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    let ws = std::fs::canonicalize(tree.path()).unwrap().join("project");
+    let deep = ws.join("src/module");
+    let elsewhere = tree.path().join("elsewhere");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let ws_arg = ws.to_str().unwrap();
+    let _server = Proc(
+        zcoord(
+            home.path(),
+            &["--workspace", ws_arg, "serve", "--store", "memory"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let info = discovered(home.path(), &ws);
+
+    // From two levels down, with no flag: the workspace's server.
+    let ping = zcoord(home.path(), &["call", "instance.info"])
+        .current_dir(&deep)
+        .output()
+        .unwrap();
+    assert_eq!(ping.status.code(), Some(0), "{}", stderr(&ping));
+    let here: Value = serde_json::from_slice(&ping.stdout).unwrap();
+    assert_eq!(here["instance_id"], info["instance_id"]);
+
+    let whr = zcoord(home.path(), &["where", "--json"])
+        .current_dir(&deep)
+        .output()
+        .unwrap();
+    assert_eq!(whr.status.code(), Some(0), "{}", stderr(&whr));
+    let whr: Value = serde_json::from_slice(&whr.stdout).unwrap();
+    assert_eq!(whr["workspace"], ws_arg);
+    assert_eq!(whr["found_by"], "walk_up");
+    assert_eq!(whr["running"], true);
+    assert_eq!(whr["instance_id"], info["instance_id"]);
+    assert_eq!(whr["pid"], info["pid"]);
+    assert_eq!(whr["endpoints"], info["endpoints"]);
+    let data_dir = whr["data_dir"].as_str().unwrap();
+    assert!(data_dir.starts_with(&format!(
+        "{}/zcoord/workspaces/project-",
+        home.path().display()
+    )));
+    assert_eq!(whr["discovery_file"], format!("{data_dir}/instance.json"));
+    assert!(whr.get("secret").is_none());
+
+    // Outside the workspace: no server, and the error names --workspace and the running one.
+    let lost = zcoord(home.path(), &["ping"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(lost.status.code(), Some(3));
+    let err = stderr(&lost);
+    assert!(err.contains("no zcoord server runs for"), "{err}");
+    assert!(
+        err.contains(&format!("--workspace {ws_arg}  (pid {}", info["pid"])),
+        "{err}"
+    );
+    let whr = zcoord(home.path(), &["where", "--json"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(whr.status.code(), Some(3));
+    let whr: Value = serde_json::from_slice(&whr.stdout).unwrap();
+    assert_eq!(
+        (whr["running"].clone(), whr["found_by"].clone()),
+        (Value::Bool(false), "current_dir".into())
+    );
+
+    // The flags keep precedence: --workspace names another directory, which has no server.
+    let other = zcoord(
+        home.path(),
+        &["--workspace", elsewhere.to_str().unwrap(), "ping"],
+    )
+    .current_dir(&deep)
+    .output()
+    .unwrap();
+    assert_eq!(other.status.code(), Some(3));
+    assert!(
+        stderr(&other).contains("no discovery file"),
+        "{}",
+        stderr(&other)
+    );
+    let by_env = zcoord(home.path(), &["ping"])
+        .env("ZCOORD_DATA_DIR", elsewhere.join("data"))
+        .current_dir(&deep)
+        .output()
+        .unwrap();
+    assert_eq!(
+        by_env.status.code(),
+        Some(3),
+        "ZCOORD_DATA_DIR wins over the walk-up"
+    );
+}

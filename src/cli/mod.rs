@@ -1,10 +1,13 @@
 //! The command line: one file per subcommand. Exit codes: 0 ok, 1 error reply (or a failed turn),
-//! 2 usage, 3 server unreachable.
+//! 2 usage, 3 server unreachable, 130 interrupted by Ctrl-C (`send`).
 
 mod call;
 mod clients;
 mod config_file;
 mod hitl;
+mod input;
+mod interrupt;
+mod locate;
 mod model_config;
 mod ping;
 mod policy_settings;
@@ -15,7 +18,9 @@ mod sessions;
 mod sub;
 mod target;
 mod tool_config;
+mod turn_fate;
 mod watch;
+mod where_is;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +33,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Ended by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,8 +102,31 @@ pub enum Command {
     Reject(hitl::RejectArgs),
     /// Answer a waiting question.
     Answer(hitl::AnswerArgs),
+    /// Which server the client commands here would use (workspace, data directory, discovery
+    /// file, endpoints, pid) and whether it runs; exits 3 when it does not.
+    Where(where_is::WhereArgs),
     /// Print the protocol's JSON Schema, OpenRPC or AsyncAPI document (--out DIR: write all three).
     Schema(schema::SchemaArgs),
+}
+
+impl Command {
+    /// The connection flags of a client command; `None` for `serve`, `where` and `schema`.
+    fn client_args(&self) -> Option<&ClientArgs> {
+        Some(match self {
+            Command::Serve(_) | Command::Where(_) | Command::Schema(_) => return None,
+            Command::Ping(a) => &a.client,
+            Command::Call(a) => &a.client,
+            Command::Sub(a) => &a.client,
+            Command::Send(a) => &a.client,
+            Command::Sessions(a) => &a.client,
+            Command::Clients(a) => &a.client,
+            Command::Watch(a) => &a.client,
+            Command::Hitl(a) => &a.client,
+            Command::Approve(a) => &a.client,
+            Command::Reject(a) => &a.client,
+            Command::Answer(a) => &a.client,
+        })
+    }
 }
 
 /// Parses the command line, runs the subcommand, returns the exit code.
@@ -129,20 +159,24 @@ pub fn main() -> i32 {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let data_dir = match (&cli.data_dir, &cli.workspace) {
-        (Some(d), _) => d.clone(),
-        (None, Some(w)) => match crate::discovery::workspace_data_dir(w) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: workspace {}: {e}", w.display());
-                return EXIT_USAGE;
-            }
-        },
-        // The workspace is the current directory unless said otherwise.
-        (None, None) => std::env::current_dir()
-            .and_then(|cwd| crate::discovery::workspace_data_dir(&cwd))
-            .unwrap_or_else(|_| crate::discovery::default_data_dir()),
+    // `serve` serves the directory it starts in; the others look for the nearest running server.
+    let walk = !matches!(cli.command, Command::Serve(_) | Command::Schema(_));
+    let at = match locate::locate(cli.data_dir.as_deref(), cli.workspace.as_deref(), walk) {
+        Ok(at) => at,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
     };
+    if let Some(c) = cli.command.client_args() {
+        let endpoints_given = c.rpc.is_some() && c.pub_.is_some();
+        if walk && at.how == locate::How::CurrentDir && !endpoints_given {
+            let here = at.workspace.clone().unwrap_or_default();
+            eprintln!("{}", locate::nothing_found(&here));
+            return EXIT_UNREACHABLE;
+        }
+    }
+    let data_dir = at.data_dir.clone();
     match cli.command {
         Command::Serve(args) => serve::run(*args, data_dir, cli.workspace.as_deref()),
         Command::Ping(args) => ping::run(args, &data_dir),
@@ -156,6 +190,7 @@ pub fn main() -> i32 {
         Command::Approve(args) => hitl::approve(args, &data_dir),
         Command::Reject(args) => hitl::reject(args, &data_dir),
         Command::Answer(args) => hitl::answer(args, &data_dir),
+        Command::Where(args) => where_is::run(args, &at),
         Command::Schema(args) => schema::run(args),
     }
 }

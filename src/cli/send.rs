@@ -1,31 +1,41 @@
-//! `zcoord send [--session ID] [--model NAME] <text>`: sends a message, prints the reply's tokens as they stream
-//! (tool calls and requests for a person on stderr; at a terminal it asks the person itself),
-//! exits at `llm.end`: 0 when the turn completed, 1 otherwise.
-//! `zcoord send [--session ID] [--queue] <text>`: sends a message, prints the reply's tokens as
-//! they stream (tool calls and requests for a person on stderr; at a terminal it asks the person
-//! itself), exits at `llm.end`: 0 when the turn completed, 1 otherwise. With `--queue`, a message
-//! to a busy session waits for its turn (the wait does not count as idle); discarded from the
-//! queue, it exits 1.
+//! `zcoord send [--session ID] [--queue] <text | - | --file PATH>`: sends a message, prints the
+//! reply's tokens as they stream (tool calls and requests for a person on stderr; at a terminal it
+//! asks the person itself), exits at `llm.end`: 0 when the turn completed, 1 otherwise. With
+//! `--queue`, a message to a busy session waits for its turn (the wait does not count as idle);
+//! discarded from the queue, it exits 1. Ctrl-C interrupts the turn it started
+//! (`session.interrupt`), waits for its `llm.end` and exits 130; a second Ctrl-C exits at once.
+//! A primary that dies meanwhile (no heartbeat for three intervals, its process gone, or another
+//! instance publishing) is said so at once; what a new primary kept is in [`super::turn_fate`].
 //!
 //! PUB/SUB can lose the first events of a fresh subscription (the slow joiner). Tokens are printed
 //! as they come; if any were missed, the complete reply from the assistant `message.append` is
 //! printed after them, marked as such, so the output is never silently incomplete.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{hitl, report, target, ClientArgs, EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE};
+use super::interrupt::CtrlC;
+use super::{
+    hitl, input, report, target, turn_fate, ClientArgs, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK,
+    EXIT_UNREACHABLE, EXIT_USAGE,
+};
 use crate::client::{ClientError, RpcClient, Subscriber};
+use crate::liveness::{self, Liveness};
 use crate::protocol::events::topic;
+use crate::protocol::ids::InstanceId;
 use crate::protocol::methods::SendResult;
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// The message text.
-    pub text: String,
+    /// The message text; `-` reads it from stdin (at most 256 KiB, the server's limit).
+    #[arg(required_unless_present = "file")]
+    pub text: Option<String>,
+    /// Read the message text from this file (at most 256 KiB, the server's limit).
+    #[arg(long, conflicts_with = "text")]
+    pub file: Option<PathBuf>,
     /// Session to send to (default: a new session).
     #[arg(long)]
     pub session: Option<String>,
@@ -39,26 +49,53 @@ pub struct SendArgs {
     /// queued already) instead of failing with session_busy.
     #[arg(long)]
     pub queue: bool,
-    /// Give up if no event for the turn arrives for this long, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
+    /// Give up if no event for the turn arrives for this long, in seconds (default: wait as
+    /// long as the primary lives; a dead one is noticed from its heartbeats).
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
+/// How long, after Ctrl-C, to wait for the interrupted turn's `llm.end`.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(5);
+
 pub fn run(args: SendArgs, data_dir: &Path) -> i32 {
+    let text = match input::message_text(args.text.as_deref(), args.file.as_deref()) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let t = match target::resolve(&args.client, data_dir) {
         Ok(t) => t,
         Err(code) => return code,
     };
+    let ctrl_c = CtrlC::install();
     let ctx = zmq::Context::new();
-    match stream(&ctx, &t, &args) {
+    match stream(&ctx, &t, &args, text, &ctrl_c) {
         Ok(code) => code,
         Err(e) => report(&e),
     }
 }
 
-fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32, ClientError> {
+/// Where a Ctrl-C has got to.
+enum Interrupt {
+    NotAsked,
+    /// `session.interrupt` was sent; the turn's `llm.end` is awaited until then.
+    Sent {
+        until: Instant,
+    },
+}
+
+fn stream(
+    ctx: &zmq::Context,
+    t: &target::Target,
+    args: &SendArgs,
+    text: String,
+    ctrl_c: &CtrlC,
+) -> Result<i32, ClientError> {
     let prefixes = [
         topic::LLM_TOKEN,
         topic::LLM_END,
@@ -67,12 +104,17 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
         topic::MESSAGE_APPEND,
         topic::HITL_PENDING,
         topic::MESSAGE_DEQUEUED,
+        // How a dead primary is noticed (not `instance.`: that would take every welcome too).
+        topic::INSTANCE_HEARTBEAT,
+        topic::INSTANCE_SHUTDOWN,
     ];
     let sub = Subscriber::connect_with(ctx, &t.pub_, &prefixes, t.secret.as_deref())?;
     let mut rpc = RpcClient::connect_with(ctx, &t.rpc, args.client.timeout(), t.secret.as_deref())?;
-    // A round trip gives the subscription time to reach the server; a miss is repaired below.
-    rpc.call("instance.ping", json!({}))?;
-    let mut params = json!({"content": args.text});
+    // A round trip gives the subscription time to reach the server (a miss is repaired below),
+    // and says which instance to follow and how often it beats.
+    let info = rpc.call("instance.info", json!({}))?;
+    let instance: Option<InstanceId> = serde_json::from_value(info["instance_id"].clone()).ok();
+    let mut params = json!({"content": text});
     if let Some(s) = &args.session {
         params["session_id"] = json!(s);
     }
@@ -85,6 +127,10 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     if args.queue {
         params["when_busy"] = json!("queue");
     }
+    if ctrl_c.pressed() {
+        eprintln!("interrupted: nothing was sent");
+        return Ok(EXIT_INTERRUPTED);
+    }
     let sent: SendResult = serde_json::from_value(rpc.call("message.send", params)?)
         .map_err(|e| ClientError::BadReply(e.to_string()))?;
     eprintln!("session {} turn {}", sent.session_id, sent.turn_id);
@@ -95,15 +141,64 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     // Waiting in the queue is not being idle: the turns before it may take any time.
     let mut queued = sent.queued;
 
-    let idle = Duration::from_secs(args.idle_timeout);
+    let idle = args.idle_timeout.map(Duration::from_secs);
+    let mut live = match instance {
+        Some(i) => Liveness::of(
+            i,
+            info["heartbeat_interval_ms"].as_u64().unwrap_or(0),
+            Instant::now(),
+        ),
+        None => Liveness::new(Instant::now()),
+    };
     let mut last_event = Instant::now();
     let mut next_index = 0u64;
     let mut gaps = false;
     let mut end: Option<Value> = None;
+    let mut interrupt = Interrupt::NotAsked;
     let out = std::io::stdout();
     loop {
-        let Some(ev) = sub.recv(Duration::from_millis(200))? else {
-            if !queued && last_event.elapsed() > idle {
+        if ctrl_c.pressed() && matches!(interrupt, Interrupt::NotAsked) && end.is_none() {
+            if queued {
+                // Interrupting the session now would end somebody else's turn.
+                eprintln!(
+                    "\ninterrupted: the message is still queued and will run later (session.interrupt with clear_queue discards the whole queue)"
+                );
+                return Ok(EXIT_INTERRUPTED);
+            }
+            eprintln!("\ninterrupting the turn (Ctrl-C again to exit at once)");
+            let asked = rpc.call("session.interrupt", json!({"session_id": sent.session_id}));
+            if let Err(e) = asked {
+                eprintln!("\ninterrupted, but the turn was not: {e}");
+                return Ok(EXIT_INTERRUPTED);
+            }
+            interrupt = Interrupt::Sent {
+                until: Instant::now() + INTERRUPT_WAIT,
+            };
+        }
+        if let Interrupt::Sent { until } = interrupt {
+            if Instant::now() >= until && end.is_none() {
+                eprintln!(
+                    "\ninterrupted: session.interrupt was sent, but the turn's end was not seen within {INTERRUPT_WAIT:?}"
+                );
+                return Ok(EXIT_INTERRUPTED);
+            }
+        }
+        let received = sub.recv(Duration::from_millis(200))?;
+        let gone = match &received {
+            Some(ev) => live.heard(&ev.envelope, Instant::now()),
+            None => {
+                let local = t
+                    .discovery_file
+                    .as_deref()
+                    .and_then(|f| liveness::local_process_runs(f, live.instance()));
+                live.check(Instant::now(), local)
+            }
+        };
+        if let Some(why) = gone.filter(|_| end.is_none()) {
+            return Ok(turn_fate::report(ctx, t, &sent, instance, &why));
+        }
+        let Some(ev) = received else {
+            if let Some(idle) = idle.filter(|i| !queued && last_event.elapsed() > *i) {
                 eprintln!("\nerror: no event for {idle:?}");
                 return Ok(EXIT_UNREACHABLE);
             }
@@ -137,8 +232,9 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
                 let _ = o.flush();
             }
             topic::TOOL_START => eprintln!("\n[tool {} {}]", p["tool_name"], p["params"]),
-            // The turn waits for a person: show it, and ask at a terminal.
-            topic::HITL_PENDING => {
+            // The turn waits for a person: show it, and ask at a terminal (not once the person
+            // has asked for the turn to stop).
+            topic::HITL_PENDING if !ctrl_c.pressed() => {
                 hitl::prompt(&mut rpc, p);
                 last_event = Instant::now();
             }
@@ -170,7 +266,18 @@ fn stream(ctx: &zmq::Context, t: &target::Target, args: &SendArgs) -> Result<i32
     }
     println!();
     let end = end.unwrap_or_default();
-    match end["reason"].as_str() {
+    let reason = end["reason"].as_str();
+    if matches!(interrupt, Interrupt::Sent { .. }) {
+        match reason {
+            Some("interrupted") => eprintln!("interrupted: the turn was stopped (Ctrl-C)"),
+            other => eprintln!(
+                "interrupted (Ctrl-C), but the turn had already ended: {}",
+                other.unwrap_or("?")
+            ),
+        }
+        return Ok(EXIT_INTERRUPTED);
+    }
+    match reason {
         Some("completed") => Ok(EXIT_OK),
         reason => {
             eprintln!(

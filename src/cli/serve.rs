@@ -388,6 +388,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
         let promoted = config.promotion.clone();
         let auth = config.transport.auth.clone();
         let tools = config.tools.clone();
+        let probes = crate::model::probe::targets(&config);
         let server = app::start(config)?;
         let ready = server.ready().clone();
         discovery::write(
@@ -410,6 +411,7 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
                     Some(TcpAuth::Curve { keys, .. }) => Some(keys.public.z85()),
                     _ => None,
                 },
+                workspace: Some(tools.workspace.clone()),
             },
         )?;
         println!(
@@ -455,6 +457,8 @@ fn run_primary(config: Config, disc_path: &Path) -> anyhow::Result<()> {
             None => {}
         }
         println!("  discovery: {}", disc_path.display());
+        // In the background: a model server that does not answer is worth a warning, not a wait.
+        tokio::spawn(crate::model::probe::warn_unanswered(probes));
         let stopped = server.run(shutdown_signal()).await;
         discovery::remove_if_ours(disc_path, ready.instance_id);
         if stopped.unsaved_changes > 0 {

@@ -1,7 +1,7 @@
 //! Where the client subcommands connect: `--rpc/--pub` (or `ZCOORD_RPC/ZCOORD_PUB`), else the
 //! discovery file in the data directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{ClientArgs, EXIT_UNREACHABLE};
 use crate::discovery;
@@ -13,6 +13,8 @@ pub struct Target {
     pub expected_instance: Option<String>,
     /// The PLAIN secret to present: `ZCOORD_SECRET`, else the discovery file's.
     pub secret: Option<String>,
+    /// The discovery file the endpoints came from: on this machine, so its pid can be checked.
+    pub discovery_file: Option<PathBuf>,
 }
 
 /// The variable that gives clients (and `serve`) the secret for tcp endpoints.
@@ -34,11 +36,12 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
                     .ok()
                     .and_then(|d| d.secret)
             }),
+            discovery_file: None,
         });
     }
     let path = discovery::path_in(data_dir);
     match discovery::read(&path) {
-        Ok(d) if !process_may_be_alive(d.pid) => {
+        Ok(d) if !discovery::pid_may_be_alive(d.pid) => {
             eprintln!(
                 "error: the discovery file {} is stale: instance {} (pid {}) is not running",
                 path.display(),
@@ -60,20 +63,11 @@ pub fn resolve(args: &ClientArgs, data_dir: &Path) -> Result<Target, i32> {
             pub_: args.pub_.clone().unwrap_or(d.endpoints.pub_),
             expected_instance: Some(d.instance_id.to_string()),
             secret: secret_from_env().or(d.secret),
+            discovery_file: Some(path),
         }),
         Err(e) => {
             eprintln!("error: {e}\n(is `zcoord serve` running? or pass --rpc/--pub)");
             Err(EXIT_UNREACHABLE)
         }
     }
-}
-
-/// False only when the process certainly does not exist (Linux: no `/proc/<pid>`). Elsewhere, or
-/// when unsure, true: the call's timeout then decides.
-fn process_may_be_alive(pid: u32) -> bool {
-    let proc_root = Path::new("/proc/self");
-    if !proc_root.exists() {
-        return true;
-    }
-    Path::new("/proc").join(pid.to_string()).exists()
 }

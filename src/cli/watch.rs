@@ -1,10 +1,12 @@
 //! `zcoord watch`: mirrors the primary (sessions, active session, messages) and prints each
-//! change as a line; resynchronises by itself across restarts and failovers.
+//! change as a line; resynchronises by itself across restarts and failovers, and says when the
+//! primary is gone (missing heartbeats, its process ended, its shutdown) as soon as it is.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::{target, ClientArgs, EXIT_OK};
+use crate::liveness::Gone;
 use crate::mirror::{Change, Mirror};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +26,13 @@ pub fn run(args: WatchArgs, data_dir: &Path) -> i32 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let mirror = Mirror::start_with(&t.rpc, &t.pub_, args.client.timeout(), t.secret.clone());
+    let mirror = Mirror::start_watching(
+        &t.rpc,
+        &t.pub_,
+        args.client.timeout(),
+        t.secret.clone(),
+        t.discovery_file.clone(),
+    );
     let deadline = args
         .for_secs
         .map(|s| std::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -64,6 +72,17 @@ pub fn run(args: WatchArgs, data_dir: &Path) -> i32 {
                 let v = serde_json::to_value(&r).unwrap_or_default();
                 println!("hitl {}", super::hitl::describe(&v));
             }
+            Change::PrimaryGone { instance_id, why } => println!(
+                "primary-gone instance={}: {why}; {}",
+                instance_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if matches!(why, Gone::Replaced { .. }) {
+                    "resyncing from it"
+                } else {
+                    "waiting for a primary"
+                }
+            ),
             Change::Event { topic, payload } if args.events => println!("event {topic} {payload}"),
             Change::Event { .. } => {}
         }

@@ -26,6 +26,7 @@ impl Core {
             promoted_from: self.promoted_from,
             status: self.health(),
             reason: self.degraded.as_ref().map(|d| d.reason.clone()),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
         };
         self.publish(Event::InstanceHeartbeat(payload), now);
     }
@@ -142,6 +143,7 @@ impl Core {
                 reason: d.reason.clone(),
                 since: d.since,
             }),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct CoreConfig {
     pub claim_timeout: time::Duration,
     /// How many messages, and bytes of them, may wait behind running turns.
     pub queue: QueueLimits,
+    /// How often the app publishes `instance.heartbeat` (the core only reports it, in each
+    /// heartbeat and in `instance.info`, so clients can tell a silent instance from a dead one).
+    pub heartbeat_interval: std::time::Duration,
 }
 
 impl Default for CoreConfig {
@@ -91,6 +94,7 @@ impl Default for CoreConfig {
             client_timeout: time::Duration::seconds(DEFAULT_CLIENT_TIMEOUT_SECS),
             claim_timeout: time::Duration::seconds(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS),
             queue: QueueLimits::default(),
+            heartbeat_interval: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod echo;
 pub mod openai;
+pub mod probe;
 pub mod registry;
 pub mod runner;
 

@@ -237,6 +237,7 @@ impl Transport {
             connections: RefCell::new(connections),
             pub_held_limit: config.pub_held_bytes,
             last_eviction: Cell::new(None),
+            oversize_log: RefCell::new(auth::RefusalLog::default()),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())

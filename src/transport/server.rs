@@ -9,18 +9,20 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::time::Instant;
 
 use time::OffsetDateTime;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
+use super::auth::RefusalLog;
 use super::connections::Connections;
 use super::framing::Route;
 use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
 use super::pending::{Pending, Refused, Slot};
 use super::stats::Stats;
-use super::triage::{triage, Triage, MAX_FRAMES_KEPT};
+use super::triage::{triage, Triage, MAX_FRAMES_KEPT, OVER_SIZE_LIMIT};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
 use crate::protocol::ids::InstanceId;
@@ -61,6 +63,10 @@ pub(super) struct TransportThread {
     /// furthest behind is disconnected, one a second at most.
     pub pub_held_limit: usize,
     pub last_eviction: Cell<Option<std::time::Instant>>,
+    /// Requests over `max_message_bytes`, logged at warn once a second at most. Those over the
+    /// hard limit cannot be: libzmq cuts their peer off and tells the monitor only that it
+    /// disconnected, like any peer that hangs up (PROTOCOL §2).
+    pub oversize_log: RefCell<RefusalLog>,
 }
 
 /// Least time between two subscribers disconnected for holding too much.
@@ -332,6 +338,16 @@ impl TransportThread {
         let (route, calls) = match triage(frames, total, self.max_message_bytes) {
             Triage::Calls { route, calls } => (route, calls),
             Triage::Answer { route, body, why } => {
+                if why == OVER_SIZE_LIMIT {
+                    let admitted = self.oversize_log.borrow_mut().admit(Instant::now());
+                    if let Some(suppressed) = admitted {
+                        tracing::warn!(
+                            limit = self.max_message_bytes,
+                            suppressed,
+                            "a request frame over --max-message-bytes was answered with message_too_large (one over twice that cuts its peer off unlogged)"
+                        );
+                    }
+                }
                 tracing::debug!(why, "request answered by the transport");
                 self.reply(&route, &body);
                 return false;

@@ -11,6 +11,9 @@ use crate::protocol::jsonrpc::{decode, Calls, Id, Incoming, Response};
 /// count is known).
 pub const MAX_FRAMES_KEPT: usize = 4;
 
+/// The `why` of a body over the size limit (answered with `message_too_large`).
+pub const OVER_SIZE_LIMIT: &str = "over the size limit";
+
 /// What to do with one message.
 #[derive(Debug)]
 pub enum Triage {
@@ -40,7 +43,7 @@ pub fn triage(frames: &[Vec<u8>], total: usize, max_message_bytes: usize) -> Tri
     };
     if body.len() > max_message_bytes {
         let error = RpcError::message_too_large(body.len(), max_message_bytes);
-        return answer(route, error, "over the size limit");
+        return answer(route, error, OVER_SIZE_LIMIT);
     }
     match decode(body) {
         Incoming::Invalid(resp) | Incoming::Single(Err(resp)) => Triage::Answer {

@@ -203,7 +203,8 @@ impl FakeServer {
                 });
                 let log = Arc::clone(&log);
                 let closed_tx = closed_tx.clone();
-                tokio::spawn(serve(socket, reply, log, closed_tx));
+                let script = Arc::clone(&replies);
+                tokio::spawn(serve(socket, reply, script, log, closed_tx));
             }
         });
         FakeServer {
@@ -240,6 +241,7 @@ impl Drop for FakeServer {
 async fn serve(
     mut socket: TcpStream,
     reply: Reply,
+    script: Arc<Mutex<VecDeque<Reply>>>,
     log: Arc<Mutex<Vec<Received>>>,
     closed: mpsc::UnboundedSender<Instant>,
 ) {
@@ -248,6 +250,15 @@ async fn serve(
     let Some(request) = read_request(&mut socket).await else {
         return;
     };
+    // `serve`'s start-up probe (`GET <base_url>/models`) is not part of any test's script: it
+    // gets a 404, is not logged, and the reply it was handed goes back for the next connection.
+    if request.method == "GET" && request.path.ends_with("/models") {
+        script.lock().unwrap().push_front(reply);
+        let _ = socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+        return;
+    }
     log.lock().unwrap().push(request);
     for step in reply.steps {
         let gone = match step {

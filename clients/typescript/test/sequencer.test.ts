@@ -11,7 +11,7 @@ const A = "instance-a";
 const B = "instance-b";
 
 function ev(seq: number, instance = A): EventEnvelope {
-  const payload = { instance_id: instance, session_count: 0, uptime: "0s", started_at: "t", status: "ok" as const };
+  const payload = { instance_id: instance, session_count: 0, uptime: "0s", started_at: "t", status: "ok" as const, heartbeat_interval_ms: 1000 };
   return { seq, instance_id: instance, topic: "instance.heartbeat", timestamp: "t", payload };
 }
 

@@ -34,6 +34,10 @@ pub struct Discovery {
     /// as `ZMQ_CURVE_SERVERKEY`. Public, but only as trustworthy as the way it reached the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curve_public_key: Option<String>,
+    /// The workspace the server serves (absolute, symlinks resolved), so a listing of running
+    /// servers can name it; absent from servers older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
 }
 
 /// The data directory of a workspace (the directory an app works in): one per workspace under
@@ -41,7 +45,13 @@ pub struct Discovery {
 /// workspaces never share a primary and the same workspace always maps to the same endpoints.
 pub fn workspace_data_dir(workspace: &Path) -> std::io::Result<PathBuf> {
     let abs = std::fs::canonicalize(workspace)?;
-    let name: String = abs
+    Ok(workspace_dir_in(&default_data_dir(), &abs))
+}
+
+/// The data directory of the workspace `canonical` (absolute, symlinks already resolved) under
+/// `data_home`: `<data_home>/workspaces/<name>-<hash>`.
+pub fn workspace_dir_in(data_home: &Path, canonical: &Path) -> PathBuf {
+    let name: String = canonical
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".into())
@@ -55,10 +65,20 @@ pub fn workspace_data_dir(workspace: &Path) -> std::io::Result<PathBuf> {
         })
         .take(16)
         .collect();
-    let hash = fnv1a64(abs.to_string_lossy().as_bytes());
-    Ok(default_data_dir()
+    let hash = fnv1a64(canonical.to_string_lossy().as_bytes());
+    data_home
         .join("workspaces")
-        .join(format!("{name}-{hash:016x}")))
+        .join(format!("{name}-{hash:016x}"))
+}
+
+/// False only when the process certainly does not exist (Linux: no `/proc/<pid>`). Elsewhere, or
+/// when unsure, true: a call's timeout then decides. Meaningful only for a discovery file written
+/// on this machine.
+pub fn pid_may_be_alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// FNV-1a, 64 bits: tiny and stable across Rust releases (std's hasher promises neither).
@@ -199,6 +219,7 @@ mod tests {
             version: "0".into(),
             secret: None,
             curve_public_key: Some("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".into()),
+            workspace: Some("/home/me/project".into()),
         };
         write(&path, &d).unwrap();
         assert_eq!(read(&path).unwrap(), d);

@@ -295,6 +295,10 @@ pub struct HeartbeatPayload {
     pub status: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Milliseconds between heartbeats: a client that hears nothing for three of them treats
+    /// the instance as gone (§10). 0 (absent) from servers older than this field.
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
 }
 
 /// A standby became the primary. `previous_instance_id` is the primary it replaced, when known.

@@ -175,6 +175,7 @@ fn method_results() {
                 reason: "database or disk is full (retrying)".into(),
                 since: T,
             }),
+            heartbeat_interval_ms: 50,
         },
         json!({"instance_id": I, "version": "0.1.0", "protocol_version": 1, "pid": 9,
                "started_at": T_JSON, "uptime": "0s",
@@ -193,7 +194,8 @@ fn method_results() {
                "transport": {"connections_rpc": 2, "connections_pub": 3, "connections_refused": 0,
                              "pub_bytes_held": 4096, "subscribers_evicted": 1},
                "status": "degraded",
-               "degraded": {"reason": "database or disk is full (retrying)", "since": T_JSON}}),
+               "degraded": {"reason": "database or disk is full (retrying)", "since": T_JSON},
+               "heartbeat_interval_ms": 50}),
     );
     both_ways(
         &ReplayResult {
@@ -653,9 +655,10 @@ fn events_payloads_and_keys() {
                 promoted_from: None,
                 status: Health::Ok,
                 reason: None,
+                heartbeat_interval_ms: 5000,
             }),
             json!({"instance_id": I, "session_count": 0, "uptime": "5s", "started_at": T_JSON,
-                   "status": "ok"}),
+                   "status": "ok", "heartbeat_interval_ms": 5000}),
             "instance.heartbeat".into(),
         ),
         (

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod methods;
 pub mod models;
 pub mod schema;
+pub mod suggest;
 pub mod tool_schema;
 pub mod types;
 pub mod usage;

@@ -250,6 +250,15 @@ methods! {
         Call::ModelList;
 }
 
+/// `-32601`, with `data.suggestion` when a known method is close to the one asked for.
+fn not_found(method: &str) -> RpcError {
+    let e = RpcError::method_not_found(method);
+    match super::suggest::nearest(method, ALL) {
+        Some(s) => e.with_data("suggestion", serde_json::json!(s)),
+        None => e,
+    }
+}
+
 /// A decoded call: the method is known and its params are well typed. Session ids stay strings
 /// here: a string that names no session is `session_not_found`, not a type error.
 #[derive(Debug, Clone, PartialEq)]
@@ -360,7 +369,7 @@ impl Call {
     /// Unknown members in `params` are ignored, so newer clients can talk to older servers.
     pub fn parse(method: &str, params: Option<Value>) -> Result<Call, RpcError> {
         let Some((_, decode)) = DECODERS.iter().find(|(name, _)| *name == method) else {
-            return Err(RpcError::method_not_found(method));
+            return Err(not_found(method));
         };
         if let Some(params) = &params {
             limits::check_params(params)?;
@@ -689,6 +698,10 @@ pub struct InfoResult {
     pub status: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<DegradedInfo>,
+    /// Milliseconds between `instance.heartbeat`s (`serve --heartbeat-interval`). 0 (absent)
+    /// from servers older than this field.
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
 }
 
 /// Gauges of the transport, read when `instance.info` is answered.

@@ -556,6 +556,11 @@ export interface DiscoveryFile {
   secret?: string;
   started_at: string;
   version: string;
+  /**
+   * The workspace the server serves (absolute, symlinks resolved), so a listing of running
+   * servers can name it; absent from servers older than this field.
+   */
+  workspace?: string;
   [k: string]: unknown;
 }
 /**
@@ -613,6 +618,11 @@ export interface EventsReplayParams {
 }
 export interface HeartbeatPayload {
   active_session_id?: SessionId;
+  /**
+   * Milliseconds between heartbeats: a client that hears nothing for three of them treats
+   * the instance as gone (§10). 0 (absent) from servers older than this field.
+   */
+  heartbeat_interval_ms: number;
   instance_id: InstanceId;
   /**
    * On a standby that took over: the primary it replaced. Subscribers that reconnect after a
@@ -695,6 +705,11 @@ export interface InfoResult {
   degraded?: DegradedInfo;
   drops: DropCounters;
   endpoints: Endpoints;
+  /**
+   * Milliseconds between `instance.heartbeat`s (`serve --heartbeat-interval`). 0 (absent)
+   * from servers older than this field.
+   */
+  heartbeat_interval_ms: number;
   instance_id: InstanceId;
   /**
    * The most sessions this instance holds at once (`serve --max-sessions`).

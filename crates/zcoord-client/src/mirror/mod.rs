@@ -8,17 +8,19 @@
 pub mod replica;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 pub use replica::{Change, Replica, Resync};
 
 use crate::client::{ClientError, RpcClient, Subscriber};
+use crate::liveness::{local_process_runs, Gone, Liveness};
 use zcoord_protocol::ids::{InstanceId, SessionId};
 use zcoord_protocol::methods::{MessageListResult, StateSyncResult};
 use zcoord_protocol::types::MessagePayload;
@@ -44,6 +46,19 @@ impl Mirror {
 
     /// As `start`, presenting the instance's secret (PLAIN) when given: needed over tcp.
     pub fn start_with(rpc: &str, pub_: &str, timeout: Duration, secret: Option<String>) -> Mirror {
+        Self::start_watching(rpc, pub_, timeout, secret, None)
+    }
+
+    /// As `start_with`; `discovery_file` is the primary's discovery file when it is on this
+    /// machine, so a primary whose process ended is noticed without waiting for its silence.
+    /// Either way a primary that is gone is announced ([`Change::PrimaryGone`]) once.
+    pub fn start_watching(
+        rpc: &str,
+        pub_: &str,
+        timeout: Duration,
+        secret: Option<String>,
+        discovery_file: Option<PathBuf>,
+    ) -> Mirror {
         let replica = Arc::new(Mutex::new(Replica::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, changes) = mpsc::channel();
@@ -52,6 +67,7 @@ impl Mirror {
             pub_: pub_.to_owned(),
             secret,
             timeout,
+            discovery_file,
             replica: replica.clone(),
             stop: stop.clone(),
             tx,
@@ -93,6 +109,7 @@ struct Worker {
     pub_: String,
     secret: Option<String>,
     timeout: Duration,
+    discovery_file: Option<PathBuf>,
     replica: Arc<Mutex<Replica>>,
     stop: Arc<AtomicBool>,
     tx: Sender<Change>,
@@ -139,13 +156,29 @@ impl Worker {
                     continue;
                 }
             };
+            // Whether the primary synced from is still there; said once per primary.
+            let mut live = match replica.instance_id {
+                Some(i) => Liveness::of(i, 0, Instant::now()),
+                None => Liveness::new(Instant::now()),
+            };
+            let mut announced = false;
             loop {
                 if self.stopped() {
                     return;
                 }
                 let ev = match sub.recv(TICK) {
                     Ok(Some(ev)) => ev,
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        if !announced {
+                            let file = self.discovery_file.as_deref();
+                            let local = file.and_then(|f| local_process_runs(f, live.instance()));
+                            if let Some(why) = live.check(Instant::now(), local) {
+                                announced = true;
+                                self.gone(live.instance(), why);
+                            }
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "mirror dropped a malformed event");
                         break;
@@ -153,6 +186,12 @@ impl Worker {
                 };
                 if retired.contains(&ev.envelope.instance_id) {
                     continue; // still buffered from a primary that is gone
+                }
+                let was = live.instance();
+                if let Some(why) = live.heard(&ev.envelope, Instant::now()) {
+                    if !std::mem::replace(&mut announced, true) {
+                        self.gone(was, why);
+                    }
                 }
                 match replica.apply(&ev.envelope) {
                     Ok(changes) => {
@@ -181,6 +220,11 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn gone(&self, instance_id: Option<InstanceId>, why: Gone) {
+        tracing::info!(?instance_id, %why, "the primary is gone");
+        let _ = self.tx.send(Change::PrimaryGone { instance_id, why });
     }
 
     fn publish(&self, replica: &Replica) {

@@ -29,6 +29,12 @@ pub enum Change {
     HitlPending(HitlRequest),
     /// A request was resolved (answered, rejected, expired or cancelled).
     HitlResolved(HitlRequest),
+    /// The primary synced from is gone (said once per primary; the mirror keeps waiting and
+    /// resynchronises from whichever primary comes next, announcing it with `Synced`).
+    PrimaryGone {
+        instance_id: Option<InstanceId>,
+        why: crate::liveness::Gone,
+    },
     /// Any other event in order (tokens, tool events, heartbeats…), for live displays.
     Event {
         topic: String,

@@ -188,6 +188,7 @@ class _InstanceHeartbeatPayloadRequired(TypedDict):
     uptime: str
     started_at: str
     status: Health
+    heartbeat_interval_ms: int
 
 
 class InstanceHeartbeatPayload(_InstanceHeartbeatPayloadRequired, total=False):

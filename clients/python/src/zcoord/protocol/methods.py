@@ -91,6 +91,7 @@ class _InstanceInfoResultRequired(TypedDict):
     replay: ReplayInfo
     transport: TransportInfo
     status: Health
+    heartbeat_interval_ms: int
 
 
 class InstanceInfoResult(_InstanceInfoResultRequired, total=False):
