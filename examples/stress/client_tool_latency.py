@@ -57,8 +57,11 @@ def main() -> int:
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.connect(info["endpoints"]["pub"])
-        for p in ("tool.start/", "tool.end/", "llm.end/", "instance.welcome"):
+        for p in ("tool.start/", "tool.end/", "llm.end/"):
             sub.setsockopt_string(zmq.SUBSCRIBE, p)
+        # Asked last, the welcome says the three above are live (PROTOCOL §8).
+        welcome = "instance.welcome/" + uuid.uuid4().hex
+        sub.setsockopt_string(zmq.SUBSCRIBE, welcome)
         rpc = ctx.socket(zmq.DEALER)
         rpc.connect(info["endpoints"]["rpc"])
 
@@ -75,18 +78,14 @@ def main() -> int:
                         raise RuntimeError(f"{method}: {reply['error']}")
                     return reply["result"]
 
-        # The subscription is live once its welcome comes.
+        # The subscriptions are live once the welcome comes.
         deadline = time.monotonic() + 5
-        live = set()
-        while len(live) < 3 and time.monotonic() < deadline:
-            for p in ("tool.start/", "tool.end/", "llm.end/"):
-                if p not in live:
-                    sub.setsockopt_string(zmq.SUBSCRIBE, p)
+        live = False
+        while not live and time.monotonic() < deadline:
             if sub.poll(200):
-                _k, body = sub.recv_multipart()
-                env = json.loads(body)
-                if env["topic"] == "instance.welcome":
-                    live.add(env["payload"]["subscription"])
+                live = sub.recv_multipart()[0] == welcome.encode()
+        if not live:
+            raise TimeoutError("no instance.welcome within 5 s")
         call("client.hello", {"client_id": "bench", "name": "bench", "protocol_versions": [2],
                               "tools": [TOOL]})
         session = call("session.create", {})["id"]

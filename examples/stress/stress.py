@@ -296,14 +296,16 @@ def stalled_sub(server: Server, prefix=b"") -> zmq.Socket:
     return s
 
 
-def wait_welcome(sub: zmq.Socket, subscription: bytes, timeout: float):
-    """Seconds until this SUB's instance.welcome for `subscription` arrives, or None."""
+def wait_welcome(sub: zmq.Socket, timeout: float):
+    """Asks for a welcome after the subscriptions `sub` has made (PROTOCOL §8, protocol version
+    2: a subscription to instance.welcome/<token>); seconds until it arrives, or None."""
+    key = b"instance.welcome/" + os.urandom(16).hex().encode()
+    sub.setsockopt(zmq.SUBSCRIBE, key)
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if not sub.poll(100, zmq.POLLIN):
             continue
-        frames = sub.recv_multipart()
-        if frames[0] == subscription and b'"instance.welcome"' in frames[-1][:400]:
+        if sub.recv_multipart()[0] == key:
             return time.monotonic() - t0
     return None
 
@@ -891,7 +893,7 @@ def send_load(c: Ctx, s: Server, sids, content: str, seconds: float):
     rpc = Rpc(s)
     ends = s.socket(zmq.SUB, rcvhwm=100000)
     ends.setsockopt(zmq.SUBSCRIBE, b"llm.end")
-    wait_welcome(ends, b"llm.end", 5)
+    wait_welcome(ends, 5)
     t_end = time.monotonic() + seconds
     free, busy = list(sids), {}
     running: dict[str, str] = {}  # turn_id -> session, reply in, llm.end not yet
@@ -1109,7 +1111,7 @@ def row9(c: Ctx):
             sub = s.socket(zmq.SUB)
             key = b"instance.heartbeat"
             sub.setsockopt(zmq.SUBSCRIBE, key)
-            w = wait_welcome(sub, key, min(30.0, max(1.0, t_end + 5 - time.monotonic())))
+            w = wait_welcome(sub, min(30.0, max(1.0, t_end + 5 - time.monotonic())))
             sub.close(0)
             welcomes.append(None if w is None else round(w, 2))
             stop.wait(3.0)
