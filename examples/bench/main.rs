@@ -14,6 +14,12 @@
 //! talks over tcp on 127.0.0.1 and every wait has a timeout. `BENCH_ONLY=1,4` runs only the
 //! scenarios named (numbered as above; 4 is the stalled subscriber), e.g. under a profiler.
 
+/// The allocator the `zcoord` binary ships with (src/main.rs): the bench's server is this binary
+/// (`child.rs` runs it again as `serve`), so its RSS and speed must be measured with the same
+/// allocator, not glibc's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod bare;
 mod child;
 mod control;
