@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use zcoord::core::{HistoryEntry, ModelEvent, TurnStart, Verdict};
 use zcoord::model::openai::{OpenAi, OpenAiConfig};
+use zcoord::model::queue as model_queue;
 use zcoord::model::{Model, ModelError, TurnSink};
 use zcoord::protocol::ids::{SessionId, TurnId};
 use zcoord::protocol::types::Role;
@@ -61,7 +62,7 @@ fn hello() -> TurnStart {
 /// Runs one turn to its end and returns what it returned and every event it emitted.
 async fn run(config: OpenAiConfig, turn: TurnStart) -> (Result<(), ModelError>, Vec<ModelEvent>) {
     let model = OpenAi::new(config, tools()).expect("provider");
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = model_queue::channel(1 << 10);
     let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
     let sink = TurnSink::new(turn.turn_id, tx, verdicts_rx);
     let task = tokio::spawn(model.run(turn.clone(), sink));
@@ -752,7 +753,7 @@ async fn dropping_the_turn_closes_the_connection_at_once() {
     let mut server = FakeServer::start(vec![Reply::new(steps)]).await;
     let model = OpenAi::new(config(&server.base_url), tools()).unwrap();
     let start = hello();
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = model_queue::channel(1 << 10);
     let (_verdicts, verdicts_rx) = mpsc::unbounded_channel();
     let sink = TurnSink::new(start.turn_id, tx, verdicts_rx);
     let task = tokio::spawn(model.run(start.clone(), sink));
@@ -797,7 +798,7 @@ async fn a_call_waiting_for_approval_holds_no_stream_and_a_rejection_reaches_the
     cfg.chunk_timeout = Duration::from_millis(200);
     let model = OpenAi::new(cfg, tools()).expect("provider");
     let start = hello();
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = model_queue::channel(1 << 10);
     let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
     let task =
         tokio::spawn(model.run(start.clone(), TurnSink::new(start.turn_id, tx, verdicts_rx)));

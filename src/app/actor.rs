@@ -17,8 +17,9 @@ use super::fair::RoundRobin;
 use super::outbox::Outbox;
 use crate::core::answer::Answer;
 use crate::core::read::MessageRows;
-use crate::core::{CallContext, Core, Effect, ModelEvent};
+use crate::core::{CallContext, Core, Effect};
 use crate::model::context::{Context, ContextBudget};
+use crate::model::queue::{self as model_queue, ModelReceiver, ModelSender};
 use crate::model::registry::Models;
 use crate::model::runner::{spawn_turn, TurnHandle};
 use crate::protocol::errors::RpcError;
@@ -27,8 +28,6 @@ use crate::protocol::ids::TurnId;
 use crate::store::writer::{Closed, StoreFailure, Writer, MAX_UNSAVED_BYTES};
 use crate::transport::{Inbound, Outbound, Route, Slot, Transport};
 
-/// Model output waiting for the core; a full queue slows the models, not the core.
-const MODEL_QUEUE: usize = 4_096;
 /// Model events taken in one go before their effects are applied: bounds how long requests and
 /// ticks wait behind a fast stream.
 const MODEL_BURST: usize = 256;
@@ -56,7 +55,7 @@ pub(super) struct Actor<'t> {
     pub(super) core: Core,
     /// The models by name; each turn runs the one the core named.
     pub(super) models: Models,
-    pub(super) model_tx: mpsc::Sender<(TurnId, ModelEvent)>,
+    pub(super) model_tx: ModelSender,
     pub(super) transport: &'t Transport,
     /// Running model tasks; dropping a handle stops its task.
     pub(super) turns: HashMap<TurnId, TurnHandle>,
@@ -116,7 +115,7 @@ impl Drop for ReplyRead {
 
 /// What the actor's own helpers send it: model output and replies read from the store.
 pub(super) struct Receivers {
-    pub model: mpsc::Receiver<(TurnId, ModelEvent)>,
+    pub model: ModelReceiver,
     pub reads: mpsc::UnboundedReceiver<ReadDone>,
 }
 
@@ -135,7 +134,8 @@ impl<'t> Actor<'t> {
         writer: Writer,
         contexts: ContextBudget,
     ) -> (Self, Receivers) {
-        let (model_tx, model_rx) = mpsc::channel(MODEL_QUEUE);
+        // Model output waiting for the core; a full queue slows the models, not the core.
+        let (model_tx, model_rx) = model_queue::channel(model_queue::MAX_QUEUED_BYTES);
         // Unbounded in count, bounded by what was admitted: one per request waiting for a read.
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
         let actor = Actor {

@@ -5,6 +5,7 @@ pub mod context;
 pub mod echo;
 pub mod openai;
 pub mod probe;
+pub mod queue;
 pub mod registry;
 pub mod runner;
 
@@ -14,6 +15,8 @@ use std::pin::Pin;
 use tokio::sync::mpsc;
 
 use std::sync::Arc;
+
+use queue::ModelSender;
 
 use crate::core::{ModelEvent, TurnStart, Verdict};
 use crate::protocol::ids::TurnId;
@@ -50,7 +53,7 @@ pub trait Model: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct TurnSink {
     turn_id: TurnId,
-    tx: mpsc::Sender<(TurnId, ModelEvent)>,
+    tx: ModelSender,
     /// What the core decided for each tool call started (`Effect::ToolVerdict`).
     verdicts: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Verdict)>>>,
 }
@@ -58,7 +61,7 @@ pub struct TurnSink {
 impl TurnSink {
     pub fn new(
         turn_id: TurnId,
-        tx: mpsc::Sender<(TurnId, ModelEvent)>,
+        tx: ModelSender,
         verdicts: mpsc::UnboundedReceiver<(String, Verdict)>,
     ) -> Self {
         TurnSink {
@@ -74,7 +77,7 @@ impl TurnSink {
 
     pub async fn emit(&self, event: ModelEvent) -> Result<(), ModelError> {
         self.tx
-            .send((self.turn_id, event))
+            .send(self.turn_id, event)
             .await
             .map_err(|_| ModelError::Closed)
     }

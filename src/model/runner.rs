@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::context::{Context, Held};
+use super::queue::ModelSender;
 use super::{Model, ModelError, TurnSink};
 use crate::core::{ModelEvent, TurnStart, Verdict};
 use crate::protocol::clients::ClientToolSpec;
@@ -39,7 +40,7 @@ pub fn spawn_turn(
     system_prompt: Option<String>,
     context: Context,
     client_tools: Arc<[ClientToolSpec]>,
-    tx: mpsc::Sender<(TurnId, ModelEvent)>,
+    tx: ModelSender,
 ) -> TurnHandle {
     let (cancel_tx, mut cancel_rx) = oneshot::channel::<()>();
     // One verdict per tool call the core is told of: bounded by the calls the model makes.
