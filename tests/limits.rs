@@ -394,3 +394,87 @@ fn a_subscriber_far_behind_is_disconnected_past_the_bound() {
         .try_next(WAIT)
         .expect("the reading subscriber still hears events");
 }
+
+/// The tokens of one turn a subscriber heard, checked whole: indexes 0, 1, 2… with none missing,
+/// as many as `llm.end` says the model streamed.
+#[track_caller]
+fn assert_every_token_heard(events: &[zcoord::client::ReceivedEvent]) {
+    let indexes: Vec<u64> = events
+        .iter()
+        .filter(|e| e.envelope.topic == "llm.token")
+        .map(|e| e.envelope.payload["index"].as_u64().unwrap())
+        .collect();
+    let end = events.last().expect("llm.end");
+    assert_eq!(end.envelope.topic, "llm.end");
+    assert_eq!(
+        end.envelope.payload["reason"], "completed",
+        "{:?}",
+        end.envelope.payload
+    );
+    let streamed = end.envelope.payload["tokens_out"].as_u64().unwrap();
+    assert!(streamed >= 20_000, "a long turn: {streamed} tokens");
+    let expected: Vec<u64> = (0..streamed).collect();
+    assert!(
+        indexes == expected,
+        "heard {} of {streamed} tokens; first missing: {:?}",
+        indexes.len(),
+        expected.iter().zip(&indexes).find(|(a, b)| a != b)
+    );
+}
+
+/// A model that outruns a subscriber waits for it rather than libzmq's queue growing past its
+/// high-water mark and dropping: the subscriber, whose server-side queue holds 2,000 events of a
+/// turn of 100,000, reads nothing until the stream has stopped for it, and then hears every token.
+/// (The pause comes at about 115 events held, plus at most one burst of 256 the core took before
+/// it; libzmq's count of what a subscriber has read lags by up to half the high-water mark, so a
+/// mark of 500 could still drop.)
+#[test]
+fn model_output_waits_for_a_subscriber_that_falls_behind() {
+    let d = spawn_daemon_with(|c| {
+        // Model output pauses above 64 KiB held for subscribers (about 100 token events).
+        c.transport.pub_held_bytes = 256 << 10;
+        c.transport.pub_sndhwm = 2_000;
+        // The subscriber below reads nothing for a while on purpose: not a stall.
+        c.transport.pub_stalled_after = std::time::Duration::from_secs(600);
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: std::time::Duration::ZERO,
+        };
+    });
+    let behind = d.subscriber(&["llm."]);
+    // 100,000 tokens, about 45 MB of events: more than the loopback buffers hold.
+    common::send(&d, None, &"w ".repeat(100_000));
+    // Not reading: the turn's tokens fill the loopback buffers, then libzmq's queue for this
+    // subscriber, until model output waits: the gauge stops moving, above the pause's mark.
+    let mut last = 0;
+    common::eventually("model output waiting for the subscriber", || {
+        let t = d.call("instance.info", json!({}))["transport"].clone();
+        let held = t["pub_bytes_held"].as_u64().unwrap();
+        let still = held == last && held > 64 << 10;
+        last = held;
+        still.then_some(())
+    });
+    let events = behind.until(|e| e.envelope.topic == "llm.end");
+    assert_every_token_heard(&events);
+    let t = d.call("instance.info", json!({}))["transport"].clone();
+    assert_eq!(t["subscribers_evicted"], 0, "{t}");
+}
+
+/// A subscriber that never reads cannot hold the stream up for long: once model output has
+/// waited `pub_stalled_after` for it, it is disconnected, and one that reads hears the whole turn.
+#[test]
+fn a_stalled_subscriber_is_disconnected_after_a_pause_and_the_stream_goes_on() {
+    let d = spawn_daemon_with(|c| {
+        c.transport.pub_held_bytes = 256 << 10;
+        c.transport.pub_stalled_after = std::time::Duration::from_millis(200);
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: std::time::Duration::ZERO,
+        };
+    });
+    let _stalled = common::stalled_subscriber(&d.ctx, &d.pub_);
+    let reading = d.subscriber(&["llm."]);
+    common::send(&d, None, &"w ".repeat(20_000));
+    let events = reading.until(|e| e.envelope.topic == "llm.end");
+    assert_every_token_heard(&events);
+    let t = d.call("instance.info", json!({}))["transport"].clone();
+    assert!(t["subscribers_evicted"].as_u64() >= Some(1), "{t}");
+}

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -196,6 +197,11 @@ impl<'t> Actor<'t> {
             let waiting = self.waiting_for_room();
             let full = self.outbox.over_budget() || self.store_behind();
             let transport = self.transport;
+            // Subscribers behind: model output waits until libzmq has written some of theirs.
+            let stats = &*transport.stats;
+            let paced = stats
+                .pace
+                .must_wait(|| stats.pub_bytes_held.load(Ordering::SeqCst));
             tokio::select! {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv(), if !full && self.requests.len() < MAX_TAKEN_REQUESTS => {
@@ -206,7 +212,8 @@ impl<'t> Actor<'t> {
                     self.serve_requests(&mut inbound);
                 }
                 () = transport.outbound.room(), if waiting => self.release(),
-                Some((turn, ev)) = model_rx.recv(), if !waiting && !full => {
+                () = stats.pace.resumed(), if paced => {}
+                Some((turn, ev)) = model_rx.recv(), if !waiting && !full && !paced => {
                     self.core.model_event(turn, ev, now());
                     // Take what else is ready before applying effects: a burst of tokens then
                     // costs one hand-off to the transport thread instead of one per token.
@@ -448,6 +455,7 @@ impl<'t> Actor<'t> {
                         seq: p.seq,
                         key: p.key,
                         body: p.body,
+                        charge: None,
                     };
                     self.outbox.push(
                         msg,

@@ -262,6 +262,7 @@ mod tests {
             seq,
             key: Arc::from("instance.heartbeat"),
             body: Arc::from(vec![b'x'; 10]),
+            charge: None,
         }
     }
 

@@ -13,7 +13,7 @@
 //! the `zmq` crate copies every frame and has no way to learn when libzmq lets go of it.
 
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::pending::Slot;
@@ -34,16 +34,33 @@ impl Body {
     }
 }
 
-/// A gauge of bytes libzmq holds, taken back when the frame is freed.
-struct Gauge {
+/// What an event costs on its way to subscribers (`pace::event_cost`), counted in
+/// `Stats::pub_bytes_held` from the moment it is queued for the transport thread until libzmq
+/// frees its body (the last subscriber's copy written, or dropped), or until it is dropped
+/// unsent. A release that brings the gauge down to the pace's low mark lets model output go on.
+#[derive(Debug)]
+pub struct PubCharge {
     stats: Arc<Stats>,
-    field: fn(&Stats) -> &AtomicU64,
     bytes: u64,
 }
 
-impl Drop for Gauge {
+impl PubCharge {
+    pub fn new(stats: &Arc<Stats>, bytes: u64) -> PubCharge {
+        stats.pub_bytes_held.fetch_add(bytes, Ordering::SeqCst);
+        PubCharge {
+            stats: stats.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for PubCharge {
     fn drop(&mut self) {
-        (self.field)(&self.stats).fetch_sub(self.bytes, Ordering::Relaxed);
+        let before = self
+            .stats
+            .pub_bytes_held
+            .fetch_sub(self.bytes, Ordering::SeqCst);
+        self.stats.pace.released(before - self.bytes);
     }
 }
 
@@ -51,7 +68,7 @@ impl Drop for Gauge {
 struct Held {
     body: Body,
     _slot: Option<Slot>,
-    _gauge: Option<Gauge>,
+    _charge: Option<PubCharge>,
 }
 
 /// Called by libzmq, on whichever of its threads closes the message last, exactly once.
@@ -89,35 +106,28 @@ pub fn send(
         Held {
             body: Body::Owned(body),
             _slot: slot,
-            _gauge: None,
+            _charge: None,
         },
         flags,
     )
 }
 
-/// Sends an event's body (shared with the replay ring, so not copied) as one frame, counting
-/// its bytes in `Stats::pub_bytes_held` until libzmq frees it: after the last subscriber it was
-/// queued for has had it written, or has gone. So the server can say how much its subscribers'
-/// queues hold, a figure libzmq itself does not keep.
+/// Sends an event's body (shared with the replay ring, so not copied) as one frame, keeping
+/// its `charge` in `Stats::pub_bytes_held` until libzmq frees it: after the last subscriber it
+/// was queued for has had it written, or has gone. So the server can say how much its
+/// subscribers' queues hold, a figure libzmq itself does not keep.
 pub fn send_shared(
     sock: RawSocket,
     body: Arc<[u8]>,
-    stats: &Arc<Stats>,
+    charge: PubCharge,
     flags: i32,
 ) -> Result<(), zmq::Error> {
-    let bytes = body.len() as u64;
-    stats.pub_bytes_held.fetch_add(bytes, Ordering::Relaxed);
-    let gauge = Gauge {
-        stats: stats.clone(),
-        field: |s| &s.pub_bytes_held,
-        bytes,
-    };
     send_held(
         sock,
         Held {
             body: Body::Shared(body),
             _slot: None,
-            _gauge: Some(gauge),
+            _charge: Some(charge),
         },
         flags,
     )
@@ -192,7 +202,8 @@ mod tests {
         let (mut push, pull) = pair(&ctx, "held-shared");
         let stats = Arc::new(Stats::default());
         let body: Arc<[u8]> = Arc::from(&b"an event"[..]);
-        send_shared(RawSocket::of(&mut push), body.clone(), &stats, 0).unwrap();
+        let charge = PubCharge::new(&stats, body.len() as u64);
+        send_shared(RawSocket::of(&mut push), body.clone(), charge, 0).unwrap();
         assert_eq!(stats.pub_bytes_held.load(Ordering::Relaxed), 8);
         assert_eq!(Arc::strong_count(&body), 2, "shared, not copied");
         assert_eq!(pull.recv_bytes(0).unwrap(), b"an event");

@@ -12,6 +12,7 @@ mod held;
 pub mod ipc;
 mod monitor;
 pub mod outbound;
+pub mod pace;
 mod pending;
 mod server;
 pub mod stats;
@@ -71,8 +72,12 @@ pub struct TransportConfig {
     /// Bytes all peers' requests and unsent replies may hold together; beyond it, `server_busy`.
     pub pending_bytes: usize,
     /// Bytes of events libzmq may hold for subscribers that have not been sent them; beyond it
-    /// the subscriber furthest behind is disconnected, one a second at most.
+    /// the subscriber furthest behind is disconnected, one a second at most. Model output
+    /// waits above a quarter of it (`pace.rs`).
     pub pub_held_bytes: usize,
+    /// How long model output may wait for subscribers to drain before the one furthest behind
+    /// is disconnected.
+    pub pub_stalled_after: std::time::Duration,
     /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
     /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
     /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
@@ -99,6 +104,7 @@ impl Default for TransportConfig {
             per_peer_bytes: 32 << 20,
             pending_bytes: 128 << 20,
             pub_held_bytes: 64 << 20,
+            pub_stalled_after: pace::STALLED_AFTER,
             auth: None,
         }
     }
@@ -198,6 +204,7 @@ impl Transport {
 
         // Both monitors are attached before either socket binds, so no connection goes uncounted.
         let stats = Arc::new(Stats::default());
+        stats.pace.configure(config.pub_held_bytes as u64);
         let limit = connection_limit(config.max_connections);
         let connections = Connections::watch(&context, &router, &publisher, limit, stats.clone())?;
         bind(&router, &config.rpc_endpoint)?;
@@ -237,6 +244,8 @@ impl Transport {
             connections: RefCell::new(connections),
             pub_held_limit: config.pub_held_bytes,
             last_eviction: Cell::new(None),
+            paused_since: Cell::new(None),
+            stalled_after: config.pub_stalled_after,
             oversize_log: RefCell::new(auth::RefusalLog::default()),
         };
         let thread = std::thread::Builder::new()

@@ -10,6 +10,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use super::framing::Route;
+use super::held::PubCharge;
+use super::pace::event_cost;
 use super::pending::Slot;
 use super::stats::Stats;
 
@@ -26,10 +28,12 @@ pub enum Outbound {
     },
     /// Frames shared with the replay ring: queuing an event copies no bytes. `seq` is the
     /// event's number, which welcomes report as the point their subscription is covered from.
+    /// `charge` (set when it is queued) counts it on its way to subscribers.
     Event {
         seq: u64,
         key: Arc<str>,
         body: Arc<[u8]>,
+        charge: Option<PubCharge>,
     },
 }
 
@@ -111,7 +115,7 @@ impl OutboundSender {
 
     /// Queues `msg`, or gives it back if the queue is full (nothing is counted: the caller keeps
     /// it and tries again after [`OutboundSender::room`]).
-    pub fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+    pub fn try_send(&self, mut msg: Outbound) -> Result<(), Outbound> {
         let size = msg.size();
         let before = self.signals.queued_bytes.fetch_add(size, Ordering::SeqCst);
         if before > 0 && before + size > MAX_QUEUED_BYTES {
@@ -121,13 +125,27 @@ impl OutboundSender {
             return Err(msg);
         }
         self.signals.queued.fetch_add(1, Ordering::SeqCst);
+        // From here on the event counts as on its way to subscribers (`pace.rs`).
+        if let Outbound::Event {
+            key, body, charge, ..
+        } = &mut msg
+        {
+            if charge.is_none() {
+                let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
+                let cost = event_cost(key.len(), body.len(), subscribers);
+                *charge = Some(PubCharge::new(&self.stats, cost));
+            }
+        }
         let result = match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => {
+            Err(TrySendError::Full(mut msg)) => {
                 self.signals.queued.fetch_sub(1, Ordering::SeqCst);
                 self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
                 // The caller will wait for room: make sure the drain is announced.
                 self.signals.needs_room.store(true, Ordering::SeqCst);
+                if let Outbound::Event { charge, .. } = &mut msg {
+                    *charge = None;
+                }
                 Err(msg)
             }
             // The transport thread is gone: nothing will ever send it.

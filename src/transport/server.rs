@@ -18,8 +18,10 @@ use tokio::sync::mpsc::Sender;
 use super::auth::RefusalLog;
 use super::connections::Connections;
 use super::framing::Route;
+use super::held::PubCharge;
 use super::held::{self, RawSocket};
 use super::outbound::{Outbound, Signals};
+use super::pace::event_cost;
 use super::pending::{Pending, Refused, Slot};
 use super::stats::Stats;
 use super::triage::{triage, Triage, MAX_FRAMES_KEPT, OVER_SIZE_LIMIT};
@@ -63,6 +65,10 @@ pub(super) struct TransportThread {
     /// furthest behind is disconnected, one a second at most.
     pub pub_held_limit: usize,
     pub last_eviction: Cell<Option<std::time::Instant>>,
+    /// Since when model output has waited for subscribers to drain (`pace.rs`), if it does.
+    pub paused_since: Cell<Option<std::time::Instant>>,
+    /// A pause this long disconnects the subscriber furthest behind.
+    pub stalled_after: std::time::Duration,
     /// Requests over `max_message_bytes`, logged at warn once a second at most. Those over the
     /// hard limit cannot be: libzmq cuts their peer off and tells the monitor only that it
     /// disconnected, like any peer that hangs up (PROTOCOL §2).
@@ -90,8 +96,13 @@ impl TransportThread {
                     connections.rpc.monitor.as_poll_item(zmq::POLLIN),
                     connections.pub_.monitor.as_poll_item(zmq::POLLIN),
                 ];
-                // Over the bound, look again within a second even if nothing else happens.
-                let timeout = if self.pub_over_limit() { 1_000 } else { -1 };
+                // Over the bound, or model output paused for subscribers, look again soon even
+                // if nothing else happens.
+                let timeout = if self.pub_over_limit() || self.stats.pace.is_paused() {
+                    (self.stalled_after.as_millis() / 4).clamp(1, 250) as i64
+                } else {
+                    -1
+                };
                 match zmq::poll(&mut items, timeout) {
                     Ok(_) => (
                         items[0].is_readable(),
@@ -133,15 +144,29 @@ impl TransportThread {
         self.stats.pub_bytes_held.load(Ordering::Relaxed) as usize > self.pub_held_limit
     }
 
+    /// Whether model output has waited for subscribers to drain for `stalled_after`: some
+    /// subscriber is not reading, and holds everyone up.
+    fn pub_stalled(&self, now: Instant) -> bool {
+        if !self.stats.pace.is_paused() {
+            self.paused_since.set(None);
+            return false;
+        }
+        let since = *self.paused_since.get().get_or_insert(now);
+        self.paused_since.set(Some(since));
+        now.duration_since(since) >= self.stalled_after
+    }
+
     /// libzmq has no byte high-water mark: a subscriber that stops reading pins up to
     /// `--pub-hwm` events, and several that stall at different times each pin their own. When
-    /// what libzmq holds for subscribers passes its bound, the subscriber furthest behind is
-    /// disconnected (its libzmq reconnects it, and it repairs its gap with `events.replay`).
+    /// what libzmq holds for subscribers passes its bound, or has kept model output waiting
+    /// for `stalled_after`, the subscriber furthest behind is disconnected (its libzmq
+    /// reconnects it, and it repairs its gap with `events.replay`).
     fn bound_pub_queues(&self) {
-        if !self.pub_over_limit() {
+        let now = Instant::now();
+        let stalled = self.pub_stalled(now);
+        if !stalled && !self.pub_over_limit() {
             return;
         }
-        let now = std::time::Instant::now();
         if self
             .last_eviction
             .get()
@@ -150,18 +175,34 @@ impl TransportThread {
             return;
         }
         self.last_eviction.set(Some(now));
+        if stalled {
+            // The next one only after another full pause.
+            self.paused_since.set(Some(now));
+        }
         let held = self.stats.pub_bytes_held.load(Ordering::Relaxed);
+        let why = if stalled {
+            "model output waited too long for them"
+        } else {
+            "over --pub-held-bytes"
+        };
         match self.connections.borrow_mut().evict_furthest_behind() {
             Some(unread) => tracing::warn!(
                 held_mib = held >> 20,
                 limit_mib = self.pub_held_limit >> 20,
                 unread,
+                why,
                 "subscribers hold too much: disconnected the one furthest behind"
             ),
-            None => tracing::warn!(
-                held_mib = held >> 20,
-                "subscribers hold too much, and none could be disconnected"
-            ),
+            None => {
+                tracing::warn!(
+                    held_mib = held >> 20,
+                    why,
+                    "subscribers hold too much, and none could be disconnected"
+                );
+                // Nobody to disconnect: waiting longer would stall the stream for nothing.
+                // The hard bound still disconnects once one can be.
+                self.stats.pace.resume();
+            }
         }
     }
 
@@ -212,20 +253,30 @@ impl TransportThread {
             // The reply leaves this process's queues here: its slot (dropped with it) gives the
             // peer's place back.
             Outbound::Reply { route, body, slot } => self.reply_held(&route, body, slot),
-            Outbound::Event { seq, key, body } => {
+            Outbound::Event {
+                seq,
+                key,
+                body,
+                charge,
+            } => {
                 self.last_seq.set(seq);
-                self.publish(key.as_bytes(), body)
+                self.publish(key.as_bytes(), body, charge)
             }
         }
     }
 
-    fn publish(&self, key: &[u8], body: Arc<[u8]>) {
+    fn publish(&self, key: &[u8], body: Arc<[u8]>, charge: Option<PubCharge>) {
         // PUB never blocks: a subscriber at its high-water mark simply misses the message. The
-        // body goes to libzmq without a copy, counted while libzmq holds it (`held`).
+        // body goes to libzmq without a copy, its charge (counted since it was queued) kept
+        // while libzmq holds it (`held`).
+        let charge = charge.unwrap_or_else(|| {
+            let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
+            PubCharge::new(&self.stats, event_cost(key.len(), body.len(), subscribers))
+        });
         let sent = self
             .publisher
             .send(key, zmq::SNDMORE | zmq::DONTWAIT)
-            .and_then(|_| held::send_shared(self.publisher_raw, body, &self.stats, zmq::DONTWAIT));
+            .and_then(|_| held::send_shared(self.publisher_raw, body, charge, zmq::DONTWAIT));
         if let Err(e) = sent {
             Stats::bump(&self.stats.outbound_dropped);
             tracing::warn!(error = %e, "publish failed");
@@ -289,7 +340,7 @@ impl TransportThread {
         let now = OffsetDateTime::now_utc();
         for token in &burst {
             let welcome = Welcome::encode(token, self.last_seq.get(), now, self.instance_id);
-            self.publish(welcome.key.as_bytes(), Arc::from(welcome.body));
+            self.publish(welcome.key.as_bytes(), Arc::from(welcome.body), None);
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::pace::Pace;
 use crate::protocol::methods::{DropCounters, TransportInfo};
 
 #[derive(Debug, Default)]
@@ -17,9 +18,12 @@ pub struct Stats {
     pub connections_pub: AtomicU64,
     /// Connections shut down at accept because their socket was at its limit.
     pub connections_refused: AtomicU64,
-    /// Bytes of events libzmq holds for subscribers that have not been sent them (a gauge:
-    /// `held::send_shared` adds, libzmq's free callback takes back).
+    /// Bytes of events libzmq holds for subscribers that have not been sent them, with a queue
+    /// entry per subscriber per frame (a gauge: `held::send_shared` adds, libzmq's free callback
+    /// takes back).
     pub pub_bytes_held: AtomicU64,
+    /// Whether model output waits for that gauge to come down.
+    pub pace: Pace,
     /// Subscribers disconnected because libzmq held more than allowed for them all.
     pub subscribers_evicted: AtomicU64,
 }

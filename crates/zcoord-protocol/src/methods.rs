@@ -712,8 +712,10 @@ pub struct TransportInfo {
     pub connections_pub: u64,
     /// Connections closed at accept since start because their socket was at its limit.
     pub connections_refused: u64,
-    /// Bytes of events libzmq holds for subscribers that have not been sent them yet: what
-    /// subscribers that fall behind pin (each up to `--pub-hwm` events).
+    /// Bytes of events on their way to subscribers (queued for the PUB, or held by libzmq for
+    /// subscribers not yet sent them, with a queue entry per frame per subscriber): what
+    /// subscribers that fall behind pin. Model output waits above a quarter of
+    /// `--pub-held-bytes`.
     pub pub_bytes_held: u64,
     /// Subscribers disconnected since start because that figure passed its bound.
     #[serde(default)]

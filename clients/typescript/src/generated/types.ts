@@ -1398,8 +1398,10 @@ export interface TransportInfo {
    */
   connections_rpc: number;
   /**
-   * Bytes of events libzmq holds for subscribers that have not been sent them yet: what
-   * subscribers that fall behind pin (each up to `--pub-hwm` events).
+   * Bytes of events on their way to subscribers (queued for the PUB, or held by libzmq for
+   * subscribers not yet sent them, with a queue entry per frame per subscriber): what
+   * subscribers that fall behind pin. Model output waits above a quarter of
+   * `--pub-held-bytes`.
    */
   pub_bytes_held: number;
   /**

@@ -1,0 +1,172 @@
+//! Pacing model output by what libzmq holds for subscribers. Past a high mark (a quarter of
+//! `--pub-held-bytes`) the actor takes no more model output, so the models wait instead of
+//! libzmq's queues growing by a queue entry per subscriber per frame; the free callback that
+//! brings the gauge down to the low mark (an eighth) wakes the actor. Subscribers that keep up
+//! never see a gap; one that stops reading is dealt with by the transport thread (evicted after
+//! [`STALLED_AFTER`] of pause by default), so it cannot hold the stream up for long.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// By default, a pause this long means some subscriber is not draining: the one furthest behind
+/// is disconnected (it reconnects and repairs its gap with `events.replay`).
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+
+/// What one frame costs in libzmq besides its bytes: the `zmq_msg_t` in each subscriber's
+/// queue (a frame is queued once per subscriber, its bytes shared).
+pub const QUEUE_ENTRY_BYTES: u64 = 64;
+/// A frame libzmq copied (an event's key) is one allocation: its bytes and a header.
+pub const COPIED_FRAME_OVERHEAD: u64 = 40;
+
+/// What an event costs on its way to subscribers: its frames' bytes, the key's copy, and a
+/// queue entry per frame in each subscriber's queue (an upper bound: a subscriber whose
+/// subscriptions do not match gets none).
+pub fn event_cost(key_len: usize, body_len: usize, subscribers: u64) -> u64 {
+    (key_len + body_len) as u64 + COPIED_FRAME_OVERHEAD + 2 * QUEUE_ENTRY_BYTES * subscribers.max(1)
+}
+
+/// The marks, and whether model output waits.
+#[derive(Debug)]
+pub struct Pace {
+    high: AtomicU64,
+    low: AtomicU64,
+    paused: AtomicBool,
+    resumed: Notify,
+}
+
+impl Default for Pace {
+    /// Never pauses until [`Pace::configure`] sets its marks.
+    fn default() -> Self {
+        Pace {
+            high: AtomicU64::new(u64::MAX),
+            low: AtomicU64::new(u64::MAX),
+            paused: AtomicBool::new(false),
+            resumed: Notify::new(),
+        }
+    }
+}
+
+impl Pace {
+    /// Marks from the bound on what libzmq may hold: pause above a quarter, go on at an eighth.
+    pub fn configure(&self, held_limit: u64) {
+        self.high.store(held_limit / 4, Ordering::SeqCst);
+        self.low.store(held_limit / 8, Ordering::SeqCst);
+    }
+
+    /// Whether model output must wait, `held` being the gauge now (read again by the caller's
+    /// `held_now` after the pause is recorded, so a release racing with it is not missed).
+    pub fn must_wait(&self, held_now: impl Fn() -> u64) -> bool {
+        if self.paused.load(Ordering::SeqCst) {
+            return true;
+        }
+        if held_now() <= self.high.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        // A release that brought the gauge down before it could see the flag would wake nobody:
+        // look once more now that the flag is set.
+        if held_now() <= self.low.load(Ordering::SeqCst)
+            && self.paused.swap(false, Ordering::SeqCst)
+        {
+            return false;
+        }
+        true
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Called by the free callback with the gauge after a release: at the low mark, ends the
+    /// pause and wakes the actor.
+    pub fn released(&self, held_after: u64) {
+        if held_after <= self.low.load(Ordering::SeqCst)
+            && self.paused.swap(false, Ordering::SeqCst)
+        {
+            self.resumed.notify_one();
+        }
+    }
+
+    /// Ends a pause whatever the gauge says (the subscriber holding it was disconnected, or the
+    /// server is closing).
+    pub fn resume(&self) {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            self.resumed.notify_one();
+        }
+    }
+
+    /// Resolves when a pause ends (perhaps spuriously: ask [`Pace::must_wait`] again).
+    pub async fn resumed(&self) {
+        self.resumed.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    #[test]
+    fn pauses_above_a_quarter_and_goes_on_at_an_eighth() {
+        let pace = Pace::default();
+        pace.configure(800);
+        let held = AtomicU64::new(200);
+        let now = || held.load(Ordering::SeqCst);
+        assert!(!pace.must_wait(now), "at the high mark");
+        held.store(201, Ordering::SeqCst);
+        assert!(pace.must_wait(now));
+        held.store(150, Ordering::SeqCst);
+        pace.released(150);
+        assert!(pace.must_wait(now), "still above the low mark");
+        held.store(100, Ordering::SeqCst);
+        pace.released(100);
+        assert!(!pace.must_wait(now));
+    }
+
+    #[test]
+    fn unconfigured_it_never_pauses() {
+        let pace = Pace::default();
+        assert!(!pace.must_wait(|| u64::MAX - 1));
+    }
+
+    #[test]
+    fn a_release_that_came_before_the_flag_is_not_missed() {
+        let pace = Pace::default();
+        pace.configure(800);
+        // The first read sees the gauge high; by the second, the frames were freed.
+        let reads = AtomicU64::new(0);
+        let now = || {
+            if reads.fetch_add(1, Ordering::SeqCst) == 0 {
+                500
+            } else {
+                0
+            }
+        };
+        assert!(!pace.must_wait(now));
+        assert!(!pace.is_paused());
+    }
+
+    #[tokio::test]
+    async fn the_release_at_the_low_mark_wakes_the_waiter() {
+        let pace = Arc::new(Pace::default());
+        pace.configure(800);
+        assert!(pace.must_wait(|| 500));
+        let waiter = tokio::spawn({
+            let pace = pace.clone();
+            async move { pace.resumed().await }
+        });
+        let freer = std::thread::spawn({
+            let pace = pace.clone();
+            move || pace.released(50)
+        });
+        freer.join().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(!pace.is_paused());
+    }
+}
