@@ -45,6 +45,22 @@ fn ping_and_info_describe_this_instance() {
     .expect("started_at is RFC 3339");
 }
 
+/// Without the transport's reply spin every answer takes the wake-up path: requests in a row,
+/// and a streamed turn's events, still arrive.
+#[test]
+fn answers_come_without_the_reply_spin_too() {
+    let d = spawn_daemon_with(|c| c.transport.reply_spin = std::time::Duration::ZERO);
+    let mut rpc = d.client();
+    for _ in 0..200 {
+        let ping = rpc.call("instance.ping", json!({})).expect("ping");
+        assert_eq!(ping["status"], "ok");
+    }
+    let events = d.subscriber(&["llm.end"]);
+    send(&d, None, "two words");
+    let end = events.next();
+    assert_eq!(end.envelope.payload["reason"], "completed");
+}
+
 #[test]
 fn session_lifecycle_create_get_list_activate_delete() {
     let d = spawn_daemon();

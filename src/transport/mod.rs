@@ -78,6 +78,9 @@ pub struct TransportConfig {
     /// How long model output may wait for subscribers to drain before the one furthest behind
     /// is disconnected.
     pub pub_stalled_after: std::time::Duration,
+    /// How long the transport thread stays awake for the core's answer to requests it has
+    /// just passed on (`TransportThread::await_reply`); zero sleeps in `poll` at once.
+    pub reply_spin: std::time::Duration,
     /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
     /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
     /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
@@ -105,6 +108,7 @@ impl Default for TransportConfig {
             pending_bytes: 128 << 20,
             pub_held_bytes: 64 << 20,
             pub_stalled_after: pace::STALLED_AFTER,
+            reply_spin: server::REPLY_SPIN,
             auth: None,
         }
     }
@@ -246,6 +250,7 @@ impl Transport {
             last_eviction: Cell::new(None),
             paused_since: Cell::new(None),
             stalled_after: config.pub_stalled_after,
+            reply_spin: config.reply_spin,
             oversize_log: RefCell::new(auth::RefusalLog::default()),
         };
         let thread = std::thread::Builder::new()

@@ -33,8 +33,9 @@ use crate::protocol::welcome::{requested_token, Welcome};
 
 /// Messages read from the ROUTER before looking at the outbound queue again.
 const READ_BURST: usize = 256;
-/// How long the thread stays awake waiting for the core's answer to requests it just passed on.
-const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// How long the thread stays awake waiting for the core's answer to requests it just passed on,
+/// by default.
+pub const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// The transport thread's sockets and state (the server as a whole is `app::Server`).
 pub(super) struct TransportThread {
@@ -69,6 +70,8 @@ pub(super) struct TransportThread {
     pub paused_since: Cell<Option<std::time::Instant>>,
     /// A pause this long disconnects the subscriber furthest behind.
     pub stalled_after: std::time::Duration,
+    /// See [`REPLY_SPIN`].
+    pub reply_spin: std::time::Duration,
     /// Requests over `max_message_bytes`, logged at warn once a second at most. Those over the
     /// hard limit cannot be: libzmq cuts their peer off and tells the monitor only that it
     /// disconnected, like any peer that hangs up (PROTOCOL §2).
@@ -209,8 +212,12 @@ impl TransportThread {
     /// Requests just went to the core, whose answer usually comes within microseconds: wait for
     /// it here, awake, for a moment. Sleeping in `poll` instead would cost the core a wake-up
     /// and the reply a scheduler round trip, which on a quiet server is most of a ping's time.
-    /// Bounded by [`REPLY_SPIN`]; then the usual wake-up path takes over.
+    /// Bounded by `reply_spin` ([`REPLY_SPIN`] by default); then the usual wake-up path takes
+    /// over.
     fn await_reply(&self) {
+        if self.reply_spin.is_zero() {
+            return;
+        }
         let started = std::time::Instant::now();
         let mut spins = 0u32;
         loop {
@@ -219,7 +226,7 @@ impl TransportThread {
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {}
             }
-            if started.elapsed() >= REPLY_SPIN {
+            if started.elapsed() >= self.reply_spin {
                 return;
             }
             spins += 1;
