@@ -214,12 +214,15 @@ impl<'t> Actor<'t> {
                 () = transport.outbound.room(), if waiting => self.release(),
                 () = stats.pace.resumed(), if paced => {}
                 Some((turn, ev)) = model_rx.recv(), if !waiting && !full && !paced => {
-                    self.core.model_event(turn, ev, now());
+                    // One reading of the clock for the burst: its events are stamped with the
+                    // moment the core took them (`seq` orders them).
+                    let now = now();
+                    self.core.model_event(turn, ev, now);
                     // Take what else is ready before applying effects: a burst of tokens then
                     // costs one hand-off to the transport thread instead of one per token.
                     for _ in 1..MODEL_BURST {
                         let Ok((turn, ev)) = model_rx.try_recv() else { break };
-                        self.core.model_event(turn, ev, now());
+                        self.core.model_event(turn, ev, now);
                     }
                 }
                 Ok(()) = committed.changed() => self.release(),
