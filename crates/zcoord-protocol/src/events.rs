@@ -14,6 +14,7 @@ use super::clients::{
 use super::hitl::HitlRequest;
 use super::ids::{CallId, InstanceId, MessageId, SessionId, TurnId};
 use super::limits::clip_field;
+use super::token_encoder::TokenEncoder;
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 use super::usage::TurnUsage;
 
@@ -497,16 +498,43 @@ const KEEP_SCRATCH: usize = 64 << 10;
 /// Encodes events into [`Published`] frames with reusable scratch buffers: once warm, an event
 /// costs one allocation for its body and none for a key equal to the previous event's (a token
 /// stream repeats its key), instead of a growing buffer copied once more into the shared frame.
+/// `llm.token` events, the bulk of the traffic, take a hand-written path that writes the same
+/// bytes without formatting their ids and time again for every token (`token_encoder`).
 #[derive(Debug, Default)]
 pub struct EventEncoder {
     body: Vec<u8>,
     key: String,
     last_key: Option<Arc<str>>,
+    token: TokenEncoder,
 }
 
 impl EventEncoder {
     /// Numbers, stamps and encodes `event` into its two frames.
     pub fn encode(
+        &mut self,
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: Event,
+        instance_id: InstanceId,
+    ) -> Published {
+        self.body.clear();
+        let (written, key) = match &event {
+            Event::LlmToken(p) => {
+                let written = self
+                    .token
+                    .write_body(&mut self.body, seq, timestamp, instance_id, p)
+                    .is_ok();
+                (written, self.token.key(p.session_id))
+            }
+            _ => self.write_generic(seq, timestamp, &event, instance_id),
+        };
+        self.finish(seq, timestamp, event, written, key)
+    }
+
+    /// `encode` through serde for every event, `llm.token` too: the reference the fast path is
+    /// held to.
+    #[cfg(test)]
+    pub(crate) fn encode_generic(
         &mut self,
         seq: u64,
         timestamp: OffsetDateTime,
