@@ -14,6 +14,7 @@ use super::clients::{
 use super::hitl::HitlRequest;
 use super::ids::{CallId, InstanceId, MessageId, SessionId, TurnId};
 use super::limits::clip_field;
+use super::token_encoder::TokenEncoder;
 use super::types::{MessageStatus, Role, SessionPayload, ToolCallInfo};
 use super::usage::TurnUsage;
 
@@ -497,11 +498,14 @@ const KEEP_SCRATCH: usize = 64 << 10;
 /// Encodes events into [`Published`] frames with reusable scratch buffers: once warm, an event
 /// costs one allocation for its body and none for a key equal to the previous event's (a token
 /// stream repeats its key), instead of a growing buffer copied once more into the shared frame.
+/// `llm.token` events, the bulk of the traffic, take a hand-written path that writes the same
+/// bytes without formatting their ids and time again for every token (`token_encoder`).
 #[derive(Debug, Default)]
 pub struct EventEncoder {
     body: Vec<u8>,
     key: String,
     last_key: Option<Arc<str>>,
+    token: TokenEncoder,
 }
 
 impl EventEncoder {
@@ -513,24 +517,55 @@ impl EventEncoder {
         event: Event,
         instance_id: InstanceId,
     ) -> Published {
+        self.body.clear();
+        let (written, key) = match &event {
+            Event::LlmToken(p) => {
+                let written = self
+                    .token
+                    .write_body(&mut self.body, seq, timestamp, instance_id, p)
+                    .is_ok();
+                (written, self.token.key(p.session_id))
+            }
+            _ => self.write_generic(seq, timestamp, &event, instance_id),
+        };
+        self.finish(seq, timestamp, event, written, key)
+    }
+
+    /// `encode` through serde for every event, `llm.token` too: the reference the fast path is
+    /// held to.
+    #[cfg(test)]
+    pub(crate) fn encode_generic(
+        &mut self,
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: Event,
+        instance_id: InstanceId,
+    ) -> Published {
+        self.body.clear();
+        let (written, key) = self.write_generic(seq, timestamp, &event, instance_id);
+        self.finish(seq, timestamp, event, written, key)
+    }
+
+    /// Serialises the envelope into `self.body` and builds the key; whether the body was written.
+    fn write_generic(
+        &mut self,
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: &Event,
+        instance_id: InstanceId,
+    ) -> (bool, Arc<str>) {
         let env = Envelope {
             seq,
             instance_id,
             topic: event.topic(),
             session_id: event.session_id(),
             timestamp,
-            payload: &event,
+            payload: event,
         };
-        self.body.clear();
-        // Serialising these types cannot fail: every map key is a string.
-        let body: Arc<[u8]> = match serde_json::to_writer(&mut self.body, &env) {
-            Ok(()) => Arc::from(&self.body[..]),
-            Err(_) => Arc::from(&b""[..]),
-        };
-        // One unusually large event must not pin its size for the life of the process.
-        if self.body.capacity() > KEEP_SCRATCH {
-            self.body = Vec::new();
-        }
+        // Serialising these types fails only on a timestamp RFC 3339 cannot write (a year
+        // outside 0..=9999, an offset with seconds), which `time` refuses; every map key is a
+        // string.
+        let written = serde_json::to_writer(&mut self.body, &env).is_ok();
         self.key.clear();
         event.write_key(&mut self.key);
         let key = match &self.last_key {
@@ -541,6 +576,27 @@ impl EventEncoder {
                 key
             }
         };
+        (written, key)
+    }
+
+    /// The frames from `self.body` (empty if it could not be written) and `key`.
+    fn finish(
+        &mut self,
+        seq: u64,
+        timestamp: OffsetDateTime,
+        event: Event,
+        written: bool,
+        key: Arc<str>,
+    ) -> Published {
+        let body: Arc<[u8]> = if written {
+            Arc::from(&self.body[..])
+        } else {
+            Arc::from(&b""[..])
+        };
+        // One unusually large event must not pin its size for the life of the process.
+        if self.body.capacity() > KEEP_SCRATCH {
+            self.body = Vec::new();
+        }
         Published {
             seq,
             timestamp,

@@ -13,6 +13,7 @@ pub mod methods;
 pub mod models;
 pub mod schema;
 pub mod suggest;
+mod token_encoder;
 pub mod tool_schema;
 pub mod types;
 pub mod usage;
