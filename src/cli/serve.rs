@@ -60,8 +60,9 @@ pub struct ServeArgs {
     /// Per-subscriber PUB queue in messages; a subscriber further behind misses events.
     #[arg(long, default_value_t = 10_000)]
     pub pub_hwm: i32,
-    /// Bytes of events libzmq may hold for subscribers that have not been sent them; past it
-    /// the subscriber furthest behind is disconnected (it reconnects and repairs its gap).
+    /// Bytes of events on their way to subscribers that have not been sent them; past it the
+    /// subscriber furthest behind is disconnected (it reconnects and repairs its gap). Model
+    /// output waits above a quarter of it.
     #[arg(long, default_value_t = 64 << 20)]
     pub pub_held_bytes: usize,
     /// Events kept for `events.replay` (the oldest go first).
