@@ -1,4 +1,8 @@
-//! The `zcoord` binary: parses the command line and hands off to `cli`. Nothing else.
+//! The `zcoord` binary: parses the command line and hands off to `cli`, and guards the process
+//! against libzmq's abort on `EMFILE` (`accept_guard`).
+
+#[cfg(target_os = "linux")]
+mod accept_guard;
 
 /// jemalloc, for memory that goes back to the system after a spike (see Cargo.toml).
 #[global_allocator]

@@ -42,10 +42,14 @@ impl std::ops::Deref for Limited {
 
 impl Limited {
     fn start(data_dir: &Path, extra: &[&str]) -> Limited {
+        Limited::start_with_limit(data_dir, NOFILE, extra)
+    }
+
+    fn start_with_limit(data_dir: &Path, nofile: u32, extra: &[&str]) -> Limited {
         // No unsafe `pre_exec` for the limit: a shell sets it and execs the server.
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\""))
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
             .arg(bin())
             .arg("--data-dir")
             .arg(data_dir)
@@ -184,6 +188,47 @@ fn an_ipc_flood_past_the_descriptor_limit_is_refused_and_the_server_keeps_answer
     let mut late = s.client(&ctx);
     s.ping(&mut late, "from a client connecting after the flood");
     s.ping(&mut early, "after the flood");
+    s.assert_alive();
+}
+
+/// Under a descriptor limit so low that an ipc flood is sure to make libzmq's accepts fail with
+/// `EMFILE` before the transport thread's refusals land (64 descriptors: 16 connections a
+/// socket, and fewer spare descriptors than the flood has peers), the server still lives: the
+/// binary reports `EMFILE` to libzmq as `ENFILE` (`src/accept_guard.rs`), which libzmq's ipc
+/// listener survives where it aborted on `EMFILE`.
+#[test]
+fn an_ipc_flood_that_runs_out_of_descriptors_does_not_abort_the_server() {
+    raise_own_limit();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Limited::start_with_limit(&data, 64, &[]);
+    let rpc = s.endpoint("rpc");
+    let ctx = zmq::Context::new();
+    let mut early = s.client(&ctx);
+    s.ping(&mut early, "before the flood");
+    let flood: Vec<zmq::Socket> = (0..FLOOD)
+        .map(|_| {
+            let d = ctx.socket(zmq::DEALER).unwrap();
+            d.set_linger(0).unwrap();
+            d.connect(&rpc).unwrap();
+            d
+        })
+        .collect();
+    eventually("the limit to be reached", || {
+        s.assert_alive();
+        (count(&s.log(), "connection limit reached") > 0).then_some(())
+    });
+    for _ in 0..5 {
+        s.ping(&mut early, "during the flood");
+    }
+    s.assert_alive();
+    drop(flood);
+    eventually("the server to accept again", || {
+        s.assert_alive();
+        (count(&s.log(), "below the connection limit again") > 0).then_some(())
+    });
+    let mut late = s.client(&ctx);
+    s.ping(&mut late, "from a client connecting after the flood");
     s.assert_alive();
 }
 
