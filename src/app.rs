@@ -69,6 +69,7 @@ pub struct Server {
     models: Models,
     writer: Writer,
     heartbeat_interval: Duration,
+    core_spin: Duration,
     promotion: Option<Promotion>,
 }
 
@@ -186,6 +187,7 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
         models,
         writer,
         heartbeat_interval: config.heartbeat_interval,
+        core_spin: config.core_spin,
         promotion: config.promotion,
     })
 }
@@ -207,6 +209,7 @@ impl Server {
             models,
             writer,
             heartbeat_interval,
+            core_spin,
             promotion,
         } = self;
         let contexts = ContextBudget::new(DEFAULT_CONTEXTS_BYTES);
@@ -223,6 +226,7 @@ impl Server {
         let inputs = actor::Inputs {
             requests,
             heartbeat_interval,
+            core_spin,
             shutdown,
         };
         let stopped = actor.run(inputs, receivers).await;

@@ -33,6 +33,10 @@ pub enum ModelConfig {
     OpenAi(OpenAiConfig),
 }
 
+/// How long the core stays awake for the next request by default: about a client's round trip
+/// on loopback, so a client asking in a loop finds it awake (README, Benchmark: the cost).
+pub const DEFAULT_CORE_SPIN: Duration = Duration::from_micros(150);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub transport: TransportConfig,
@@ -53,6 +57,9 @@ pub struct Config {
     pub tool_policy: ToolPolicy,
     /// A human-in-the-loop request unanswered this long is `expired` (`None`: never).
     pub hitl_timeout: Option<Duration>,
+    /// How long the core stays awake, after answering requests, for the next one (or any other
+    /// input) before it sleeps (`app/actor.rs`); zero sleeps at once.
+    pub core_spin: Duration,
     /// A client that said `client.hello` and then sent nothing this long leaves.
     pub client_timeout: Duration,
     /// A client-run tool call nobody claims this long ends as an error.
@@ -86,6 +93,7 @@ impl Default for Config {
             max_sessions: DEFAULT_MAX_SESSIONS,
             tool_policy: ToolPolicy::default(),
             hitl_timeout: Some(Duration::from_secs(DEFAULT_HITL_TIMEOUT_SECS as u64)),
+            core_spin: DEFAULT_CORE_SPIN,
             client_timeout: Duration::from_secs(DEFAULT_CLIENT_TIMEOUT_SECS as u64),
             tool_claim_timeout: Duration::from_secs(DEFAULT_TOOL_CLAIM_TIMEOUT_SECS as u64),
             store: StoreConfig::Memory(MemoryStore::new()),

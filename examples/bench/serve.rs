@@ -84,6 +84,12 @@ pub fn serve(args: &[String]) -> anyhow::Result<()> {
             .context("BENCH_REPLY_SPIN_US must be microseconds")?;
         config.transport.reply_spin = Duration::from_micros(us);
     }
+    if let Ok(us) = std::env::var("BENCH_CORE_SPIN_US") {
+        let us: u64 = us
+            .parse()
+            .context("BENCH_CORE_SPIN_US must be microseconds")?;
+        config.core_spin = Duration::from_micros(us);
+    }
     config.transport.rpc_endpoint = "tcp://127.0.0.1:0".into();
     config.transport.pub_endpoint = "tcp://127.0.0.1:0".into();
     config.transport.pub_sndhwm = opts.pub_hwm;

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// call then does not run); 0: never.
     #[arg(long, default_value_t = DEFAULT_HITL_TIMEOUT_SECS as u64)]
     pub hitl_timeout_secs: u64,
+    /// Microseconds the core stays awake after answering requests, for the next one: a client
+    /// asking in a loop is answered sooner, for up to that much CPU a request; 0: sleep at once.
+    #[arg(long, default_value_t = crate::config::DEFAULT_CORE_SPIN.as_micros() as u64)]
+    pub core_spin_us: u64,
     /// Seconds a client that said `client.hello` may stay silent before it leaves
     /// (`client.left`); any request, `instance.ping` included, keeps it present.
     #[arg(long, default_value_t = DEFAULT_CLIENT_TIMEOUT_SECS as u64,
@@ -210,6 +214,7 @@ fn config(args: &ServeArgs, data_dir: &Path, workspace: Option<&Path>) -> anyhow
         max_sessions: args.max_sessions,
         hitl_timeout: (args.hitl_timeout_secs > 0)
             .then(|| Duration::from_secs(args.hitl_timeout_secs)),
+        core_spin: Duration::from_micros(args.core_spin_us),
         client_timeout: Duration::from_secs(args.client_timeout_secs),
         tool_claim_timeout: Duration::from_secs(args.tool_claim_timeout_secs),
         tools: tools.tools,

@@ -216,6 +216,11 @@ impl ModelReceiver {
         Ok((entry.turn, entry.event))
     }
 
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.shared.lock().entries.is_empty()
+    }
+
     /// Bytes queued now.
     pub fn bytes(&self) -> usize {
         self.shared.lock().bytes
