@@ -140,6 +140,18 @@ fn count(log: &str, what: &str) -> usize {
     log.lines().filter(|l| l.contains(what)).count()
 }
 
+/// [`FLOOD`] DEALERs connected to `endpoint`, each retrying every 100 ms when refused.
+fn dealers(ctx: &zmq::Context, endpoint: &str) -> Vec<zmq::Socket> {
+    (0..FLOOD)
+        .map(|_| {
+            let d = ctx.socket(zmq::DEALER).unwrap();
+            d.set_linger(0).unwrap();
+            d.connect(endpoint).unwrap();
+            d
+        })
+        .collect()
+}
+
 #[test]
 fn an_ipc_flood_past_the_descriptor_limit_is_refused_and_the_server_keeps_answering() {
     raise_own_limit();
@@ -152,14 +164,7 @@ fn an_ipc_flood_past_the_descriptor_limit_is_refused_and_the_server_keeps_answer
     s.ping(&mut early, "before the flood");
 
     // ZeroMQ clients, each of which retries every 100 ms when refused.
-    let flood: Vec<zmq::Socket> = (0..FLOOD)
-        .map(|_| {
-            let d = ctx.socket(zmq::DEALER).unwrap();
-            d.set_linger(0).unwrap();
-            d.connect(&rpc).unwrap();
-            d
-        })
-        .collect();
+    let flood = dealers(&ctx, &rpc);
     eventually("the limit to be reached", || {
         s.assert_alive();
         (count(&s.log(), "connection limit reached") > 0).then_some(())
@@ -206,14 +211,7 @@ fn an_ipc_flood_that_runs_out_of_descriptors_does_not_abort_the_server() {
     let ctx = zmq::Context::new();
     let mut early = s.client(&ctx);
     s.ping(&mut early, "before the flood");
-    let flood: Vec<zmq::Socket> = (0..FLOOD)
-        .map(|_| {
-            let d = ctx.socket(zmq::DEALER).unwrap();
-            d.set_linger(0).unwrap();
-            d.connect(&rpc).unwrap();
-            d
-        })
-        .collect();
+    let flood = dealers(&ctx, &rpc);
     eventually("the limit to be reached", || {
         s.assert_alive();
         (count(&s.log(), "connection limit reached") > 0).then_some(())
