@@ -7,7 +7,8 @@
 //! in flight include its replies all the way to the wire.
 //!
 //! Events go the same way: their bytes are shared with the replay ring (no copy), and a gauge
-//! counts what libzmq holds for subscribers that have not been sent them yet.
+//! ([`PubCharge`]) counts each from the moment it is queued for the transport thread until
+//! libzmq lets go of it.
 //!
 //! The one place in zcoord that calls libzmq directly (`zmq_msg_init_data`, `zmq_msg_send`):
 //! the `zmq` crate copies every frame and has no way to learn when libzmq lets go of it.

@@ -18,9 +18,10 @@ pub struct Stats {
     pub connections_pub: AtomicU64,
     /// Connections shut down at accept because their socket was at its limit.
     pub connections_refused: AtomicU64,
-    /// Bytes of events libzmq holds for subscribers that have not been sent them, with a queue
-    /// entry per subscriber per frame (a gauge: `held::send_shared` adds, libzmq's free callback
-    /// takes back).
+    /// Bytes of events on their way to subscribers: queued for the transport thread or held by
+    /// libzmq for subscribers not yet sent them, with a queue entry per subscriber per frame (a
+    /// gauge: [`super::held::PubCharge`] adds when an event is queued, and takes back when
+    /// libzmq frees it or it is dropped unsent).
     pub pub_bytes_held: AtomicU64,
     /// Whether model output waits for that gauge to come down.
     pub pace: Pace,
