@@ -298,3 +298,40 @@ fn sessions_total_their_turns_and_store_the_totals() {
     assert_eq!(update, Some(want));
     assert_eq!(session_of(&mut c, session).usage, want);
 }
+
+#[test]
+fn a_call_id_started_again_while_open_ends_the_turn() {
+    let mut c = core();
+    let t = started(&mut c);
+    c.model_event(t, start("a", "{}"), at(2));
+    c.take_effects();
+    c.model_event(t, start("a", "{}"), at(3));
+    let fx = c.take_effects();
+    assert!(fx.contains(&Effect::CancelTurn(t)), "{fx:?}");
+    let ended = events(&fx).into_iter().find_map(|e| match e {
+        Event::LlmEnd(end) => Some(end.clone()),
+        _ => None,
+    });
+    let ended = ended.expect("llm.end");
+    assert!(ended.error.unwrap_or_default().contains("again"));
+    assert!(
+        !events(&fx).iter().any(|e| matches!(e, Event::ToolStart(_))),
+        "no second tool.start"
+    );
+    // An id may come back once its call has ended.
+    let t = started(&mut c);
+    c.model_event(t, start("b", "{}"), at(4));
+    c.model_event(
+        t,
+        ModelEvent::ToolEnd {
+            call_id: "b".into(),
+            is_error: false,
+            result: "1".into(),
+        },
+        at(5),
+    );
+    c.take_effects();
+    c.model_event(t, start("b", "{}"), at(6));
+    let fx = c.take_effects();
+    assert!(events(&fx).iter().any(|e| matches!(e, Event::ToolStart(_))));
+}

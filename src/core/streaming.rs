@@ -54,6 +54,20 @@ impl Core {
                 tool_name,
                 params,
             } => {
+                let reused = self
+                    .turns
+                    .get(&turn_id)
+                    .is_some_and(|t| t.open_tools.iter().any(|c| c.call_id == call_id));
+                if reused {
+                    // Two open calls under one id could not be told apart: not its `tool.end`,
+                    // its claim or its approval. A model that does this is broken; its turn
+                    // ends here, saying why.
+                    self.effects.push(Effect::CancelTurn(turn_id));
+                    let error =
+                        format!("the model started tool call {call_id} again before it ended");
+                    self.end_turn(turn_id, EndReason::Error, Some(error), now);
+                    return;
+                }
                 self.close_segment(turn_id, MessageStatus::Complete, now);
                 self.finish_args(turn_id, session_id, &call_id, &tool_name, &params, now);
                 let executor = self.executor_of(turn_id, &tool_name);
