@@ -7,7 +7,7 @@ mod common;
 use serde_json::{json, Value};
 
 use common::{recv_within, spawn_daemon, spawn_daemon_with, Daemon, WAIT};
-use zcoord::client::ClientError;
+use zcoord::client::{ClientError, ReceivedEvent};
 use zcoord::protocol::errors::RpcError;
 use zcoord::protocol::limits::{
     MAX_CONTENT_BYTES, MAX_PARAMS_BYTES, MAX_PARAMS_DEPTH, MAX_TITLE_CHARS,
@@ -440,8 +440,9 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
             token_delay: std::time::Duration::ZERO,
         };
     });
-    let behind = d.subscriber(&["llm."]);
-    // 100,000 tokens, about 45 MB of events: more than the loopback buffers hold.
+    let behind = behind_subscriber(&d);
+    // 100,000 tokens, about 45 MB of events: more than the loopback buffers and this
+    // subscriber's own queue hold.
     common::send(&d, None, &"w ".repeat(100_000));
     // Not reading: the turn's tokens fill the loopback buffers, then libzmq's queue for this
     // subscriber, until model output waits: the gauge stops moving, above the pause's mark.
@@ -453,10 +454,49 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
         last = held;
         still.then_some(())
     });
-    let events = behind.until(|e| e.envelope.topic == "llm.end");
+    let mut events = Vec::new();
+    while events
+        .last()
+        .is_none_or(|e: &ReceivedEvent| e.envelope.topic != "llm.end")
+    {
+        let frames = recv_within(&behind, WAIT).expect("the stream goes on once read");
+        let [key, body] = frames.as_slice() else {
+            panic!("{} frames", frames.len())
+        };
+        events.push(ReceivedEvent {
+            key: String::from_utf8_lossy(key).into_owned(),
+            envelope: serde_json::from_slice(body).unwrap(),
+            raw: body.clone(),
+        });
+    }
     assert_every_token_heard(&events);
     let t = d.call("instance.info", json!({}))["transport"].clone();
     assert_eq!(t["subscribers_evicted"], 0, "{t}");
+}
+
+/// A live subscriber of `llm.` that holds little on its side (1,000 messages, a 64 KiB socket
+/// buffer), so that when it does not read, what it has not read waits in the server. The client
+/// library's subscriber queues up to 100,000 events itself: a whole turn of the test above.
+fn behind_subscriber(d: &Daemon) -> zmq::Socket {
+    // A fresh socket per try, as `Subscriber::connect_live` does: libzmq 4.3.4 now and then
+    // leaves a new SUB without its stream.
+    for _ in 0..10 {
+        let s = d.ctx.socket(zmq::SUB).unwrap();
+        s.set_linger(0).unwrap();
+        s.set_rcvhwm(1_000).unwrap();
+        s.set_rcvbuf(64 << 10).unwrap();
+        s.set_subscribe(b"llm.").unwrap();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let welcome = format!("instance.welcome/{token}");
+        s.set_subscribe(welcome.as_bytes()).unwrap();
+        s.connect(&d.pub_).unwrap();
+        let frames = recv_within(&s, std::time::Duration::from_secs(1));
+        if frames.and_then(|f| f.into_iter().next()).as_deref() == Some(welcome.as_bytes()) {
+            s.set_unsubscribe(welcome.as_bytes()).unwrap();
+            return s;
+        }
+    }
+    panic!("no welcome in 10 tries");
 }
 
 /// A subscriber that never reads cannot hold the stream up for long: once model output has

@@ -247,6 +247,8 @@ impl<'t> Actor<'t> {
                 }
             }
             self.apply_effects();
+            // Events went to the PUB from here: a subscription they hid must still be read.
+            transport.outbound.settle();
             // Just answered requests: a client asking in a loop sends its next one within a
             // round trip, and finding this thread awake saves it a wake-up (on a VM, most of a
             // ping's extra time over bare libzmq). Not while output waits for the store, whose

@@ -7,8 +7,8 @@
 //! in flight include its replies all the way to the wire.
 //!
 //! Events go the same way: their bytes are shared with the replay ring (no copy), and a gauge
-//! ([`PubCharge`]) counts each from the moment it is queued for the transport thread until
-//! libzmq lets go of it.
+//! ([`PubCharge`]) counts each from the moment it is released for subscribers until libzmq
+//! lets go of it.
 //!
 //! The one place in zcoord that calls libzmq directly (`zmq_msg_init_data`, `zmq_msg_send`):
 //! the `zmq` crate copies every frame and has no way to learn when libzmq lets go of it.
@@ -36,7 +36,7 @@ impl Body {
 }
 
 /// What an event costs on its way to subscribers (`pace::event_cost`), counted in
-/// `Stats::pub_bytes_held` from the moment it is queued for the transport thread until libzmq
+/// `Stats::pub_bytes_held` from the moment it is released for subscribers until libzmq
 /// frees its body (the last subscriber's copy written, or dropped), or until it is dropped
 /// unsent. A release that brings the gauge down to the pace's low mark lets model output go on.
 #[derive(Debug)]
@@ -80,12 +80,14 @@ unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
 }
 
 /// A socket's raw handle, for [`send`]. Valid while the socket it came from is alive; used
-/// only by the thread that owns that socket.
+/// only where that socket may be used: on the thread that owns it, or under the lock that
+/// guards it (`publisher`).
 #[derive(Clone, Copy)]
 pub struct RawSocket(*mut c_void);
 
-// SAFETY: the handle moves to the transport thread together with the socket it names, and is
-// used there only, as the socket is (a libzmq socket may change threads, never be shared).
+// SAFETY: the handle moves together with the socket it names (to the transport thread, or into
+// the publisher's lock) and is used only where the socket may be (a libzmq socket may change
+// threads behind a memory barrier, never be used by two at once).
 unsafe impl Send for RawSocket {}
 
 impl RawSocket {

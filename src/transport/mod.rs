@@ -1,7 +1,9 @@
-//! ZeroMQ transport: the ROUTER (JSON-RPC in, replies out) and the PUB (events out), both owned by
-//! one dedicated thread because libzmq sockets are not thread-safe. Frames become protocol types
-//! here and nothing more: no business logic. Bridged to tokio by bounded queues in both
-//! directions, so neither side ever blocks the other.
+//! ZeroMQ transport: the ROUTER (JSON-RPC in, replies out) and the PUB (events out). The ROUTER
+//! is owned by one dedicated thread because libzmq sockets are not thread-safe; the PUB is shared
+//! behind a lock, so an event goes to libzmq from the thread that releases it (`publisher.rs`)
+//! while the transport thread reads its subscriptions. Frames become protocol types here and
+//! nothing more: no business logic. Bridged to tokio by bounded queues in both directions, so
+//! neither side ever blocks the other.
 
 pub mod auth;
 mod connections;
@@ -14,6 +16,7 @@ mod monitor;
 pub mod outbound;
 pub mod pace;
 mod pending;
+mod publisher;
 mod server;
 pub mod stats;
 pub mod triage;
@@ -36,6 +39,7 @@ use connections::Connections;
 use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
+use publisher::Publisher;
 use server::TransportThread;
 
 /// Socket options and queue sizes.
@@ -62,7 +66,7 @@ pub struct TransportConfig {
     pub pub_linger_ms: i32,
     /// Requests waiting for the core; beyond it requests get `server_busy`.
     pub inbound_queue: usize,
-    /// Replies and events waiting for the transport thread; beyond it they are dropped and counted.
+    /// Replies waiting for the transport thread; beyond it they wait with the actor.
     pub outbound_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
@@ -193,7 +197,7 @@ impl Transport {
 
         // XPUB rather than PUB: it also hands us each subscription as it becomes live, which we
         // answer with `instance.welcome` when it asks for one (verbose: repeats too).
-        let mut publisher = context.socket(zmq::XPUB)?;
+        let publisher = context.socket(zmq::XPUB)?;
         publisher.set_xpub_verbose(true)?;
         publisher.set_sndhwm(config.pub_sndhwm)?;
         publisher.set_linger(config.pub_linger_ms)?;
@@ -227,16 +231,14 @@ impl Transport {
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
         let signals = Arc::new(Signals::default());
+        let publisher = Arc::new(Publisher::new(publisher, stats.clone(), instance_id)?);
         let server = TransportThread {
             router_raw: held::RawSocket::of(&mut router),
-            publisher_raw: held::RawSocket::of(&mut publisher),
             router,
-            publisher,
+            publisher: publisher.clone(),
             wake,
             outbound: out_rx,
             inbound: in_tx,
-            instance_id,
-            last_seq: Cell::new(0),
             signals: signals.clone(),
             stats: stats.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -259,6 +261,8 @@ impl Transport {
         let outbound = Arc::new(OutboundSender::new(
             out_tx,
             config.outbound_queue,
+            publisher,
+            config.pub_held_bytes as u64,
             waker,
             signals,
             stats.clone(),
@@ -296,7 +300,8 @@ impl Transport {
             self.outbound.close();
             let _ = t.join();
         }
-        self.outbound.close_waker();
+        // Closed by the thread as it ends; here too, should it have died first.
+        self.outbound.close_sockets();
         if let Some(zap) = self.zap.take() {
             zap.stop();
         }

@@ -1,9 +1,9 @@
-//! The tokio side's handle for sending through the transport thread: a bounded queue plus an
-//! `inproc://` wake-up, coalesced so a burst of sends costs one wake-up. Never blocks: when the
-//! queue is full, `try_send` gives the message back (the actor holds it) and `send` drops and
-//! counts it (only at shutdown). Tells its owner when the queue is filling
-//! ([`OutboundSender::congested`]) and when it has room again, so model output can wait upstream
-//! instead of being dropped here.
+//! The tokio side's handle for sending: events straight to the shared PUB socket (`publisher`),
+//! replies through a bounded queue to the transport thread plus an `inproc://` wake-up, coalesced
+//! so a burst of replies costs one wake-up. Never blocks: when the queue is full, `try_send` gives
+//! the reply back (the actor holds it) and `send` drops and counts it (only at shutdown). Tells
+//! its owner when the queue is filling ([`OutboundSender::congested`]) and when it has room
+//! again, so work can wait upstream instead of being dropped here.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -13,9 +13,10 @@ use super::framing::Route;
 use super::held::PubCharge;
 use super::pace::event_cost;
 use super::pending::Slot;
+use super::publisher::Publisher;
 use super::stats::Stats;
 
-/// One thing for the transport thread to send.
+/// One thing to send.
 #[derive(Debug)]
 pub enum Outbound {
     /// `slot` is the request's place in its peer's pending count: it travels with the reply
@@ -26,9 +27,9 @@ pub enum Outbound {
         body: Vec<u8>,
         slot: Option<Slot>,
     },
-    /// Frames shared with the replay ring: queuing an event copies no bytes. `seq` is the
+    /// Frames shared with the replay ring: sending an event copies no bytes. `seq` is the
     /// event's number, which welcomes report as the point their subscription is covered from.
-    /// `charge` (set when it is queued) counts it on its way to subscribers.
+    /// `charge` (set when it is sent) counts it on its way to subscribers.
     Event {
         seq: u64,
         key: Arc<str>,
@@ -37,8 +38,8 @@ pub enum Outbound {
     },
 }
 
-/// Bytes the queue to the transport thread may hold; a message that would take it past this
-/// waits with its sender (unless the queue is empty: one message of any size always fits).
+/// Bytes the queue to the transport thread may hold; a reply that would take it past this
+/// waits with its sender (unless the queue is empty: one reply of any size always fits).
 pub const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 impl Outbound {
@@ -48,6 +49,20 @@ impl Outbound {
             Outbound::Reply { body, route, .. } => body.len() + route.identity.len(),
             Outbound::Event { key, body, .. } => key.len() + body.len(),
         }
+    }
+}
+
+/// A reply on its way to the transport thread (see [`Outbound::Reply`]).
+#[derive(Debug)]
+pub struct QueuedReply {
+    pub route: Route,
+    pub body: Vec<u8>,
+    pub slot: Option<Slot>,
+}
+
+impl QueuedReply {
+    fn size(&self) -> usize {
+        self.body.len() + self.route.identity.len()
     }
 }
 
@@ -61,7 +76,7 @@ pub struct Signals {
     pub draining: AtomicBool,
     /// Send what is queued, then close the sockets and exit.
     pub closing: AtomicBool,
-    /// Messages in the queue (sent and not yet taken by the transport thread).
+    /// Replies in the queue (sent and not yet taken by the transport thread).
     pub queued: AtomicUsize,
     /// Their bytes: the queue is bounded by [`MAX_QUEUED_BYTES`] as well as by count.
     pub queued_bytes: AtomicUsize,
@@ -71,10 +86,10 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// The transport thread took `msg` off the queue.
-    pub fn taken(&self, msg: &Outbound) {
+    /// The transport thread took `reply` off the queue.
+    pub fn taken(&self, reply: &QueuedReply) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        self.queued_bytes.fetch_sub(msg.size(), Ordering::SeqCst);
+        self.queued_bytes.fetch_sub(reply.size(), Ordering::SeqCst);
     }
 
     /// The transport thread emptied the queue: release a sender waiting for room.
@@ -86,7 +101,12 @@ impl Signals {
 }
 
 pub struct OutboundSender {
-    tx: SyncSender<Outbound>,
+    tx: SyncSender<QueuedReply>,
+    /// Where events go, without the transport thread.
+    publisher: Arc<Publisher>,
+    /// Bytes libzmq may hold for subscribers (`TransportConfig::pub_held_bytes`): past it the
+    /// transport thread is woken to disconnect the subscriber furthest behind.
+    pub_held_limit: u64,
     /// Queue length above which the queue counts as congested.
     high_water: usize,
     /// The connected end of the wake-up PAIR. A libzmq socket may move between threads but not be
@@ -98,14 +118,18 @@ pub struct OutboundSender {
 
 impl OutboundSender {
     pub(super) fn new(
-        tx: SyncSender<Outbound>,
+        tx: SyncSender<QueuedReply>,
         capacity: usize,
+        publisher: Arc<Publisher>,
+        pub_held_limit: u64,
         waker: zmq::Socket,
         signals: Arc<Signals>,
         stats: Arc<Stats>,
     ) -> Self {
         OutboundSender {
             tx,
+            publisher,
+            pub_held_limit,
             high_water: capacity / 2,
             waker: Mutex::new(Some(waker)),
             signals,
@@ -113,40 +137,57 @@ impl OutboundSender {
         }
     }
 
-    /// Queues `msg`, or gives it back if the queue is full (nothing is counted: the caller keeps
-    /// it and tries again after [`OutboundSender::room`]).
-    pub fn try_send(&self, mut msg: Outbound) -> Result<(), Outbound> {
-        let size = msg.size();
+    /// Sends an event at once (PUB never waits: a subscriber at its high-water mark misses it),
+    /// or queues a reply, giving it back if the queue is full (nothing is counted: the caller
+    /// keeps it and tries again after [`OutboundSender::room`]).
+    pub fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
+        match msg {
+            Outbound::Event {
+                seq,
+                key,
+                body,
+                charge,
+            } => {
+                self.publish(seq, &key, body, charge);
+                Ok(())
+            }
+            Outbound::Reply { route, body, slot } => self
+                .try_queue(QueuedReply { route, body, slot })
+                .map_err(|QueuedReply { route, body, slot }| Outbound::Reply { route, body, slot }),
+        }
+    }
+
+    fn publish(&self, seq: u64, key: &str, body: Arc<[u8]>, charge: Option<PubCharge>) {
+        // From here on the event counts as on its way to subscribers (`pace.rs`).
+        let charge = charge.unwrap_or_else(|| {
+            let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
+            PubCharge::new(&self.stats, event_cost(key.len(), body.len(), subscribers))
+        });
+        self.publisher.publish(seq, key.as_bytes(), body, charge);
+        if self.stats.pub_bytes_held.load(Ordering::Relaxed) > self.pub_held_limit {
+            // Over the bound: the transport thread disconnects the one furthest behind.
+            self.wake();
+        }
+    }
+
+    fn try_queue(&self, reply: QueuedReply) -> Result<(), QueuedReply> {
+        let size = reply.size();
         let before = self.signals.queued_bytes.fetch_add(size, Ordering::SeqCst);
         if before > 0 && before + size > MAX_QUEUED_BYTES {
             self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
             self.signals.needs_room.store(true, Ordering::SeqCst);
             self.wake();
-            return Err(msg);
+            return Err(reply);
         }
         self.signals.queued.fetch_add(1, Ordering::SeqCst);
-        // From here on the event counts as on its way to subscribers (`pace.rs`).
-        if let Outbound::Event {
-            key, body, charge, ..
-        } = &mut msg
-        {
-            if charge.is_none() {
-                let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
-                let cost = event_cost(key.len(), body.len(), subscribers);
-                *charge = Some(PubCharge::new(&self.stats, cost));
-            }
-        }
-        let result = match self.tx.try_send(msg) {
+        let result = match self.tx.try_send(reply) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(mut msg)) => {
+            Err(TrySendError::Full(reply)) => {
                 self.signals.queued.fetch_sub(1, Ordering::SeqCst);
                 self.signals.queued_bytes.fetch_sub(size, Ordering::SeqCst);
                 // The caller will wait for room: make sure the drain is announced.
                 self.signals.needs_room.store(true, Ordering::SeqCst);
-                if let Outbound::Event { charge, .. } = &mut msg {
-                    *charge = None;
-                }
-                Err(msg)
+                Err(reply)
             }
             // The transport thread is gone: nothing will ever send it.
             Err(TrySendError::Disconnected(_)) => {
@@ -157,6 +198,15 @@ impl OutboundSender {
         };
         self.wake();
         result
+    }
+
+    /// After a round of sends: wakes the transport thread when a subscription waits that the
+    /// socket's descriptor may no longer announce (`publisher.rs`), or when model output has
+    /// started waiting for subscribers (the thread then times the pause, `pace.rs`).
+    pub fn settle(&self) {
+        if self.publisher.settle() || self.stats.pace.is_paused() {
+            self.wake();
+        }
     }
 
     /// Queues `msg`; drops and counts it if the queue is full (only the end of shutdown does).
@@ -199,11 +249,13 @@ impl OutboundSender {
         self.force_wake();
     }
 
-    /// Closes the wake-up socket; the context cannot terminate while it is open.
-    pub(super) fn close_waker(&self) {
+    /// Closes the wake-up socket and the publisher; the context cannot terminate while either
+    /// is open.
+    pub(super) fn close_sockets(&self) {
         if let Ok(mut w) = self.waker.lock() {
             w.take();
         }
+        self.publisher.close();
     }
 
     fn wake(&self) {
@@ -227,6 +279,7 @@ mod tests {
     use std::sync::mpsc::sync_channel;
 
     use super::*;
+    use crate::protocol::ids::InstanceId;
 
     fn reply(bytes: usize) -> Outbound {
         Outbound::Reply {
@@ -244,9 +297,21 @@ mod tests {
         let ctx = zmq::Context::new();
         let waker = ctx.socket(zmq::PAIR).unwrap();
         waker.set_linger(0).unwrap();
+        let xpub = ctx.socket(zmq::XPUB).unwrap();
+        xpub.set_linger(0).unwrap();
+        let stats = Arc::<Stats>::default();
+        let publisher = Publisher::new(xpub, stats.clone(), InstanceId(uuid::Uuid::nil())).unwrap();
         let (tx, rx) = sync_channel(1_000);
         let signals = Arc::new(Signals::default());
-        let sender = OutboundSender::new(tx, 1_000, waker, signals.clone(), Arc::default());
+        let sender = OutboundSender::new(
+            tx,
+            1_000,
+            Arc::new(publisher),
+            u64::MAX,
+            waker,
+            signals.clone(),
+            stats,
+        );
         // One message larger than the bound goes in: it must be able to leave at all.
         sender.try_send(reply(MAX_QUEUED_BYTES + 1)).expect("alone");
         assert!(sender.congested());
@@ -262,6 +327,6 @@ mod tests {
             .try_send(reply(MAX_QUEUED_BYTES / 4))
             .expect("up to the bound");
         assert!(sender.try_send(reply(1)).is_err(), "past the bound");
-        sender.close_waker();
+        sender.close_sockets();
     }
 }

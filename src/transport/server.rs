@@ -1,34 +1,31 @@
-//! The transport thread: owns the ROUTER, the PUB and the wake-up socket, and is the only thread
-//! that touches them. Turns frames into decoded requests for the core and sends what the core
-//! queued. Answers by itself only what never needs the core: malformed frames, parse errors,
-//! oversized messages, `too_many_pending`, `server_busy` and `shutting_down`; and each
-//! subscription to `instance.welcome/<token>`, with that welcome.
+//! The transport thread: owns the ROUTER and the wake-up socket, and is the only thread that
+//! touches them; reads the PUB's subscriptions (the PUB itself is shared, `publisher.rs`, so
+//! events leave without a hand-off to this thread). Turns frames into decoded requests for the
+//! core and sends the replies the core queued. Answers by itself only what never needs the core:
+//! malformed frames, parse errors, oversized messages, `too_many_pending`, `server_busy` and
+//! `shutting_down`; and each subscription to `instance.welcome/<token>`, with that welcome.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use time::OffsetDateTime;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
 use super::auth::RefusalLog;
 use super::connections::Connections;
 use super::framing::Route;
-use super::held::{self, PubCharge, RawSocket};
-use super::outbound::{Outbound, Signals};
-use super::pace::event_cost;
+use super::held::{self, RawSocket};
+use super::outbound::{QueuedReply, Signals};
 use super::pending::{Pending, Refused, Slot};
+use super::publisher::Publisher;
 use super::stats::Stats;
 use super::triage::{triage, Triage, MAX_FRAMES_KEPT, OVER_SIZE_LIMIT};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
-use crate::protocol::ids::InstanceId;
 use crate::protocol::jsonrpc::Calls;
-use crate::protocol::welcome::{requested_token, Welcome};
 
 /// Messages read from the ROUTER before looking at the outbound queue again.
 const READ_BURST: usize = 256;
@@ -41,17 +38,11 @@ pub(super) struct TransportThread {
     pub router: zmq::Socket,
     /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
     pub router_raw: RawSocket,
-    /// The same XPUB, for event bodies shared with the replay ring (`held`).
-    pub publisher_raw: RawSocket,
-    pub publisher: zmq::Socket,
+    /// The XPUB, shared with whoever sends events; this thread reads its subscriptions.
+    pub publisher: Arc<Publisher>,
     pub wake: zmq::Socket,
-    pub outbound: Receiver<Outbound>,
+    pub outbound: Receiver<QueuedReply>,
     pub inbound: Sender<Inbound>,
-    /// Stamps the welcomes this thread publishes.
-    pub instance_id: InstanceId,
-    /// The number of the last event handed to the PUB: a subscription read after it is covered
-    /// from the next one on.
-    pub last_seq: Cell<u64>,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
     pub max_message_bytes: usize,
@@ -89,18 +80,22 @@ impl TransportThread {
             if self.flush_outbound() || self.signals.closing.load(Ordering::SeqCst) {
                 break;
             }
+            // The PUB's descriptor may have been quietened by a send elsewhere: look first.
+            let subscriptions = self.publisher.has_subscriptions();
             let (router_ready, wake_ready, pub_ready, monitors_ready) = {
                 let connections = self.connections.borrow();
                 let mut items = [
                     self.router.as_poll_item(zmq::POLLIN),
                     self.wake.as_poll_item(zmq::POLLIN),
-                    self.publisher.as_poll_item(zmq::POLLIN),
+                    zmq::PollItem::from_fd(self.publisher.fd(), zmq::POLLIN),
                     connections.rpc.monitor.as_poll_item(zmq::POLLIN),
                     connections.pub_.monitor.as_poll_item(zmq::POLLIN),
                 ];
                 // Over the bound, or model output paused for subscribers, look again soon even
                 // if nothing else happens.
-                let timeout = if self.pub_over_limit() || self.stats.pace.is_paused() {
+                let timeout = if subscriptions {
+                    0
+                } else if self.pub_over_limit() || self.stats.pace.is_paused() {
                     (self.stalled_after.as_millis() / 4).clamp(1, 250) as i64
                 } else {
                     -1
@@ -132,13 +127,15 @@ impl TransportThread {
             if router_ready && self.read_requests() > 0 {
                 self.await_reply();
             }
-            if pub_ready {
-                self.read_subscriptions();
+            if subscriptions || pub_ready {
+                self.publisher.read_subscriptions();
             }
             self.bound_pub_queues();
         }
         // Anything queued between the last flush and the close flag still goes out.
         self.flush_outbound();
+        // Events sent after this are dropped and counted; the context can now terminate.
+        self.publisher.close();
         tracing::debug!("transport thread closing sockets");
     }
 
@@ -253,40 +250,12 @@ impl TransportThread {
         }
     }
 
-    fn send_one(&self, msg: Outbound) {
-        self.signals.taken(&msg);
-        match msg {
-            // The reply leaves this process's queues here: its slot (dropped with it) gives the
-            // peer's place back.
-            Outbound::Reply { route, body, slot } => self.reply_held(&route, body, slot),
-            Outbound::Event {
-                seq,
-                key,
-                body,
-                charge,
-            } => {
-                self.last_seq.set(seq);
-                self.publish(key.as_bytes(), body, charge)
-            }
-        }
-    }
-
-    fn publish(&self, key: &[u8], body: Arc<[u8]>, charge: Option<PubCharge>) {
-        // PUB never blocks: a subscriber at its high-water mark simply misses the message. The
-        // body goes to libzmq without a copy, its charge (counted since it was queued) kept
-        // while libzmq holds it (`held`).
-        let charge = charge.unwrap_or_else(|| {
-            let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
-            PubCharge::new(&self.stats, event_cost(key.len(), body.len(), subscribers))
-        });
-        let sent = self
-            .publisher
-            .send(key, zmq::SNDMORE | zmq::DONTWAIT)
-            .and_then(|_| held::send_shared(self.publisher_raw, body, charge, zmq::DONTWAIT));
-        if let Err(e) = sent {
-            Stats::bump(&self.stats.outbound_dropped);
-            tracing::warn!(error = %e, "publish failed");
-        }
+    fn send_one(&self, reply: QueuedReply) {
+        self.signals.taken(&reply);
+        // The reply leaves this process's queues here: its slot (dropped with it) gives the
+        // peer's place back.
+        let QueuedReply { route, body, slot } = reply;
+        self.reply_held(&route, body, slot);
     }
 
     /// Sends a reply without waiting: a gone peer (EHOSTUNREACH, thanks to ROUTER_MANDATORY) or a
@@ -310,43 +279,6 @@ impl TransportThread {
         if let Err(e) = result {
             Stats::bump(&self.stats.replies_dropped);
             tracing::debug!(error = %e, "reply dropped");
-        }
-    }
-
-    /// Reads what subscribers sent the XPUB: `\x01prefix` subscribes, `\x00prefix` unsubscribes.
-    /// A subscription to `instance.welcome/<token>` asks for a welcome: the socket's earlier
-    /// subscriptions came through the same pipe, so they are live in the XPUB by the time this one
-    /// is read, and every event sent from here on reaches them. It is answered at once with the
-    /// welcome keyed by that subscription, carrying the number of the last event sent. Answered
-    /// here rather than by the core, because only this thread knows that point exactly, and
-    /// because a queue to the core would let a flood of subscriptions crowd out a newcomer's
-    /// welcome. Every other subscription, and every unsubscription, is only read.
-    fn read_subscriptions(&self) {
-        // A token repeated within a burst (a client that subscribed twice) is answered once: the
-        // one welcome reaches every subscriber of its key.
-        let mut burst: HashSet<String> = HashSet::new();
-        for _ in 0..READ_BURST {
-            let msg = match self.publisher.recv_bytes(zmq::DONTWAIT) {
-                Ok(m) => m,
-                Err(zmq::Error::EAGAIN) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscription receive failed");
-                    break;
-                }
-            };
-            let Some((&1, subscription)) = msg.split_first() else {
-                continue;
-            };
-            if let Some(token) = requested_token(subscription) {
-                if !burst.contains(token) {
-                    burst.insert(token.to_owned());
-                }
-            }
-        }
-        let now = OffsetDateTime::now_utc();
-        for token in &burst {
-            let welcome = Welcome::encode(token, self.last_seq.get(), now, self.instance_id);
-            self.publish(welcome.key.as_bytes(), Arc::from(welcome.body), None);
         }
     }
 

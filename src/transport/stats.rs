@@ -18,10 +18,9 @@ pub struct Stats {
     pub connections_pub: AtomicU64,
     /// Connections shut down at accept because their socket was at its limit.
     pub connections_refused: AtomicU64,
-    /// Bytes of events on their way to subscribers: queued for the transport thread or held by
-    /// libzmq for subscribers not yet sent them, with a queue entry per subscriber per frame (a
-    /// gauge: `held::PubCharge` adds when an event is queued, and takes back when
-    /// libzmq frees it or it is dropped unsent).
+    /// Bytes of events on their way to subscribers: held by libzmq for subscribers not yet sent
+    /// them, with a queue entry per subscriber per frame (a gauge: `held::PubCharge` adds when
+    /// an event is released, and takes back when libzmq frees it or it is dropped unsent).
     pub pub_bytes_held: AtomicU64,
     /// Whether model output waits for that gauge to come down.
     pub pace: Pace,
