@@ -4,7 +4,7 @@
 //! cancellation and the shutdown sequence.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -15,6 +15,7 @@ mod outbox;
 
 use actor::Actor;
 pub use actor::Stopped;
+use outbox::Outbox;
 
 use crate::config::{Config, ModelConfig, Promotion, StoreConfig};
 use crate::core::{ids::UuidV7, Core, CoreConfig, InstanceMeta};
@@ -68,6 +69,7 @@ pub struct Server {
     core: Core,
     models: Models,
     writer: Writer,
+    outbox: Arc<Mutex<Outbox>>,
     heartbeat_interval: Duration,
     core_spin: Duration,
     promotion: Option<Promotion>,
@@ -168,7 +170,23 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
             "closed turns a crash left running as aborted"
         );
     }
-    let writer = Writer::spawn(store)?;
+    // Output waiting for the store, released by the store's thread as it commits: a client that
+    // waits to see a change waits for the commit, not also for the actor to wake up to it.
+    let outbox = Arc::new(Mutex::new(Outbox::default()));
+    let writer = {
+        let outbox = outbox.clone();
+        let sink = transport.outbound.clone();
+        Writer::spawn_with(
+            store,
+            Box::new(move |committed| {
+                outbox
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .release(committed, &*sink);
+                sink.settle();
+            }),
+        )?
+    };
     let ready = Ready {
         instance_id,
         started_at,
@@ -186,6 +204,7 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
         core,
         models,
         writer,
+        outbox,
         heartbeat_interval: config.heartbeat_interval,
         core_spin: config.core_spin,
         promotion: config.promotion,
@@ -208,12 +227,13 @@ impl Server {
             core,
             models,
             writer,
+            outbox,
             heartbeat_interval,
             core_spin,
             promotion,
         } = self;
         let contexts = ContextBudget::new(DEFAULT_CONTEXTS_BYTES);
-        let (mut actor, receivers) = Actor::new(core, models, &transport, writer, contexts);
+        let (mut actor, receivers) = Actor::new(core, models, &transport, writer, outbox, contexts);
         // Recovery changes decided in `start`, the first heartbeat right after binding, and for a
         // standby taking over, its announcement.
         let started = now();

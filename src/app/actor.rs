@@ -1,13 +1,15 @@
 //! The actor: the one owner of the core while the server runs. Its loop turns requests (served
 //! one peer at a time in turn), model output, store health and ticks into core inputs, and
 //! carries out the core's effects in order: changes go to the store's writer, replies and events
-//! to the [`Outbox`], which decides when they may leave. Reads of the history (`message.list`,
+//! to the [`Outbox`], which decides when they may leave (what waits for a commit is released by
+//! the store's thread as it commits, `app::start`). Reads of the history (`message.list`,
 //! `message.get`, a turn's context) go to the store's thread and come back as [`ReadDone`]s or
 //! into the turn's task. Owns back-pressure to the models and the shutdown sequence.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -65,7 +67,9 @@ pub(super) struct Actor<'t> {
     pub(super) committed: watch::Receiver<u64>,
     /// `Some` while the store cannot commit.
     pub(super) health: watch::Receiver<Option<StoreFailure>>,
-    pub(super) outbox: Outbox,
+    /// Shared with the store's thread, which releases what each commit lets go
+    /// (`app::start`); locked briefly, never across a wait.
+    pub(super) outbox: Arc<Mutex<Outbox>>,
     /// Requests taken from the transport's queue, served in turn by peer.
     pub(super) requests: RoundRobin<Inbound>,
     /// Where the store's thread sends the replies it read.
@@ -135,6 +139,7 @@ impl<'t> Actor<'t> {
         models: Models,
         transport: &'t Transport,
         writer: Writer,
+        outbox: Arc<Mutex<Outbox>>,
         contexts: ContextBudget,
     ) -> (Self, Receivers) {
         // Model output waiting for the core; a full queue slows the models, not the core.
@@ -150,7 +155,7 @@ impl<'t> Actor<'t> {
             committed: writer.committed(),
             health: writer.health(),
             writer,
-            outbox: Outbox::default(),
+            outbox,
             requests: RoundRobin::default(),
             reads_tx,
             next_ticket: 0,
@@ -199,7 +204,7 @@ impl<'t> Actor<'t> {
             // Output waiting for room, or too much of it held: take no new work that would add
             // to it (requests wait in the transport's queue, model output in its own).
             let waiting = self.waiting_for_room();
-            let full = self.outbox.over_budget() || self.store_behind();
+            let full = self.outbox().over_budget() || self.store_behind();
             let transport = self.transport;
             // Subscribers behind: model output waits until libzmq has written some of theirs.
             let stats = &*transport.stats;
@@ -231,11 +236,16 @@ impl<'t> Actor<'t> {
                         self.core.model_event(turn, ev, now);
                     }
                 }
-                Ok(()) = committed.changed() => self.release(),
+                // The store's thread releases what a commit lets go; a commit matters here only
+                // to output waiting for room and to work waiting for the store to catch up.
+                Ok(()) = committed.changed(), if waiting || full => self.release(),
                 Some(done) = reads_rx.recv() => {
-                    self.outbox.fill(done.ticket, done.body);
-                    while let Ok(done) = reads_rx.try_recv() {
-                        self.outbox.fill(done.ticket, done.body);
+                    {
+                        let mut outbox = self.outbox();
+                        outbox.fill(done.ticket, done.body);
+                        while let Ok(done) = reads_rx.try_recv() {
+                            outbox.fill(done.ticket, done.body);
+                        }
                     }
                     self.release();
                 }
@@ -253,13 +263,12 @@ impl<'t> Actor<'t> {
             // round trip, and finding this thread awake saves it a wake-up (on a VM, most of a
             // ping's extra time over bare libzmq). Not while output waits for the store, whose
             // thread then needs a core more than this one does.
-            if served && !core_spin.is_zero() && self.outbox.required() <= *committed.borrow() {
+            if served && !core_spin.is_zero() && self.outbox().required() <= *committed.borrow() {
                 let started = std::time::Instant::now();
                 let mut spins = 0u32;
                 while inbound.is_empty()
                     && model_rx.is_empty()
                     && reads_rx.is_empty()
-                    && !committed.has_changed().unwrap_or(true)
                     && !health.has_changed().unwrap_or(true)
                     && started.elapsed() < core_spin
                 {
@@ -297,7 +306,7 @@ impl<'t> Actor<'t> {
         }
         let Actor {
             writer,
-            mut outbox,
+            outbox,
             transport,
             reads_tx,
             ..
@@ -309,6 +318,9 @@ impl<'t> Actor<'t> {
                 committed: 0,
                 unsaved: 0,
             });
+        // The store's thread is done releasing: what is still held is this task's alone.
+        let mut outbox =
+            std::mem::take(&mut *outbox.lock().unwrap_or_else(PoisonError::into_inner));
         // The store's thread ran (or dropped, which answers too) every read before it stopped.
         while let Ok(done) = reads_rx.try_recv() {
             outbox.fill(done.ticket, done.body);
@@ -373,7 +385,7 @@ impl<'t> Actor<'t> {
             transport: self.transport.stats.gauges(),
         };
         let refusal = calls.refusal();
-        let required = self.outbox.required();
+        let required = self.outbox().required();
         let Some(answer) = self.core.answer(calls, &ctx) else {
             return;
         };
@@ -383,7 +395,7 @@ impl<'t> Actor<'t> {
         self.apply_effects();
         // Only a call that changed something is refused should the store fail before its
         // change is saved; a read or a ping waiting behind it is answered as it is.
-        let changed = self.outbox.required() != required;
+        let changed = self.outbox().required() != required;
         let refusal = refusal.filter(|_| changed);
         match answer.ready() {
             Ok(body) => {
@@ -391,13 +403,7 @@ impl<'t> Actor<'t> {
                     // From here the reply, not the request, is what the peer holds in flight.
                     slot.resize(body.len());
                 }
-                let msg = Outbound::Reply { route, body, slot };
-                self.outbox.push(
-                    msg,
-                    refusal,
-                    *self.committed.borrow(),
-                    &*self.transport.outbound,
-                );
+                self.send_out(Outbound::Reply { route, body, slot }, refusal);
             }
             Err(answer) => self.read_reply(answer, route, slot, refusal),
         }
@@ -418,7 +424,7 @@ impl<'t> Actor<'t> {
             body: Vec::new(),
             slot,
         };
-        self.outbox.push_reading(ticket, placeholder, refusal);
+        self.outbox().push_reading(ticket, placeholder, refusal);
         let job = ReplyRead {
             answer: Some(answer),
             ticket,
@@ -437,15 +443,33 @@ impl<'t> Actor<'t> {
     /// Whether output may leave but waits for room in the transport's queue (it is over half
     /// full, or released output could not be queued). Model output then waits too.
     fn waiting_for_room(&self) -> bool {
-        self.transport.outbound.congested()
-            || self.outbox.waiting_for_room(*self.committed.borrow())
+        if self.transport.outbound.congested() {
+            return true;
+        }
+        let outbox = self.outbox();
+        outbox.waiting_for_room(*self.committed.borrow())
+    }
+
+    /// The outbox, shared with the store's thread.
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Nothing is left half-done by a panic while it is held: each call is one step.
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `msg` or holds it until the changes decided before it are committed. The number
+    /// committed is read under the outbox's lock: the store's thread publishes it before it
+    /// takes the lock to release, so a message held here is never missed by that release.
+    fn send_out(&self, msg: Outbound, refusal: Option<crate::protocol::jsonrpc::Refusal>) {
+        let mut outbox = self.outbox();
+        let committed = *self.committed.borrow();
+        outbox.push(msg, refusal, committed, &*self.transport.outbound);
     }
 
     /// Sends the held output the store has released, as far as the transport's queue has room:
     /// the rest goes when it has drained (the `room` arm of the loop calls this again).
     fn release(&mut self) {
         let done = *self.committed.borrow_and_update();
-        self.outbox.release(done, &*self.transport.outbound);
+        self.outbox().release(done, &*self.transport.outbound);
     }
 
     /// The store failed or recovered. While it fails, the core refuses changes and says so in
@@ -457,14 +481,14 @@ impl<'t> Actor<'t> {
             Some(f) => {
                 let error = RpcError::store_unavailable(&f.reason, Some(false));
                 let refused = self
-                    .outbox
+                    .outbox()
                     .degrade(&error, committed, &*self.transport.outbound);
                 tracing::error!(reason = %f.reason, permanent = f.permanent, refused,
                     "store unavailable: refusing changes until it recovers");
             }
             None => {
                 tracing::info!("store available again");
-                self.outbox.recover();
+                self.outbox().recover();
             }
         }
         self.core.store_health(failure.map(|f| describe(&f)), now());
@@ -476,7 +500,7 @@ impl<'t> Actor<'t> {
                 Effect::Persist { change, gating } => {
                     let n = self.writer.submit(change);
                     if gating {
-                        self.outbox.gate(n);
+                        self.outbox().gate(n);
                     }
                 }
                 Effect::Publish(p) => {
@@ -491,12 +515,7 @@ impl<'t> Actor<'t> {
                         body: p.body,
                         charge: None,
                     };
-                    self.outbox.push(
-                        msg,
-                        None,
-                        *self.committed.borrow(),
-                        &*self.transport.outbound,
-                    );
+                    self.send_out(msg, None);
                 }
                 Effect::StartTurn {
                     turn_id,

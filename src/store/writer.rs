@@ -1,7 +1,8 @@
 //! The writer thread: runs a `Store` off the core's hot path. Changes are numbered as they are
 //! submitted; the thread commits whatever has queued up as one transaction and publishes the
 //! number of the last committed change, which the actor waits on before showing anything that
-//! depends on it.
+//! depends on it; and it calls the [`OnCommit`] it was given with that number, so what waited for
+//! the commit can leave from this thread at once, without a hand-off to the actor.
 //!
 //! A failed commit is kept and retried (nothing is dropped while running), with a backoff of at
 //! most [`MAX_BACKOFF`] so the store is back within a second of its cause going away; a failure
@@ -45,6 +46,10 @@ const REPORT_AFTER: u32 = 2;
 pub const MAX_UNSAVED_BYTES: usize = 64 << 20;
 /// Longest wait between two tries of a failing commit.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Called on the writer's thread after each commit, with the number of the last change
+/// committed (already in [`Writer::committed`]).
+pub type OnCommit = Box<dyn Fn(u64) + Send>;
 
 /// Why the store cannot commit, as the writer last found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +110,11 @@ pub struct Writer {
 
 impl Writer {
     pub fn spawn(store: Box<dyn Store>) -> std::io::Result<Writer> {
+        Writer::spawn_with(store, Box::new(|_| {}))
+    }
+
+    /// As [`Writer::spawn`], calling `on_commit` after each commit.
+    pub fn spawn_with(store: Box<dyn Store>, on_commit: OnCommit) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = watch::channel(0u64);
         let (health_tx, health_rx) = watch::channel(None);
@@ -118,6 +128,7 @@ impl Writer {
                     store,
                     rx,
                     done: done_tx,
+                    on_commit,
                     health: health_tx.clone(),
                     batch: Batch {
                         unsaved: counted,
@@ -267,6 +278,7 @@ struct WriterThread {
     store: Box<dyn Store>,
     rx: Receiver<Job>,
     done: watch::Sender<u64>,
+    on_commit: OnCommit,
     health: Arc<watch::Sender<Option<StoreFailure>>>,
     batch: Batch,
     /// The sender is gone: commit what is left, then stop.
@@ -294,6 +306,7 @@ impl WriterThread {
                     failures = 0;
                     self.batch.clear();
                     self.done.send_replace(self.batch.last);
+                    (self.on_commit)(self.batch.last);
                 }
                 Err(e) => {
                     failures += 1;
@@ -594,6 +607,42 @@ mod tests {
         );
         let total: usize = batches.lock().unwrap().iter().map(Vec::len).sum();
         assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn each_commit_is_announced_on_the_writers_thread_after_it_is_published() {
+        let store = Flaky {
+            fail: Arc::new(AtomicU32::new(1)),
+            ..Flaky::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen = Arc::new(std::sync::Mutex::new(None::<watch::Receiver<u64>>));
+        let watching = seen.clone();
+        let mut w = Writer::spawn_with(
+            Box::new(store),
+            Box::new(move |n| {
+                // What `committed` says by now.
+                let published = watching.lock().unwrap().as_ref().map(|c| *c.borrow());
+                let on = std::thread::current().name().map(str::to_owned);
+                tx.send((n, published, on)).unwrap();
+            }),
+        )
+        .unwrap();
+        *seen.lock().unwrap() = Some(w.committed());
+        for _ in 0..3 {
+            w.submit(Change::ActiveSession(None));
+        }
+        let mut last = 0;
+        while last < 3 {
+            let (n, published, on) = rx.recv_timeout(Duration::from_secs(10)).expect("a commit");
+            assert!(n > last, "numbers grow: {n} after {last}");
+            assert_eq!(published, Some(n), "published before it is announced");
+            assert_eq!(on.as_deref(), Some("zcoord-store"));
+            last = n;
+        }
+        // The failed try announced nothing: every announcement was a commit.
+        assert_eq!(w.close().committed, 3);
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]
