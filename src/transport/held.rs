@@ -47,6 +47,7 @@ pub struct PubCharge {
 
 impl PubCharge {
     pub fn new(stats: &Arc<Stats>, bytes: u64) -> PubCharge {
+        stats.pace.charged();
         stats.pub_bytes_held.fetch_add(bytes, Ordering::SeqCst);
         PubCharge {
             stats: stats.clone(),
@@ -61,6 +62,7 @@ impl Drop for PubCharge {
             .stats
             .pub_bytes_held
             .fetch_sub(self.bytes, Ordering::SeqCst);
+        self.stats.pace.freed();
         self.stats.pace.released(before - self.bytes);
     }
 }

@@ -212,7 +212,8 @@ impl Transport {
 
         // Both monitors are attached before either socket binds, so no connection goes uncounted.
         let stats = Arc::new(Stats::default());
-        stats.pace.configure(config.pub_held_bytes as u64);
+        let hwm = u64::try_from(config.pub_sndhwm).unwrap_or(0);
+        stats.pace.configure(config.pub_held_bytes as u64, hwm);
         let limit = connection_limit(config.max_connections);
         let connections = Connections::watch(&context, &router, &publisher, limit, stats.clone())?;
         bind(&router, &config.rpc_endpoint)?;

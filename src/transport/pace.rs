@@ -1,7 +1,10 @@
 //! Pacing model output by what libzmq holds for subscribers. Past a high mark (a quarter of
-//! `--pub-held-bytes`) the actor takes no more model output, so the models wait instead of
-//! libzmq's queues growing by a queue entry per subscriber per frame; the free callback that
-//! brings the gauge down to the low mark (an eighth) wakes the actor. Subscribers that keep up
+//! `--pub-held-bytes`, or half of `--pub-hwm` in events) the actor takes no more model output,
+//! so the models wait instead of libzmq's queues growing by a queue entry per subscriber per
+//! frame, or a subscriber that reads more slowly than the model writes reaching its high-water
+//! mark and missing events; the free callback that brings both gauges down to their low marks
+//! (an eighth of the bytes, a quarter of the high-water mark) wakes the actor. The events held
+//! bound the longest subscriber queue: every event in one is held. Subscribers that keep up
 //! never see a gap; one that stops reading is dealt with by the transport thread (evicted after
 //! [`STALLED_AFTER`] of pause by default), so it cannot hold the stream up for long.
 
@@ -32,6 +35,11 @@ pub fn event_cost(key_len: usize, body_len: usize, subscribers: u64) -> u64 {
 pub struct Pace {
     high: AtomicU64,
     low: AtomicU64,
+    /// The same in events, against libzmq's high-water mark (which counts messages).
+    high_events: AtomicU64,
+    low_events: AtomicU64,
+    /// Events handed to libzmq and not yet freed by it (a gauge, as the bytes are).
+    events: AtomicU64,
     paused: AtomicBool,
     resumed: Notify,
 }
@@ -42,6 +50,9 @@ impl Default for Pace {
         Pace {
             high: AtomicU64::new(u64::MAX),
             low: AtomicU64::new(u64::MAX),
+            high_events: AtomicU64::new(u64::MAX),
+            low_events: AtomicU64::new(u64::MAX),
+            events: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
         }
@@ -49,10 +60,39 @@ impl Default for Pace {
 }
 
 impl Pace {
-    /// Marks from the bound on what libzmq may hold: pause above a quarter, go on at an eighth.
-    pub fn configure(&self, held_limit: u64) {
+    /// Marks from the bound on what libzmq may hold (pause above a quarter, go on at an
+    /// eighth) and from each subscriber's high-water mark in events, 0 meaning none (pause
+    /// above half, go on at a quarter).
+    pub fn configure(&self, held_limit: u64, hwm: u64) {
         self.high.store(held_limit / 4, Ordering::SeqCst);
         self.low.store(held_limit / 8, Ordering::SeqCst);
+        let (high, low) = if hwm == 0 {
+            (u64::MAX, u64::MAX)
+        } else {
+            (hwm / 2, hwm / 4)
+        };
+        self.high_events.store(high, Ordering::SeqCst);
+        self.low_events.store(low, Ordering::SeqCst);
+    }
+
+    /// An event was handed to libzmq (its charge taken).
+    pub fn charged(&self) {
+        self.events.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// libzmq freed an event (or it was dropped unsent).
+    pub fn freed(&self) {
+        self.events.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn above_high(&self, bytes: u64) -> bool {
+        bytes > self.high.load(Ordering::SeqCst)
+            || self.events.load(Ordering::SeqCst) > self.high_events.load(Ordering::SeqCst)
+    }
+
+    fn down_to_low(&self, bytes: u64) -> bool {
+        bytes <= self.low.load(Ordering::SeqCst)
+            && self.events.load(Ordering::SeqCst) <= self.low_events.load(Ordering::SeqCst)
     }
 
     /// Whether model output must wait, `held` being the gauge now (read again by the caller's
@@ -61,15 +101,13 @@ impl Pace {
         if self.paused.load(Ordering::SeqCst) {
             return true;
         }
-        if held_now() <= self.high.load(Ordering::SeqCst) {
+        if !self.above_high(held_now()) {
             return false;
         }
         self.paused.store(true, Ordering::SeqCst);
         // A release that brought the gauge down before it could see the flag would wake nobody:
         // look once more now that the flag is set.
-        if held_now() <= self.low.load(Ordering::SeqCst)
-            && self.paused.swap(false, Ordering::SeqCst)
-        {
+        if self.down_to_low(held_now()) && self.paused.swap(false, Ordering::SeqCst) {
             return false;
         }
         true
@@ -82,9 +120,7 @@ impl Pace {
     /// Called by the free callback with the gauge after a release: at the low mark, ends the
     /// pause and wakes the actor.
     pub fn released(&self, held_after: u64) {
-        if held_after <= self.low.load(Ordering::SeqCst)
-            && self.paused.swap(false, Ordering::SeqCst)
-        {
+        if self.down_to_low(held_after) && self.paused.swap(false, Ordering::SeqCst) {
             self.resumed.notify_one();
         }
     }
@@ -112,7 +148,7 @@ mod tests {
     #[test]
     fn pauses_above_a_quarter_and_goes_on_at_an_eighth() {
         let pace = Pace::default();
-        pace.configure(800);
+        pace.configure(800, 0);
         let held = AtomicU64::new(200);
         let now = || held.load(Ordering::SeqCst);
         assert!(!pace.must_wait(now), "at the high mark");
@@ -127,6 +163,25 @@ mod tests {
     }
 
     #[test]
+    fn events_held_pause_it_too_at_half_the_high_water_mark() {
+        let pace = Pace::default();
+        pace.configure(u64::MAX, 8);
+        for _ in 0..4 {
+            pace.charged();
+        }
+        assert!(!pace.must_wait(|| 0), "at half the mark");
+        pace.charged();
+        assert!(pace.must_wait(|| 0), "past half");
+        pace.freed();
+        pace.freed();
+        pace.released(0);
+        assert!(pace.must_wait(|| 0), "still above a quarter");
+        pace.freed();
+        pace.released(0);
+        assert!(!pace.must_wait(|| 0), "down to a quarter");
+    }
+
+    #[test]
     fn unconfigured_it_never_pauses() {
         let pace = Pace::default();
         assert!(!pace.must_wait(|| u64::MAX - 1));
@@ -135,7 +190,7 @@ mod tests {
     #[test]
     fn a_release_that_came_before_the_flag_is_not_missed() {
         let pace = Pace::default();
-        pace.configure(800);
+        pace.configure(800, 0);
         // The first read sees the gauge high; by the second, the frames were freed.
         let reads = AtomicU64::new(0);
         let now = || {
@@ -152,7 +207,7 @@ mod tests {
     #[tokio::test]
     async fn the_release_at_the_low_mark_wakes_the_waiter() {
         let pace = Arc::new(Pace::default());
-        pace.configure(800);
+        pace.configure(800, 0);
         assert!(pace.must_wait(|| 500));
         let waiter = tokio::spawn({
             let pace = pace.clone();
