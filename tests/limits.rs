@@ -454,12 +454,21 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
         last = held;
         still.then_some(())
     });
+    let events = read_until_end(&behind, |_| {});
+    assert_every_token_heard(&events);
+    let t = d.call("instance.info", json!({}))["transport"].clone();
+    assert_eq!(t["subscribers_evicted"], 0, "{t}");
+}
+
+/// The events `sub` receives up to the first `llm.end`, calling `pace` with the count so far
+/// after each.
+fn read_until_end(sub: &zmq::Socket, pace: impl Fn(usize)) -> Vec<ReceivedEvent> {
     let mut events = Vec::new();
     while events
         .last()
         .is_none_or(|e: &ReceivedEvent| e.envelope.topic != "llm.end")
     {
-        let frames = recv_within(&behind, WAIT).expect("the stream goes on once read");
+        let frames = recv_within(sub, WAIT).expect("the stream goes on once read");
         let [key, body] = frames.as_slice() else {
             panic!("{} frames", frames.len())
         };
@@ -468,10 +477,9 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
             envelope: serde_json::from_slice(body).unwrap(),
             raw: body.clone(),
         });
+        pace(events.len());
     }
-    assert_every_token_heard(&events);
-    let t = d.call("instance.info", json!({}))["transport"].clone();
-    assert_eq!(t["subscribers_evicted"], 0, "{t}");
+    events
 }
 
 /// A live subscriber of `llm.` that holds little on its side (1,000 messages, a 64 KiB socket
@@ -497,6 +505,36 @@ fn behind_subscriber(d: &Daemon) -> zmq::Socket {
         }
     }
     panic!("no welcome in 10 tries");
+}
+
+/// Many short pauses are not one long one: a subscriber that keeps reading, if more slowly than
+/// the model writes, holds model output up again and again, for far longer than
+/// `pub_stalled_after` in all, and is never taken for stalled.
+#[test]
+fn a_subscriber_that_keeps_reading_is_not_evicted_however_often_output_waits_for_it() {
+    let d = spawn_daemon_with(|c| {
+        c.transport.pub_held_bytes = 256 << 10;
+        // Short beside the whole turn (over a second), long beside any one wait for this
+        // reader, even on a loaded machine.
+        c.transport.pub_stalled_after = std::time::Duration::from_millis(400);
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: std::time::Duration::ZERO,
+        };
+    });
+    // Holds little on its side, and reads about 20,000 events a second: slower than the model.
+    let reading = behind_subscriber(&d);
+    let started = std::time::Instant::now();
+    common::send(&d, None, &"w ".repeat(20_000));
+    let events = read_until_end(&reading, |n| {
+        if n % 20 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    let took = started.elapsed();
+    assert!(took > std::time::Duration::from_secs(1), "{took:?}");
+    assert_every_token_heard(&events);
+    let t = d.call("instance.info", json!({}))["transport"].clone();
+    assert_eq!(t["subscribers_evicted"], 0, "{t} after {took:?}");
 }
 
 /// A subscriber that never reads cannot hold the stream up for long: once model output has

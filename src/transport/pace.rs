@@ -1,10 +1,12 @@
 //! Pacing model output by what libzmq holds for subscribers. Past a high mark (a quarter of
-//! `--pub-held-bytes`, or half of `--pub-hwm` in events) the actor takes no more model output,
+//! `--pub-held-bytes`, or a quarter of `--pub-hwm` in events) the actor takes no more model output,
 //! so the models wait instead of libzmq's queues growing by a queue entry per subscriber per
 //! frame, or a subscriber that reads more slowly than the model writes reaching its high-water
 //! mark and missing events; the free callback that brings both gauges down to their low marks
-//! (an eighth of the bytes, a quarter of the high-water mark) wakes the actor. The events held
-//! bound the longest subscriber queue: every event in one is held. Subscribers that keep up
+//! (an eighth of each) wakes the actor. The events held bound the longest subscriber queue:
+//! every event in one is held. A quarter, not nearly all, because libzmq's sending side learns
+//! what a subscriber's side has taken only every half queue or so, so a queue can look up to half
+//! a high-water mark fuller than it is, and model events decided before the pause still follow. Subscribers that keep up
 //! never see a gap; one that stops reading is dealt with by the transport thread (evicted after
 //! [`STALLED_AFTER`] of pause by default), so it cannot hold the stream up for long.
 
@@ -40,6 +42,8 @@ pub struct Pace {
     low_events: AtomicU64,
     /// Events handed to libzmq and not yet freed by it (a gauge, as the bytes are).
     events: AtomicU64,
+    /// Pauses begun so far: tells one long pause from many short ones seen now and then.
+    episodes: AtomicU64,
     paused: AtomicBool,
     resumed: Notify,
 }
@@ -53,6 +57,7 @@ impl Default for Pace {
             high_events: AtomicU64::new(u64::MAX),
             low_events: AtomicU64::new(u64::MAX),
             events: AtomicU64::new(0),
+            episodes: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
         }
@@ -60,16 +65,15 @@ impl Default for Pace {
 }
 
 impl Pace {
-    /// Marks from the bound on what libzmq may hold (pause above a quarter, go on at an
-    /// eighth) and from each subscriber's high-water mark in events, 0 meaning none (pause
-    /// above half, go on at a quarter).
+    /// Marks from the bound on what libzmq may hold and from each subscriber's high-water mark
+    /// in events, 0 meaning none: pause above a quarter of either, go on at an eighth of both.
     pub fn configure(&self, held_limit: u64, hwm: u64) {
         self.high.store(held_limit / 4, Ordering::SeqCst);
         self.low.store(held_limit / 8, Ordering::SeqCst);
         let (high, low) = if hwm == 0 {
             (u64::MAX, u64::MAX)
         } else {
-            (hwm / 2, hwm / 4)
+            (hwm / 4, hwm / 8)
         };
         self.high_events.store(high, Ordering::SeqCst);
         self.low_events.store(low, Ordering::SeqCst);
@@ -104,6 +108,7 @@ impl Pace {
         if !self.above_high(held_now()) {
             return false;
         }
+        self.episodes.fetch_add(1, Ordering::SeqCst);
         self.paused.store(true, Ordering::SeqCst);
         // A release that brought the gauge down before it could see the flag would wake nobody:
         // look once more now that the flag is set.
@@ -111,6 +116,11 @@ impl Pace {
             return false;
         }
         true
+    }
+
+    /// The number of pauses begun so far.
+    pub fn episode(&self) -> u64 {
+        self.episodes.load(Ordering::SeqCst)
     }
 
     pub fn is_paused(&self) -> bool {
@@ -163,22 +173,38 @@ mod tests {
     }
 
     #[test]
-    fn events_held_pause_it_too_at_half_the_high_water_mark() {
+    fn events_held_pause_it_too_at_a_quarter_of_the_high_water_mark() {
         let pace = Pace::default();
-        pace.configure(u64::MAX, 8);
+        pace.configure(u64::MAX, 16);
         for _ in 0..4 {
             pace.charged();
         }
-        assert!(!pace.must_wait(|| 0), "at half the mark");
+        assert!(!pace.must_wait(|| 0), "at a quarter");
         pace.charged();
-        assert!(pace.must_wait(|| 0), "past half");
+        assert!(pace.must_wait(|| 0), "past a quarter");
         pace.freed();
         pace.freed();
         pace.released(0);
-        assert!(pace.must_wait(|| 0), "still above a quarter");
+        assert!(pace.must_wait(|| 0), "still above an eighth");
         pace.freed();
         pace.released(0);
-        assert!(!pace.must_wait(|| 0), "down to a quarter");
+        assert!(!pace.must_wait(|| 0), "down to an eighth");
+    }
+
+    #[test]
+    fn each_pause_is_numbered() {
+        let pace = Pace::default();
+        pace.configure(800, 0);
+        assert!(pace.must_wait(|| 300));
+        let first = pace.episode();
+        pace.released(0);
+        assert!(!pace.must_wait(|| 0));
+        assert!(pace.must_wait(|| 300));
+        assert_eq!(
+            pace.episode(),
+            first + 1,
+            "a new pause, not the old one going on"
+        );
     }
 
     #[test]

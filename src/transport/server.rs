@@ -57,7 +57,9 @@ pub(super) struct TransportThread {
     pub pub_held_limit: usize,
     pub last_eviction: Cell<Option<std::time::Instant>>,
     /// Since when model output has waited for subscribers to drain (`pace.rs`), if it does.
-    pub paused_since: Cell<Option<std::time::Instant>>,
+    /// With the number of that pause (`Pace::episode`): a pause seen twice with another
+    /// number between is two short pauses, not one long one.
+    pub paused_since: Cell<Option<(std::time::Instant, u64)>>,
     /// A pause this long disconnects the subscriber furthest behind.
     pub stalled_after: std::time::Duration,
     /// See [`REPLY_SPIN`].
@@ -150,8 +152,12 @@ impl TransportThread {
             self.paused_since.set(None);
             return false;
         }
-        let since = *self.paused_since.get().get_or_insert(now);
-        self.paused_since.set(Some(since));
+        let episode = self.stats.pace.episode();
+        let since = match self.paused_since.get() {
+            Some((since, seen)) if seen == episode => since,
+            _ => now,
+        };
+        self.paused_since.set(Some((since, episode)));
         now.duration_since(since) >= self.stalled_after
     }
 
@@ -176,7 +182,8 @@ impl TransportThread {
         self.last_eviction.set(Some(now));
         if stalled {
             // The next one only after another full pause.
-            self.paused_since.set(Some(now));
+            self.paused_since
+                .set(Some((now, self.stats.pace.episode())));
         }
         let held = self.stats.pub_bytes_held.load(Ordering::Relaxed);
         let why = if stalled {
