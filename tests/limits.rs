@@ -430,15 +430,9 @@ fn assert_every_token_heard(events: &[zcoord::client::ReceivedEvent]) {
 /// mark of 500 could still drop.)
 #[test]
 fn model_output_waits_for_a_subscriber_that_falls_behind() {
-    let d = spawn_daemon_with(|c| {
-        // Model output pauses above 64 KiB held for subscribers (about 100 token events).
-        c.transport.pub_held_bytes = 256 << 10;
+    // The subscriber below reads nothing for a while on purpose: not a stall.
+    let d = paced_daemon(std::time::Duration::from_secs(600), |c| {
         c.transport.pub_sndhwm = 2_000;
-        // The subscriber below reads nothing for a while on purpose: not a stall.
-        c.transport.pub_stalled_after = std::time::Duration::from_secs(600);
-        c.model = zcoord::config::ModelConfig::Echo {
-            token_delay: std::time::Duration::ZERO,
-        };
     });
     let behind = behind_subscriber(&d);
     // 100,000 tokens, about 45 MB of events: more than the loopback buffers and this
@@ -458,6 +452,23 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
     assert_every_token_heard(&events);
     let t = d.call("instance.info", json!({}))["transport"].clone();
     assert_eq!(t["subscribers_evicted"], 0, "{t}");
+}
+
+/// A daemon whose model streams as fast as it may and whose model output pauses above 64 KiB
+/// held for subscribers (about 100 token events), taking a pause of `stalled_after` for a
+/// stalled subscriber; `more` changes the rest.
+fn paced_daemon(
+    stalled_after: std::time::Duration,
+    more: impl FnOnce(&mut zcoord::config::Config),
+) -> Daemon {
+    spawn_daemon_with(move |c| {
+        c.transport.pub_held_bytes = 256 << 10;
+        c.transport.pub_stalled_after = stalled_after;
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: std::time::Duration::ZERO,
+        };
+        more(c);
+    })
 }
 
 /// The events `sub` receives up to the first `llm.end`, calling `pace` with the count so far
@@ -512,15 +523,9 @@ fn behind_subscriber(d: &Daemon) -> zmq::Socket {
 /// `pub_stalled_after` in all, and is never taken for stalled.
 #[test]
 fn a_subscriber_that_keeps_reading_is_not_evicted_however_often_output_waits_for_it() {
-    let d = spawn_daemon_with(|c| {
-        c.transport.pub_held_bytes = 256 << 10;
-        // Short beside the whole turn (over a second), long beside any one wait for this
-        // reader, even on a loaded machine.
-        c.transport.pub_stalled_after = std::time::Duration::from_millis(400);
-        c.model = zcoord::config::ModelConfig::Echo {
-            token_delay: std::time::Duration::ZERO,
-        };
-    });
+    // Short beside the whole turn (over a second), long beside any one wait for this reader,
+    // even on a loaded machine.
+    let d = paced_daemon(std::time::Duration::from_millis(400), |_| {});
     // Holds little on its side, and reads about 20,000 events a second: slower than the model.
     let reading = behind_subscriber(&d);
     let started = std::time::Instant::now();
@@ -541,13 +546,7 @@ fn a_subscriber_that_keeps_reading_is_not_evicted_however_often_output_waits_for
 /// waited `pub_stalled_after` for it, it is disconnected, and one that reads hears the whole turn.
 #[test]
 fn a_stalled_subscriber_is_disconnected_after_a_pause_and_the_stream_goes_on() {
-    let d = spawn_daemon_with(|c| {
-        c.transport.pub_held_bytes = 256 << 10;
-        c.transport.pub_stalled_after = std::time::Duration::from_millis(200);
-        c.model = zcoord::config::ModelConfig::Echo {
-            token_delay: std::time::Duration::ZERO,
-        };
-    });
+    let d = paced_daemon(std::time::Duration::from_millis(200), |_| {});
     let _stalled = common::stalled_subscriber(&d.ctx, &d.pub_);
     let reading = d.subscriber(&["llm."]);
     common::send(&d, None, &"w ".repeat(20_000));
