@@ -1,14 +1,15 @@
 //! Pacing model output by what libzmq holds for subscribers. Past a high mark (a quarter of
-//! `--pub-held-bytes`, or a quarter of `--pub-hwm` in events) the actor takes no more model output,
-//! so the models wait instead of libzmq's queues growing by a queue entry per subscriber per
-//! frame, or a subscriber that reads more slowly than the model writes reaching its high-water
-//! mark and missing events; the free callback that brings both gauges down to their low marks
-//! (an eighth of each) wakes the actor. The events held bound the longest subscriber queue:
-//! every event in one is held. A quarter, not nearly all, because libzmq's sending side learns
-//! what a subscriber's side has taken only every half queue or so, so a queue can look up to half
-//! a high-water mark fuller than it is, and model events decided before the pause still follow. Subscribers that keep up
-//! never see a gap; one that stops reading is dealt with by the transport thread (evicted after
-//! [`STALLED_AFTER`] of pause by default), so it cannot hold the stream up for long.
+//! `--pub-held-bytes`, or a quarter of `--pub-hwm` in events) the actor takes no more model
+//! output, so the models wait instead of libzmq's queues growing by a queue entry per subscriber
+//! per frame, or a subscriber that reads more slowly than the model writes reaching its
+//! high-water mark and missing events; the free callback that brings both gauges down to their
+//! low marks (an eighth of each) wakes the actor. The events held bound the longest subscriber
+//! queue: every event in one is held. A quarter, not nearly all, because libzmq's sending side
+//! learns what a subscriber's side has taken only every half queue or so, so a queue can look up
+//! to half a high-water mark fuller than it is, and model events decided before the pause still
+//! follow. Subscribers that keep up never see a gap; one that stops reading is dealt with by the
+//! transport thread (evicted after [`STALLED_AFTER`] of pause by default), so it cannot hold the
+//! stream up for long.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
