@@ -111,7 +111,7 @@ pub struct MessageAppendPayload {
 }
 
 impl MessageAppendPayload {
-    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
+    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`](crate::limits::MAX_EVENT_TEXT_BYTES), recording its full length when it is cut.
     pub fn clipped(mut self) -> Self {
         self.content_bytes = clip_field(&mut self.content);
         self.content_truncated = self.content_bytes.is_some();
@@ -140,7 +140,7 @@ pub struct MessageQueuedPayload {
 }
 
 impl MessageQueuedPayload {
-    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`], recording its full length when it is cut.
+    /// Cuts `content` to [`MAX_EVENT_TEXT_BYTES`](crate::limits::MAX_EVENT_TEXT_BYTES), recording its full length when it is cut.
     pub fn clipped(mut self) -> Self {
         self.content_bytes = clip_field(&mut self.content);
         self.content_truncated = self.content_bytes.is_some();
@@ -247,7 +247,7 @@ pub struct ToolStartPayload {
 }
 
 impl ToolStartPayload {
-    /// Cuts `params` to [`MAX_EVENT_TEXT_BYTES`].
+    /// Cuts `params` to [`MAX_EVENT_TEXT_BYTES`](crate::limits::MAX_EVENT_TEXT_BYTES).
     pub fn clipped(mut self) -> Self {
         self.params_truncated = clip_field(&mut self.params).is_some();
         self
@@ -269,7 +269,7 @@ pub struct ToolEndPayload {
 }
 
 impl ToolEndPayload {
-    /// Cuts `result` to [`MAX_EVENT_TEXT_BYTES`].
+    /// Cuts `result` to [`MAX_EVENT_TEXT_BYTES`](crate::limits::MAX_EVENT_TEXT_BYTES).
     pub fn clipped(mut self) -> Self {
         self.result_truncated = clip_field(&mut self.result).is_some();
         self
