@@ -397,12 +397,11 @@ fn a_peer_over_its_pending_bound_is_refused_and_its_slots_come_back() {
 }
 
 #[test]
-fn a_full_transport_queue_holds_replies_back_instead_of_losing_them() {
-    // An outbound queue of 2 against a pipelined burst of 2,000 calls: the core answers far
-    // faster than 2 queue places drain, and every answer must still arrive, exactly once.
+fn a_pipelined_burst_gets_every_answer_exactly_once() {
+    // 2,000 calls sent before any answer is read: replies leave from the core's thread while
+    // the transport thread is still reading the burst, and every answer must arrive, once.
     const CALLS: u64 = 2_000;
     let d = spawn_daemon_with(|c| {
-        c.transport.outbound_queue = 2;
         c.transport.per_peer_pending = CALLS as usize;
         c.transport.inbound_queue = CALLS as usize;
     });
@@ -423,12 +422,11 @@ fn a_full_transport_queue_holds_replies_back_instead_of_losing_them() {
 }
 
 #[test]
-fn a_model_faster_than_the_transport_waits_instead_of_losing_events() {
-    // A transport queue of 64 against a model with no delay: the core produces tokens far faster
-    // than 64 queue places drain, so without back-pressure it would drop events at the queue.
+fn a_model_with_no_delay_loses_no_events_to_a_reading_subscriber() {
+    // A model with no delay produces tokens faster than libzmq writes them: without the pace
+    // (`pace.rs`) a subscriber's queue would overflow and it would miss events.
     const WORDS: usize = 5_000;
     let d = spawn_daemon_with(|c| {
-        c.transport.outbound_queue = 64;
         c.model = ModelConfig::Echo {
             token_delay: Duration::ZERO,
         };

@@ -45,12 +45,11 @@ fn ping_and_info_describe_this_instance() {
     .expect("started_at is RFC 3339");
 }
 
-/// Without the transport's reply spin and the core's spin every answer takes the wake-up path:
-/// requests in a row, and a streamed turn's events, still arrive.
+/// Without the core's spin every request takes the wake-up path: requests in a row, and a
+/// streamed turn's events, still arrive.
 #[test]
-fn answers_come_without_the_spins_too() {
+fn answers_come_without_the_spin_too() {
     let d = spawn_daemon_with(|c| {
-        c.transport.reply_spin = std::time::Duration::ZERO;
         c.core_spin = std::time::Duration::ZERO;
     });
     let mut rpc = d.client();

@@ -77,13 +77,7 @@ pub fn serve(args: &[String]) -> anyhow::Result<()> {
             .init();
     }
     let mut config = Config::default();
-    // For measuring what the transport's reply spin costs and buys (README, Benchmark).
-    if let Ok(us) = std::env::var("BENCH_REPLY_SPIN_US") {
-        let us: u64 = us
-            .parse()
-            .context("BENCH_REPLY_SPIN_US must be microseconds")?;
-        config.transport.reply_spin = Duration::from_micros(us);
-    }
+    // For measuring what the core's spin costs and buys (README, Benchmark).
     if let Ok(us) = std::env::var("BENCH_CORE_SPIN_US") {
         let us: u64 = us
             .parse()

@@ -39,8 +39,6 @@ const MODEL_BURST: usize = 256;
 const MAX_TAKEN_REQUESTS: usize = 1_024;
 /// Requests served before the loop looks at its other inputs again.
 const REQUEST_ROUND: usize = 32;
-/// How long shutdown waits for room in the transport's queue for what is still held.
-const SHUTDOWN_ROOM_WAIT: Duration = Duration::from_secs(2);
 /// How often running turns are considered for a checkpoint.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(500);
 
@@ -201,9 +199,8 @@ impl<'t> Actor<'t> {
 
         let reason = loop {
             let mut served = false;
-            // Output waiting for room, or too much of it held: take no new work that would add
-            // to it (requests wait in the transport's queue, model output in its own).
-            let waiting = self.waiting_for_room();
+            // Too much output held for the store: take no new work that would add to it
+            // (requests wait in the transport's queue, model output in its own).
             let full = self.outbox().over_budget() || self.store_behind();
             let transport = self.transport;
             // Subscribers behind: model output waits until libzmq has written some of theirs.
@@ -222,23 +219,23 @@ impl<'t> Actor<'t> {
                     self.serve_requests(&mut inbound);
                     served = true;
                 }
-                () = transport.outbound.room(), if waiting => self.release(),
                 () = stats.pace.resumed(), if paced => {}
-                Some((turn, ev)) = model_rx.recv(), if !waiting && !full && !paced => {
+                Some((turn, ev)) = model_rx.recv(), if !full && !paced => {
                     // One reading of the clock for the burst: its events are stamped with the
                     // moment the core took them (`seq` orders them).
                     let now = now();
                     self.core.model_event(turn, ev, now);
                     // Take what else is ready before applying effects: a burst of tokens then
-                    // costs one hand-off to the transport thread instead of one per token.
+                    // costs one lock of the PUB socket and one look at its subscriptions
+                    // instead of one per token.
                     for _ in 1..MODEL_BURST {
                         let Ok((turn, ev)) = model_rx.try_recv() else { break };
                         self.core.model_event(turn, ev, now);
                     }
                 }
                 // The store's thread releases what a commit lets go; a commit matters here only
-                // to output waiting for room and to work waiting for the store to catch up.
-                Ok(()) = committed.changed(), if waiting || full => self.release(),
+                // to work waiting for the store to catch up.
+                Ok(()) = committed.changed(), if full => self.release(),
                 Some(done) = reads_rx.recv() => {
                     {
                         let mut outbox = self.outbox();
@@ -326,24 +323,15 @@ impl<'t> Actor<'t> {
             outbox.fill(done.ticket, done.body);
         }
         let mut withheld = 0;
-        // The transport thread is still sending: wait for room rather than drop (bounded).
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_ROOM_WAIT;
+        // The sockets are still open (the transport closes them after this returns).
         for (needs, msg) in outbox.into_held() {
             if needs > closed.committed {
                 withheld += 1;
                 continue;
             }
-            let mut msg = msg;
-            while let Err(back) = transport.outbound.try_send(msg) {
-                if tokio::time::Instant::now() >= deadline {
-                    transport.outbound.send(back);
-                    break;
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(10), transport.outbound.room())
-                    .await;
-                msg = back;
-            }
+            transport.outbound.send(msg);
         }
+        transport.outbound.settle();
         if withheld > 0 {
             tracing::error!(
                 withheld,
@@ -440,16 +428,6 @@ impl<'t> Actor<'t> {
         self.writer.unsaved_bytes() > MAX_UNSAVED_BYTES && self.health.borrow().is_none()
     }
 
-    /// Whether output may leave but waits for room in the transport's queue (it is over half
-    /// full, or released output could not be queued). Model output then waits too.
-    fn waiting_for_room(&self) -> bool {
-        if self.transport.outbound.congested() {
-            return true;
-        }
-        let outbox = self.outbox();
-        outbox.waiting_for_room(*self.committed.borrow())
-    }
-
     /// The outbox, shared with the store's thread.
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         // Nothing is left half-done by a panic while it is held: each call is one step.
@@ -465,8 +443,7 @@ impl<'t> Actor<'t> {
         outbox.push(msg, refusal, committed, &*self.transport.outbound);
     }
 
-    /// Sends the held output the store has released, as far as the transport's queue has room:
-    /// the rest goes when it has drained (the `room` arm of the loop calls this again).
+    /// Sends the held output that commits have released and reads have filled.
     fn release(&mut self) {
         let done = *self.committed.borrow_and_update();
         self.outbox().release(done, &*self.transport.outbound);

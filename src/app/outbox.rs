@@ -20,20 +20,20 @@ use crate::protocol::errors::RpcError;
 use crate::protocol::jsonrpc::Refusal;
 use crate::transport::{Outbound, OutboundSender};
 
-/// Bytes of replies and events held for the store or for room before the actor stops taking
-/// work. Requests then wait in the transport's queue (and are refused `server_busy` when it is
-/// full), model output in its own bounded queue.
+/// Bytes of replies and events held for the store before the actor stops taking work. Requests
+/// then wait in the transport's queue (and are refused `server_busy` when it is full), model
+/// output in its own bounded queue.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
 
-/// Where output goes once it may leave: the transport's bounded queue.
+/// Where output goes once it may leave: straight to libzmq, which never makes it wait (what a
+/// peer's queue cannot take is dropped and counted there).
 pub trait Sink {
-    /// Queues `msg`, or gives it back when there is no room.
-    fn try_send(&self, msg: Outbound) -> Result<(), Outbound>;
+    fn send(&self, msg: Outbound);
 }
 
 impl Sink for OutboundSender {
-    fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
-        OutboundSender::try_send(self, msg)
+    fn send(&self, msg: Outbound) {
+        OutboundSender::send(self, msg)
     }
 }
 
@@ -79,11 +79,7 @@ impl Outbox {
     ) {
         let needs = if self.degraded { 0 } else { self.required };
         if self.held.is_empty() && committed >= needs {
-            match sink.try_send(msg) {
-                Ok(()) => return,
-                // Its change is committed: only room is missing, and it cannot be refused.
-                Err(back) => return self.hold(0, back, None),
-            }
+            return sink.send(msg);
         }
         self.hold(needs, msg, refusal);
     }
@@ -131,21 +127,15 @@ impl Outbox {
         true
     }
 
-    /// Sends what `committed` has released, as far as the sink has room.
+    /// Sends what `committed` has released, in order, up to the first message still waiting.
     pub fn release(&mut self, committed: u64, sink: &impl Sink) {
         while let Some(h) = self.held.pop_front() {
             if h.needs > committed || h.reading.is_some() {
                 self.held.push_front(h);
                 return;
             }
-            let bytes = h.msg.size();
-            match sink.try_send(h.msg) {
-                Ok(()) => self.held_bytes -= bytes,
-                Err(msg) => {
-                    self.held.push_front(Held { msg, ..h });
-                    return;
-                }
-            }
+            self.held_bytes -= h.msg.size();
+            sink.send(h.msg);
         }
     }
 
@@ -179,13 +169,6 @@ impl Outbox {
         self.degraded = false;
     }
 
-    /// Output that may leave is waiting for room in the sink.
-    pub fn waiting_for_room(&self, committed: u64) -> bool {
-        self.held
-            .front()
-            .is_some_and(|h| h.needs <= committed && h.reading.is_none())
-    }
-
     /// More is held than [`MAX_HELD_BYTES`]: take no new work until it drains.
     pub fn over_budget(&self) -> bool {
         self.held_bytes > MAX_HELD_BYTES
@@ -211,38 +194,25 @@ mod tests {
     use crate::protocol::jsonrpc::Id;
     use crate::transport::Route;
 
-    /// A sink with room for `room` messages; records what it got as text.
+    /// A sink that records what it got as text.
+    #[derive(Default)]
     struct Fake {
-        room: RefCell<usize>,
         got: RefCell<Vec<String>>,
     }
 
     impl Fake {
-        fn with_room(n: usize) -> Self {
-            Fake {
-                room: RefCell::new(n),
-                got: RefCell::new(Vec::new()),
-            }
-        }
-
         fn take(&self) -> Vec<String> {
             std::mem::take(&mut self.got.borrow_mut())
         }
     }
 
     impl Sink for Fake {
-        fn try_send(&self, msg: Outbound) -> Result<(), Outbound> {
-            let mut room = self.room.borrow_mut();
-            if *room == 0 {
-                return Err(msg);
-            }
-            *room -= 1;
+        fn send(&self, msg: Outbound) {
             let text = match &msg {
                 Outbound::Reply { body, .. } => String::from_utf8_lossy(body).into_owned(),
                 Outbound::Event { seq, .. } => format!("event {seq}"),
             };
             self.got.borrow_mut().push(text);
-            Ok(())
         }
     }
 
@@ -272,7 +242,7 @@ mod tests {
 
     #[test]
     fn output_waits_for_its_change_and_for_everything_ahead_of_it() {
-        let sink = Fake::with_room(100);
+        let sink = Fake::default();
         let mut o = Outbox::default();
         o.push(event(1), None, 0, &sink);
         o.gate(5);
@@ -289,22 +259,8 @@ mod tests {
     }
 
     #[test]
-    fn a_full_sink_holds_output_in_order_until_there_is_room() {
-        let sink = Fake::with_room(1);
-        let mut o = Outbox::default();
-        o.push(event(1), None, 0, &sink);
-        o.push(event(2), None, 0, &sink);
-        o.push(event(3), None, 0, &sink);
-        assert!(o.waiting_for_room(0));
-        *sink.room.borrow_mut() = 5;
-        o.release(0, &sink);
-        assert_eq!(sink.take(), ["event 1", "event 2", "event 3"]);
-        assert!(!o.waiting_for_room(0));
-    }
-
-    #[test]
     fn a_failing_store_refuses_the_waiting_replies_and_lets_the_rest_go() {
-        let sink = Fake::with_room(100);
+        let sink = Fake::default();
         let mut o = Outbox::default();
         o.gate(3);
         o.push(reply("{\"result\":\"created\"}"), refusal(7), 2, &sink);
@@ -337,16 +293,12 @@ mod tests {
 
     #[test]
     fn a_reply_being_read_keeps_its_place_until_it_is_filled() {
-        let sink = Fake::with_room(100);
+        let sink = Fake::default();
         let mut o = Outbox::default();
         o.push(event(1), None, 0, &sink);
         o.push_reading(7, reply(""), None);
         o.push(event(2), None, 0, &sink);
         assert_eq!(sink.take(), ["event 1"]);
-        assert!(
-            !o.waiting_for_room(0),
-            "it waits for its read, not for room"
-        );
         assert!(!o.fill(8, b"other".to_vec()), "unknown ticket");
         o.release(0, &sink);
         assert!(sink.take().is_empty());
@@ -368,9 +320,10 @@ mod tests {
 
     #[test]
     fn held_bytes_are_counted_and_the_budget_is_felt() {
-        let sink = Fake::with_room(0);
+        let sink = Fake::default();
         let mut o = Outbox::default();
         let big = "x".repeat(1 << 20);
+        o.gate(1);
         for _ in 0..63 {
             o.push(reply(&big), None, 0, &sink);
         }
@@ -378,8 +331,9 @@ mod tests {
         o.push(reply(&big), None, 0, &sink);
         o.push(reply(&big), None, 0, &sink);
         assert!(o.over_budget());
-        *sink.room.borrow_mut() = 1_000;
-        o.release(0, &sink);
+        assert!(sink.take().is_empty(), "all of it waits for change 1");
+        o.release(1, &sink);
+        assert_eq!(sink.take().len(), 65);
         assert_eq!(o.held_bytes(), 0);
         assert!(!o.over_budget());
     }

@@ -1,9 +1,9 @@
-//! ZeroMQ transport: the ROUTER (JSON-RPC in, replies out) and the PUB (events out). The ROUTER
-//! is owned by one dedicated thread because libzmq sockets are not thread-safe; the PUB is shared
-//! behind a lock, so an event goes to libzmq from the thread that releases it (`publisher.rs`)
-//! while the transport thread reads its subscriptions. Frames become protocol types here and
-//! nothing more: no business logic. Bridged to tokio by bounded queues in both directions, so
-//! neither side ever blocks the other.
+//! ZeroMQ transport: the ROUTER (JSON-RPC in, replies out) and the PUB (events out). libzmq
+//! sockets are not thread-safe, so each is shared behind a lock: a reply or an event goes to
+//! libzmq from the thread that releases it (`replier.rs`, `publisher.rs`), while one dedicated
+//! thread reads requests and subscriptions (`server.rs`). Frames become protocol types here and
+//! nothing more: no business logic. Requests reach tokio through a bounded queue; nothing that
+//! sends ever blocks.
 
 pub mod auth;
 mod connections;
@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod pace;
 mod pending;
 mod publisher;
+mod replier;
 mod server;
 pub mod stats;
 pub mod triage;
@@ -40,6 +41,7 @@ use outbound::Signals;
 use pending::Pending;
 pub use pending::Slot;
 use publisher::Publisher;
+use replier::Replier;
 use server::TransportThread;
 
 /// Socket options and queue sizes.
@@ -66,8 +68,6 @@ pub struct TransportConfig {
     pub pub_linger_ms: i32,
     /// Requests waiting for the core; beyond it requests get `server_busy`.
     pub inbound_queue: usize,
-    /// Replies waiting for the transport thread; beyond it they wait with the actor.
-    pub outbound_queue: usize,
     /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
     pub per_peer_pending: usize,
     /// Bytes one peer's requests (decoded) and unsent replies may hold; beyond it,
@@ -82,9 +82,6 @@ pub struct TransportConfig {
     /// How long model output may wait for subscribers to drain before the one furthest behind
     /// is disconnected.
     pub pub_stalled_after: std::time::Duration,
-    /// How long the transport thread stays awake for the core's answer to requests it has
-    /// just passed on (`TransportThread::await_reply`); zero sleeps in `poll` at once.
-    pub reply_spin: std::time::Duration,
     /// When set and either endpoint is tcp, both sockets require this mechanism (PLAIN with a
     /// secret, or CURVE with authorised keys), checked by the ZAP handler. `None` is no
     /// authentication (ipc, or an embedder's explicit choice; `zcoord serve` always sets one
@@ -106,13 +103,11 @@ impl Default for TransportConfig {
             max_connections: 1_024,
             pub_linger_ms: 1_000,
             inbound_queue: 1_024,
-            outbound_queue: 65_536,
             per_peer_pending: 64,
             per_peer_bytes: 32 << 20,
             pending_bytes: 128 << 20,
             pub_held_bytes: 64 << 20,
             pub_stalled_after: pace::STALLED_AFTER,
-            reply_spin: server::REPLY_SPIN,
             auth: None,
         }
     }
@@ -184,7 +179,7 @@ impl Transport {
             .saturating_mul(2)
             .max(64 * 1024);
 
-        let mut router = context.socket(zmq::ROUTER)?;
+        let router = context.socket(zmq::ROUTER)?;
         router.set_router_mandatory(true)?;
         router.set_maxmsgsize(hard_limit)?;
         router.set_sndhwm(config.router_hwm)?;
@@ -229,16 +224,14 @@ impl Transport {
         let rpc_endpoint = last_endpoint(&router)?;
         let pub_endpoint = last_endpoint(&publisher)?;
 
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(config.outbound_queue);
         let (in_tx, in_rx) = mpsc::channel(config.inbound_queue);
         let signals = Arc::new(Signals::default());
         let publisher = Arc::new(Publisher::new(publisher, stats.clone(), instance_id)?);
+        let replier = Arc::new(Replier::new(router, stats.clone())?);
         let server = TransportThread {
-            router_raw: held::RawSocket::of(&mut router),
-            router,
+            replier: replier.clone(),
             publisher: publisher.clone(),
             wake,
-            outbound: out_rx,
             inbound: in_tx,
             signals: signals.clone(),
             stats: stats.clone(),
@@ -253,16 +246,14 @@ impl Transport {
             last_eviction: Cell::new(None),
             paused_since: Cell::new(None),
             stalled_after: config.pub_stalled_after,
-            reply_spin: config.reply_spin,
             oversize_log: RefCell::new(auth::RefusalLog::default()),
         };
         let thread = std::thread::Builder::new()
             .name("zcoord-transport".into())
             .spawn(move || server.run())?;
         let outbound = Arc::new(OutboundSender::new(
-            out_tx,
-            config.outbound_queue,
             publisher,
+            replier,
             config.pub_held_bytes as u64,
             waker,
             signals,
@@ -288,8 +279,8 @@ impl Transport {
         self.outbound.drain();
     }
 
-    /// Sends what is queued, closes the sockets and waits for queued events to leave (bounded by
-    /// the PUB linger). Blocking: call it from a blocking context.
+    /// Closes the sockets and waits for queued events to leave (bounded by the PUB linger).
+    /// Blocking: call it from a blocking context.
     pub fn close(mut self) {
         self.shut();
     }

@@ -2,9 +2,10 @@
 //! requests and in bytes, so one peer cannot fill the queues every peer shares and all of them
 //! together cannot fill the server's memory. Each request carries a [`Slot`] holding its place
 //! and its bytes: the decoded request while it waits for the core, then its reply while that
-//! waits for the store or for room (`Slot::resize`), until the transport thread hands the reply
-//! to the socket. Dropping the slot gives both back, wherever the request ends (answered,
-//! refused, dropped with a full queue, abandoned at shutdown): the counts cannot leak.
+//! waits for the store (`Slot::resize`) and then in libzmq's queue, until libzmq has written it
+//! to the connection (`held.rs`). Dropping the slot gives both back, wherever the request ends
+//! (answered, refused, dropped with a full queue, abandoned at shutdown): the counts cannot
+//! leak.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

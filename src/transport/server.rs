@@ -1,13 +1,13 @@
-//! The transport thread: owns the ROUTER and the wake-up socket, and is the only thread that
-//! touches them; reads the PUB's subscriptions (the PUB itself is shared, `publisher.rs`, so
-//! events leave without a hand-off to this thread). Turns frames into decoded requests for the
-//! core and sends the replies the core queued. Answers by itself only what never needs the core:
-//! malformed frames, parse errors, oversized messages, `too_many_pending`, `server_busy` and
-//! `shutting_down`; and each subscription to `instance.welcome/<token>`, with that welcome.
+//! The transport thread: reads the ROUTER's requests and the PUB's subscriptions, owns the
+//! wake-up socket and the connection monitors. Both sockets are shared behind locks
+//! (`replier.rs`, `publisher.rs`), so replies and events leave from the thread that releases
+//! them, without a hand-off to this one. Turns frames into decoded requests for the core.
+//! Answers by itself only what never needs the core: malformed frames, parse errors, oversized
+//! messages, `too_many_pending`, `server_busy` and `shutting_down`; and each subscription to
+//! `instance.welcome/<token>`, with that welcome.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,31 +17,26 @@ use tokio::sync::mpsc::Sender;
 use super::auth::RefusalLog;
 use super::connections::Connections;
 use super::framing::Route;
-use super::held::{self, RawSocket};
-use super::outbound::{QueuedReply, Signals};
-use super::pending::{Pending, Refused, Slot};
+use super::outbound::Signals;
+use super::pending::{Pending, Refused};
 use super::publisher::Publisher;
+use super::replier::{Received, Replier};
 use super::stats::Stats;
-use super::triage::{triage, Triage, MAX_FRAMES_KEPT, OVER_SIZE_LIMIT};
+use super::triage::{triage, Triage, OVER_SIZE_LIMIT};
 use super::Inbound;
 use crate::protocol::errors::RpcError;
 use crate::protocol::jsonrpc::Calls;
 
-/// Messages read from the ROUTER before looking at the outbound queue again.
+/// Messages read from the ROUTER before looking at the other sockets again.
 const READ_BURST: usize = 256;
-/// How long the thread stays awake waiting for the core's answer to requests it just passed on,
-/// by default.
-pub const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// The transport thread's sockets and state (the server as a whole is `app::Server`).
 pub(super) struct TransportThread {
-    pub router: zmq::Socket,
-    /// The same ROUTER, for replies whose bytes count until libzmq frees them (`held`).
-    pub router_raw: RawSocket,
+    /// The ROUTER, shared with whoever sends replies; this thread reads its requests.
+    pub replier: Arc<Replier>,
     /// The XPUB, shared with whoever sends events; this thread reads its subscriptions.
     pub publisher: Arc<Publisher>,
     pub wake: zmq::Socket,
-    pub outbound: Receiver<QueuedReply>,
     pub inbound: Sender<Inbound>,
     pub signals: Arc<Signals>,
     pub stats: Arc<Stats>,
@@ -62,8 +57,6 @@ pub(super) struct TransportThread {
     pub paused_since: Cell<Option<(std::time::Instant, u64)>>,
     /// A pause this long disconnects the subscriber furthest behind.
     pub stalled_after: std::time::Duration,
-    /// See [`REPLY_SPIN`].
-    pub reply_spin: std::time::Duration,
     /// Requests over `max_message_bytes`, logged at warn once a second at most. Those over the
     /// hard limit cannot be: libzmq cuts their peer off and tells the monitor only that it
     /// disconnected, like any peer that hangs up (PROTOCOL §2).
@@ -76,18 +69,19 @@ const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 impl TransportThread {
     pub fn run(self) {
         loop {
-            // About to sleep: from here on a send must wake us. Look once more after clearing
-            // the flag, so nothing queued just before it waits for a wake-up nobody sent.
+            // About to sleep: from here on a sender must wake us. Look at both sockets after
+            // clearing the flag: a send elsewhere may have taken their descriptors' notice of
+            // something waiting, and found us awake, so it did not wake us.
             self.signals.wake_pending.store(false, Ordering::SeqCst);
-            if self.flush_outbound() || self.signals.closing.load(Ordering::SeqCst) {
+            if self.signals.closing.load(Ordering::SeqCst) {
                 break;
             }
-            // The PUB's descriptor may have been quietened by a send elsewhere: look first.
+            let requests = self.replier.has_requests();
             let subscriptions = self.publisher.has_subscriptions();
             let (router_ready, wake_ready, pub_ready, monitors_ready) = {
                 let connections = self.connections.borrow();
                 let mut items = [
-                    self.router.as_poll_item(zmq::POLLIN),
+                    zmq::PollItem::from_fd(self.replier.fd(), zmq::POLLIN),
                     self.wake.as_poll_item(zmq::POLLIN),
                     zmq::PollItem::from_fd(self.publisher.fd(), zmq::POLLIN),
                     connections.rpc.monitor.as_poll_item(zmq::POLLIN),
@@ -95,7 +89,7 @@ impl TransportThread {
                 ];
                 // Over the bound, or model output paused for subscribers, look again soon even
                 // if nothing else happens.
-                let timeout = if subscriptions {
+                let timeout = if requests || subscriptions {
                     0
                 } else if self.pub_over_limit() || self.stats.pace.is_paused() {
                     (self.stalled_after.as_millis() / 4).clamp(1, 250) as i64
@@ -122,21 +116,20 @@ impl TransportThread {
             if wake_ready {
                 while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
             }
-            let disconnected = self.flush_outbound();
-            if disconnected || self.signals.closing.load(Ordering::SeqCst) {
+            if self.signals.closing.load(Ordering::SeqCst) {
                 break;
             }
-            if router_ready && self.read_requests() > 0 {
-                self.await_reply();
+            if requests || router_ready {
+                self.read_requests();
             }
             if subscriptions || pub_ready {
                 self.publisher.read_subscriptions();
             }
             self.bound_pub_queues();
         }
-        // Anything queued between the last flush and the close flag still goes out.
-        self.flush_outbound();
-        // Events sent after this are dropped and counted; the context can now terminate.
+        // Replies and events sent after this are dropped and counted; the context can now
+        // terminate.
+        self.replier.close();
         self.publisher.close();
         tracing::debug!("transport thread closing sockets");
     }
@@ -212,125 +205,23 @@ impl TransportThread {
         }
     }
 
-    /// Requests just went to the core, whose answer usually comes within microseconds: wait for
-    /// it here, awake, for a moment. Sleeping in `poll` instead would cost the core a wake-up
-    /// and the reply a scheduler round trip, which on a quiet server is most of a ping's time.
-    /// Bounded by `reply_spin` ([`REPLY_SPIN`] by default); then the usual wake-up path takes
-    /// over.
-    fn await_reply(&self) {
-        if self.reply_spin.is_zero() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let mut spins = 0u32;
-        loop {
-            match self.outbound.try_recv() {
-                Ok(msg) => return self.send_one(msg),
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => {}
-            }
-            if started.elapsed() >= self.reply_spin {
-                return;
-            }
-            spins += 1;
-            // Mostly spin; now and then let a thread waiting for this core run (the core's
-            // own thread may be the one that needs it).
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+    /// Answers a request here (it never reached the core).
+    fn reply(&self, route: &Route, body: Vec<u8>) {
+        self.replier.reply(route, body, None);
     }
 
-    /// Sends everything queued. Returns true when the tokio side has gone away.
-    fn flush_outbound(&self) -> bool {
-        loop {
-            match self.outbound.try_recv() {
-                Ok(msg) => self.send_one(msg),
-                Err(TryRecvError::Empty) => {
-                    self.signals.drained();
-                    return false;
-                }
-                Err(TryRecvError::Disconnected) => return true,
-            }
-        }
-    }
-
-    fn send_one(&self, reply: QueuedReply) {
-        self.signals.taken(&reply);
-        // The reply leaves this process's queues here: its slot (dropped with it) gives the
-        // peer's place back.
-        let QueuedReply { route, body, slot } = reply;
-        self.reply_held(&route, body, slot);
-    }
-
-    /// Sends a reply without waiting: a gone peer (EHOSTUNREACH, thanks to ROUTER_MANDATORY) or a
-    /// full one (EAGAIN) costs a counted drop, never a stall for everyone else.
-    fn reply(&self, route: &Route, body: &[u8]) {
-        self.reply_held(route, body.to_vec(), None);
-    }
-
-    /// As [`TransportThread::reply`], the body going to libzmq without a copy and `slot` (the request's
-    /// count against its client) released only when libzmq frees it: a client that does not
-    /// read its replies has them count against it until it does, however many libzmq queues.
-    fn reply_held(&self, route: &Route, body: Vec<u8>, slot: Option<Slot>) {
-        let flags = zmq::SNDMORE | zmq::DONTWAIT;
-        let mut result = self.router.send(&route.identity[..], flags);
-        if result.is_ok() && route.delimiter {
-            result = self.router.send(&[][..], flags);
-        }
-        if result.is_ok() {
-            result = held::send(self.router_raw, body, slot, zmq::DONTWAIT);
-        }
-        if let Err(e) = result {
-            Stats::bump(&self.stats.replies_dropped);
-            tracing::debug!(error = %e, "reply dropped");
-        }
-    }
-
-    /// Reads a burst of requests; returns how many went to the core.
-    fn read_requests(&self) -> usize {
-        let mut to_core = 0;
+    /// Reads a burst of requests.
+    fn read_requests(&self) {
         for _ in 0..READ_BURST {
-            let Some((frames, total)) = self.recv_message() else {
+            let Some(Received { frames, total }) = self.replier.recv() else {
                 break;
             };
-            to_core += usize::from(self.handle_message(&frames, total));
-        }
-        to_core
-    }
-
-    /// Reads one whole multipart message without blocking; keeps at most `MAX_FRAMES_KEPT` frames.
-    fn recv_message(&self) -> Option<(Vec<Vec<u8>>, usize)> {
-        let mut frames = Vec::new();
-        let mut total = 0;
-        loop {
-            let flags = if total == 0 { zmq::DONTWAIT } else { 0 };
-            let frame = match self.router.recv_bytes(flags) {
-                Ok(f) => f,
-                Err(zmq::Error::EAGAIN) if total == 0 => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "router receive failed");
-                    return if total == 0 {
-                        None
-                    } else {
-                        Some((frames, total))
-                    };
-                }
-            };
-            total += 1;
-            if frames.len() < MAX_FRAMES_KEPT {
-                frames.push(frame);
-            }
-            if !self.router.get_rcvmore().unwrap_or(false) {
-                return Some((frames, total));
-            }
+            self.handle_message(&frames, total);
         }
     }
 
-    /// Answers or passes on one request; true when it went to the core and awaits its reply.
-    fn handle_message(&self, frames: &[Vec<u8>], total: usize) -> bool {
+    /// Answers or passes on one request.
+    fn handle_message(&self, frames: &[Vec<u8>], total: usize) {
         let (route, calls) = match triage(frames, total, self.max_message_bytes) {
             Triage::Calls { route, calls } => (route, calls),
             Triage::Answer { route, body, why } => {
@@ -345,17 +236,17 @@ impl TransportThread {
                     }
                 }
                 tracing::debug!(why, "request answered by the transport");
-                self.reply(&route, &body);
-                return false;
+                self.reply(&route, body);
+                return;
             }
             Triage::Drop => {
                 Stats::bump(&self.stats.requests_dropped);
-                return false;
+                return;
             }
         };
         if self.signals.draining.load(Ordering::SeqCst) {
             self.refuse(&route, calls, RpcError::shutting_down());
-            return false;
+            return;
         }
         let slot = if calls.expects_reply() {
             let bytes = calls.held_bytes();
@@ -372,23 +263,20 @@ impl TransportThread {
                         Refused::Server => RpcError::server_busy(),
                     };
                     self.refuse(&route, calls, error);
-                    return false;
+                    return;
                 }
             }
         } else {
             None
         };
-        let awaits_reply = slot.is_some();
         match self.inbound.try_send(Inbound { route, calls, slot }) {
-            Ok(()) => awaits_reply,
+            Ok(()) => {}
             Err(TrySendError::Full(inb)) => {
                 Stats::bump(&self.stats.requests_refused_busy);
                 self.refuse(&inb.route, inb.calls, RpcError::server_busy());
-                false
             }
             Err(TrySendError::Closed(inb)) => {
                 self.refuse(&inb.route, inb.calls, RpcError::shutting_down());
-                false
             }
         }
     }
@@ -396,7 +284,7 @@ impl TransportThread {
     /// Answers every call in `calls` with `error` (notifications get nothing, per JSON-RPC).
     fn refuse(&self, route: &Route, calls: Calls, error: RpcError) {
         if let Some(body) = calls.refusal().and_then(|r| r.encode(&error)) {
-            self.reply(route, &body);
+            self.reply(route, body);
         }
     }
 }
