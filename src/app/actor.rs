@@ -19,15 +19,17 @@ use tokio::time::MissedTickBehavior;
 use super::fair::RoundRobin;
 use super::outbox::Outbox;
 use crate::core::answer::Answer;
-use crate::core::read::MessageRows;
+use crate::core::effects::Verdict;
+use crate::core::read::{ContextRead, MessageRows};
 use crate::core::{CallContext, Core, Effect};
 use crate::model::context::{Context, ContextBudget};
 use crate::model::queue::{self as model_queue, ModelReceiver, ModelSender};
 use crate::model::registry::Models;
 use crate::model::runner::{spawn_turn, TurnHandle};
+use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
-use crate::protocol::ids::TurnId;
+use crate::protocol::ids::{CallId, SessionId, TurnId};
 use crate::store::writer::{Closed, StoreFailure, Writer, MAX_UNSAVED_BYTES};
 use crate::transport::{Inbound, Outbound, Route, Slot, Transport};
 
@@ -379,8 +381,9 @@ impl<'t> Actor<'t> {
         };
         // The reply follows the events and changes its call decided, so it never overtakes
         // its events and never shows state that is not yet committed. It carries the
-        // request's slot, so a reply still waiting counts against its peer.
-        self.apply_effects();
+        // request's slot, so a reply still waiting counts against its peer. What the call
+        // asks of running turns is carried out after the reply has gone.
+        let for_turns = self.apply_output_effects();
         // Only a call that changed something is refused should the store fail before its
         // change is saved; a read or a ping waiting behind it is answered as it is.
         let changed = self.outbox().required() != required;
@@ -395,6 +398,7 @@ impl<'t> Actor<'t> {
             }
             Err(answer) => self.read_reply(answer, route, slot, refusal),
         }
+        self.steer_turns(for_turns);
     }
 
     /// Holds the reply's place in the outbox and has the store's thread read its body.
@@ -472,6 +476,18 @@ impl<'t> Actor<'t> {
     }
 
     pub(super) fn apply_effects(&mut self) {
+        let for_turns = self.apply_output_effects();
+        self.steer_turns(for_turns);
+    }
+
+    /// Carries out the effects that decide output, in order: changes to the store's writer,
+    /// events to the outbox. Returns those addressed to the running turns' tasks, in order, for
+    /// [`Actor::steer_turns`]: a caller with a reply to send sends it first, since waking a
+    /// model's task (a verdict, a new turn) costs a thread wake-up that the reply need not wait
+    /// for. Nothing a task does reaches the core before this loop takes it from the model queue,
+    /// so the order of events is the same either way.
+    fn apply_output_effects(&mut self) -> Vec<ForTurns> {
+        let mut for_turns = Vec::new();
         for effect in self.core.take_effects() {
             match effect {
                 Effect::Persist { change, gating } => {
@@ -482,8 +498,8 @@ impl<'t> Actor<'t> {
                 }
                 Effect::Publish(p) => {
                     if let Event::LlmEnd(end) = &p.event {
-                        // The turn is over; dropping its handle is a no-op if the task finished.
-                        self.turns.remove(&end.turn_id);
+                        // The turn is over: its handle goes, in order with the turn's start.
+                        for_turns.push(ForTurns::Ended(end.turn_id));
                     }
                     tracing::trace!(seq = p.seq, topic = p.event.topic(), "publish");
                     let msg = Outbound::Event {
@@ -495,6 +511,40 @@ impl<'t> Actor<'t> {
                     self.send_out(msg, None);
                 }
                 Effect::StartTurn {
+                    turn_id,
+                    session_id,
+                    context,
+                    client_tools,
+                    model,
+                    system_prompt,
+                } => for_turns.push(ForTurns::Start {
+                    turn_id,
+                    session_id,
+                    context,
+                    client_tools,
+                    model,
+                    system_prompt,
+                }),
+                Effect::ToolVerdict {
+                    turn_id,
+                    call_id,
+                    verdict,
+                } => for_turns.push(ForTurns::Verdict {
+                    turn_id,
+                    call_id,
+                    verdict,
+                }),
+                Effect::CancelTurn(turn_id) => for_turns.push(ForTurns::Cancel(turn_id)),
+            }
+        }
+        for_turns
+    }
+
+    /// Starts, steers and forgets the running turns' tasks as the core decided.
+    fn steer_turns(&mut self, for_turns: Vec<ForTurns>) {
+        for item in for_turns {
+            match item {
+                ForTurns::Start {
                     turn_id,
                     session_id,
                     context,
@@ -522,7 +572,7 @@ impl<'t> Actor<'t> {
                     );
                     self.turns.insert(turn_id, handle);
                 }
-                Effect::ToolVerdict {
+                ForTurns::Verdict {
                     turn_id,
                     call_id,
                     verdict,
@@ -531,15 +581,40 @@ impl<'t> Actor<'t> {
                         h.verdict(call_id.0, verdict);
                     }
                 }
-                Effect::CancelTurn(turn_id) => {
+                ForTurns::Cancel(turn_id) => {
                     tracing::debug!(%turn_id, "turn cancelled");
                     if let Some(h) = self.turns.remove(&turn_id) {
                         h.cancel();
                     }
                 }
+                ForTurns::Ended(turn_id) => {
+                    // Dropping its handle is a no-op if the task finished.
+                    self.turns.remove(&turn_id);
+                }
             }
         }
     }
+}
+
+/// What the core asked of the running turns' tasks ([`Effect`]'s `StartTurn`, `ToolVerdict`
+/// and `CancelTurn`), and the end of a turn whose handle goes, left by
+/// [`Actor::apply_output_effects`] for [`Actor::steer_turns`].
+enum ForTurns {
+    Start {
+        turn_id: TurnId,
+        session_id: SessionId,
+        context: ContextRead,
+        client_tools: Arc<[ClientToolSpec]>,
+        model: String,
+        system_prompt: Option<String>,
+    },
+    Verdict {
+        turn_id: TurnId,
+        call_id: CallId,
+        verdict: Verdict,
+    },
+    Cancel(TurnId),
+    Ended(TurnId),
 }
 
 /// The reason clients are given.
