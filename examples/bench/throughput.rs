@@ -32,7 +32,7 @@ struct Delivered {
     gaps: u64,
     key_len: usize,
     body_len: usize,
-    /// Events the server dropped on its own outbound queue (zcoord only).
+    /// Events the server failed to hand to libzmq (`outbound_dropped`; zcoord only).
     server_dropped: u64,
 }
 
