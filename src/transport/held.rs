@@ -82,13 +82,13 @@ unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
 }
 
 /// A socket's raw handle, for [`send`]. Valid while the socket it came from is alive; used
-/// only where that socket may be used: under the lock that guards it (`publisher`,
-/// `replier`), or on a thread that owns it alone (tests).
+/// only where that socket may be used: under the lock that guards it (`shared.rs`), or on a
+/// thread that owns it alone (tests).
 #[derive(Clone, Copy)]
 pub struct RawSocket(*mut c_void);
 
-// SAFETY: the handle moves together with the socket it names (into the lock that guards it:
-// `publisher`, `replier`) and is used only where the socket may be (a libzmq socket may change
+// SAFETY: the handle moves together with the socket it names (into the lock that guards it,
+// `shared.rs`) and is used only where the socket may be (a libzmq socket may change
 // threads behind a memory barrier, never be used by two at once).
 unsafe impl Send for RawSocket {}
 

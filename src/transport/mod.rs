@@ -19,6 +19,7 @@ mod pending;
 mod publisher;
 mod replier;
 mod server;
+mod shared;
 pub mod stats;
 pub mod triage;
 

@@ -1,27 +1,20 @@
-//! The XPUB socket, shared behind a lock: whoever decides that an event may leave (the actor, as a
-//! rule) hands it to libzmq itself, instead of queuing it for the transport thread and waking
-//! that thread for it. That wake-up was a thread hand-off per burst of events, most of the token
-//! latency zcoord added to bare libzmq's on a VM. The transport thread still owns everything
-//! else about the socket: it reads the subscriptions, answers `instance.welcome/<token>` ones,
-//! and closes it. libzmq allows a socket to change threads behind a full memory barrier, which
-//! the lock is; never two at once, which the lock also ensures.
-//!
-//! The transport thread waits on the socket's `ZMQ_FD` (a plain descriptor, so waiting touches
-//! no socket state). libzmq's descriptor is edge-like: any call on the socket may take the
-//! notification that a subscription arrived, and then the descriptor stays quiet although one is
-//! waiting. So whoever sent looks at `ZMQ_EVENTS` afterwards ([`Publisher::settle`]) and wakes
-//! the transport thread when a subscription waits, and the transport thread looks before it
-//! sleeps ([`Publisher::has_subscriptions`]).
+//! The XPUB socket, shared behind a lock (`shared.rs`): whoever decides that an event may leave
+//! (the actor, or the store's thread after a commit) hands it to libzmq itself, instead of
+//! queuing it for the transport thread and waking that thread for it. That wake-up was a thread
+//! hand-off per burst of events, most of the token latency zcoord added to bare libzmq's on a
+//! VM. The transport thread still owns everything else about the socket: it reads the
+//! subscriptions, answers `instance.welcome/<token>` ones, and closes it.
 
 use std::collections::HashSet;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::held::{self, PubCharge, RawSocket};
+use super::held::{self, PubCharge};
 use super::pace::event_cost;
+use super::shared::{Locked, SharedSocket};
 use super::stats::Stats;
 use crate::protocol::ids::InstanceId;
 use crate::protocol::welcome::{requested_token, Welcome};
@@ -29,24 +22,10 @@ use crate::protocol::welcome::{requested_token, Welcome};
 /// Subscription messages read in one go before the transport thread looks at its other work.
 const READ_BURST: usize = 256;
 
-/// The socket and what must change with it under the same lock.
-struct Locked {
-    /// `None` once closed: events published after that are dropped and counted.
-    socket: Option<zmq::Socket>,
-    /// The same socket, for bodies sent without a copy (`held`).
-    raw: RawSocket,
-    /// The number of the last event handed to the socket: a subscription read after it is
-    /// covered from the next one on (what a welcome reports).
-    last_seq: u64,
-}
-
 pub struct Publisher {
-    locked: Mutex<Locked>,
-    /// The socket's `ZMQ_FD`, for the transport thread's poll.
-    fd: RawFd,
-    /// A send happened since the last [`Publisher::settle`]: it may have taken the
-    /// descriptor's notification of a subscription.
-    touched: AtomicBool,
+    /// Under the socket's lock: the number of the last event handed to it. A subscription read
+    /// after it is covered from the next one on (what a welcome reports).
+    socket: SharedSocket<u64>,
     stats: Arc<Stats>,
     /// Stamps the welcomes.
     instance_id: InstanceId,
@@ -54,52 +33,38 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        mut socket: zmq::Socket,
+        socket: zmq::Socket,
         stats: Arc<Stats>,
         instance_id: InstanceId,
     ) -> Result<Publisher, zmq::Error> {
-        let fd = socket.get_fd()?;
-        let raw = RawSocket::of(&mut socket);
         Ok(Publisher {
-            locked: Mutex::new(Locked {
-                socket: Some(socket),
-                raw,
-                last_seq: 0,
-            }),
-            fd,
-            touched: AtomicBool::new(false),
+            socket: SharedSocket::new(socket, 0)?,
             stats,
             instance_id,
         })
     }
 
-    /// The descriptor that becomes readable when the socket may have something to read.
+    /// The descriptor that becomes readable when the socket may have a subscription.
     pub fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Locked> {
-        // A panic while holding the lock leaves nothing half-done that matters here: the socket
-        // is still a socket.
-        self.locked.lock().unwrap_or_else(|e| e.into_inner())
+        self.socket.fd()
     }
 
     /// Hands event `seq` to libzmq without waiting: a subscriber at its high-water mark simply
     /// misses it (PROTOCOL §9). The body goes without a copy, its charge kept while libzmq
     /// holds it.
     pub fn publish(&self, seq: u64, key: &[u8], body: Arc<[u8]>, charge: PubCharge) {
-        let mut locked = self.lock();
-        locked.last_seq = seq;
+        let mut locked = self.socket.lock();
+        locked.state = seq;
         self.send(&locked, key, body, charge);
     }
 
-    fn send(&self, locked: &Locked, key: &[u8], body: Arc<[u8]>, charge: PubCharge) {
+    fn send(&self, locked: &Locked<u64>, key: &[u8], body: Arc<[u8]>, charge: PubCharge) {
         let Some(socket) = &locked.socket else {
             Stats::bump(&self.stats.outbound_dropped);
             tracing::debug!("event dropped: the publisher is closed");
             return;
         };
-        self.touched.store(true, Ordering::SeqCst);
+        self.socket.touched();
         let sent = socket
             .send(key, zmq::SNDMORE | zmq::DONTWAIT)
             .and_then(|_| held::send_shared(locked.raw, body, charge, zmq::DONTWAIT));
@@ -109,19 +74,14 @@ impl Publisher {
         }
     }
 
-    /// After sends: whether a subscription waits that the descriptor may no longer announce
-    /// (the sender then wakes the transport thread). Cheap when nothing was sent.
+    /// After sends: whether a subscription waits that the descriptor may no longer announce.
     pub fn settle(&self) -> bool {
-        self.touched.swap(false, Ordering::SeqCst) && self.has_subscriptions()
+        self.socket.settle()
     }
 
     /// Whether the socket has subscription messages to read.
     pub fn has_subscriptions(&self) -> bool {
-        let locked = self.lock();
-        locked.socket.as_ref().is_some_and(|s| {
-            s.get_events()
-                .is_ok_and(|events| events.contains(zmq::POLLIN))
-        })
+        self.socket.readable()
     }
 
     /// Reads what subscribers sent: `\x01prefix` subscribes, `\x00prefix` unsubscribes. A
@@ -134,7 +94,7 @@ impl Publisher {
     /// subscriptions crowd out a newcomer's welcome. Every other subscription, and every
     /// unsubscription, is only read.
     pub fn read_subscriptions(&self) {
-        let locked = self.lock();
+        let locked = self.socket.lock();
         let Some(socket) = &locked.socket else { return };
         // A token repeated within a burst (a client that subscribed twice) is answered once: the
         // one welcome reaches every subscriber of its key.
@@ -159,7 +119,7 @@ impl Publisher {
         }
         let now = OffsetDateTime::now_utc();
         for token in &burst {
-            let welcome = Welcome::encode(token, locked.last_seq, now, self.instance_id);
+            let welcome = Welcome::encode(token, locked.state, now, self.instance_id);
             let subscribers = self.stats.connections_pub.load(Ordering::Relaxed);
             let cost = event_cost(welcome.key.len(), welcome.body.len(), subscribers);
             let charge = PubCharge::new(&self.stats, cost);
@@ -172,10 +132,8 @@ impl Publisher {
         }
     }
 
-    /// Closes the socket (the context cannot terminate while it is open). Idempotent; later
-    /// events are dropped and counted.
+    /// Closes the socket. Idempotent; later events are dropped and counted.
     pub fn close(&self) {
-        let socket = self.lock().socket.take();
-        drop(socket);
+        self.socket.close();
     }
 }

@@ -1,44 +1,20 @@
-//! The ROUTER socket, shared behind a lock: whoever decides that a reply may leave (the actor for
-//! a read or a ping, the store's thread for a change it has just committed) hands it to libzmq
-//! itself, instead of queuing it for the transport thread and waking that thread for it. That
-//! wake-up was a third thread hand-off in every round trip that waits for a commit, most of what
-//! `hitl.respond` took over `instance.ping`. The transport thread still owns everything else
-//! about the socket: it reads the requests, answers what never needs the core, and closes it.
-//! As with the PUB (`publisher.rs`): libzmq allows a socket to change threads behind a full
-//! memory barrier, which the lock is, and never to be used by two at once, which the lock also
-//! ensures.
-//!
-//! The transport thread waits on the socket's `ZMQ_FD`, a plain descriptor, so waiting touches
-//! no socket state. The descriptor is edge-like: any call on the socket may take the
-//! notification that a request arrived, and then the descriptor stays quiet although one is
-//! waiting. So whoever sent looks at `ZMQ_EVENTS` afterwards ([`Replier::settle`]) and wakes the
-//! transport thread when a request waits, and the transport thread looks before it sleeps
-//! ([`Replier::has_requests`]).
+//! The ROUTER, shared behind a lock (`shared.rs`): whoever decides that a reply may leave (the
+//! actor for a read or a ping, the store's thread for a change it has just committed) hands it
+//! to libzmq itself, instead of queuing it for the transport thread and waking that thread for
+//! it. The transport thread still owns everything else about the socket: it reads the requests,
+//! answers what never needs the core, and closes it.
 
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use super::framing::Route;
-use super::held::{self, RawSocket};
+use super::held;
 use super::pending::Slot;
+use super::shared::SharedSocket;
 use super::stats::Stats;
 use super::triage::MAX_FRAMES_KEPT;
 
-/// The socket, `None` once closed: replies sent after that are dropped and counted.
-struct Locked {
-    socket: Option<zmq::Socket>,
-    /// The same socket, for bodies sent without a copy (`held`).
-    raw: RawSocket,
-}
-
 pub struct Replier {
-    locked: Mutex<Locked>,
-    /// The socket's `ZMQ_FD`, for the transport thread's poll.
-    fd: RawFd,
-    /// A reply went out since the last [`Replier::settle`]: sending may have taken the
-    /// descriptor's notification of a request.
-    touched: AtomicBool,
+    socket: SharedSocket<()>,
     stats: Arc<Stats>,
 }
 
@@ -49,30 +25,16 @@ pub struct Received {
 }
 
 impl Replier {
-    pub fn new(mut socket: zmq::Socket, stats: Arc<Stats>) -> Result<Replier, zmq::Error> {
-        let fd = socket.get_fd()?;
-        let raw = RawSocket::of(&mut socket);
+    pub fn new(socket: zmq::Socket, stats: Arc<Stats>) -> Result<Replier, zmq::Error> {
         Ok(Replier {
-            locked: Mutex::new(Locked {
-                socket: Some(socket),
-                raw,
-            }),
-            fd,
-            touched: AtomicBool::new(false),
+            socket: SharedSocket::new(socket, ())?,
             stats,
         })
     }
 
-    /// The descriptor that becomes readable when the socket may have something to read.
-    pub fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Locked> {
-        // A panic while holding the lock leaves nothing half-done that matters here: a reply
-        // is sent whole or not at all (ROUTER drops a message whose frames it cannot all
-        // queue), and the socket is still a socket.
-        self.locked.lock().unwrap_or_else(|e| e.into_inner())
+    /// The descriptor that becomes readable when the socket may have a request.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.socket.fd()
     }
 
     /// Sends a reply without waiting: a gone peer (EHOSTUNREACH, thanks to ROUTER_MANDATORY) or
@@ -81,13 +43,13 @@ impl Replier {
     /// released only when libzmq frees it: a client that does not read its replies has them
     /// count against it until it does, however many libzmq queues.
     pub fn reply(&self, route: &Route, body: Vec<u8>, slot: Option<Slot>) {
-        let locked = self.lock();
+        let locked = self.socket.lock();
         let Some(socket) = &locked.socket else {
             Stats::bump(&self.stats.replies_dropped);
             tracing::debug!("reply dropped: the socket is closed");
             return;
         };
-        self.touched.store(true, Ordering::SeqCst);
+        self.socket.touched();
         let flags = zmq::SNDMORE | zmq::DONTWAIT;
         let mut result = socket.send(&route.identity[..], flags);
         if result.is_ok() && route.delimiter {
@@ -106,7 +68,7 @@ impl Replier {
     /// frames; `None` when nothing waits (or the socket is closed). The lock is held for one
     /// message, so a reply never waits behind a burst of requests.
     pub fn recv(&self) -> Option<Received> {
-        let locked = self.lock();
+        let locked = self.socket.lock();
         let socket = locked.socket.as_ref()?;
         let mut frames = Vec::new();
         let mut total = 0;
@@ -131,31 +93,25 @@ impl Replier {
         }
     }
 
-    /// After replies: whether a request waits that the descriptor may no longer announce (the
-    /// sender then wakes the transport thread). Cheap when nothing was sent.
+    /// After replies: whether a request waits that the descriptor may no longer announce.
     pub fn settle(&self) -> bool {
-        self.touched.swap(false, Ordering::SeqCst) && self.has_requests()
+        self.socket.settle()
     }
 
     /// Whether the socket has a request to read.
     pub fn has_requests(&self) -> bool {
-        let locked = self.lock();
-        locked.socket.as_ref().is_some_and(|s| {
-            s.get_events()
-                .is_ok_and(|events| events.contains(zmq::POLLIN))
-        })
+        self.socket.readable()
     }
 
-    /// Closes the socket (the context cannot terminate while it is open). Idempotent; later
-    /// replies are dropped and counted.
+    /// Closes the socket. Idempotent; later replies are dropped and counted.
     pub fn close(&self) {
-        let socket = self.lock().socket.take();
-        drop(socket);
+        self.socket.close();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     use super::*;
