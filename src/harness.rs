@@ -12,7 +12,7 @@ use crate::core::ids::Sequential;
 use crate::core::models::ModelEntry;
 use crate::core::policy::Policy;
 use crate::core::replay::ReplayLimits;
-use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent};
+use crate::core::{CallContext, Core, CoreConfig, Effect, InstanceMeta, ModelEvent, TurnEffect};
 use crate::protocol::ids::{HitlId, InstanceId, TurnId};
 
 use crate::protocol::methods::{DropCounters, Endpoints};
@@ -351,9 +351,9 @@ impl Harness {
     fn check_effects(&mut self) -> Result<(), String> {
         for effect in self.core.take_effects() {
             match effect {
-                Effect::StartTurn {
+                Effect::Turn(TurnEffect::Start {
                     turn_id, context, ..
-                } => {
+                }) => {
                     self.turns.push(turn_id);
                     let history = context
                         .execute(&mut Rows(&mut self.store))
@@ -367,7 +367,7 @@ impl Harness {
                     .commit(std::slice::from_ref(&change))
                     .map_err(|e| format!("the memory store refused a change: {e}"))?,
                 Effect::Publish(p) => self.events.check(&p)?,
-                Effect::CancelTurn(_) | Effect::ToolVerdict { .. } => {}
+                Effect::Turn(TurnEffect::Cancel(_)) | Effect::Turn(TurnEffect::Verdict { .. }) => {}
             }
         }
         Ok(())

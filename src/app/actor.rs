@@ -19,17 +19,15 @@ use tokio::time::MissedTickBehavior;
 use super::fair::RoundRobin;
 use super::outbox::Outbox;
 use crate::core::answer::Answer;
-use crate::core::effects::Verdict;
-use crate::core::read::{ContextRead, MessageRows};
-use crate::core::{CallContext, Core, Effect};
+use crate::core::read::MessageRows;
+use crate::core::{CallContext, Core, Effect, TurnEffect};
 use crate::model::context::{Context, ContextBudget};
 use crate::model::queue::{self as model_queue, ModelReceiver, ModelSender};
 use crate::model::registry::Models;
 use crate::model::runner::{spawn_turn, TurnHandle};
-use crate::protocol::clients::ClientToolSpec;
 use crate::protocol::errors::RpcError;
 use crate::protocol::events::Event;
-use crate::protocol::ids::{CallId, SessionId, TurnId};
+use crate::protocol::ids::TurnId;
 use crate::store::writer::{Closed, StoreFailure, Writer, MAX_UNSAVED_BYTES};
 use crate::transport::{Inbound, Outbound, Route, Slot, Transport};
 
@@ -510,31 +508,7 @@ impl<'t> Actor<'t> {
                     };
                     self.send_out(msg, None);
                 }
-                Effect::StartTurn {
-                    turn_id,
-                    session_id,
-                    context,
-                    client_tools,
-                    model,
-                    system_prompt,
-                } => for_turns.push(ForTurns::Start {
-                    turn_id,
-                    session_id,
-                    context,
-                    client_tools,
-                    model,
-                    system_prompt,
-                }),
-                Effect::ToolVerdict {
-                    turn_id,
-                    call_id,
-                    verdict,
-                } => for_turns.push(ForTurns::Verdict {
-                    turn_id,
-                    call_id,
-                    verdict,
-                }),
-                Effect::CancelTurn(turn_id) => for_turns.push(ForTurns::Cancel(turn_id)),
+                Effect::Turn(effect) => for_turns.push(ForTurns::Turn(effect)),
             }
         }
         for_turns
@@ -544,14 +518,14 @@ impl<'t> Actor<'t> {
     fn steer_turns(&mut self, for_turns: Vec<ForTurns>) {
         for item in for_turns {
             match item {
-                ForTurns::Start {
+                ForTurns::Turn(TurnEffect::Start {
                     turn_id,
                     session_id,
                     context,
                     client_tools,
                     model,
                     system_prompt,
-                } => {
+                }) => {
                     tracing::debug!(%turn_id, %session_id, %model, "turn start");
                     // The history comes from the store's thread, after the turn's own message,
                     // once there is room for it.
@@ -572,16 +546,16 @@ impl<'t> Actor<'t> {
                     );
                     self.turns.insert(turn_id, handle);
                 }
-                ForTurns::Verdict {
+                ForTurns::Turn(TurnEffect::Verdict {
                     turn_id,
                     call_id,
                     verdict,
-                } => {
+                }) => {
                     if let Some(h) = self.turns.get(&turn_id) {
                         h.verdict(call_id.0, verdict);
                     }
                 }
-                ForTurns::Cancel(turn_id) => {
+                ForTurns::Turn(TurnEffect::Cancel(turn_id)) => {
                     tracing::debug!(%turn_id, "turn cancelled");
                     if let Some(h) = self.turns.remove(&turn_id) {
                         h.cancel();
@@ -596,24 +570,10 @@ impl<'t> Actor<'t> {
     }
 }
 
-/// What the core asked of the running turns' tasks ([`Effect`]'s `StartTurn`, `ToolVerdict`
-/// and `CancelTurn`), and the end of a turn whose handle goes, left by
-/// [`Actor::apply_output_effects`] for [`Actor::steer_turns`].
+/// What [`Actor::apply_output_effects`] leaves for [`Actor::steer_turns`], in order.
 enum ForTurns {
-    Start {
-        turn_id: TurnId,
-        session_id: SessionId,
-        context: ContextRead,
-        client_tools: Arc<[ClientToolSpec]>,
-        model: String,
-        system_prompt: Option<String>,
-    },
-    Verdict {
-        turn_id: TurnId,
-        call_id: CallId,
-        verdict: Verdict,
-    },
-    Cancel(TurnId),
+    Turn(TurnEffect),
+    /// The turn's `llm.end` was published: its handle goes.
     Ended(TurnId),
 }
 

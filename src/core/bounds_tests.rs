@@ -235,7 +235,7 @@ fn a_model_that_will_not_stop_is_cut_short_at_the_turn_bound() {
     let effects = c.take_effects();
     assert!(effects
         .iter()
-        .any(|e| matches!(e, Effect::CancelTurn(t) if *t == sent.turn_id)));
+        .any(|e| matches!(e, Effect::Turn(TurnEffect::Cancel(t)) if *t == sent.turn_id)));
     let events: Vec<&Event> = effects
         .iter()
         .filter_map(|e| match e {

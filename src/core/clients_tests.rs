@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::effects::{Effect, ModelEvent, Verdict};
+use super::effects::{Effect, ModelEvent, TurnEffect, Verdict};
 use super::error::CoreError;
 use super::policy::Policy;
 use super::tests::{at, core, send};
@@ -58,9 +58,9 @@ fn verdicts(effects: &[Effect]) -> Vec<(String, Verdict)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ToolVerdict {
+            Effect::Turn(TurnEffect::Verdict {
                 call_id, verdict, ..
-            } => Some((call_id.0.clone(), verdict.clone())),
+            }) => Some((call_id.0.clone(), verdict.clone())),
             _ => None,
         })
         .collect()
@@ -235,7 +235,7 @@ fn a_client_tool_is_offered_claimed_once_and_ended_by_its_claimants_result() {
     c.take_effects();
     let t = send(&mut c, None, "what is open?", 1).turn_id;
     let offered = c.take_effects().into_iter().find_map(|e| match e {
-        Effect::StartTurn { client_tools, .. } => Some(client_tools),
+        Effect::Turn(TurnEffect::Start { client_tools, .. }) => Some(client_tools),
         _ => None,
     });
     let offered = offered.unwrap();

@@ -2,7 +2,7 @@
 //! is handed to the file that owns its concept. Also `events.replay`, answered from the ring.
 
 use super::answer::{Outcome, SessionsReply};
-use super::effects::Effect;
+use super::effects::{Effect, TurnEffect};
 use super::error::CoreError;
 use super::read::Read;
 use super::session::clip_title;
@@ -96,7 +96,7 @@ impl Core {
                 let cleared =
                     clear_queue.then(|| self.discard_queue(id, DequeueReason::Cleared, now));
                 if let Some(turn_id) = running {
-                    self.effects.push(Effect::CancelTurn(turn_id));
+                    self.effects.push(Effect::Turn(TurnEffect::Cancel(turn_id)));
                     self.end_turn(turn_id, EndReason::Interrupted, None, now);
                 }
                 Ok(Reply::Interrupt(InterruptResult {

@@ -38,8 +38,20 @@ pub struct TurnStart {
 pub enum Effect {
     /// Publish this event (already numbered).
     Publish(Published),
+    /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be
+    /// shown before it is committed; checkpoints and tool-call records do not gate.
+    Persist { change: Change, gating: bool },
+    /// Something for the tasks that run the turns' models. Nothing they do reaches the core
+    /// before it takes their next event, so the actor may carry these out after the reply of
+    /// the call that decided them.
+    Turn(TurnEffect),
+}
+
+/// What the core asks of the task running a turn's model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEffect {
     /// Start the model on this turn, with the history `context` reads from the store.
-    StartTurn {
+    Start {
         turn_id: TurnId,
         session_id: SessionId,
         context: ContextRead,
@@ -51,17 +63,14 @@ pub enum Effect {
         system_prompt: Option<String>,
     },
     /// Stop the model running this turn; its later output is ignored by the core anyway.
-    CancelTurn(TurnId),
+    Cancel(TurnId),
     /// Tell the model running `turn_id` what to do with its call `call_id`: run it, or not (and
     /// the result to give instead).
-    ToolVerdict {
+    Verdict {
         turn_id: TurnId,
         call_id: CallId,
         verdict: Verdict,
     },
-    /// Make this change durable. When `gating`, nothing decided after it (reply or event) may be
-    /// shown before it is committed; checkpoints and tool-call records do not gate.
-    Persist { change: Change, gating: bool },
 }
 
 /// What becomes of a tool call the model started (`ModelEvent::ToolStart`); the model then ends

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::effects::{Effect, Verdict};
+use super::effects::{Effect, TurnEffect, Verdict};
 use super::error::CoreError;
 use super::persist::Change;
 use super::policy::{Policy, ASK_USER};
@@ -60,7 +60,7 @@ impl Requests {
 
 impl Core {
     /// A model started a tool call: decides whether it runs now, waits for a person, or is
-    /// refused, and tells the model (`Effect::ToolVerdict`) unless a person must answer first.
+    /// refused, and tells the model (`TurnEffect::Verdict`) unless a person must answer first.
     pub(super) fn gate_tool(
         &mut self,
         turn_id: TurnId,
@@ -178,11 +178,11 @@ impl Core {
     }
 
     pub(super) fn verdict(&mut self, turn_id: TurnId, call_id: &CallId, verdict: Verdict) {
-        self.effects.push(Effect::ToolVerdict {
+        self.effects.push(Effect::Turn(TurnEffect::Verdict {
             turn_id,
             call_id: call_id.clone(),
             verdict,
-        });
+        }));
     }
 
     /// `hitl.respond`: the first answer wins; the request is resolved, saved and published,

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::effects::Effect;
+use super::effects::{Effect, TurnEffect};
 use super::error::CoreError;
 use super::state::{CallContext, Core, Degraded};
 use crate::protocol::duration::go_duration;
@@ -49,7 +49,7 @@ impl Core {
         let mut running: Vec<TurnId> = self.turns.keys().copied().collect();
         running.sort();
         for turn_id in running {
-            self.effects.push(Effect::CancelTurn(turn_id));
+            self.effects.push(Effect::Turn(TurnEffect::Cancel(turn_id)));
             self.end_turn(turn_id, EndReason::Shutdown, None, now);
         }
         self.publish(

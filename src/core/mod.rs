@@ -50,6 +50,6 @@ mod proptests;
 #[cfg(test)]
 mod queue_tests;
 
-pub use effects::{Effect, HistoryEntry, ModelEvent, TurnStart, Verdict};
+pub use effects::{Effect, HistoryEntry, ModelEvent, TurnEffect, TurnStart, Verdict};
 pub use error::CoreError;
 pub use state::{CallContext, Core, CoreConfig, InstanceMeta};

@@ -61,12 +61,12 @@ fn started(effects: &[Effect]) -> (String, Option<String>, usize) {
     effects
         .iter()
         .find_map(|e| match e {
-            Effect::StartTurn {
+            Effect::Turn(TurnEffect::Start {
                 model,
                 system_prompt,
                 context,
                 ..
-            } => Some((model.clone(), system_prompt.clone(), context.max_bytes)),
+            }) => Some((model.clone(), system_prompt.clone(), context.max_bytes)),
             _ => None,
         })
         .expect("a turn starts")

@@ -294,13 +294,13 @@ impl Mirror {
         for effect in effects {
             match effect {
                 Effect::Publish(p) => self.event(p),
-                Effect::StartTurn {
+                Effect::Turn(TurnEffect::Start {
                     turn_id,
                     session_id,
                     context,
                     model,
                     ..
-                } => {
+                }) => {
                     assert_eq!(self.running.get(turn_id), Some(session_id));
                     // No send here names a model: the session's, else the default.
                     let want = self.session_models[session_id].as_deref().unwrap_or("echo");
@@ -311,11 +311,11 @@ impl Mirror {
                         .expect("history reads");
                     assert_eq!(history.len(), self.appended[session_id].len());
                 }
-                Effect::ToolVerdict {
+                Effect::Turn(TurnEffect::Verdict {
                     turn_id,
                     call_id,
                     verdict,
-                } => {
+                }) => {
                     assert!(
                         self.running.contains_key(turn_id),
                         "verdict for {turn_id} not running"
@@ -327,7 +327,7 @@ impl Mirror {
                         *told = true;
                     }
                 }
-                Effect::CancelTurn(turn) => {
+                Effect::Turn(TurnEffect::Cancel(turn)) => {
                     assert!(
                         self.running.contains_key(turn),
                         "cancel of {turn} not running"
@@ -861,7 +861,8 @@ impl Harness {
                 let fx = self.absorb();
                 match got {
                     Ok(_) => assert!(
-                        fx.iter().any(|e| matches!(e, Effect::ToolVerdict { .. })),
+                        fx.iter()
+                            .any(|e| matches!(e, Effect::Turn(TurnEffect::Verdict { .. }))),
                         "a result the model was not told"
                     ),
                     Err(
@@ -1005,7 +1006,8 @@ impl Harness {
                 assert_eq!(r.request.resolved_by.as_deref(), Some("prop"));
                 assert!(self.mirror.hitl_resolved.contains(&id));
                 assert!(
-                    fx.iter().any(|e| matches!(e, Effect::ToolVerdict { .. })),
+                    fx.iter()
+                        .any(|e| matches!(e, Effect::Turn(TurnEffect::Verdict { .. }))),
                     "the model was not told"
                 );
             }

@@ -118,7 +118,7 @@ fn a_queued_message_runs_as_the_next_turn_with_the_ids_its_reply_named() {
         [(second.message_id, DequeueReason::Started, 1)]
     );
     let started = fx.iter().find_map(|e| match e {
-        Effect::StartTurn { turn_id, .. } => Some(*turn_id),
+        Effect::Turn(TurnEffect::Start { turn_id, .. }) => Some(*turn_id),
         _ => None,
     });
     assert_eq!(started, Some(second.turn_id));
@@ -364,7 +364,9 @@ fn shutdown_keeps_the_queue_and_a_restore_runs_it_with_the_same_answers() {
     c.shutdown("SIGTERM", at(3));
     let fx = stored.sync(&mut c);
     assert!(dequeued(&fx).is_empty(), "shutdown starts nothing");
-    assert!(!fx.iter().any(|e| matches!(e, Effect::StartTurn { .. })));
+    assert!(!fx
+        .iter()
+        .any(|e| matches!(e, Effect::Turn(TurnEffect::Start { .. }))));
     assert_eq!(get(&mut c, sid).queue_length, 2);
     // Clearing is a change: refused once shutting down, the queue kept.
     let refused = c.reply(

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::effects::Effect;
+use super::effects::{Effect, TurnEffect};
 use super::error::CoreError;
 use super::persist::{Change, MessageRecord, StoredStatus};
 use super::read::ContextRead;
@@ -210,14 +210,14 @@ impl Core {
             now,
         );
         self.publish(Event::SessionUpdate(session_payload), now);
-        self.effects.push(Effect::StartTurn {
+        self.effects.push(Effect::Turn(TurnEffect::Start {
             turn_id,
             session_id,
             context,
             client_tools,
             model,
             system_prompt,
-        });
+        }));
     }
 
     pub(super) fn remember(&mut self, request_id: String, result: SendResult) {

@@ -3,7 +3,7 @@
 
 use time::OffsetDateTime;
 
-use super::effects::Effect;
+use super::effects::{Effect, TurnEffect};
 use super::error::CoreError;
 use super::persist::Change;
 use super::session::Session;
@@ -44,7 +44,7 @@ impl Core {
         // Discarded first, so the end of its turn starts nothing.
         self.discard_queue(id, DequeueReason::Deleted, now);
         if let Some(turn_id) = self.sessions.get(&id).and_then(|s| s.running) {
-            self.effects.push(Effect::CancelTurn(turn_id));
+            self.effects.push(Effect::Turn(TurnEffect::Cancel(turn_id)));
             self.end_turn(turn_id, EndReason::Interrupted, None, now);
         }
         let Some(session) = self.sessions.remove(&id) else {

@@ -307,7 +307,7 @@ fn a_call_id_started_again_while_open_ends_the_turn() {
     c.take_effects();
     c.model_event(t, start("a", "{}"), at(3));
     let fx = c.take_effects();
-    assert!(fx.contains(&Effect::CancelTurn(t)), "{fx:?}");
+    assert!(fx.contains(&Effect::Turn(TurnEffect::Cancel(t))), "{fx:?}");
     let ended = events(&fx).into_iter().find_map(|e| match e {
         Event::LlmEnd(end) => Some(end.clone()),
         _ => None,

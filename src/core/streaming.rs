@@ -4,8 +4,8 @@
 
 use time::OffsetDateTime;
 
-use super::effects::Effect;
 use super::effects::ModelEvent;
+use super::effects::{Effect, TurnEffect};
 use super::persist::{Change, MessageRecord, StoredStatus, TurnEnd, TurnStatus};
 use super::policy::{Policy, ASK_USER};
 use super::session::Message;
@@ -62,7 +62,7 @@ impl Core {
                     // Two open calls under one id could not be told apart: not its `tool.end`,
                     // its claim or its approval. A model that does this is broken; its turn
                     // ends here, saying why.
-                    self.effects.push(Effect::CancelTurn(turn_id));
+                    self.effects.push(Effect::Turn(TurnEffect::Cancel(turn_id)));
                     let error =
                         format!("the model started tool call {call_id} again before it ended");
                     self.end_turn(turn_id, EndReason::Error, Some(error), now);
@@ -145,7 +145,7 @@ impl Core {
         if streamed + token.len() > MAX_TURN_TEXT_BYTES {
             // A model that will not stop cannot fill the server: the turn ends here, keeping
             // what streamed so far (the token that crossed the bound is not published).
-            self.effects.push(Effect::CancelTurn(turn_id));
+            self.effects.push(Effect::Turn(TurnEffect::Cancel(turn_id)));
             let error = format!("the reply passed {} bytes: cut short", MAX_TURN_TEXT_BYTES);
             self.end_turn(turn_id, EndReason::Error, Some(error), now);
             return;

@@ -2,7 +2,7 @@
 //! beside a core (the changes it was asked to persist) to answer reads as the server does.
 
 use super::answer::{Outcome, SessionsReply};
-use super::effects::{Effect, HistoryEntry};
+use super::effects::{Effect, HistoryEntry, TurnEffect};
 use super::error::CoreError;
 use super::read::ReadError;
 use super::state::{CallContext, Core};
@@ -50,7 +50,7 @@ impl Stored {
                     .store
                     .commit(std::slice::from_ref(change))
                     .expect("memory store commits"),
-                Effect::StartTurn { context, .. } => {
+                Effect::Turn(TurnEffect::Start { context, .. }) => {
                     let history = context
                         .execute(&mut Rows(&mut self.store))
                         .expect("history reads");

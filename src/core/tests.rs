@@ -79,9 +79,9 @@ pub(super) fn trace(effects: &[Effect]) -> Vec<String> {
         .iter()
         .filter_map(|e| match e {
             Effect::Publish(p) => Some(p.event.topic().to_owned()),
-            Effect::StartTurn { .. } => Some("START".into()),
-            Effect::CancelTurn(_) => Some("CANCEL".into()),
-            Effect::ToolVerdict { .. } => Some("VERDICT".into()),
+            Effect::Turn(TurnEffect::Start { .. }) => Some("START".into()),
+            Effect::Turn(TurnEffect::Cancel(_)) => Some("CANCEL".into()),
+            Effect::Turn(TurnEffect::Verdict { .. }) => Some("VERDICT".into()),
             Effect::Persist { .. } => None,
         })
         .collect()
@@ -159,9 +159,11 @@ fn send_without_session_creates_activates_and_starts_a_turn() {
             "START"
         ]
     );
-    let Some(Effect::StartTurn {
+    let Some(Effect::Turn(TurnEffect::Start {
         turn_id, context, ..
-    }) = fx.iter().find(|e| matches!(e, Effect::StartTurn { .. }))
+    })) = fx
+        .iter()
+        .find(|e| matches!(e, Effect::Turn(TurnEffect::Start { .. })))
     else {
         panic!()
     };

@@ -54,7 +54,7 @@ pub trait Model: Send + Sync + 'static {
 pub struct TurnSink {
     turn_id: TurnId,
     tx: ModelSender,
-    /// What the core decided for each tool call started (`Effect::ToolVerdict`).
+    /// What the core decided for each tool call started (`TurnEffect::Verdict`).
     verdicts: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Verdict)>>>,
 }
 
