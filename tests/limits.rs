@@ -454,6 +454,55 @@ fn model_output_waits_for_a_subscriber_that_falls_behind() {
     assert_eq!(t["subscribers_evicted"], 0, "{t}");
 }
 
+/// Output waits in order behind the change decided before it: a change made while a turn streams
+/// (here a client creating a session) holds the turn's later tokens until the store has
+/// committed it. With a slow store a fast model would fill that wait with the rest of its turn,
+/// which the commit then hands libzmq at once, past a subscriber's high-water mark, and libzmq
+/// drops what does not fit without a word. Model output waits instead once a quarter of
+/// `--pub-hwm` events are held, for the store and by libzmq together: a reading subscriber
+/// misses nothing.
+#[test]
+fn model_output_waits_while_its_events_wait_for_a_slow_store() {
+    use zcoord::config::StoreConfig;
+    use zcoord::store::memory::MemoryStore;
+    const WORDS: usize = 20_000;
+    let d = spawn_daemon_with(|c| {
+        c.store = StoreConfig::Memory(MemoryStore::with_commit_delay(
+            std::time::Duration::from_millis(300),
+        ));
+        c.transport.pub_sndhwm = 1_000;
+        c.model = zcoord::config::ModelConfig::Echo {
+            token_delay: std::time::Duration::ZERO,
+        };
+    });
+    let live = d.subscriber(&["llm."]);
+    let content = (0..WORDS).map(|i| format!("w{i}")).collect::<Vec<_>>();
+    let sent = common::send(&d, None, &content.join(" "));
+    let turn_id = sent["turn_id"].as_str().unwrap().to_owned();
+    let mut indexes = Vec::new();
+    let mut other = d.client();
+    loop {
+        let env = live.next().envelope;
+        if env.payload["turn_id"] != turn_id.as_str() {
+            continue;
+        }
+        match env.topic.as_str() {
+            "llm.token" => {
+                indexes.push(env.payload["index"].as_u64().unwrap());
+                if indexes.len() == 100 {
+                    // Mid-turn, a change that takes the slow store 300 ms to commit.
+                    other.call("session.create", json!({})).unwrap();
+                }
+            }
+            "llm.end" => break,
+            _ => {}
+        }
+    }
+    // "echo:" and one token per word, every one of them, in order.
+    assert_eq!(indexes.len(), WORDS + 1, "tokens missing");
+    assert_eq!(indexes, (0..=WORDS as u64).collect::<Vec<_>>());
+}
+
 /// A daemon whose model streams as fast as it may and whose model output pauses above 64 KiB
 /// held for subscribers (about 100 token events), taking a pause of `stalled_after` for a
 /// stalled subscriber; `more` changes the rest.

@@ -208,6 +208,9 @@ impl<'t> Actor<'t> {
             let paced = stats
                 .pace
                 .must_wait(|| stats.pub_bytes_held.load(Ordering::SeqCst));
+            // Events held for the store leave together when it commits: model output waits
+            // for them too (the commit wakes the loop).
+            let behind_store = self.events_wait_for_store();
             tokio::select! {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv(), if !full && self.requests.len() < MAX_TAKEN_REQUESTS => {
@@ -220,7 +223,7 @@ impl<'t> Actor<'t> {
                     served = true;
                 }
                 () = stats.pace.resumed(), if paced => {}
-                Some((turn, ev)) = model_rx.recv(), if !full && !paced => {
+                Some((turn, ev)) = model_rx.recv(), if !full && !paced && !behind_store => {
                     // One reading of the clock for the burst: its events are stamped with the
                     // moment the core took them (`seq` orders them).
                     let now = now();
@@ -235,7 +238,7 @@ impl<'t> Actor<'t> {
                 }
                 // The store's thread releases what a commit lets go; a commit matters here only
                 // to work waiting for the store to catch up.
-                Ok(()) = committed.changed(), if full => self.release(),
+                Ok(()) = committed.changed(), if full || behind_store => self.release(),
                 Some(done) = reads_rx.recv() => {
                     {
                         let mut outbox = self.outbox();
@@ -428,6 +431,15 @@ impl<'t> Actor<'t> {
     /// waited for: it refuses new changes, and reads and pings must go on.
     fn store_behind(&self) -> bool {
         self.writer.unsaved_bytes() > MAX_UNSAVED_BYTES && self.health.borrow().is_none()
+    }
+
+    /// Whether so many events wait for the store that, added to those libzmq holds, the
+    /// commit that releases them at once could take a subscriber past its high-water mark
+    /// (libzmq would drop the rest without a word): the pace's event mark counts both.
+    fn events_wait_for_store(&self) -> bool {
+        let waiting = self.outbox().held_events() as u64;
+        let pace = &self.transport.stats.pace;
+        waiting > 0 && waiting.saturating_add(pace.events_held()) > pace.event_mark()
     }
 
     /// The outbox, shared with the store's thread.

@@ -52,6 +52,9 @@ struct Held {
 pub struct Outbox {
     held: VecDeque<Held>,
     held_bytes: usize,
+    /// How many of the held messages are events: released together by one commit, they reach
+    /// libzmq at once, so model output waits for them as for events libzmq holds (`actor.rs`).
+    held_events: usize,
     /// The number of the last gating change decided: what output decided now depends on.
     required: u64,
     degraded: bool,
@@ -86,6 +89,7 @@ impl Outbox {
 
     fn hold(&mut self, needs: u64, msg: Outbound, refusal: Option<Refusal>) {
         self.held_bytes += msg.size();
+        self.held_events += usize::from(matches!(msg, Outbound::Event { .. }));
         self.held.push_back(Held {
             needs,
             msg,
@@ -135,6 +139,7 @@ impl Outbox {
                 return;
             }
             self.held_bytes -= h.msg.size();
+            self.held_events -= usize::from(matches!(h.msg, Outbound::Event { .. }));
             sink.send(h.msg);
         }
     }
@@ -167,6 +172,11 @@ impl Outbox {
     /// The store commits again: output decided from now on waits for its changes again.
     pub fn recover(&mut self) {
         self.degraded = false;
+    }
+
+    /// How many events are held.
+    pub fn held_events(&self) -> usize {
+        self.held_events
     }
 
     /// More is held than [`MAX_HELD_BYTES`]: take no new work until it drains.
@@ -251,11 +261,13 @@ mod tests {
         o.push(event(2), None, 4, &sink);
         assert_eq!(sink.take(), ["event 1"]);
         assert!(o.held_bytes() > 0);
+        assert_eq!(o.held_events(), 1, "the reply is not an event");
         o.release(4, &sink);
         assert!(sink.take().is_empty());
         o.release(5, &sink);
         assert_eq!(sink.take(), ["r1", "event 2"]);
         assert_eq!(o.held_bytes(), 0);
+        assert_eq!(o.held_events(), 0);
     }
 
     #[test]

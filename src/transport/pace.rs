@@ -80,6 +80,16 @@ impl Pace {
         self.low_events.store(low, Ordering::SeqCst);
     }
 
+    /// Events handed to libzmq and not yet freed by it.
+    pub fn events_held(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+
+    /// The count of events above which model output waits (a quarter of `--pub-hwm`).
+    pub fn event_mark(&self) -> u64 {
+        self.high_events.load(Ordering::SeqCst)
+    }
+
     /// An event was handed to libzmq (its charge taken).
     pub fn charged(&self) {
         self.events.fetch_add(1, Ordering::SeqCst);
