@@ -470,7 +470,10 @@ fn model_output_waits_while_its_events_wait_for_a_slow_store() {
         c.store = StoreConfig::Memory(MemoryStore::with_commit_delay(
             std::time::Duration::from_millis(300),
         ));
-        c.transport.pub_sndhwm = 1_000;
+        // Not lower: model output is taken in bursts of up to 256 events after the check, and
+        // libzmq learns what a subscriber took only every half queue, so the mark (a quarter)
+        // keeps a queue of 2,000 from filling but not one of 1,000.
+        c.transport.pub_sndhwm = 2_000;
         c.model = zcoord::config::ModelConfig::Echo {
             token_delay: std::time::Duration::ZERO,
         };

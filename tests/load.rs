@@ -402,6 +402,11 @@ fn a_pipelined_burst_gets_every_answer_exactly_once() {
     // the transport thread is still reading the burst, and every answer must arrive, once.
     const CALLS: u64 = 2_000;
     let d = spawn_daemon_with(|c| {
+        // Every answer fits the peer's send queue, as with the defaults (64 requests in flight
+        // against a queue of 1,000): past it a reply to a client that has not read yet is
+        // dropped, and a server that answers 2,000 calls in a few milliseconds can outrun its
+        // own I/O thread (this failed once in CI when the queue was the default 1,000).
+        c.transport.router_hwm = CALLS as i32;
         c.transport.per_peer_pending = CALLS as usize;
         c.transport.inbound_queue = CALLS as usize;
     });
