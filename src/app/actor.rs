@@ -229,8 +229,8 @@ impl<'t> Actor<'t> {
                     let now = now();
                     self.core.model_event(turn, ev, now);
                     // Take what else is ready before applying effects: a burst of tokens then
-                    // costs one lock of the PUB socket and one look at its subscriptions
-                    // instead of one per token.
+                    // costs one look at the sockets' pending input (`settle`) instead of one
+                    // per token; each event still takes the PUB's lock on its own.
                     for _ in 1..MODEL_BURST {
                         let Ok((turn, ev)) = model_rx.try_recv() else { break };
                         self.core.model_event(turn, ev, now);
