@@ -245,4 +245,9 @@ impl Store for MemoryStore {
     fn describe(&self) -> String {
         "memory".into()
     }
+
+    /// Unless a test slowed it down: then it goes through the writer's thread like a disk.
+    fn commits_at_once(&self) -> bool {
+        self.commit_delay.is_zero()
+    }
 }

@@ -1,6 +1,8 @@
 //! Persistence behind one small trait: load a snapshot at start-up, commit batches of changes.
-//! The writer thread (`writer`) runs a store off the core's hot path.
+//! The writer (`writer`) runs a store off the core's hot path on a thread of its own, or, for a
+//! store that commits at once, on the caller's thread (`inline`).
 
+mod inline;
 pub mod memory;
 pub mod sqlite;
 pub mod writer;
@@ -37,6 +39,22 @@ pub trait Store: Send + 'static {
     ) -> Result<(), StoreError>;
     /// What to call this store in logs and `instance.info`, e.g. `sqlite:/path/zcoord.db`.
     fn describe(&self) -> String;
+    /// Whether `commit` and the reads return at once, waiting on nothing (no disk, no delay):
+    /// then the writer runs them on the caller's thread rather than waking a thread of its own
+    /// for each, which costs more than they do. A store that blocks must say `false`, or it
+    /// blocks the server.
+    fn commits_at_once(&self) -> bool {
+        false
+    }
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,17 +19,23 @@
 //! Reads of the history run here too, in order with the changes: a read sees every change
 //! submitted before it, committed or still waiting in the batch (through [`Overlaid`]), so it
 //! answers the same whether the store is healthy, slow or failing.
+//!
+//! A store whose commits return at once (`Store::commits_at_once`: the memory store) gets no
+//! thread: waking one would cost more than the commit. Its changes are committed as they are
+//! submitted and its reads run where they are asked for, under one lock (`super::inline`), so
+//! `committed` has reached a change when `submit` returns it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::inline::{self, Inline};
 use super::{Rows, Store};
 use crate::core::persist::{Change, MessageRecord};
 use crate::core::read::{Direction, MessageRows, RowsFailed};
@@ -73,21 +79,45 @@ pub struct Closed {
 /// them.
 pub type ReadJob = Box<dyn FnOnce(&mut dyn MessageRows) + Send>;
 
-/// Submits reads to the store's thread; once the writer is closed, a read is dropped unrun
-/// (whoever waits on it sees that).
-#[derive(Debug, Clone)]
-pub struct Reader(Weak<mpsc::Sender<Job>>);
+/// Submits reads to the store (on its thread, or at once for a store that commits at once);
+/// once the writer is closed, a read is dropped unrun (whoever waits on it sees that).
+#[derive(Clone)]
+pub struct Reader(Way<Weak<mpsc::Sender<Job>>, Weak<Mutex<Inline>>>);
 
 impl Reader {
-    /// Runs `read` on the store's thread after every change submitted before this call.
+    /// Runs `read` after every change submitted before this call.
     pub fn read(&self, read: ReadJob) {
-        let Some(tx) = self.0.upgrade() else {
-            return;
-        };
-        if tx.send(Job::Read(read)).is_err() {
-            tracing::error!("store writer is gone: read not run");
+        match &self.0 {
+            Way::Thread(tx) => {
+                let Some(tx) = tx.upgrade() else {
+                    return;
+                };
+                if tx.send(Job::Read(read)).is_err() {
+                    tracing::error!("store writer is gone: read not run");
+                }
+            }
+            Way::Inline(shared) => Inline::read(shared, read),
         }
     }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let way = match self.0 {
+            Way::Thread(_) => "thread",
+            Way::Inline(_) => "inline",
+        };
+        f.debug_tuple("Reader").field(&way).finish()
+    }
+}
+
+/// Where changes and reads go: the store's own thread, or the caller's (see [`inline`]).
+///
+/// [`inline`]: super::inline
+#[derive(Clone)]
+enum Way<T, I> {
+    Thread(T),
+    Inline(I),
 }
 
 /// What the writer's thread is given, in order.
@@ -97,15 +127,25 @@ enum Job {
 }
 
 pub struct Writer {
-    /// Shared weakly with [`Reader`]s, so closing the writer still closes the channel.
-    tx: Option<Arc<mpsc::Sender<Job>>>,
+    way: Way<OwnThread, Inlined>,
     committed: watch::Receiver<u64>,
     health: watch::Receiver<Option<StoreFailure>>,
-    /// Returns the changes it gave up; `None` if it crashed.
-    thread: Option<JoinHandle<Option<usize>>>,
     submitted: u64,
     /// Bytes of the changes submitted and not yet saved (or replaced by a newer version).
     unsaved: Arc<AtomicUsize>,
+}
+
+/// The store's own thread and the way to it.
+struct OwnThread {
+    /// Shared weakly with [`Reader`]s, so closing the writer still closes the channel.
+    tx: Option<Arc<mpsc::Sender<Job>>>,
+    /// Returns the changes it gave up; `None` if it crashed.
+    thread: Option<JoinHandle<Option<usize>>>,
+}
+
+/// A store committed on the submitter's thread; `None` once closed.
+struct Inlined {
+    shared: Option<inline::Shared>,
 }
 
 impl Writer {
@@ -113,11 +153,26 @@ impl Writer {
         Writer::spawn_with(store, Box::new(|_| {}))
     }
 
-    /// As [`Writer::spawn`], calling `on_commit` after each commit.
+    /// As [`Writer::spawn`], calling `on_commit` on the writer's thread after each commit. A
+    /// store that commits at once (`Store::commits_at_once`) gets no thread: its changes are
+    /// committed as they are submitted and its reads run as they are asked for, on the caller's
+    /// thread, and `on_commit` is not called — a change is committed when `submit` returns,
+    /// before anything can wait for it.
     pub fn spawn_with(store: Box<dyn Store>, on_commit: OnCommit) -> std::io::Result<Writer> {
-        let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = watch::channel(0u64);
         let (health_tx, health_rx) = watch::channel(None);
+        if store.commits_at_once() {
+            return Ok(Writer {
+                way: Way::Inline(Inlined {
+                    shared: Some(Inline::new(store, done_tx, health_tx)),
+                }),
+                committed: done_rx,
+                health: health_rx,
+                submitted: 0,
+                unsaved: Arc::default(),
+            });
+        }
+        let (tx, rx) = mpsc::channel();
         let health_tx = Arc::new(health_tx);
         let unsaved = Arc::new(AtomicUsize::new(0));
         let counted = unsaved.clone();
@@ -141,11 +196,7 @@ impl Writer {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run())) {
                     Ok(unsaved) => Some(unsaved),
                     Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
+                        let what = super::panic_text(&*panic);
                         tracing::error!(%what, "store writer crashed");
                         health_tx.send_replace(Some(StoreFailure {
                             reason: format!("the store writer crashed: {what}; restart the server"),
@@ -157,26 +208,38 @@ impl Writer {
                 }
             })?;
         Ok(Writer {
-            tx: Some(Arc::new(tx)),
+            way: Way::Thread(OwnThread {
+                tx: Some(Arc::new(tx)),
+                thread: Some(thread),
+            }),
             committed: done_rx,
             health: health_rx,
-            thread: Some(thread),
             submitted: 0,
             unsaved,
         })
     }
 
-    /// Queues `change`; returns its number (1, 2, …).
+    /// Queues `change` (or commits it, for a store that commits at once); returns its number
+    /// (1, 2, …).
     pub fn submit(&mut self, change: Change) -> u64 {
         self.submitted += 1;
-        self.unsaved
-            .fetch_add(change.approx_bytes(), Ordering::Relaxed);
-        if let Some(tx) = &self.tx {
-            if tx
-                .send(Job::Change(self.submitted, Box::new(change)))
-                .is_err()
-            {
-                tracing::error!("store writer is gone: change not saved");
+        match &mut self.way {
+            Way::Thread(own) => {
+                self.unsaved
+                    .fetch_add(change.approx_bytes(), Ordering::Relaxed);
+                if let Some(tx) = &own.tx {
+                    if tx
+                        .send(Job::Change(self.submitted, Box::new(change)))
+                        .is_err()
+                    {
+                        tracing::error!("store writer is gone: change not saved");
+                    }
+                }
+            }
+            Way::Inline(inlined) => {
+                if let Some(shared) = &inlined.shared {
+                    Inline::commit(shared, self.submitted, &change);
+                }
             }
         }
         self.submitted
@@ -191,7 +254,15 @@ impl Writer {
 
     /// A handle that submits reads from elsewhere (a turn's task) while the writer is open.
     pub fn reader(&self) -> Reader {
-        Reader(self.tx.as_ref().map_or_else(Weak::new, Arc::downgrade))
+        Reader(match &self.way {
+            Way::Thread(own) => Way::Thread(own.tx.as_ref().map_or_else(Weak::new, Arc::downgrade)),
+            Way::Inline(inlined) => Way::Inline(
+                inlined
+                    .shared
+                    .as_ref()
+                    .map_or_else(Weak::new, Arc::downgrade),
+            ),
+        })
     }
 
     /// Bytes of the changes submitted and not yet saved.
@@ -212,8 +283,13 @@ impl Writer {
     /// Commits what is queued and stops the thread; says what was committed and what had to be
     /// given up. Blocking.
     pub fn close(mut self) -> Closed {
-        self.tx.take();
-        let given_up = self.thread.take().and_then(|t| t.join().ok().flatten());
+        let given_up = match &mut self.way {
+            Way::Thread(own) => {
+                own.tx.take();
+                own.thread.take().and_then(|t| t.join().ok().flatten())
+            }
+            Way::Inline(inlined) => inlined.shared.take().map(|s| Inline::given_up(&s)),
+        };
         let committed = *self.committed.borrow();
         Closed {
             committed,
@@ -523,6 +599,8 @@ mod tests {
         fail: Arc<AtomicU32>,
         broken: Arc<AtomicBool>,
         gone: bool,
+        /// Says it commits at once: the writer runs it on the caller's thread.
+        at_once: bool,
         batches: Arc<Mutex<Vec<Vec<Change>>>>,
         kept: crate::store::memory::MemoryStore,
     }
@@ -566,6 +644,9 @@ mod tests {
         }
         fn describe(&self) -> String {
             "flaky".into()
+        }
+        fn commits_at_once(&self) -> bool {
+            self.at_once
         }
     }
 
@@ -761,11 +842,123 @@ mod tests {
     fn a_read_left_unrun_by_a_dead_thread_is_dropped_not_lost_silently() {
         let mut w = Writer::spawn(Box::new(Flaky::default())).unwrap();
         w.submit(Change::ActiveSession(None));
-        w.tx.take();
-        w.thread.take().map(|t| t.join());
+        let Way::Thread(own) = &mut w.way else {
+            panic!("a store that does not commit at once gets a thread");
+        };
+        own.tx.take();
+        own.thread.take().map(|t| t.join());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         // No thread takes it: the job (and the sender it owns) is dropped, which its owner sees.
         w.read(Box::new(move |_| {
+            let _ = tx.send(());
+        }));
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
+    }
+
+    #[test]
+    fn a_store_that_commits_at_once_has_each_change_committed_when_submit_returns() {
+        let store = Flaky {
+            at_once: true,
+            ..Flaky::default()
+        };
+        let batches = store.batches.clone();
+        let announced = Arc::new(AtomicU32::new(0));
+        let counted = announced.clone();
+        let mut w = Writer::spawn_with(
+            Box::new(store),
+            Box::new(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        let committed = w.committed();
+        for (i, c) in ["a", "b", "c"].into_iter().enumerate() {
+            let n = w.submit(row(10 + i as u128, i as u64, c, StoredStatus::Complete));
+            assert_eq!(*committed.borrow(), n, "committed before submit returned");
+        }
+        assert_eq!(batches.lock().unwrap().len(), 3, "one commit per change");
+        let (seen, at) = read_all(&w, 3, Direction::Backward, 11);
+        assert_eq!(
+            (seen, at),
+            (vec!["c".into(), "b".into(), "a".into()], Some(1))
+        );
+        // A reader elsewhere (a turn's task) reads on its own thread.
+        let reader = w.reader();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            reader.read(Box::new(move |rows| {
+                let session = SessionId(uuid::Uuid::from_u128(1));
+                let _ = tx.send(rows.position(session, MessageId(uuid::Uuid::from_u128(12))));
+            }));
+        });
+        let at = rx.recv_timeout(Duration::from_secs(10)).expect("read ran");
+        assert_eq!(at.expect("position"), Some(2));
+        assert!(w.health().borrow().is_none());
+        assert_eq!(
+            announced.load(Ordering::SeqCst),
+            0,
+            "nothing waits for a commit that is done when submit returns"
+        );
+        assert_eq!(
+            w.close(),
+            Closed {
+                committed: 3,
+                unsaved: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_store_that_commits_at_once_and_fails_says_so_at_once_and_counts_what_it_lost() {
+        let store = Flaky {
+            at_once: true,
+            ..Flaky::default()
+        };
+        let broken = store.broken.clone();
+        let mut w = Writer::spawn(Box::new(store)).unwrap();
+        w.submit(Change::ActiveSession(None));
+        broken.store(true, Ordering::SeqCst);
+        w.submit(Change::ActiveSession(None));
+        let failure = w
+            .health()
+            .borrow()
+            .clone()
+            .expect("said before submit returned");
+        assert!(
+            failure.permanent && failure.reason.contains("disk full"),
+            "{failure:?}"
+        );
+        assert_eq!(*w.committed().borrow(), 1);
+        assert_eq!(
+            w.close(),
+            Closed {
+                committed: 1,
+                unsaved: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_read_that_panics_fails_a_store_that_commits_at_once_not_the_thread_that_asked() {
+        let store = Flaky {
+            at_once: true,
+            ..Flaky::default()
+        };
+        let mut w = Writer::spawn(Box::new(store)).unwrap();
+        w.read(Box::new(|_| panic!("a bug in a read")));
+        let failure = w.health().borrow().clone().expect("failure said");
+        assert!(
+            failure.permanent && failure.reason.contains("a bug in a read"),
+            "{failure:?}"
+        );
+        // Reads and commits still run: the lock was not left poisoned shut.
+        w.submit(row(10, 0, "a", StoredStatus::Complete));
+        assert_eq!(read_all(&w, 1, Direction::Forward, 10).0, ["a"]);
+        // Closed: a reader's read is dropped unrun, which its owner sees.
+        let reader = w.reader();
+        w.close();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        reader.read(Box::new(move |_| {
             let _ = tx.send(());
         }));
         assert!(rx.recv_timeout(Duration::from_secs(10)).is_err());
