@@ -1,7 +1,8 @@
 //! Scenario 6: a person's answer to the turn, end to end: the time from sending `hitl.respond`
 //! until a subscriber has the `hitl.resolved`, beside the `instance.ping` round trip measured in
-//! the same run on the same DEALER (aim: within 1.5x). Each sample is one bench turn that asks
-//! an `ask_user` question; the next starts once its `llm.end` is in.
+//! the same run on the same DEALER (aim: within 1.5x with the memory store; the SQLite store's
+//! figure, which waits for `fsync`, follows it). Each sample is one bench turn that asks an
+//! `ask_user` question; the next starts once its `llm.end` is in.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,30 @@ use crate::stats::{Percentiles, Ratio};
 const WAIT: Duration = Duration::from_secs(5);
 
 pub fn run(samples: usize) -> anyhow::Result<()> {
-    let server = ServerChild::spawn(&ServeOptions::default())?;
+    // The aim is for the memory store, whose commit costs less than a thread's wake-up; the
+    // default SQLite store waits for `fsync` before it answers, and that is measured too, so
+    // nobody takes the first figure for what `zcoord serve` gives on a disk.
+    measure(
+        &ServeOptions::default(),
+        samples,
+        "memory store",
+        "aim <= 1.5",
+    )?;
+    let dir = tempfile::tempdir()?;
+    let sqlite = ServeOptions {
+        sqlite: Some(dir.path().join("bench.db")),
+        ..ServeOptions::default()
+    };
+    measure(
+        &sqlite,
+        samples,
+        "SQLite store, synchronous=FULL",
+        "no aim: each answer waits for fsync",
+    )
+}
+
+fn measure(opts: &ServeOptions, samples: usize, store: &str, aim: &str) -> anyhow::Result<()> {
+    let server = ServerChild::spawn(opts)?;
     let ctx = zmq::Context::new();
     let sub = ctx.socket(zmq::SUB)?;
     sub.set_linger(0)?;
@@ -63,7 +87,7 @@ pub fn run(samples: usize) -> anyhow::Result<()> {
     let r = Percentiles::of(&respond).ok_or_else(|| anyhow!("no samples"))?;
     let p = Percentiles::of(&ping).ok_or_else(|| anyhow!("no samples"))?;
     println!(
-        "[6] hitl.respond -> hitl.resolved at a SUB ({samples} turns): {r}; instance.ping {p}; ratio p50 {} (aim <= 1.5) p99 {}",
+        "[6] hitl.respond -> hitl.resolved at a SUB ({samples} turns, {store}): {r}; instance.ping {p}; ratio p50 {} ({aim}) p99 {}",
         Ratio(r.p50.as_secs_f64(), p.p50.as_secs_f64()),
         Ratio(r.p99.as_secs_f64(), p.p99.as_secs_f64()),
     );

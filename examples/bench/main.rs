@@ -7,7 +7,8 @@
 //! 4. the server's peak RSS in each scenario, and beside a subscriber that never reads
 //!    (`BENCH_STALL_SECS`, default 30);
 //! 5. 200 sessions x 50 tokens/s: `instance.ping` latency and heartbeat spacing under that load;
-//! 6. `hitl.respond` -> `hitl.resolved` at a subscriber, beside `instance.ping` in the same run.
+//! 6. `hitl.respond` -> `hitl.resolved` at a subscriber, beside `instance.ping` in the same run,
+//!    with the memory store and then the SQLite store.
 //!
 //! Each zcoord scenario runs a fresh server in a child process (this binary with `--serve`, see
 //! `serve.rs`) so its peak RSS is its own; the bare counterparts run in this process. Everything
