@@ -425,9 +425,8 @@ fn assert_every_token_heard(events: &[zcoord::client::ReceivedEvent]) {
 /// A model that outruns a subscriber waits for it rather than libzmq's queue growing past its
 /// high-water mark and dropping: the subscriber, whose server-side queue holds 2,000 events of a
 /// turn of 100,000, reads nothing until the stream has stopped for it, and then hears every token.
-/// (The pause comes at about 115 events held, plus at most one burst of 256 the core took before
-/// it; libzmq's count of what a subscriber has read lags by up to half the high-water mark, so a
-/// mark of 500 could still drop.)
+/// (The pause comes at about 115 events held, or at the event mark, a quarter of the high-water
+/// mark: libzmq's count of what a subscriber has read lags by up to half of it.)
 #[test]
 fn model_output_waits_for_a_subscriber_that_falls_behind() {
     // The subscriber below reads nothing for a while on purpose: not a stall.
@@ -470,10 +469,9 @@ fn model_output_waits_while_its_events_wait_for_a_slow_store() {
         c.store = StoreConfig::Memory(MemoryStore::with_commit_delay(
             std::time::Duration::from_millis(300),
         ));
-        // Not lower: model output is taken in bursts of up to 256 events after the check, and
-        // libzmq learns what a subscriber took only every half queue, so the mark (a quarter)
-        // keeps a queue of 2,000 from filling but not one of 1,000.
-        c.transport.pub_sndhwm = 2_000;
+        // libzmq learns what a subscriber took only every half queue; the mark (a quarter) and
+        // bursts of model output that stop at it keep a queue of 1,000 from filling.
+        c.transport.pub_sndhwm = 1_000;
         c.model = zcoord::config::ModelConfig::Echo {
             token_delay: std::time::Duration::ZERO,
         };

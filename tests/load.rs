@@ -452,6 +452,38 @@ fn a_model_with_no_delay_loses_no_events_to_a_reading_subscriber() {
 }
 
 #[test]
+fn a_model_with_no_delay_loses_no_events_at_a_low_pub_hwm() {
+    // Model output waits at a quarter of `--pub-hwm` events held, and libzmq learns what a
+    // subscriber took only every half queue: a burst of output taken past the mark at once
+    // (up to 256 events) would overflow a queue of 400 and lose events without a word.
+    const WORDS: usize = 20_000;
+    let d = spawn_daemon_with(|c| {
+        c.transport.pub_sndhwm = 400;
+        c.model = ModelConfig::Echo {
+            token_delay: Duration::ZERO,
+        };
+    });
+    let live = d.subscriber(&["llm."]);
+    let content = (0..WORDS).map(|i| format!("w{i}")).collect::<Vec<_>>();
+    let sent = common::send(&d, None, &content.join(" "));
+    let turn_id = sent["turn_id"].as_str().unwrap().to_owned();
+    let events = live.until_turn("llm.end", &turn_id);
+    let indexes: Vec<u64> = events
+        .iter()
+        .filter(|e| e.envelope.topic == "llm.token")
+        .map(|e| e.envelope.payload["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        indexes.len(),
+        WORDS + 1,
+        "tokens heard of {}, the first gap after {:?}",
+        WORDS + 1,
+        indexes.windows(2).find(|w| w[1] != w[0] + 1)
+    );
+    assert_eq!(indexes, (0..=WORDS as u64).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_peer_with_many_queued_requests_does_not_go_ahead_of_another_peer() {
     // The flooder queues 64 frames (its limit of requests in flight), each a batch of 20 `state.sync` over 50 sessions (each
     // answer about 10 KB). A ping sent right behind them is served in turn by peer: after the

@@ -230,8 +230,10 @@ impl<'t> Actor<'t> {
                     self.core.model_event(turn, ev, now);
                     // Take what else is ready before applying effects: a burst of tokens then
                     // costs one look at the sockets' pending input (`settle`) instead of one
-                    // per token; each event still takes the PUB's lock on its own.
-                    for _ in 1..MODEL_BURST {
+                    // per token; each event still takes the PUB's lock on its own. Not past
+                    // the pace's event mark, which the check above saw room under: at a low
+                    // `--pub-hwm` a whole burst past it could fill a subscriber's queue.
+                    for _ in 1..self.event_room() {
                         let Ok((turn, ev)) = model_rx.try_recv() else { break };
                         self.core.model_event(turn, ev, now);
                     }
@@ -440,6 +442,15 @@ impl<'t> Actor<'t> {
         let waiting = self.outbox().held_events() as u64;
         let pace = &self.transport.stats.pace;
         waiting > 0 && waiting.saturating_add(pace.events_held()) > pace.event_mark()
+    }
+
+    /// How many model events one burst may take: [`MODEL_BURST`], or fewer when the events
+    /// held (for the store, and by libzmq) are near the pace's event mark. At least one.
+    fn event_room(&self) -> usize {
+        let pace = &self.transport.stats.pace;
+        let held = (self.outbox().held_events() as u64).saturating_add(pace.events_held());
+        let room = pace.event_mark().saturating_sub(held);
+        usize::try_from(room).map_or(MODEL_BURST, |r| r.clamp(1, MODEL_BURST))
     }
 
     /// The outbox, shared with the store's thread.

@@ -69,7 +69,10 @@ pub struct TransportConfig {
     pub pub_linger_ms: i32,
     /// Requests waiting for the core; beyond it requests get `server_busy`.
     pub inbound_queue: usize,
-    /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`.
+    /// Requests one peer may have waiting for the core; beyond it, `too_many_pending`. Keep it
+    /// at or below `router_hwm` (64 against 1,000 by default): above it, a client that sends
+    /// more than `router_hwm` requests before reading any answer can have answers dropped at
+    /// its full send queue (counted in `replies_dropped`, PROTOCOL §2) instead of refused.
     pub per_peer_pending: usize,
     /// Bytes one peer's requests (decoded) and unsent replies may hold; beyond it,
     /// `too_many_pending`.
