@@ -47,9 +47,13 @@ fn a_welcome_says_from_which_seq_the_subscriptions_before_it_are_covered() {
 }
 
 #[test]
-fn a_subscriber_past_its_high_water_mark_repairs_its_tokens_with_events_replay() {
-    // The server queues at most 20 events per subscriber; this one does not read during a turn
-    // of a thousand tokens, so it loses most of them — then repairs them.
+fn a_subscriber_cut_off_for_not_reading_repairs_its_tokens_with_events_replay() {
+    // The server queues at most 20 events per subscriber, and model output waits rather than
+    // overflow a queue, so a subscriber that reads slowly loses nothing. This one does not read
+    // at all during a turn of 20,000 tokens (about 7 MB of events, more than the loopback
+    // buffers hold): the model waits for it, and after a second of that the server cuts it off
+    // so the stream goes on. It reconnects having lost tokens, and repairs them.
+    const WORDS: usize = 20_000;
     let d = spawn_daemon_with(|c| {
         c.transport.pub_sndhwm = 20;
         c.model = ModelConfig::Echo {
@@ -72,7 +76,7 @@ fn a_subscriber_past_its_high_water_mark_repairs_its_tokens_with_events_replay()
         }
     }
 
-    let words: Vec<String> = (0..1000).map(|i| format!("w{i} ")).collect();
+    let words: Vec<String> = (0..WORDS).map(|i| format!("w{i} ")).collect();
     let content = words.concat();
     let r = send(&d, None, &content);
     let (sid, turn) = (
@@ -108,7 +112,12 @@ fn a_subscriber_past_its_high_water_mark_repairs_its_tokens_with_events_replay()
     }
     assert!(
         have < words.len(),
-        "the high-water mark cost this subscriber nothing; the test proves nothing"
+        "not reading cost this subscriber nothing; the test proves nothing"
+    );
+    let transport = d.call("instance.info", json!({}))["transport"].clone();
+    assert!(
+        transport["subscribers_evicted"].as_u64() >= Some(1),
+        "lost without being cut off: {transport}"
     );
     eprintln!("received {have} of {} tokens live; repairing", words.len());
 
@@ -141,7 +150,7 @@ fn a_subscriber_past_its_high_water_mark_repairs_its_tokens_with_events_replay()
             break;
         }
     }
-    assert!(pages >= 4, "1000 tokens in pages of 300");
+    assert!(pages > WORDS / 300, "{WORDS} tokens in pages of 300");
     let repaired: String = tokens
         .into_iter()
         .map(|t| t.expect("every token replayed"))

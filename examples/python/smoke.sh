@@ -214,10 +214,13 @@ SERVER=""
 echo "ok   server stopped cleanly"
 
 # 6. Repairs: a server whose per-subscriber queue is tiny (--pub-hwm 5) streams a long reply
-#    with no delay between tokens, so both subscribers fall behind and lose events for real.
-#    tokens.py must still print the reply exactly, and mirror.py must repair its seq gaps with
-#    events.replay (not one full resync: the replay ring holds the whole turn) and end equal to
-#    the server.
+#    with no delay between tokens. Model output waits for a subscriber that reads, however
+#    slowly, so tokens.py keeps up; mirror.py is stopped (SIGSTOP) for the turn, so once the
+#    loopback buffers are full (40,001 token events, ~10 MB, are more than they hold) the model
+#    waits for it, and after a second of that the server cuts it off and the stream goes on:
+#    the mirror loses events for real. tokens.py must print the reply exactly, and mirror.py,
+#    continued, must repair its seq gaps with events.replay (not one full resync: the replay
+#    ring holds the whole turn) and end equal to the server.
 HWM="$DIR/hwm"
 mkdir -p "$HWM"
 timeout 60 "$BIN" --data-dir "$HWM" serve --store memory --pub-hwm 5 --token-delay-ms 0 \
@@ -233,7 +236,10 @@ timeout 30 "$PY" "$HERE/mirror.py" --data-dir "$HWM" --dump-after-idle 3 \
     >"$DIR/mirror.out" 2>"$DIR/mirror.err" &
 MIRROR=$!
 wait_for 10 mirror_live || fail "mirror.py never went live"
-TEXT=$(seq -f 'w%g' 0 3999 | paste -sd' ')  # 4000 words: the reply is 4001 tokens
+MIRROR_PY=$(pgrep -P "$MIRROR")  # `timeout`'s child: the mirror itself
+[ -n "$MIRROR_PY" ] || fail "mirror.py's process not found"
+kill -STOP "$MIRROR_PY"
+TEXT=$(seq 40000 | sed 's/.*/a/' | paste -sd' ')  # 40,000 words: the reply is 40,001 tokens
 timeout 20 "$PY" "$HERE/call.py" --data-dir "$HWM" message.send "{\"content\": \"$TEXT\"}" \
     >"$DIR/out" 2>"$DIR/err" || fail "call.py message.send exited $?"
 SID=$(sed -n 's/^ *"session_id": "\([0-9a-f-]*\)",\{0,1\}$/\1/p' "$DIR/out")
@@ -244,8 +250,9 @@ TOKENS=""
 [ "$rc" = 0 ] || fail "tokens.py exited $rc"
 [ "$(wc -l <"$DIR/tokens.out")" = 1 ] && [ "$(cat "$DIR/tokens.out")" = "echo: $TEXT" ] \
     || fail "tokens.py did not print the reply exactly"
-echo "ok   tokens.py printed the 4001-token reply exactly" \
+echo "ok   tokens.py printed the 40,001-token reply exactly" \
     "($(grep -c '^\[replayed tokens' "$DIR/tokens.err" || true) repairs with events.replay)"
+kill -CONT "$MIRROR_PY"
 rc=0
 wait "$MIRROR" || rc=$?
 MIRROR=""
