@@ -171,7 +171,8 @@ pub fn start_with_models(config: Config, models: Models) -> Result<Server, Start
         );
     }
     // Output waiting for the store, released by the store's thread as it commits: a client that
-    // waits to see a change waits for the commit, not also for the actor to wake up to it.
+    // waits to see a change waits for the commit, not also for the actor to wake up to it. (A
+    // store that commits at once has no thread and never calls this: see `store::inline`.)
     let outbox = Arc::new(Mutex::new(Outbox::default()));
     let writer = {
         let outbox = outbox.clone();
