@@ -127,7 +127,9 @@ enum Job {
 }
 
 pub struct Writer {
-    way: Way<OwnThread, Inlined>,
+    /// The store's own thread, or the store committed on the submitter's thread (`None` once
+    /// closed).
+    way: Way<OwnThread, Option<inline::Shared>>,
     committed: watch::Receiver<u64>,
     health: watch::Receiver<Option<StoreFailure>>,
     submitted: u64,
@@ -141,11 +143,6 @@ struct OwnThread {
     tx: Option<Arc<mpsc::Sender<Job>>>,
     /// Returns the changes it gave up; `None` if it crashed.
     thread: Option<JoinHandle<Option<usize>>>,
-}
-
-/// A store committed on the submitter's thread; `None` once closed.
-struct Inlined {
-    shared: Option<inline::Shared>,
 }
 
 impl Writer {
@@ -163,9 +160,7 @@ impl Writer {
         let (health_tx, health_rx) = watch::channel(None);
         if store.commits_at_once() {
             return Ok(Writer {
-                way: Way::Inline(Inlined {
-                    shared: Some(Inline::new(store, done_tx, health_tx)),
-                }),
+                way: Way::Inline(Some(Inline::new(store, done_tx, health_tx))),
                 committed: done_rx,
                 health: health_rx,
                 submitted: 0,
@@ -236,8 +231,8 @@ impl Writer {
                     }
                 }
             }
-            Way::Inline(inlined) => {
-                if let Some(shared) = &inlined.shared {
+            Way::Inline(shared) => {
+                if let Some(shared) = shared {
                     Inline::commit(shared, self.submitted, &change);
                 }
             }
@@ -256,12 +251,9 @@ impl Writer {
     pub fn reader(&self) -> Reader {
         Reader(match &self.way {
             Way::Thread(own) => Way::Thread(own.tx.as_ref().map_or_else(Weak::new, Arc::downgrade)),
-            Way::Inline(inlined) => Way::Inline(
-                inlined
-                    .shared
-                    .as_ref()
-                    .map_or_else(Weak::new, Arc::downgrade),
-            ),
+            Way::Inline(shared) => {
+                Way::Inline(shared.as_ref().map_or_else(Weak::new, Arc::downgrade))
+            }
         })
     }
 
@@ -288,7 +280,7 @@ impl Writer {
                 own.tx.take();
                 own.thread.take().and_then(|t| t.join().ok().flatten())
             }
-            Way::Inline(inlined) => inlined.shared.take().map(|s| Inline::given_up(&s)),
+            Way::Inline(shared) => shared.take().map(|s| Inline::given_up(&s)),
         };
         let committed = *self.committed.borrow();
         Closed {
