@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 mod actor;
 mod fair;
 mod outbox;
+mod reply_read;
 
 use actor::Actor;
 pub use actor::Stopped;

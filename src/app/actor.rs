@@ -18,8 +18,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::fair::RoundRobin;
 use super::outbox::Outbox;
+use super::reply_read::{ReadDone, ReplyRead};
 use crate::core::answer::Answer;
-use crate::core::read::MessageRows;
 use crate::core::{CallContext, Core, Effect, TurnEffect};
 use crate::model::context::{Context, ContextBudget};
 use crate::model::queue::{self as model_queue, ModelReceiver, ModelSender};
@@ -76,44 +76,6 @@ pub(super) struct Actor<'t> {
     pub(super) next_ticket: u64,
     /// The room running turns' histories share.
     pub(super) contexts: ContextBudget,
-}
-
-/// A reply the store's thread has read, for the outbox place that waits for it.
-pub(super) struct ReadDone {
-    ticket: u64,
-    body: Vec<u8>,
-}
-
-/// An answer that waits for reads, on its way through the store's thread. Dropped unrun (the
-/// thread is gone), it still answers: its reads refused, so the reply's place is never stuck.
-struct ReplyRead {
-    answer: Option<Answer>,
-    ticket: u64,
-    tx: mpsc::UnboundedSender<ReadDone>,
-}
-
-impl ReplyRead {
-    fn run(mut self, rows: &mut dyn MessageRows) {
-        if let Some(answer) = self.answer.take() {
-            let body = answer.finish(rows);
-            let _ = self.tx.send(ReadDone {
-                ticket: self.ticket,
-                body,
-            });
-        }
-    }
-}
-
-impl Drop for ReplyRead {
-    fn drop(&mut self) {
-        if let Some(answer) = self.answer.take() {
-            let error = RpcError::internal("the store's thread is gone; restart the server");
-            let _ = self.tx.send(ReadDone {
-                ticket: self.ticket,
-                body: answer.fail(&error),
-            });
-        }
-    }
 }
 
 /// What the actor's own helpers send it: model output and replies read from the store.
@@ -377,7 +339,9 @@ impl<'t> Actor<'t> {
             drops: self.transport.stats.snapshot(),
             transport: self.transport.stats.gauges(),
         };
-        let refusal = calls.refusal();
+        // The calls' ids: to refuse them should the store fail before their change is saved,
+        // and to answer them should a read they wait for be lost.
+        let ids = calls.refusal();
         let required = self.outbox().required();
         let Some(answer) = self.core.answer(calls, &ctx) else {
             return;
@@ -390,27 +354,31 @@ impl<'t> Actor<'t> {
         // Only a call that changed something is refused should the store fail before its
         // change is saved; a read or a ping waiting behind it is answered as it is.
         let changed = self.outbox().required() != required;
-        let refusal = refusal.filter(|_| changed);
         match answer.ready() {
             Ok(body) => {
                 if let Some(slot) = &mut slot {
                     // From here the reply, not the request, is what the peer holds in flight.
                     slot.resize(body.len());
                 }
-                self.send_out(Outbound::Reply { route, body, slot }, refusal);
+                self.send_out(
+                    Outbound::Reply { route, body, slot },
+                    ids.filter(|_| changed),
+                );
             }
-            Err(answer) => self.read_reply(answer, route, slot, refusal),
+            Err(answer) => self.read_reply(answer, route, slot, ids, changed),
         }
         self.steer_turns(for_turns);
     }
 
-    /// Holds the reply's place in the outbox and has the store's thread read its body.
+    /// Holds the reply's place in the outbox and has the store read its body. `ids` names the
+    /// calls; they are refused with the store's failure only if `changed` (see `on_inbound`).
     fn read_reply(
         &mut self,
         answer: Answer,
         route: Route,
         slot: Option<Slot>,
-        refusal: Option<crate::protocol::jsonrpc::Refusal>,
+        ids: Option<crate::protocol::jsonrpc::Refusal>,
+        changed: bool,
     ) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
@@ -419,12 +387,9 @@ impl<'t> Actor<'t> {
             body: Vec::new(),
             slot,
         };
+        let refusal = ids.clone().filter(|_| changed);
         self.outbox().push_reading(ticket, placeholder, refusal);
-        let job = ReplyRead {
-            answer: Some(answer),
-            ticket,
-            tx: self.reads_tx.clone(),
-        };
+        let job = ReplyRead::new(answer, ids, ticket, self.reads_tx.clone());
         self.writer.read(Box::new(move |rows| job.run(rows)));
     }
 
