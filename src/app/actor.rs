@@ -171,8 +171,9 @@ impl<'t> Actor<'t> {
                 .pace
                 .must_wait(|| stats.pub_bytes_held.load(Ordering::SeqCst));
             // Events held for the store leave together when it commits: model output waits
-            // for them too (the commit wakes the loop).
-            let behind_store = self.events_wait_for_store();
+            // for them too (the commit wakes the loop), and takes no more in one go than the
+            // room left under the pace's event mark.
+            let (behind_store, burst) = self.event_room();
             tokio::select! {
                 reason = &mut shutdown => break reason,
                 Some(inb) = inbound.recv(), if !full && self.requests.len() < MAX_TAKEN_REQUESTS => {
@@ -193,9 +194,9 @@ impl<'t> Actor<'t> {
                     // Take what else is ready before applying effects: a burst of tokens then
                     // costs one look at the sockets' pending input (`settle`) instead of one
                     // per token; each event still takes the PUB's lock on its own. Not past
-                    // the pace's event mark, which the check above saw room under: at a low
-                    // `--pub-hwm` a whole burst past it could fill a subscriber's queue.
-                    for _ in 1..self.event_room() {
+                    // the pace's event mark: at a low `--pub-hwm` a whole burst past it could
+                    // fill a subscriber's queue.
+                    for _ in 1..burst {
                         let Ok((turn, ev)) = model_rx.try_recv() else { break };
                         self.core.model_event(turn, ev, now);
                     }
@@ -400,22 +401,19 @@ impl<'t> Actor<'t> {
         self.writer.unsaved_bytes() > MAX_UNSAVED_BYTES && self.health.borrow().is_none()
     }
 
-    /// Whether so many events wait for the store that, added to those libzmq holds, the
-    /// commit that releases them at once could take a subscriber past its high-water mark
-    /// (libzmq would drop the rest without a word): the pace's event mark counts both.
-    fn events_wait_for_store(&self) -> bool {
+    /// The events held for the store and by libzmq against the pace's event mark (a quarter of
+    /// `--pub-hwm`): whether model output must wait for the store — so many events wait for it
+    /// that the commit releasing them at once could take a subscriber past its high-water mark,
+    /// where libzmq drops the rest without a word — and how many model events one burst may
+    /// take: [`MODEL_BURST`], or the room left under the mark, at least one.
+    fn event_room(&self) -> (bool, usize) {
         let waiting = self.outbox().held_events() as u64;
         let pace = &self.transport.stats.pace;
-        waiting > 0 && waiting.saturating_add(pace.events_held()) > pace.event_mark()
-    }
-
-    /// How many model events one burst may take: [`MODEL_BURST`], or fewer when the events
-    /// held (for the store, and by libzmq) are near the pace's event mark. At least one.
-    fn event_room(&self) -> usize {
-        let pace = &self.transport.stats.pace;
-        let held = (self.outbox().held_events() as u64).saturating_add(pace.events_held());
-        let room = pace.event_mark().saturating_sub(held);
-        usize::try_from(room).map_or(MODEL_BURST, |r| r.clamp(1, MODEL_BURST))
+        let held = waiting.saturating_add(pace.events_held());
+        let mark = pace.event_mark();
+        let room = mark.saturating_sub(held);
+        let burst = usize::try_from(room).map_or(MODEL_BURST, |r| r.clamp(1, MODEL_BURST));
+        (waiting > 0 && held > mark, burst)
     }
 
     /// The outbox, shared with the store's thread.
