@@ -219,7 +219,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves (with the reason to publish), then shuts down in order
-    /// (see [`actor::Actor::run`]) and closes the sockets, queued events getting up to the PUB's
+    /// (see `actor::Actor::run`) and closes the sockets, queued events getting up to the PUB's
     /// linger to leave. Says whether changes had to be given up.
     pub async fn run(self, shutdown: impl Future<Output = String>) -> Stopped {
         let Server {

@@ -202,7 +202,7 @@ impl Harness {
     /// the call `s` starts, `e` tool end (an error when `text` is empty), `S` a start of
     /// [`CLIENT_TOOL`] (run by a client that declared it), `u` usage, `f` finished, `x` failed;
     /// `r` a `hitl.respond` (see
-    /// [`Harness::respond`]). The actor's own inputs: `h` heartbeat, `c` checkpoint and
+    /// `Harness::respond`). The actor's own inputs: `h` heartbeat, `c` checkpoint and
     /// expiry, `q` shutdown; and `w`, the welcome the transport
     /// publishes for a subscription to `instance.welcome/<text>` (not numbered: it must carry the
     /// last event's number),

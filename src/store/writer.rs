@@ -5,7 +5,7 @@
 //! the commit can leave from this thread at once, without a hand-off to the actor.
 //!
 //! A failed commit is kept and retried (nothing is dropped while running), with a backoff of at
-//! most [`MAX_BACKOFF`] so the store is back within a second of its cause going away; a failure
+//! most `MAX_BACKOFF` so the store is back within a second of its cause going away; a failure
 //! that outlasts one retry (100 ms), and every recovery, is published on [`Writer::health`] at
 //! once, so the core can refuse changes and tell clients within a second. A failure the store calls permanent (its file was
 //! deleted or replaced) is not retried: the changes wait for shutdown, where they are given up
@@ -17,7 +17,7 @@
 //! slows the server instead of filling its memory.
 //!
 //! Reads of the history run here too, in order with the changes: a read sees every change
-//! submitted before it, committed or still waiting in the batch (through [`Overlaid`]), so it
+//! submitted before it, committed or still waiting in the batch (through `Overlaid`), so it
 //! answers the same whether the store is healthy, slow or failing.
 //!
 //! A store whose commits return at once (`Store::commits_at_once`: the memory store) gets no

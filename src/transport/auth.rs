@@ -3,8 +3,8 @@
 //! PLAIN credentials against the instance's secret, or the CURVE client key against the
 //! authorised keys file. The handshakes libzmq refuses without asking it (peers with no
 //! credentials for the mechanism at all) are read by the transport thread from the sockets'
-//! monitors (see [`super::connections`]). Refusals are logged at most once a second
-//! ([`RefusalLog`]), with a count of those not logged: with the peer address when the ZAP request
+//! monitors (see `super::connections`). Refusals are logged at most once a second
+//! (`RefusalLog`), with a count of those not logged: with the peer address when the ZAP request
 //! carries it, with the server's endpoint only when the monitor reported it. Knows nothing of
 //! JSON-RPC.
 

@@ -2,7 +2,7 @@
 //! and fitting the per-socket connection limits into what it allows. libzmq 4.3.4 aborts the
 //! whole process when an ipc accept fails with `EMFILE` (`ipc_listener.cpp`'s `errno_assert`),
 //! and a tcp listener spins a core while it does; zcoord's answer is never to let the sockets'
-//! connections reach the limit (see [`super::connections`]). Arithmetic and two system calls: no
+//! connections reach the limit (see `super::connections`). Arithmetic and two system calls: no
 //! ZeroMQ.
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};

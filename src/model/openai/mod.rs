@@ -8,7 +8,7 @@
 //!   `context_budget_tokens` (see `prompt.rs`; tool messages of earlier turns are left out),
 //!   then this turn's tool rounds.
 //! - **Output**: each content piece becomes a `Token`; each tool call a `ToolStart`, a run of
-//!   [`Tools::run`] and a `ToolEnd` (through [`call_tool`]), its result going back to the model as a `tool`
+//!   [`Tools::run`] and a `ToolEnd` (through `call_tool`), its result going back to the model as a `tool`
 //!   message (an error result prefixed `error: `). A call to an unknown tool or with invalid JSON
 //!   arguments is such an error result, not a failed turn; invalid arguments are echoed back to
 //!   the model as `{}` (servers that re-parse them would refuse the next request), the result
