@@ -82,21 +82,22 @@ mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use serde_json::Value;
-    use uuid::Uuid;
 
     use super::*;
     use crate::core::persist::MessageRecord;
     use crate::core::read::{Direction, RowsFailed};
-    use crate::core::{CallContext, Core, CoreConfig, InstanceMeta};
-    use crate::protocol::ids::{InstanceId, MessageId, SessionId};
+    use crate::core::testing;
+    use crate::protocol::ids::{MessageId, SessionId};
     use crate::protocol::jsonrpc::{decode, Calls, Incoming};
-    use crate::protocol::methods::Endpoints;
 
-    /// Rows holding nothing.
-    struct NoRows;
+    /// Rows holding nothing, or (`panics`) whose reading panics, as a bug would.
+    struct Rows {
+        panics: bool,
+    }
 
-    impl MessageRows for NoRows {
+    impl MessageRows for Rows {
         fn position(&mut self, _: SessionId, _: MessageId) -> Result<Option<u64>, RowsFailed> {
+            assert!(!self.panics, "a bug in a read");
             Ok(None)
         }
         fn scan(
@@ -106,25 +107,8 @@ mod tests {
             _: Direction,
             _: &mut dyn FnMut(MessageRecord) -> bool,
         ) -> Result<(), RowsFailed> {
+            assert!(!self.panics, "a bug in a read");
             Ok(())
-        }
-    }
-
-    /// Rows whose reading panics, as a bug would.
-    struct PanickingRows;
-
-    impl MessageRows for PanickingRows {
-        fn position(&mut self, _: SessionId, _: MessageId) -> Result<Option<u64>, RowsFailed> {
-            panic!("a bug in a read")
-        }
-        fn scan(
-            &mut self,
-            _: SessionId,
-            _: Range<u64>,
-            _: Direction,
-            _: &mut dyn FnMut(MessageRecord) -> bool,
-        ) -> Result<(), RowsFailed> {
-            panic!("a bug in a read")
         }
     }
 
@@ -137,29 +121,8 @@ mod tests {
 
     /// A `message.list` (id 7) the core answers with a read, as a job for the store.
     fn job() -> (ReplyRead, mpsc::UnboundedReceiver<ReadDone>) {
-        let meta = InstanceMeta {
-            instance_id: InstanceId(Uuid::from_u128(1)),
-            started_at: time::OffsetDateTime::UNIX_EPOCH,
-            version: "test".into(),
-            pid: 1,
-            endpoints: Endpoints {
-                rpc: "ipc://r".into(),
-                pub_: "ipc://p".into(),
-            },
-            model: "echo".into(),
-            store: "memory".into(),
-        };
-        let mut core = Core::new(
-            meta,
-            CoreConfig::default(),
-            Box::new(crate::core::ids::Sequential::default()),
-        );
-        let ctx = CallContext {
-            peer: Vec::new(),
-            now: time::OffsetDateTime::UNIX_EPOCH,
-            drops: Default::default(),
-            transport: Default::default(),
-        };
+        let mut core = testing::core();
+        let ctx = testing::ctx(0);
         let created = core
             .answer(
                 calls(r#"{"jsonrpc":"2.0","id":1,"method":"session.create","params":{}}"#),
@@ -188,7 +151,7 @@ mod tests {
     #[test]
     fn a_read_that_runs_is_answered_once() {
         let (job, mut rx) = job();
-        job.run(&mut NoRows);
+        job.run(&mut Rows { panics: false });
         let r = reply(rx.try_recv().expect("answered"));
         assert_eq!(
             (r["id"].as_u64(), r["result"].is_object()),
@@ -217,7 +180,7 @@ mod tests {
     #[test]
     fn a_read_that_panics_half_way_is_still_answered() {
         let (job, mut rx) = job();
-        let ran = catch_unwind(AssertUnwindSafe(|| job.run(&mut PanickingRows)));
+        let ran = catch_unwind(AssertUnwindSafe(|| job.run(&mut Rows { panics: true })));
         assert!(ran.is_err(), "the read panicked");
         let r = reply(rx.try_recv().expect("answered despite the panic"));
         assert_eq!(

@@ -4,11 +4,16 @@
 use super::answer::{Outcome, SessionsReply};
 use super::effects::{Effect, HistoryEntry, TurnEffect};
 use super::error::CoreError;
+use super::ids;
 use super::read::ReadError;
-use super::state::{CallContext, Core};
-use crate::protocol::methods::{Call, Reply};
+use super::state::{CallContext, Core, CoreConfig, InstanceMeta};
+use crate::protocol::ids::InstanceId;
+use crate::protocol::methods::{Call, DropCounters, Endpoints, Reply};
 use crate::store::memory::MemoryStore;
 use crate::store::{Rows, Store};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 impl Core {
     /// A call answered by the core alone. Panics on one that reads the history: use [`Stored`].
@@ -30,6 +35,48 @@ impl Core {
         let want = serde_json::to_value(&typed).expect("a typed answer");
         assert_eq!(encoded["result"], want, "the cached session list is stale");
         typed
+    }
+}
+
+/// The moment a core under test starts.
+pub const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+/// `secs` seconds after [`T0`].
+pub fn at(secs: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(secs)
+}
+
+/// A core as the tests know it: instance `…feed`, sequential ids, two idempotency keys.
+pub fn core() -> Core {
+    let meta = InstanceMeta {
+        instance_id: InstanceId(Uuid::from_u128(0xfeed)),
+        started_at: T0,
+        version: "test".into(),
+        pid: 1,
+        endpoints: Endpoints {
+            rpc: "ipc://r".into(),
+            pub_: "ipc://p".into(),
+        },
+        model: "echo".into(),
+        store: "memory".into(),
+    };
+    Core::new(
+        meta,
+        CoreConfig {
+            idempotency_capacity: 2,
+            ..CoreConfig::default()
+        },
+        Box::new(ids::Sequential::default()),
+    )
+}
+
+/// A call's context at [`at`]`(secs)`, from an anonymous peer.
+pub fn ctx(secs: i64) -> CallContext {
+    CallContext {
+        peer: Vec::new(),
+        now: at(secs),
+        drops: DropCounters::default(),
+        transport: Default::default(),
     }
 }
 

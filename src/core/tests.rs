@@ -1,7 +1,5 @@
 //! Core unit tests: inputs in, expected effects out. No sockets, no clock, no runtime.
 
-use time::macros::datetime;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::persist::{Change, StoredSession, StoredStatus, TurnStatus};
@@ -9,7 +7,7 @@ use super::testing::Stored;
 use super::*;
 use crate::protocol::events::{EndReason, Event};
 use crate::protocol::ids::{InstanceId, SessionId, TurnId};
-use crate::protocol::methods::{Call, DropCounters, Endpoints, MessageSend, Reply, SendResult};
+use crate::protocol::methods::{Call, MessageSend, Reply, SendResult};
 use crate::protocol::types::{MessageStatus, Role, SessionStatus};
 use crate::protocol::usage::{SessionUsage, TurnUsage};
 
@@ -35,43 +33,7 @@ fn restored_usage() -> SessionUsage {
 }
 use crate::store::Rows;
 
-const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
-
-pub(super) fn at(secs: i64) -> OffsetDateTime {
-    T0 + time::Duration::seconds(secs)
-}
-
-pub(super) fn core() -> Core {
-    let meta = InstanceMeta {
-        instance_id: InstanceId(Uuid::from_u128(0xfeed)),
-        started_at: T0,
-        version: "test".into(),
-        pid: 1,
-        endpoints: Endpoints {
-            rpc: "ipc://r".into(),
-            pub_: "ipc://p".into(),
-        },
-        model: "echo".into(),
-        store: "memory".into(),
-    };
-    Core::new(
-        meta,
-        CoreConfig {
-            idempotency_capacity: 2,
-            ..CoreConfig::default()
-        },
-        Box::new(ids::Sequential::default()),
-    )
-}
-
-pub(super) fn ctx(secs: i64) -> CallContext {
-    CallContext {
-        peer: Vec::new(),
-        now: at(secs),
-        drops: DropCounters::default(),
-        transport: Default::default(),
-    }
-}
+pub(super) use super::testing::{at, core, ctx};
 
 /// Topics of the published effects, and whether a start/cancel was asked for, as short strings.
 pub(super) fn trace(effects: &[Effect]) -> Vec<String> {
