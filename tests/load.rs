@@ -430,24 +430,7 @@ fn a_pipelined_burst_gets_every_answer_exactly_once() {
 fn a_model_with_no_delay_loses_no_events_to_a_reading_subscriber() {
     // A model with no delay produces tokens faster than libzmq writes them: without the pace
     // (`pace.rs`) a subscriber's queue would overflow and it would miss events.
-    const WORDS: usize = 5_000;
-    let d = spawn_daemon_with(|c| {
-        c.model = ModelConfig::Echo {
-            token_delay: Duration::ZERO,
-        };
-    });
-    let live = d.subscriber(&["llm."]);
-    let content = (0..WORDS).map(|i| format!("w{i}")).collect::<Vec<_>>();
-    let sent = common::send(&d, None, &content.join(" "));
-    let turn_id = sent["turn_id"].as_str().unwrap().to_owned();
-    let events = live.until_turn("llm.end", &turn_id);
-    let indexes: Vec<u64> = events
-        .iter()
-        .filter(|e| e.envelope.topic == "llm.token")
-        .map(|e| e.envelope.payload["index"].as_u64().unwrap())
-        .collect();
-    // "echo:" and one token per word, every one of them, in order.
-    assert_eq!(indexes, (0..=WORDS as u64).collect::<Vec<_>>());
+    let d = tokens_heard_whole(5_000, |_| {});
     assert_eq!(counter(&drops(&d), "outbound_dropped"), 0);
 }
 
@@ -456,15 +439,21 @@ fn a_model_with_no_delay_loses_no_events_at_a_low_pub_hwm() {
     // Model output waits at a quarter of `--pub-hwm` events held, and libzmq learns what a
     // subscriber took only every half queue: a burst of output taken past the mark at once
     // (up to 256 events) would overflow a queue of 400 and lose events without a word.
-    const WORDS: usize = 20_000;
+    tokens_heard_whole(20_000, |c| c.transport.pub_sndhwm = 400);
+}
+
+/// Streams an echo turn of `words` words with no delay between tokens on a server `tweak`ed,
+/// and checks that a reading subscriber hears "echo:" and one token per word, every one of
+/// them, in order. Returns the server.
+fn tokens_heard_whole(words: usize, tweak: impl FnOnce(&mut zcoord::config::Config)) -> Daemon {
     let d = spawn_daemon_with(|c| {
-        c.transport.pub_sndhwm = 400;
         c.model = ModelConfig::Echo {
             token_delay: Duration::ZERO,
         };
+        tweak(c);
     });
     let live = d.subscriber(&["llm."]);
-    let content = (0..WORDS).map(|i| format!("w{i}")).collect::<Vec<_>>();
+    let content = (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>();
     let sent = common::send(&d, None, &content.join(" "));
     let turn_id = sent["turn_id"].as_str().unwrap().to_owned();
     let events = live.until_turn("llm.end", &turn_id);
@@ -475,12 +464,13 @@ fn a_model_with_no_delay_loses_no_events_at_a_low_pub_hwm() {
         .collect();
     assert_eq!(
         indexes.len(),
-        WORDS + 1,
+        words + 1,
         "tokens heard of {}, the first gap after {:?}",
-        WORDS + 1,
+        words + 1,
         indexes.windows(2).find(|w| w[1] != w[0] + 1)
     );
-    assert_eq!(indexes, (0..=WORDS as u64).collect::<Vec<_>>());
+    assert_eq!(indexes, (0..=words as u64).collect::<Vec<_>>());
+    d
 }
 
 #[test]
