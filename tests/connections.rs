@@ -152,6 +152,23 @@ fn dealers(ctx: &zmq::Context, endpoint: &str) -> Vec<zmq::Socket> {
         .collect()
 }
 
+/// Longest wait for the server's listener to take a connection.
+const WAIT_CONNECT: Duration = Duration::from_secs(10);
+
+/// Connects to the ipc socket at `path`, failing the test if that takes longer than `limit`:
+/// a `connect` waits, without a timeout of its own, while the listener's backlog is full, which
+/// is what a wedged server looks like.
+fn connect_within(path: &str, limit: Duration) -> UnixStream {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(UnixStream::connect(path));
+    });
+    rx.recv_timeout(limit)
+        .expect("no connection within the limit: the server takes no more")
+        .expect("connect")
+}
+
 #[test]
 fn an_ipc_flood_past_the_descriptor_limit_is_refused_and_the_server_keeps_answering() {
     raise_own_limit();
@@ -176,7 +193,7 @@ fn an_ipc_flood_past_the_descriptor_limit_is_refused_and_the_server_keeps_answer
     // (5 s) would close one that was let in.
     let path = rpc.strip_prefix("ipc://").unwrap();
     for _ in 0..5 {
-        let mut probe = UnixStream::connect(path).unwrap();
+        let mut probe = connect_within(path, WAIT_CONNECT);
         let until = Instant::now() + Duration::from_millis(2_500);
         assert!(
             closed_by_server(&mut probe, until),

@@ -9,8 +9,9 @@
 //! `tests::unbinding_drops_the_connections_already_accepted`), so a full server would drop all
 //! its clients, rebind, and fill up again. Instead each
 //! connection accepted over the limit is shut down (`shutdown(2)` on a duplicate of its
-//! descriptor, taken with `pidfd_getfd(2)`: no `unsafe`, and libzmq keeps its own descriptor
-//! and closes it as usual when it sees the end of stream). The peer sees its connection closed
+//! descriptor, taken with `pidfd_getfd(2)`, and libzmq keeps its own descriptor and closes it as
+//! usual when it sees the end of stream; when a flood has left no descriptor for a duplicate, on
+//! libzmq's descriptor itself, `shut_in_place`). The peer sees its connection closed
 //! before the handshake (it may have read the server's greeting); libzmq clients try again after
 //! their reconnect interval. The count of
 //! live connections is a set of descriptors, from `ACCEPTED` to `DISCONNECTED`, so a duplicate
@@ -322,11 +323,36 @@ fn log_failure(f: &HandshakeFailure, log: &mut RefusalLog, now: Instant) {
 /// Shuts down the connection on descriptor `fd` of this process if it is still one accepted on
 /// `endpoint`; false if the descriptor now holds something else.
 fn shut(me: &OwnedFd, fd: i32, endpoint: &str) -> io::Result<bool> {
-    let dup = rustix::process::pidfd_getfd(me, fd, PidfdGetfdFlags::empty())?;
+    let dup = match rustix::process::pidfd_getfd(me, fd, PidfdGetfdFlags::empty()) {
+        Ok(dup) => dup,
+        Err(rustix::io::Errno::MFILE) => return shut_in_place(fd, endpoint),
+        Err(e) => return Err(e.into()),
+    };
     if local_endpoint(&dup)?.as_deref() != Some(endpoint) {
         return Ok(false);
     }
     rustix::net::shutdown(&dup, Shutdown::Both)?;
+    Ok(true)
+}
+
+/// [`shut`] when the process has no descriptor left for a duplicate: exactly when a flood has
+/// filled the table faster than refusals free it, so failing here would leave every descriptor
+/// held and the server refusing nobody, for good (seen once in CI: libzmq's I/O thread
+/// spinning on its failing accepts, a client's `connect` waiting on the full backlog). The
+/// connection is checked and shut down through libzmq's own descriptor instead.
+fn shut_in_place(fd: i32, endpoint: &str) -> io::Result<bool> {
+    // SAFETY: a descriptor libzmq owns and may close at any moment, used for three system calls
+    // that touch no memory of ours: closed, they fail with `EBADF`; reused for another socket
+    // in between, they find another endpoint, or no peer (a listener), and do nothing; the one
+    // change made, `shutdown`, applies to a connection on this endpoint only, which is over
+    // the limit while the socket is full.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if local_endpoint(fd)?.as_deref() != Some(endpoint) {
+        return Ok(false);
+    }
+    // A connection, not the listener (which has no peer and is never shut).
+    rustix::net::getpeername(fd)?;
+    rustix::net::shutdown(fd, Shutdown::Both)?;
     Ok(true)
 }
 
@@ -367,6 +393,76 @@ mod tests {
 
     fn me() -> OwnedFd {
         rustix::process::pidfd_open(rustix::process::getpid(), PidfdFlags::empty()).unwrap()
+    }
+
+    /// The refusal of a connection over the limit when the descriptor table is full, as a flood
+    /// leaves it: in a child process, since it lowers the process's descriptor limit.
+    #[test]
+    fn a_connection_is_shut_with_no_descriptor_to_spare() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "transport::connections::tests::shut_with_no_descriptor_to_spare_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("ZCOORD_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Run by [`a_connection_is_shut_with_no_descriptor_to_spare`] only.
+    #[test]
+    #[ignore = "lowers the process's descriptor limit: run in a child by the test above"]
+    fn shut_with_no_descriptor_to_spare_child() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::{UnixListener, UnixStream};
+        assert!(
+            std::env::var_os("ZCOORD_TEST_CHILD").is_some(),
+            "run by a_connection_is_shut_with_no_descriptor_to_spare"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rpc");
+        let endpoint = format!("ipc://{}", path.display());
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let me = me();
+        // Fill the table: lower the limit to what is open now, plus a few, and take those.
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let limit = rustix::process::Rlimit {
+            current: Some(open + 4),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        assert!(
+            matches!(
+                rustix::process::pidfd_getfd(&me, accepted.as_raw_fd(), PidfdGetfdFlags::empty()),
+                Err(rustix::io::Errno::MFILE)
+            ),
+            "the table is full"
+        );
+        assert!(shut(&me, accepted.as_raw_fd(), &endpoint).unwrap());
+        // The peer sees the end of the stream; the descriptor is still the owner's to close.
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        // The listener, which has no peer, is never shut.
+        assert!(shut(&me, listener.as_raw_fd(), &endpoint).is_err());
+        drop(held);
     }
 
     /// Why full sockets are not unbound: libzmq 4.3.4 ends every connection the unbound
